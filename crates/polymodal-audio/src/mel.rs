@@ -1,0 +1,384 @@
+//! Mel spectrograms: framing, windowing, power spectrum, mel projection, log.
+//!
+//! The conventions follow librosa (`librosa.feature.melspectrogram` with
+//! `center=True`, reflect padding, a periodic Hann window).
+
+use std::sync::Arc;
+
+use realfft::{RealFftPlanner, RealToComplex};
+use serde::{Deserialize, Serialize};
+
+use polymodal_core::{Error, Result};
+
+/// Which Hz-to-mel formula to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MelScale {
+    /// Slaney's Auditory Toolbox scale (librosa's default): linear below 1 kHz, log above.
+    Slaney,
+    /// The HTK formula `2595 log10(1 + f / 700)`.
+    Htk,
+}
+
+/// How the magnitudes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum LogScale {
+    /// Power, uncompressed.
+    Power,
+    /// `10 log10(max(x, 1e-10))`, then clamped to `max - top_db` when given.
+    Decibel {
+        /// Dynamic range kept below the maximum of the spectrogram.
+        top_db: Option<f32>,
+    },
+    /// `ln(x + offset)`.
+    Natural {
+        /// Added before the logarithm to avoid `ln(0)`.
+        offset: f32,
+    },
+}
+
+/// Mel spectrogram settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MelConfig {
+    /// Sample rate of the input, in Hz.
+    pub sample_rate: u32,
+    /// FFT size (also the window length).
+    pub n_fft: usize,
+    /// Samples between frame starts.
+    pub hop_length: usize,
+    /// Number of mel bands.
+    pub n_mels: usize,
+    /// Lowest band edge, in Hz.
+    pub f_min: f32,
+    /// Highest band edge, in Hz (`None`: half the sample rate).
+    pub f_max: Option<f32>,
+    /// Pad `n_fft / 2` samples on each side by reflection so frames are centred.
+    pub center: bool,
+    /// Hz-to-mel formula.
+    pub scale: MelScale,
+    /// Divide each triangle by its width (Slaney's area normalisation).
+    pub slaney_norm: bool,
+    /// Compression of the output.
+    pub log: LogScale,
+}
+
+impl MelConfig {
+    /// librosa's defaults for a given rate, FFT size, hop and band count, in dB.
+    pub fn librosa(sample_rate: u32, n_fft: usize, hop_length: usize, n_mels: usize) -> Self {
+        Self {
+            sample_rate,
+            n_fft,
+            hop_length,
+            n_mels,
+            f_min: 0.0,
+            f_max: None,
+            center: true,
+            scale: MelScale::Slaney,
+            slaney_norm: true,
+            log: LogScale::Decibel { top_db: Some(80.0) },
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let nyquist = self.sample_rate as f32 / 2.0;
+        let f_max = self.f_max.unwrap_or(nyquist);
+        let problem = if self.sample_rate == 0 {
+            Some("sample_rate must be positive".to_string())
+        } else if self.n_fft < 2 || self.hop_length == 0 || self.n_mels == 0 {
+            Some("n_fft must be at least 2, hop_length and n_mels positive".to_string())
+        } else if !(0.0 <= self.f_min && self.f_min < f_max && f_max <= nyquist) {
+            Some(format!(
+                "need 0 <= f_min < f_max <= {nyquist} Hz, got {} and {f_max}",
+                self.f_min
+            ))
+        } else {
+            None
+        };
+        problem.map_or(Ok(()), |p| Err(Error::Config(format!("mel config: {p}"))))
+    }
+}
+
+/// A mel spectrogram extractor with its filterbank and FFT plan built once.
+pub struct MelSpectrogram {
+    config: MelConfig,
+    window: Vec<f32>,
+    /// `[n_mels][n_fft / 2 + 1]`, row-major.
+    filters: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f32>>,
+}
+
+impl std::fmt::Debug for MelSpectrogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MelSpectrogram")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl MelSpectrogram {
+    /// Builds the extractor; fails on an inconsistent config.
+    pub fn new(config: MelConfig) -> Result<Self> {
+        config.validate()?;
+        let window = periodic_hann(config.n_fft);
+        let filters = mel_filterbank(&config);
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(config.n_fft);
+        Ok(Self {
+            config,
+            window,
+            filters,
+            fft,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MelConfig {
+        &self.config
+    }
+
+    /// Number of frames produced for `len` input samples.
+    pub fn frames_for(&self, len: usize) -> usize {
+        let n_fft = self.config.n_fft;
+        let padded = if self.config.center { len + n_fft } else { len };
+        if padded < n_fft {
+            0
+        } else {
+            1 + (padded - n_fft) / self.config.hop_length
+        }
+    }
+
+    /// Computes the spectrogram of mono `samples`: `n_mels * frames` values,
+    /// band-major (`out[band * frames + frame]`). Returns the frame count too.
+    pub fn compute(&self, samples: &[f32]) -> Result<(Vec<f32>, usize)> {
+        let n_fft = self.config.n_fft;
+        if samples.is_empty() {
+            return Err(Error::Invalid(
+                "cannot compute a spectrogram of an empty signal".into(),
+            ));
+        }
+        if samples.iter().any(|s| !s.is_finite()) {
+            return Err(Error::Invalid(
+                "audio samples contain NaN or infinity".into(),
+            ));
+        }
+        let signal = if self.config.center {
+            reflect_pad(samples, n_fft / 2)
+        } else {
+            samples.to_vec()
+        };
+        let frames = self.frames_for(samples.len());
+        if frames == 0 {
+            return Err(Error::Invalid(format!(
+                "signal of {} samples is shorter than n_fft {n_fft}",
+                samples.len()
+            )));
+        }
+        let bins = n_fft / 2 + 1;
+        let n_mels = self.config.n_mels;
+        let mut out = vec![0.0f32; n_mels * frames];
+        let mut input = self.fft.make_input_vec();
+        let mut spectrum = self.fft.make_output_vec();
+        let mut scratch = self.fft.make_scratch_vec();
+        let mut power = vec![0.0f32; bins];
+        for frame in 0..frames {
+            let start = frame * self.config.hop_length;
+            for (i, slot) in input.iter_mut().enumerate() {
+                *slot = signal[start + i] * self.window[i];
+            }
+            self.fft
+                .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .map_err(|e| Error::Invalid(format!("fft: {e}")))?;
+            for (p, c) in power.iter_mut().zip(&spectrum) {
+                *p = c.norm_sqr();
+            }
+            for band in 0..n_mels {
+                let row = &self.filters[band * bins..(band + 1) * bins];
+                out[band * frames + frame] = row.iter().zip(&power).map(|(w, p)| w * p).sum();
+            }
+        }
+        compress(&mut out, self.config.log);
+        Ok((out, frames))
+    }
+}
+
+fn periodic_hann(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
+        .map(|w| w as f32)
+        .collect()
+}
+
+/// Pads by reflection around the edges (numpy's `mode="reflect"`), folding
+/// again when the signal is shorter than the padding.
+fn reflect_pad(samples: &[f32], pad: usize) -> Vec<f32> {
+    let n = samples.len() as isize;
+    let reflect = |mut i: isize| -> f32 {
+        if n == 1 {
+            return samples[0];
+        }
+        let period = 2 * (n - 1);
+        i = i.rem_euclid(period);
+        if i >= n {
+            i = period - i;
+        }
+        samples[i as usize]
+    };
+    (-(pad as isize)..n + pad as isize).map(reflect).collect()
+}
+
+fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
+    match scale {
+        MelScale::Htk => 2595.0 * (1.0 + hz / 700.0).log10(),
+        MelScale::Slaney => {
+            let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+            let min_log_mel = min_log_hz / f_sp;
+            let logstep = 6.4f64.ln() / 27.0;
+            if hz >= min_log_hz {
+                min_log_mel + (hz / min_log_hz).ln() / logstep
+            } else {
+                hz / f_sp
+            }
+        }
+    }
+}
+
+fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
+    match scale {
+        MelScale::Htk => 700.0 * (10f64.powf(mel / 2595.0) - 1.0),
+        MelScale::Slaney => {
+            let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
+            let min_log_mel = min_log_hz / f_sp;
+            let logstep = 6.4f64.ln() / 27.0;
+            if mel >= min_log_mel {
+                min_log_hz * (logstep * (mel - min_log_mel)).exp()
+            } else {
+                f_sp * mel
+            }
+        }
+    }
+}
+
+/// Triangular filters on the mel scale, computed in f64 like librosa.
+fn mel_filterbank(config: &MelConfig) -> Vec<f32> {
+    let bins = config.n_fft / 2 + 1;
+    let sr = config.sample_rate as f64;
+    let f_max = config.f_max.map_or(sr / 2.0, f64::from);
+    let (mel_lo, mel_hi) = (
+        hz_to_mel(config.f_min as f64, config.scale),
+        hz_to_mel(f_max, config.scale),
+    );
+    let edges: Vec<f64> = (0..config.n_mels + 2)
+        .map(|i| mel_lo + (mel_hi - mel_lo) * i as f64 / (config.n_mels + 1) as f64)
+        .map(|m| mel_to_hz(m, config.scale))
+        .collect();
+    let fft_freqs: Vec<f64> = (0..bins)
+        .map(|k| k as f64 * sr / config.n_fft as f64)
+        .collect();
+    let mut filters = vec![0.0f32; config.n_mels * bins];
+    for band in 0..config.n_mels {
+        let (lo, mid, hi) = (edges[band], edges[band + 1], edges[band + 2]);
+        let norm = if config.slaney_norm {
+            2.0 / (hi - lo)
+        } else {
+            1.0
+        };
+        for (k, &f) in fft_freqs.iter().enumerate() {
+            let rising = (f - lo) / (mid - lo);
+            let falling = (hi - f) / (hi - mid);
+            let weight = rising.min(falling).max(0.0);
+            filters[band * bins + k] = (weight * norm) as f32;
+        }
+    }
+    filters
+}
+
+fn compress(values: &mut [f32], log: LogScale) {
+    match log {
+        LogScale::Power => {}
+        LogScale::Natural { offset } => values.iter_mut().for_each(|v| *v = (*v + offset).ln()),
+        LogScale::Decibel { top_db } => {
+            values
+                .iter_mut()
+                .for_each(|v| *v = 10.0 * v.max(1e-10).log10());
+            if let Some(top_db) = top_db {
+                let floor = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) - top_db;
+                values.iter_mut().for_each(|v| *v = v.max(floor));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MelConfig {
+        MelConfig::librosa(8000, 256, 128, 32)
+    }
+
+    #[test]
+    fn a_pure_tone_peaks_in_the_band_holding_its_frequency() {
+        let mel = MelSpectrogram::new(MelConfig {
+            log: LogScale::Power,
+            ..config()
+        })
+        .unwrap();
+        let tone: Vec<f32> = (0..4000)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 8000.0).sin())
+            .collect();
+        let (out, frames) = mel.compute(&tone).unwrap();
+        assert_eq!(frames, 1 + 4000 / 128);
+        let middle = frames / 2;
+        let loudest = (0..32)
+            .max_by(|&a, &b| out[a * frames + middle].total_cmp(&out[b * frames + middle]))
+            .unwrap();
+        let mel_1k = hz_to_mel(1000.0, MelScale::Slaney);
+        let band_centre = |b: usize| {
+            mel_to_hz(
+                hz_to_mel(4000.0, MelScale::Slaney) * (b + 1) as f64 / 33.0,
+                MelScale::Slaney,
+            )
+        };
+        assert!(
+            (hz_to_mel(band_centre(loudest), MelScale::Slaney) - mel_1k).abs() < 2.0,
+            "band {loudest}"
+        );
+    }
+
+    #[test]
+    fn mel_scales_invert() {
+        for scale in [MelScale::Slaney, MelScale::Htk] {
+            for hz in [0.0, 440.0, 1000.0, 3999.0] {
+                assert!((mel_to_hz(hz_to_mel(hz, scale), scale) - hz).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn reflect_pad_matches_numpy() {
+        // np.pad([1, 2, 3], 2, mode="reflect") == [3, 2, 1, 2, 3, 2, 1]
+        assert_eq!(
+            reflect_pad(&[1.0, 2.0, 3.0], 2),
+            vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mel = MelSpectrogram::new(config()).unwrap();
+        assert!(mel.compute(&[]).is_err());
+        assert!(mel.compute(&[f32::NAN; 512]).is_err());
+        assert!(
+            MelSpectrogram::new(MelConfig {
+                f_min: 5000.0,
+                ..config()
+            })
+            .is_err()
+        );
+        assert!(
+            MelSpectrogram::new(MelConfig {
+                hop_length: 0,
+                ..config()
+            })
+            .is_err()
+        );
+    }
+}

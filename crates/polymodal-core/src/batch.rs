@@ -1,0 +1,57 @@
+use burn::prelude::*;
+
+/// One modality's part of a batch: the model input and which samples have it.
+///
+/// `present[i]` is false when sample `i` lacks this modality; its input row is
+/// then padding and fusion must ignore it.
+#[derive(Debug, Clone)]
+pub struct ModalityBatch<I> {
+    /// The model input (for example `[batch, channels, height, width]` for images).
+    pub input: I,
+    /// Presence of the modality per sample, `[batch]`.
+    pub present: Tensor<1, Bool>,
+}
+
+impl<I> ModalityBatch<I> {
+    /// A batch in which every sample has the modality.
+    pub fn all_present(input: I, batch_size: usize, device: &Device) -> Self {
+        let present = Tensor::<1>::ones([batch_size], device).equal_elem(1.0);
+        Self { input, present }
+    }
+}
+
+/// Token ids with their attention mask (`true` marks a real token).
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// Token ids, `[batch, length]`.
+    pub ids: Tensor<2, Int>,
+    /// Attention mask, `[batch, length]`.
+    pub mask: Tensor<2, Bool>,
+}
+
+/// A batch with any subset of the modalities, and the class labels.
+#[derive(Debug, Clone)]
+pub struct MultimodalBatch {
+    /// Token ids and mask.
+    pub text: Option<ModalityBatch<TokenBatch>>,
+    /// Images `[batch, channels, height, width]`.
+    pub image: Option<ModalityBatch<Tensor<4>>>,
+    /// Spectrograms `[batch, 1, mels, frames]`.
+    pub audio: Option<ModalityBatch<Tensor<4>>>,
+    /// Video clips `[batch, frames, channels, height, width]`.
+    pub video: Option<ModalityBatch<Tensor<5>>>,
+    /// Class index per sample, `[batch]`.
+    pub labels: Tensor<1, Int>,
+}
+
+impl MultimodalBatch {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.dims()[0]
+    }
+
+    /// Whether the batch has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,36 @@
+//! Small layers shared by several encoders.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::prelude::*;
+
+/// 3×3 convolution (same padding) → batch norm → ReLU → 2×2 max pooling:
+/// `[batch, in, h, w]` → `[batch, out, h / 2, w / 2]`.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: BatchNorm,
+    activation: Relu,
+    pool: MaxPool2d,
+}
+
+impl ConvBlock {
+    /// A block from `in_channels` to `out_channels` on `device`.
+    pub fn new(in_channels: usize, out_channels: usize, device: &Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([in_channels, out_channels], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device),
+            norm: BatchNormConfig::new(out_channels).init(device),
+            activation: Relu::new(),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+        }
+    }
+
+    /// Applies the block.
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = self.norm.forward(self.conv.forward(input));
+        self.pool.forward(self.activation.forward(x))
+    }
+}

@@ -1,0 +1,57 @@
+//! The shared vocabulary of polymodal: modalities, batches with presence masks,
+//! encoder outputs, the encoder and fusion traits, and the error type.
+//!
+//! This crate is small on purpose: it depends on Burn's tensor API only (no
+//! backend, no media library), so every other crate can agree on it.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use polymodal_core::{Embeddings, Modality};
+//!
+//! let device = Device::flex();
+//! // Two samples, three tokens of width 4; the second sample has one padding token.
+//! let sequence = Tensor::<3>::ones([2, 3, 4], &device);
+//! let mask = Tensor::<2, Bool>::from_data([[true, true, true], [true, true, false]], &device);
+//! let embeddings = Embeddings::from_sequence(sequence, mask);
+//! assert_eq!(embeddings.pooled.dims(), [2, 4]);
+//! assert_eq!(Modality::Audio.to_string(), "audio");
+//! ```
+
+mod batch;
+mod blocks;
+mod embeddings;
+mod error;
+mod modality;
+
+pub use batch::{ModalityBatch, MultimodalBatch, TokenBatch};
+pub use blocks::ConvBlock;
+pub use embeddings::{Embeddings, ModalityEmbeddings, masked_mean};
+pub use error::{Error, Result};
+pub use modality::Modality;
+
+use burn::prelude::*;
+
+/// Turns one modality's model input into embeddings.
+///
+/// Encoders are Burn modules; the trait only fixes the contract shared by every
+/// fusion method: a pooled vector per sample, a token sequence and its mask.
+pub trait Encoder {
+    /// What the encoder reads (an image tensor, token ids, ...).
+    type Input;
+    /// Which modality this encoder reads.
+    fn modality(&self) -> Modality;
+    /// Width of the embeddings it produces.
+    fn dim(&self) -> usize;
+    /// Encodes a batch.
+    fn encode(&self, input: &Self::Input) -> Embeddings;
+}
+
+/// Combines the embeddings of several modalities into one representation
+/// `[batch, output_dim]` (feature-level or joint fusion; see `docs/fusion.md`).
+pub trait Fusion {
+    /// Width of the fused representation.
+    fn output_dim(&self) -> usize;
+    /// Fuses the given modalities. Samples whose modality is absent (see
+    /// [`ModalityEmbeddings::present`]) must not influence the result.
+    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Tensor<2>;
+}

@@ -1,0 +1,92 @@
+//! A small Transformer text encoder: token + position embeddings, Transformer
+//! layers, mean pooling over the real tokens.
+
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::prelude::*;
+
+use polymodal_core::{Embeddings, Encoder, Modality, TokenBatch};
+
+/// Settings of [`TextEncoder`].
+#[derive(Config, Debug)]
+pub struct TextEncoderConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Embedding width.
+    #[config(default = 64)]
+    pub dim: usize,
+    /// Longest sequence (size of the position table).
+    #[config(default = 64)]
+    pub max_length: usize,
+    /// Transformer layers.
+    #[config(default = 1)]
+    pub layers: usize,
+    /// Attention heads.
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Dropout inside the Transformer.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl TextEncoderConfig {
+    /// Builds the encoder on `device`.
+    pub fn init(&self, device: &Device) -> TextEncoder {
+        TextEncoder {
+            tokens: EmbeddingConfig::new(self.vocab_size, self.dim).init(device),
+            positions: EmbeddingConfig::new(self.max_length, self.dim).init(device),
+            transformer: TransformerEncoderConfig::new(
+                self.dim,
+                self.dim * 2,
+                self.heads,
+                self.layers,
+            )
+            .with_dropout(self.dropout)
+            .with_norm_first(true)
+            .init(device),
+            dim: self.dim,
+            max_length: self.max_length,
+        }
+    }
+}
+
+/// Token embeddings, a Transformer, and mean pooling.
+#[derive(Module, Debug)]
+pub struct TextEncoder {
+    tokens: Embedding,
+    positions: Embedding,
+    transformer: TransformerEncoder,
+    dim: usize,
+    max_length: usize,
+}
+
+impl Encoder for TextEncoder {
+    type Input = TokenBatch;
+
+    fn modality(&self) -> Modality {
+        Modality::Text
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn encode(&self, input: &TokenBatch) -> Embeddings {
+        let [batch, length] = input.ids.dims();
+        // Longer inputs are cut to the position table; tokenizers truncate before this.
+        let length = length.min(self.max_length);
+        let ids = input.ids.clone().slice([0..batch, 0..length]);
+        let mask = input.mask.clone().slice([0..batch, 0..length]);
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..length as i64, &device)
+            .unsqueeze::<2>()
+            .expand([batch, length]);
+        let x = self.tokens.forward(ids) + self.positions.forward(positions);
+        let x = self
+            .transformer
+            .forward(TransformerEncoderInput::new(x).mask_pad(mask.clone().bool_not()));
+        Embeddings::from_sequence(x, mask)
+    }
+}

@@ -1,0 +1,23 @@
+//! Text for polymodal: Hugging Face tokenizers (load a `tokenizer.json` or
+//! train a WordPiece vocabulary) and a Transformer text encoder.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use polymodal_core::Encoder;
+//! use polymodal_text::{TextEncoderConfig, TextTokenizer};
+//!
+//! let corpus = ["a red circle hums", "a blue square beeps"];
+//! let tokenizer = TextTokenizer::train_wordpiece(corpus.iter(), 100, 16)?;
+//! let device = Device::flex();
+//! let batch = tokenizer.encode_batch(&corpus)?.to_tensors(&device);
+//! let encoder = TextEncoderConfig::new(tokenizer.vocab_size()).with_dim(32).init(&device);
+//! let embeddings = encoder.encode(&batch);
+//! assert_eq!(embeddings.pooled.dims(), [2, 32]);
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+
+mod encoder;
+mod tokenize;
+
+pub use encoder::{TextEncoder, TextEncoderConfig};
+pub use tokenize::{EncodedBatch, SPECIAL_TOKENS, TextTokenizer};

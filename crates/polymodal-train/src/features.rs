@@ -1,0 +1,232 @@
+//! Decoding a manifest's media into model-ready features, on worker threads.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use polymodal_audio::{MelConfig, MelSpectrogram};
+use polymodal_core::{Error, Modality, Result};
+use polymodal_image::ImagePreprocess;
+
+use crate::manifest::{ManifestEntry, class_names};
+
+/// Audio feature settings: a fixed-length clip turned into a log-mel spectrogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioFeatures {
+    /// Clip length in samples (longer audio is cut, shorter is zero-padded).
+    pub clip_samples: usize,
+    /// The spectrogram; its `sample_rate` is the rate the audio must have.
+    pub mel: MelConfig,
+    /// Scale each spectrogram to zero mean and unit variance.
+    pub standardize: bool,
+}
+
+/// Video feature settings: uniformly sampled frames, each preprocessed like an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoFeatures {
+    /// Frames kept per clip.
+    pub frames: usize,
+    /// Per-frame preprocessing.
+    pub preprocess: ImagePreprocess,
+}
+
+/// How each modality's files become features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureConfig {
+    /// Images.
+    pub image: ImagePreprocess,
+    /// Audio.
+    pub audio: AudioFeatures,
+    /// Video.
+    pub video: VideoFeatures,
+}
+
+impl FeatureConfig {
+    /// Spectrogram shape `[mels, frames]`.
+    pub fn audio_shape(&self) -> Result<[usize; 2]> {
+        let mel = MelSpectrogram::new(self.audio.mel.clone())?;
+        Ok([
+            self.audio.mel.n_mels,
+            mel.frames_for(self.audio.clip_samples),
+        ])
+    }
+}
+
+/// The decoded features of one sample (`None`: the sample lacks the modality).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features {
+    /// Raw text.
+    pub text: Option<String>,
+    /// `[channels, height, width]` values.
+    pub image: Option<Vec<f32>>,
+    /// `[mels, frames]` values.
+    pub audio: Option<Vec<f32>>,
+    /// `[frames, channels, height, width]` values.
+    pub video: Option<Vec<f32>>,
+}
+
+impl Features {
+    /// Whether the sample has `modality`.
+    pub fn has(&self, modality: Modality) -> bool {
+        match modality {
+            Modality::Text => self.text.is_some(),
+            Modality::Image => self.image.is_some(),
+            Modality::Audio => self.audio.is_some(),
+            Modality::Video => self.video.is_some(),
+        }
+    }
+}
+
+/// A decoded sample with its class index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Sample name.
+    pub id: String,
+    /// Features.
+    pub features: Features,
+    /// Class index into [`Dataset::classes`].
+    pub label: usize,
+}
+
+/// Decoded samples and their class names.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Samples.
+    pub examples: Vec<Example>,
+    /// Class names; a label is an index into this list.
+    pub classes: Vec<String>,
+}
+
+impl Dataset {
+    /// The modalities at least one sample has.
+    pub fn modalities(&self) -> BTreeSet<Modality> {
+        Modality::ALL
+            .into_iter()
+            .filter(|&m| self.examples.iter().any(|e| e.features.has(m)))
+            .collect()
+    }
+}
+
+/// Decodes every entry's media. `classes`: the class list to index labels
+/// into (`None`: the sorted labels of `entries`). Decoding runs on all cores;
+/// the first failure is returned, naming the file.
+pub fn load_dataset(
+    entries: &[ManifestEntry],
+    config: &FeatureConfig,
+    classes: Option<&[String]>,
+) -> Result<Dataset> {
+    let classes = classes.map_or_else(|| class_names(entries), <[String]>::to_vec);
+    let mel = MelSpectrogram::new(config.audio.mel.clone())?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(entries.len().max(1));
+    let chunk = entries.len().div_ceil(workers).max(1);
+    let decoded: Vec<Result<Vec<Example>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(|| {
+                    part.iter()
+                        .map(|e| decode_entry(e, config, &mel, &classes))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a decoding thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut examples = Vec::with_capacity(entries.len());
+    for part in decoded {
+        examples.extend(part?);
+    }
+    Ok(Dataset { examples, classes })
+}
+
+fn decode_entry(
+    entry: &ManifestEntry,
+    config: &FeatureConfig,
+    mel: &MelSpectrogram,
+    classes: &[String],
+) -> Result<Example> {
+    let label = classes
+        .iter()
+        .position(|c| *c == entry.label)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "sample `{}`: label `{}` is not one of the training classes {classes:?}",
+                entry.id, entry.label
+            ))
+        })?;
+    let features = Features {
+        text: entry.text.as_deref().map(read_text).transpose()?,
+        image: entry
+            .image
+            .as_deref()
+            .map(|p| polymodal_image::load_rgb(p).map(|i| config.image.apply(&i)))
+            .transpose()?,
+        audio: entry
+            .audio
+            .as_deref()
+            .map(|p| audio_features(p, &config.audio, mel))
+            .transpose()?,
+        video: entry
+            .video
+            .as_deref()
+            .map(|p| video_features(p, &config.video))
+            .transpose()?,
+    };
+    Ok(Example {
+        id: entry.id.clone(),
+        features,
+        label,
+    })
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::decode(path, "text", format!("not UTF-8 ({e})")))
+}
+
+fn audio_features(path: &Path, config: &AudioFeatures, mel: &MelSpectrogram) -> Result<Vec<f32>> {
+    let clip = polymodal_audio::decode_file(path)?;
+    if clip.sample_rate != config.mel.sample_rate {
+        return Err(Error::decode(
+            path,
+            "audio",
+            format!(
+                "sample rate {} Hz, the features expect {} Hz",
+                clip.sample_rate, config.mel.sample_rate
+            ),
+        ));
+    }
+    let mut samples = clip.to_mono();
+    samples.resize(config.clip_samples, 0.0);
+    let (mut values, _) = mel.compute(&samples)?;
+    if config.standardize {
+        standardize(&mut values);
+    }
+    Ok(values)
+}
+
+fn standardize(values: &mut [f32]) {
+    let n = values.len() as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n)
+        .sqrt()
+        .max(1e-6);
+    values.iter_mut().for_each(|v| *v = (*v - mean) / std);
+}
+
+fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<f32>> {
+    let frames = polymodal_video::sample_uniform(path, config.frames)?;
+    Ok(frames
+        .iter()
+        .flat_map(|f| config.preprocess.apply(f))
+        .collect())
+}

@@ -1,0 +1,31 @@
+//! Training for polymodal: JSONL manifests of media files, decoding to
+//! features on worker threads, batching with presence masks, a training loop
+//! on Burn's autodiff, accuracy, and checkpoints on disk.
+//!
+//! The data flow is: manifest → [`load_dataset`] (decode) → [`Batcher`]
+//! (tensors on a device) → a [`Classifier`] → [`train`] / [`evaluate`].
+//!
+//! ```
+//! use polymodal_train::{accuracy, TrainConfig};
+//! use burn::prelude::*;
+//!
+//! let scores = Tensor::<2>::from_data([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], &Device::flex());
+//! assert_eq!(accuracy(&scores, &[0, 1, 1])?, 2.0 / 3.0);
+//! assert_eq!(TrainConfig::default().batch_size, 32);
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+
+mod batch;
+mod features;
+mod manifest;
+mod trainer;
+
+pub use batch::Batcher;
+pub use features::{
+    AudioFeatures, Dataset, Example, FeatureConfig, Features, VideoFeatures, load_dataset,
+};
+pub use manifest::{ManifestEntry, class_names, read_manifest};
+pub use trainer::{
+    Classifier, EpochReport, Evaluation, Progress, TrainConfig, TrainReport, accuracy, evaluate,
+    load_checkpoint, save_checkpoint, train,
+};

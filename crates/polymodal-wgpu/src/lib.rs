@@ -1,0 +1,67 @@
+//! The wgpu compute backend for polymodal: adapter discovery and fallible
+//! device creation (Vulkan, Metal, DX12 or GL through wgpu, WGSL shaders).
+//!
+//! Burn's `Device::wgpu` is lazy and panics on first use when no adapter
+//! exists; [`wgpu_device`] asks for the adapter up front and returns an error
+//! instead, and hands out the same device on later calls.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//!
+//! let device = polymodal_wgpu::wgpu_device(DeviceKind::DefaultDevice)?;
+//! let x = Tensor::<2>::ones([2, 2], &device);
+//! println!("{}", x.matmul(Tensor::ones([2, 2], &device)));
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+
+use std::sync::Mutex;
+
+use burn::prelude::*;
+use burn::tensor::DeviceType;
+
+use polymodal_core::{Error, Result};
+
+/// A wgpu device of `kind` (`DefaultDevice`, `DiscreteGpu(n)`, `Cpu`, ...),
+/// or an error naming why none could be had.
+pub fn wgpu_device(kind: DeviceKind) -> Result<Device> {
+    static DEVICES: Mutex<Vec<(String, Result<Device, String>)>> = Mutex::new(Vec::new());
+    let key = format!("{kind:?}");
+    let mut devices = DEVICES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, device)) = devices.iter().find(|(k, _)| *k == key) {
+        return device.clone().map_err(Error::Device);
+    }
+    // Burn's runtime may panic inside the driver stack; treat that as "no adapter".
+    let attempt = std::panic::catch_unwind(|| Device::wgpu_options().device_kind(kind).init())
+        .map_err(|_| "the wgpu runtime panicked while opening the adapter".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| format!("no wgpu adapter for {key}: {e}"));
+    devices.push((key, attempt.clone()));
+    attempt.map_err(Error::Device)
+}
+
+/// The names of the wgpu adapters this machine offers, in `wgpu:N` order
+/// (empty when there is none).
+pub fn adapter_names() -> Vec<String> {
+    std::panic::catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_vec())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            d.identity()
+                .map_or_else(|| format!("{d:?}"), |identity| identity.name)
+        })
+        .collect()
+}
+
+/// The `index`-th adapter of [`adapter_names`].
+pub fn wgpu_adapter(index: usize) -> Result<Device> {
+    let devices = std::panic::catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_vec())
+        .unwrap_or_default();
+    let count = devices.len();
+    devices.into_iter().nth(index).ok_or_else(|| {
+        Error::Device(format!(
+            "wgpu:{index} does not exist ({count} wgpu adapters found)"
+        ))
+    })
+}

@@ -1,0 +1,429 @@
+//! The demo: generate the embedded dataset, train every unimodal model and
+//! every fusion method on it, and report test accuracy.
+
+mod report;
+pub mod synthetic;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use serde::{Deserialize, Serialize};
+
+use polymodal_audio::{LogScale, MelConfig};
+use polymodal_core::{Error, Modality, Result};
+use polymodal_fusion::{Pool, WeightedAverage};
+use polymodal_image::{ImagePreprocess, Normalize};
+use polymodal_text::TextTokenizer;
+use polymodal_train::{
+    AudioFeatures, Batcher, Classifier, Dataset, FeatureConfig, Progress, TrainConfig,
+    VideoFeatures, accuracy, evaluate, load_dataset, read_manifest,
+};
+
+use crate::model::{ClassifierConfig, FusionKind, MultimodalClassifier};
+pub use report::{DemoReport, Family, ModelResult};
+pub use synthetic::{DatasetSize, GeneratedDataset};
+
+/// Settings of a demo run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Samples per class and split.
+    pub size: DatasetSize,
+    /// Training settings shared by every model.
+    pub train: TrainConfig,
+    /// Embedding width of every encoder.
+    pub dim: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            size: DatasetSize::DEMO,
+            train: TrainConfig {
+                epochs: 16,
+                batch_size: 32,
+                learning_rate: 3e-3,
+                seed: 7,
+            },
+            dim: 32,
+        }
+    }
+}
+
+/// The feature settings for the embedded dataset.
+pub fn demo_features() -> FeatureConfig {
+    let image = ImagePreprocess {
+        width: synthetic::SIDE,
+        height: synthetic::SIDE,
+        grayscale: false,
+        normalize: Normalize::HALF,
+    };
+    let mel = MelConfig {
+        log: LogScale::Decibel { top_db: Some(80.0) },
+        ..MelConfig::librosa(synthetic::SAMPLE_RATE, 256, 128, 32)
+    };
+    FeatureConfig {
+        image: image.clone(),
+        audio: AudioFeatures {
+            clip_samples: synthetic::CLIP_SAMPLES,
+            mel,
+            standardize: true,
+        },
+        video: VideoFeatures {
+            frames: 4,
+            preprocess: image,
+        },
+    }
+}
+
+/// What a trained model's folder holds besides its weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Model architecture.
+    pub classifier: ClassifierConfig,
+    /// Feature extraction.
+    pub features: FeatureConfig,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+}
+
+/// A model folder: `model.bpk`, `model.json` (a [`ModelCard`]), and
+/// `tokenizer.json` when the model reads text.
+pub struct ModelDir(pub PathBuf);
+
+impl ModelDir {
+    /// The weights file.
+    pub fn weights(&self) -> PathBuf {
+        self.0.join("model.bpk")
+    }
+
+    fn card(&self) -> PathBuf {
+        self.0.join("model.json")
+    }
+
+    fn tokenizer(&self) -> PathBuf {
+        self.0.join("tokenizer.json")
+    }
+
+    /// Writes the card and tokenizer (the weights are written by training).
+    pub fn write_metadata(
+        &self,
+        card: &ModelCard,
+        tokenizer: Option<&TextTokenizer>,
+    ) -> Result<()> {
+        std::fs::create_dir_all(&self.0).map_err(|e| Error::io(&self.0, e))?;
+        let json = serde_json::to_string_pretty(card).map_err(|e| Error::Config(e.to_string()))?;
+        std::fs::write(self.card(), json).map_err(|e| Error::io(self.card(), e))?;
+        if let Some(tokenizer) = tokenizer {
+            tokenizer.save(self.tokenizer())?;
+        }
+        Ok(())
+    }
+
+    /// Loads the model, its card and its batcher for evaluation on `device`.
+    pub fn load(&self, device: &Device) -> Result<(MultimodalClassifier, ModelCard, Batcher)> {
+        let text = std::fs::read_to_string(self.card()).map_err(|e| Error::io(self.card(), e))?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.card().display())))?;
+        let tokenizer = if card.classifier.modalities.contains(&Modality::Text) {
+            Some(TextTokenizer::from_file(
+                self.tokenizer(),
+                card.classifier.max_tokens,
+            )?)
+        } else {
+            None
+        };
+        let model =
+            polymodal_train::load_checkpoint(card.classifier.init(device)?, &self.weights())?;
+        let batcher = Batcher::new(
+            card.classifier.modalities.clone(),
+            card.features.clone(),
+            tokenizer,
+        )?;
+        Ok((model, card, batcher))
+    }
+}
+
+/// Receives progress: `model` is the model being trained.
+pub trait Reporter {
+    /// A line of plain text.
+    fn line(&mut self, text: &str);
+    /// Training progress of `model`.
+    fn progress(&mut self, model: &str, event: &Progress);
+}
+
+struct Splits {
+    train: Dataset,
+    valid: Dataset,
+    test: Dataset,
+}
+
+fn load_splits(data: &GeneratedDataset, features: &FeatureConfig) -> Result<Splits> {
+    let train = load_dataset(&read_manifest(&data.train)?, features, None)?;
+    let valid = load_dataset(&read_manifest(&data.valid)?, features, Some(&train.classes))?;
+    let test = load_dataset(&read_manifest(&data.test)?, features, Some(&train.classes))?;
+    Ok(Splits { train, valid, test })
+}
+
+/// Runs the demo into `out`: `out/data` (the dataset), `out/models/<name>`
+/// (checkpoints), `results.md`, `results.json` and `accuracy.svg`.
+pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Result<DemoReport> {
+    let started = Instant::now();
+    reporter.line(&format!(
+        "generating the embedded dataset in {}",
+        out.join("data").display()
+    ));
+    let data = synthetic::generate(&out.join("data"), options.size, options.train.seed)?;
+    let features = demo_features();
+    let splits = load_splits(&data, &features)?;
+    reporter.line(&format!(
+        "decoded {} train, {} validation, {} test samples ({} classes) in {:.1} s",
+        splits.train.examples.len(),
+        splits.valid.examples.len(),
+        splits.test.examples.len(),
+        splits.train.classes.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let captions = splits
+        .train
+        .examples
+        .iter()
+        .filter_map(|e| e.features.text.clone());
+    let tokenizer = TextTokenizer::train_wordpiece(captions, 200, 24)?;
+    let device = Device::flex();
+    let mut results = Vec::new();
+    let mut unimodal_valid = Vec::new();
+    let mut unimodal_test = Vec::new();
+    for modality in Modality::ALL {
+        let run = train_one(
+            out,
+            &modality.to_string(),
+            &[modality],
+            FusionKind::None,
+            options,
+            &splits,
+            &tokenizer,
+            &device,
+            reporter,
+        )?;
+        results.push(run.result(Family::Unimodal));
+        unimodal_valid.push(run.valid_probabilities);
+        unimodal_test.push(run.test_probabilities);
+    }
+    // Model-level fusion: the unimodal models' predictions, weights fitted on validation.
+    let fit_start = Instant::now();
+    let valid_labels: Vec<usize> = splits.valid.examples.iter().map(|e| e.label).collect();
+    let late = WeightedAverage::fit(Pool::Logarithmic, &unimodal_valid, &valid_labels)?;
+    let present: Vec<_> = Modality::ALL
+        .iter()
+        .map(|&m| {
+            let flags: Vec<bool> = splits
+                .test
+                .examples
+                .iter()
+                .map(|e| e.features.has(m))
+                .collect();
+            Tensor::<1, Bool>::from_data(
+                TensorData::new(flags, [splits.test.examples.len()]),
+                &device,
+            )
+        })
+        .collect();
+    let combined = late.combine(&unimodal_test, &present)?;
+    let test_labels: Vec<usize> = splits.test.examples.iter().map(|e| e.label).collect();
+    let weights: Vec<String> = Modality::ALL
+        .iter()
+        .zip(late.weights())
+        .map(|(m, w)| format!("{m} {w:.2}"))
+        .collect();
+    reporter.line(&format!(
+        "late fusion (logarithmic pool) weights fitted on validation: {}",
+        weights.join(", ")
+    ));
+    results.push(ModelResult {
+        name: "weighted-average (log pool)".into(),
+        family: Family::Late,
+        modalities: Modality::ALL.iter().map(|m| m.to_string()).collect(),
+        accuracy: accuracy(&combined, &test_labels)?,
+        parameters: results.iter().map(|r| r.parameters).sum(),
+        train_seconds: results.iter().map(|r| r.train_seconds).sum::<f64>()
+            + fit_start.elapsed().as_secs_f64(),
+    });
+    for (name, fusion, family) in [
+        ("concat", FusionKind::Concat, Family::Early),
+        ("cross-attention", FusionKind::CrossAttention, Family::Joint),
+    ] {
+        let run = train_one(
+            out,
+            name,
+            &Modality::ALL,
+            fusion,
+            options,
+            &splits,
+            &tokenizer,
+            &device,
+            reporter,
+        )?;
+        results.push(run.result(family));
+    }
+    let report = DemoReport {
+        results,
+        test_samples: splits.test.examples.len(),
+    };
+    write_report(out, &report)?;
+    reporter.line(&format!(
+        "demo finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(report)
+}
+
+struct TrainedModel {
+    name: String,
+    modalities: Vec<Modality>,
+    accuracy: f32,
+    parameters: usize,
+    seconds: f64,
+    valid_probabilities: Tensor<2>,
+    test_probabilities: Tensor<2>,
+}
+
+impl TrainedModel {
+    fn result(&self, family: Family) -> ModelResult {
+        ModelResult {
+            name: self.name.clone(),
+            family,
+            modalities: self.modalities.iter().map(|m| m.to_string()).collect(),
+            accuracy: self.accuracy,
+            parameters: self.parameters,
+            train_seconds: self.seconds,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_one(
+    out: &Path,
+    name: &str,
+    modalities: &[Modality],
+    fusion: FusionKind,
+    options: &DemoOptions,
+    splits: &Splits,
+    tokenizer: &TextTokenizer,
+    device: &Device,
+    reporter: &mut dyn Reporter,
+) -> Result<TrainedModel> {
+    let config = ClassifierConfig {
+        modalities: modalities.to_vec(),
+        fusion,
+        classes: splits.train.classes.len(),
+        dim: options.dim,
+        vocab_size: tokenizer.vocab_size(),
+        max_tokens: tokenizer.max_length(),
+        channels: 3,
+    };
+    let uses_text = modalities.contains(&Modality::Text);
+    let text = uses_text.then(|| tokenizer.clone());
+    let batcher = Batcher::new(modalities.to_vec(), demo_features(), text)?;
+    let dir = ModelDir(out.join("models").join(name));
+    let card = ModelCard {
+        classifier: config.clone(),
+        features: demo_features(),
+        classes: splits.train.classes.clone(),
+    };
+    dir.write_metadata(&card, uses_text.then_some(tokenizer))?;
+    let train_device = device.clone().autodiff();
+    train_device.seed(options.train.seed);
+    let model = config.init(&train_device)?;
+    let parameters = model.num_params();
+    let started = Instant::now();
+    let (model, _) = polymodal_train::train(
+        model,
+        &splits.train,
+        &splits.valid,
+        &batcher,
+        &options.train,
+        &train_device,
+        Some(&dir.weights()),
+        &mut |event| reporter.progress(name, &event),
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let test = evaluate(&model, &splits.test, &batcher, device)?;
+    let valid = evaluate(&model, &splits.valid, &batcher, device)?;
+    reporter.line(&format!(
+        "{name}: test accuracy {:.3} ({parameters} parameters, {seconds:.1} s)",
+        test.accuracy
+    ));
+    Ok(TrainedModel {
+        name: name.into(),
+        modalities: modalities.to_vec(),
+        accuracy: test.accuracy,
+        parameters,
+        seconds,
+        valid_probabilities: valid.probabilities,
+        test_probabilities: test.probabilities,
+    })
+}
+
+fn write_report(out: &Path, report: &DemoReport) -> Result<()> {
+    let write = |name: &str, content: String| {
+        let path = out.join(name);
+        std::fs::write(&path, content).map_err(|e| Error::io(&path, e))
+    };
+    write("results.md", report.markdown())?;
+    write(
+        "results.json",
+        serde_json::to_string_pretty(report).map_err(|e| Error::Config(e.to_string()))?,
+    )?;
+    write("accuracy.svg", report.svg())
+}
+
+/// Evaluates a saved model folder on a manifest: accuracy and probabilities.
+pub fn evaluate_dir(
+    model_dir: &Path,
+    manifest: &Path,
+    device: &Device,
+) -> Result<(f32, ModelCard)> {
+    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
+    let data = load_dataset(
+        &read_manifest(manifest)?,
+        &card.features,
+        Some(&card.classes),
+    )?;
+    let evaluation = evaluate(&model, &data, &batcher, device)?;
+    Ok((evaluation.accuracy, card))
+}
+
+/// Class probabilities of one sample given as files.
+pub fn predict_files(
+    model_dir: &Path,
+    files: &[(Modality, PathBuf)],
+    device: &Device,
+) -> Result<Vec<(String, f32)>> {
+    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
+    let mut entry = polymodal_train::ManifestEntry {
+        id: "input".into(),
+        label: card.classes[0].clone(),
+        text: None,
+        image: None,
+        audio: None,
+        video: None,
+    };
+    for (modality, path) in files {
+        let slot = match modality {
+            Modality::Text => &mut entry.text,
+            Modality::Image => &mut entry.image,
+            Modality::Audio => &mut entry.audio,
+            Modality::Video => &mut entry.video,
+        };
+        *slot = Some(path.clone());
+    }
+    let data = load_dataset(&[entry], &card.features, Some(&card.classes))?;
+    let examples: Vec<_> = data.examples.iter().collect();
+    let batch = batcher.batch(&examples, device)?;
+    let probabilities = softmax(model.logits(&batch)?, 1)
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Invalid(format!("{e:?}")))?;
+    Ok(card.classes.into_iter().zip(probabilities).collect())
+}

@@ -1,0 +1,40 @@
+//! polymodal: multimodal machine learning in Rust on Burn.
+//!
+//! This facade re-exports the crates (one per modality, fusion, training,
+//! the wgpu backend) and adds the [`MultimodalClassifier`] that composes
+//! them, plus the embedded demo dataset. The data flow is:
+//! media file → decoded tensor → encoder → embeddings (pooled + sequence +
+//! mask) → fusion → head → loss.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use polymodal::{ClassifierConfig, FusionKind, Modality};
+//!
+//! let config = ClassifierConfig {
+//!     modalities: vec![Modality::Image, Modality::Audio],
+//!     fusion: FusionKind::Concat,
+//!     classes: 6,
+//!     dim: 16,
+//!     vocab_size: 0,
+//!     max_tokens: 0,
+//!     channels: 3,
+//! };
+//! let model = config.init(&Device::flex())?;
+//! assert!(burn::module::Module::num_params(&model) > 0);
+//! # Ok::<(), polymodal::Error>(())
+//! ```
+
+pub mod demo;
+pub mod device;
+mod model;
+
+pub use model::{ClassifierConfig, FusionKind, FusionLayer, MultimodalClassifier};
+pub use polymodal_core::{
+    Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
+    MultimodalBatch, Result, TokenBatch,
+};
+pub use {
+    polymodal_audio as audio, polymodal_core as core, polymodal_fusion as fusion,
+    polymodal_image as image, polymodal_text as text, polymodal_train as train,
+    polymodal_video as video, polymodal_wgpu as wgpu,
+};

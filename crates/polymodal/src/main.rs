@@ -1,0 +1,255 @@
+//! The `polymodal` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use polymodal::demo::{self, DatasetSize, DemoOptions, Reporter};
+use polymodal::device::device_from;
+use polymodal::train::Progress;
+use polymodal::{Modality, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "polymodal",
+    version,
+    about = "Multimodal machine learning on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the embedded dataset, train every unimodal model and fusion method, report.
+    Demo {
+        /// Output folder.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+        /// Training epochs per model.
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+    /// Write the embedded dataset (PNG, WAV, MP4, text, JSONL manifests).
+    Generate {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Samples per class in train / valid / test.
+        #[arg(long, num_args = 3, value_names = ["TRAIN", "VALID", "TEST"], default_values_t = [80, 20, 30])]
+        per_class: Vec<usize>,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Accuracy of a trained model folder on a JSONL manifest.
+    Eval {
+        /// Model folder (model.bpk, model.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// JSONL manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// cpu, wgpu or wgpu:N (default: $POLYMODAL_DEVICE or cpu).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Class probabilities of one sample given as files.
+    Predict {
+        /// Model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// A text file.
+        #[arg(long)]
+        text: Option<PathBuf>,
+        /// An image file.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// An audio file.
+        #[arg(long)]
+        audio: Option<PathBuf>,
+        /// A video file.
+        #[arg(long)]
+        video: Option<PathBuf>,
+        /// cpu, wgpu or wgpu:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// List the wgpu adapters.
+    Devices,
+}
+
+/// Progress on a terminal: one bar per model. Elsewhere: one line per epoch.
+struct ConsoleReporter {
+    bar: Option<(String, ProgressBar)>,
+    terminal: bool,
+}
+
+impl Reporter for ConsoleReporter {
+    fn line(&mut self, text: &str) {
+        match &self.bar {
+            Some((_, bar)) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+
+    fn progress(&mut self, model: &str, event: &Progress) {
+        match event {
+            Progress::Step {
+                epoch,
+                epochs,
+                step,
+                steps,
+            } if self.terminal => {
+                if self.bar.as_ref().is_none_or(|(name, _)| name != model) {
+                    if let Some((_, old)) = self.bar.take() {
+                        old.finish_and_clear();
+                    }
+                    let bar =
+                        ProgressBar::new((epochs * steps) as u64).with_prefix(model.to_string());
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>16} [{bar:30}] {pos}/{len} steps {msg}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    self.bar = Some((model.to_string(), bar));
+                }
+                if let Some((_, bar)) = &self.bar {
+                    bar.set_position(((epoch - 1) * steps + step) as u64);
+                }
+            }
+            Progress::Epoch(report) => {
+                let text = format!(
+                    "{model}: epoch {} loss {:.3} valid accuracy {:.3} ({:.1} s)",
+                    report.epoch,
+                    report.train_loss,
+                    report.valid_accuracy,
+                    report.elapsed.as_secs_f64()
+                );
+                match &self.bar {
+                    Some((_, bar)) => bar.set_message(text),
+                    None => println!("{text}"),
+                }
+            }
+            Progress::Step { .. } => {}
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Demo { out, epochs } => {
+            let mut options = DemoOptions::default();
+            if let Some(epochs) = epochs {
+                options.train.epochs = epochs;
+            }
+            let terminal = std::io::stdout().is_terminal();
+            let mut reporter = ConsoleReporter {
+                bar: None,
+                terminal,
+            };
+            let report = demo::run(&out, &options, &mut reporter)?;
+            if let Some((_, bar)) = reporter.bar.take() {
+                bar.finish_and_clear();
+            }
+            println!("\n{}", report.markdown());
+            println!(
+                "results: {}, chart: {}",
+                out.join("results.md").display(),
+                out.join("accuracy.svg").display()
+            );
+            if !report.fusion_wins() {
+                return Err(polymodal::Error::Invalid(report.verdict()));
+            }
+            Ok(())
+        }
+        Command::Generate {
+            out,
+            per_class,
+            seed,
+        } => {
+            let size = DatasetSize {
+                train: per_class[0],
+                valid: per_class[1],
+                test: per_class[2],
+            };
+            let data = demo::synthetic::generate(&out, size, seed)?;
+            println!(
+                "wrote {}, {}, {}",
+                data.train.display(),
+                data.valid.display(),
+                data.test.display()
+            );
+            Ok(())
+        }
+        Command::Eval {
+            model,
+            manifest,
+            device,
+        } => {
+            let device = device_from(device.as_deref())?;
+            let (accuracy, card) = demo::evaluate_dir(&model, &manifest, &device)?;
+            println!(
+                "accuracy {accuracy:.4} ({} classes, modalities {:?})",
+                card.classes.len(),
+                card.classifier.modalities
+            );
+            Ok(())
+        }
+        Command::Predict {
+            model,
+            text,
+            image,
+            audio,
+            video,
+            device,
+        } => {
+            let device = device_from(device.as_deref())?;
+            let files: Vec<(Modality, PathBuf)> = [
+                (Modality::Text, text),
+                (Modality::Image, image),
+                (Modality::Audio, audio),
+                (Modality::Video, video),
+            ]
+            .into_iter()
+            .filter_map(|(m, p)| p.map(|p| (m, p)))
+            .collect();
+            if files.is_empty() {
+                return Err(polymodal::Error::Config(
+                    "give at least one of --text, --image, --audio, --video".into(),
+                ));
+            }
+            for (class, probability) in demo::predict_files(&model, &files, &device)? {
+                println!("{class}\t{probability:.4}");
+            }
+            Ok(())
+        }
+        Command::Devices => {
+            let names = polymodal::wgpu::adapter_names();
+            println!("cpu\tBurn Flex (CPU)");
+            if names.is_empty() {
+                println!("(no wgpu adapter found)");
+            }
+            for (i, name) in names.iter().enumerate() {
+                println!("wgpu:{i}\t{name}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

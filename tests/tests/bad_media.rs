@@ -1,0 +1,96 @@
+//! Missing, empty and corrupt media give errors that name the file, never panics.
+
+use std::path::Path;
+
+use polymodal::demo::demo_features;
+use polymodal::demo::synthetic::{self, DatasetSize};
+use polymodal::train::{load_dataset, read_manifest};
+use polymodal_tests::scratch_dir;
+
+/// Rewrites the first sample's `modality` file with `bytes` (or deletes it) and
+/// checks that loading the manifest fails naming that file.
+fn expect_error_naming_file(dir: &Path, modality: &str, extension: &str, bytes: Option<Vec<u8>>) {
+    let manifest = dir.join("data/test.jsonl");
+    let file = dir.join(format!("data/{modality}/test-0000.{extension}"));
+    let original = std::fs::read(&file).unwrap();
+    match &bytes {
+        Some(b) => std::fs::write(&file, b).unwrap(),
+        None => std::fs::remove_file(&file).unwrap(),
+    }
+    let result = load_dataset(&read_manifest(&manifest).unwrap(), &demo_features(), None);
+    std::fs::write(&file, original).unwrap();
+    let message = result
+        .expect_err("corrupt media must be an error")
+        .to_string();
+    assert!(
+        message.contains(&file.display().to_string()),
+        "{modality}: `{message}` does not name the file"
+    );
+}
+
+#[test]
+fn every_decoder_reports_bad_files() {
+    let dir = scratch_dir("bad-media");
+    synthetic::generate(
+        &dir.join("data"),
+        DatasetSize {
+            train: 0,
+            valid: 0,
+            test: 1,
+        },
+        5,
+    )
+    .unwrap();
+    for (modality, extension) in [
+        ("image", "png"),
+        ("audio", "wav"),
+        ("video", "mp4"),
+        ("text", "txt"),
+    ] {
+        let original =
+            std::fs::read(dir.join(format!("data/{modality}/test-0000.{extension}"))).unwrap();
+        expect_error_naming_file(&dir, modality, extension, None);
+        if modality == "text" {
+            expect_error_naming_file(&dir, modality, extension, Some(vec![0xff, 0xfe, 0x80]));
+            continue;
+        }
+        expect_error_naming_file(&dir, modality, extension, Some(Vec::new()));
+        expect_error_naming_file(
+            &dir,
+            modality,
+            extension,
+            Some(b"this is not media at all".repeat(20)),
+        );
+        // Truncated to a few header bytes.
+        expect_error_naming_file(
+            &dir,
+            modality,
+            extension,
+            Some(original[..original.len().min(24)].to_vec()),
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn clean_files_load() {
+    let dir = scratch_dir("good-media");
+    let data = synthetic::generate(
+        &dir.join("data"),
+        DatasetSize {
+            train: 0,
+            valid: 0,
+            test: 1,
+        },
+        5,
+    )
+    .unwrap();
+    let set = load_dataset(&read_manifest(&data.test).unwrap(), &demo_features(), None).unwrap();
+    assert_eq!(set.examples.len(), 6);
+    assert!(
+        set.examples
+            .iter()
+            .all(|e| e.features.video.as_ref().unwrap().len() == 4 * 3 * 32 * 32)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask`: the project's automation (setup, demo, test, bench).
+//!
+//! Dependency-free on purpose: it is the first thing built on a fresh machine and
+//! must build in seconds.
+
+mod setup;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  setup            install missing system packages (apt-get) or print the command to run
+  demo [--out DIR] build in release, generate the embedded dataset, train every model
+                   (unimodal and fused) and write the results table and chart (default out/demo)
+  test             fmt check, clippy -D warnings and the whole test suite (what CI runs)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::ensure_system_packages(),
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs a command to completion, turning a non-zero exit into an error naming the step.
+fn run(step: &str, command: &mut Command) -> Result<(), String> {
+    println!("==> {step}");
+    let status = command
+        .status()
+        .map_err(|e| format!("{step}: could not start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+/// Environment every test and demo run gets: wgpu needs a runtime dir for Mesa's
+/// lavapipe, and the shared data is found through one variable.
+fn runtime_env(command: &mut Command) {
+    if env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = env::temp_dir().join("polymodal-xdg-runtime");
+        let _ = std::fs::create_dir_all(&dir);
+        command.env("XDG_RUNTIME_DIR", dir);
+    }
+    if env::var_os("POLYMODAL_SHARED").is_none() {
+        command.env("POLYMODAL_SHARED", root().join("..").join("shared"));
+    }
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    let out = match args {
+        [] => root().join("out").join("demo"),
+        [flag, dir] if flag == "--out" => PathBuf::from(dir),
+        _ => return Err(format!("demo takes only `--out DIR`\n\n{USAGE}")),
+    };
+    setup::ensure_system_packages()?;
+    run(
+        "build (release)",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "polymodal",
+            "--bin",
+            "polymodal",
+        ]),
+    )?;
+    let binary = root().join("target").join("release").join("polymodal");
+    let binary = env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| PathBuf::from(dir).join("release").join("polymodal"))
+        .unwrap_or(binary);
+    let mut command = Command::new(binary);
+    command.arg("demo").arg("--out").arg(&out);
+    runtime_env(&mut command);
+    run("demo", &mut command)
+}
+
+fn test() -> Result<(), String> {
+    setup::ensure_system_packages()?;
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run(
+        "cargo clippy -D warnings",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    runtime_env(&mut tests);
+    run("cargo test", &mut tests)
+}
