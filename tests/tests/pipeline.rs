@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use polymodal::demo::synthetic::{self, DatasetSize};
 use polymodal::demo::{ModelCard, ModelDir, demo_features};
-use polymodal::train::{Batcher, TrainConfig, evaluate, load_dataset, read_manifest, train};
+use polymodal::train::{Batcher, TrainConfig, Trainer, evaluate, load_dataset, read_manifest};
 use polymodal::{ClassifierConfig, FusionKind, Modality};
 use polymodal_tests::scratch_dir;
 
@@ -53,23 +53,25 @@ fn fused_model_trains_saves_and_reloads() {
     let device = Device::flex();
     let train_device = device.clone().autodiff();
     train_device.seed(1);
-    let settings = TrainConfig {
-        epochs: 3,
-        batch_size: 16,
-        learning_rate: 3e-3,
-        seed: 1,
+    let trainer = Trainer {
+        batcher: &batcher,
+        config: TrainConfig {
+            epochs: 3,
+            batch_size: 16,
+            learning_rate: 3e-3,
+            seed: 1,
+        },
+        device: train_device.clone(),
+        checkpoint: Some(model_dir.weights()),
     };
-    let (model, report) = train(
-        config.init(&train_device).unwrap(),
-        &train_set,
-        &valid_set,
-        &batcher,
-        &settings,
-        &train_device,
-        Some(&model_dir.weights()),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (model, report) = trainer
+        .train(
+            config.init(&train_device).unwrap(),
+            &train_set,
+            &valid_set,
+            &mut |_| {},
+        )
+        .unwrap();
     assert_eq!(report.epochs.len(), 3);
     assert!(report.epochs.iter().all(|e| e.train_loss.is_finite()));
     assert!(

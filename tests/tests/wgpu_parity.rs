@@ -5,7 +5,6 @@
 //! different summation order in matmul and convolution kernels).
 
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use burn::tensor::activation::softmax;
 use polymodal::train::Classifier;
 use polymodal::{
@@ -27,57 +26,66 @@ fn wgpu_or_skip() -> Option<Device> {
     }
 }
 
-fn batch(device: &Device) -> MultimodalBatch {
-    let n = 3;
-    let present = |flags: [bool; 3]| Tensor::<1, Bool>::from_data(flags, device);
-    let ids =
-        Tensor::<2, Int>::from_data([[2, 7, 9, 3, 0], [2, 11, 3, 0, 0], [2, 5, 6, 8, 3]], device);
-    MultimodalBatch {
-        text: Some(ModalityBatch {
-            input: TokenBatch {
-                ids: ids.clone(),
-                mask: ids.not_equal_elem(0),
-            },
-            present: present([true; 3]),
-        }),
-        image: Some(ModalityBatch {
-            input: Tensor::random([n, 3, 32, 32], Distribution::Normal(0.0, 1.0), device),
-            present: present([true; 3]),
-        }),
-        audio: Some(ModalityBatch {
-            input: Tensor::random([n, 1, 32, 32], Distribution::Normal(0.0, 1.0), device),
-            present: present([true, false, true]),
-        }),
-        video: Some(ModalityBatch {
-            input: Tensor::random([n, 4, 3, 32, 32], Distribution::Normal(0.0, 1.0), device),
-            present: present([true, true, false]),
-        }),
-        labels: Tensor::<1, Int>::from_data([0, 1, 2], device),
-    }
+/// Random inputs on the host, built into a batch on any device the way the
+/// `Batcher` builds them (from host data, not by moving tensors).
+struct HostBatch {
+    image: Vec<f32>,
+    audio: Vec<f32>,
+    video: Vec<f32>,
 }
 
-fn to_device(batch: &MultimodalBatch, device: &Device) -> MultimodalBatch {
-    fn move_part<const D: usize>(
-        p: &Option<ModalityBatch<Tensor<D>>>,
-        device: &Device,
-    ) -> Option<ModalityBatch<Tensor<D>>> {
-        p.as_ref().map(|p| ModalityBatch {
-            input: p.input.clone().to_device(device),
-            present: p.present.clone().to_device(device),
-        })
+const N: usize = 3;
+
+impl HostBatch {
+    fn random() -> Self {
+        // A fixed linear congruential sequence: the same inputs on every run.
+        let mut state = 12345u64;
+        let mut values = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        Self {
+            image: values(N * 3 * 32 * 32),
+            audio: values(N * 32 * 32),
+            video: values(N * 4 * 3 * 32 * 32),
+        }
     }
-    MultimodalBatch {
-        text: batch.text.as_ref().map(|t| ModalityBatch {
-            input: TokenBatch {
-                ids: t.input.ids.clone().to_device(device),
-                mask: t.input.mask.clone().to_device(device),
-            },
-            present: t.present.clone().to_device(device),
-        }),
-        image: move_part(&batch.image, device),
-        audio: move_part(&batch.audio, device),
-        video: move_part(&batch.video, device),
-        labels: batch.labels.clone().to_device(device),
+
+    fn on(&self, device: &Device) -> MultimodalBatch {
+        let present = |flags: [bool; N]| {
+            Tensor::<1, Bool>::from_data(TensorData::new(flags.to_vec(), [N]), device)
+        };
+        let ids: Vec<i64> = vec![2, 7, 9, 3, 0, 2, 11, 3, 0, 0, 2, 5, 6, 8, 3];
+        let mask: Vec<bool> = ids.iter().map(|&id| id != 0).collect();
+        let float = |values: &[f32], shape: Vec<usize>| TensorData::new(values.to_vec(), shape);
+        MultimodalBatch {
+            text: Some(ModalityBatch {
+                input: TokenBatch {
+                    ids: Tensor::from_data(TensorData::new(ids, [N, 5]), device),
+                    mask: Tensor::from_data(TensorData::new(mask, [N, 5]), device),
+                },
+                present: present([true; N]),
+            }),
+            image: Some(ModalityBatch {
+                input: Tensor::from_data(float(&self.image, vec![N, 3, 32, 32]), device),
+                present: present([true; N]),
+            }),
+            audio: Some(ModalityBatch {
+                input: Tensor::from_data(float(&self.audio, vec![N, 1, 32, 32]), device),
+                present: present([true, false, true]),
+            }),
+            video: Some(ModalityBatch {
+                input: Tensor::from_data(float(&self.video, vec![N, 4, 3, 32, 32]), device),
+                present: present([true, true, false]),
+            }),
+            labels: Tensor::from_data(TensorData::new(vec![0i64, 1, 2], [N]), device),
+        }
     }
 }
 
@@ -86,7 +94,7 @@ fn forward_pass_matches_the_cpu() {
     let Some(gpu) = wgpu_or_skip() else { return };
     let cpu = Device::flex();
     cpu.seed(11);
-    let input = batch(&cpu);
+    let host = HostBatch::random();
     for fusion in [FusionKind::Concat, FusionKind::CrossAttention] {
         let config = ClassifierConfig {
             modalities: Modality::ALL.to_vec(),
@@ -98,10 +106,11 @@ fn forward_pass_matches_the_cpu() {
             channels: 3,
         };
         let model = config.init(&cpu).unwrap();
-        let expected = softmax(model.logits(&input).unwrap(), 1);
+        let expected = softmax(model.logits(&host.on(&cpu)).unwrap(), 1);
         let on_gpu = model.to_device(&gpu);
-        let actual = softmax(on_gpu.logits(&to_device(&input, &gpu)).unwrap(), 1).to_device(&cpu);
+        let actual = softmax(on_gpu.logits(&host.on(&gpu)).unwrap(), 1).to_device(&cpu);
         let diff = (expected.clone() - actual).abs().max().into_scalar::<f32>();
+        eprintln!("{fusion:?}: max |wgpu - cpu| = {diff:e}");
         assert!(
             diff <= TOLERANCE,
             "{fusion:?}: wgpu differs from the CPU by {diff} (tolerance {TOLERANCE})"

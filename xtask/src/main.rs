@@ -125,7 +125,7 @@ fn test() -> Result<(), String> {
         ]),
     )?;
     let mut tests = cargo();
-    tests.args(["test", "--workspace"]);
+    tests.args(["test", "--workspace", "--no-fail-fast"]);
     runtime_env(&mut tests);
     run("cargo test", &mut tests)
 }

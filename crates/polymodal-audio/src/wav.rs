@@ -29,7 +29,8 @@ pub fn write_wav_pcm16(
     bytes.extend_from_slice(b"data");
     bytes.extend_from_slice(&data_len.to_le_bytes());
     for s in samples {
-        let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+        // The same scale decoders use (i16 / 32768), so values round-trip.
+        let v = (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
         bytes.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::File::create(path)

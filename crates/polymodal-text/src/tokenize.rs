@@ -10,7 +10,9 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use polymodal_core::{Error, Result};
+use burn::prelude::*;
+
+use polymodal_core::{Error, Result, TokenBatch};
 
 /// Special tokens of a trained vocabulary; they get ids 0.. in this order.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
@@ -33,6 +35,22 @@ impl EncodedBatch {
     /// Whether the batch has no tokens.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Moves the batch to `device` as ids and mask tensors.
+    pub fn to_tensors(&self, device: &Device) -> TokenBatch {
+        let (batch, length) = (self.ids.len(), self.len());
+        let ids: Vec<i64> = self.ids.iter().flatten().map(|&id| id as i64).collect();
+        let mask: Vec<bool> = self
+            .attention_mask
+            .iter()
+            .flatten()
+            .map(|&m| m == 1)
+            .collect();
+        TokenBatch {
+            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, length]), device),
+            mask: Tensor::<2, Bool>::from_data(TensorData::new(mask, [batch, length]), device),
+        }
     }
 }
 
@@ -241,24 +259,5 @@ mod tests {
             Err(Error::Decode { .. })
         ));
         std::fs::remove_file(file).unwrap();
-    }
-}
-
-impl EncodedBatch {
-    /// Moves the batch to `device` as ids and mask tensors.
-    pub fn to_tensors(&self, device: &burn::prelude::Device) -> polymodal_core::TokenBatch {
-        use burn::prelude::*;
-        let (batch, length) = (self.ids.len(), self.len());
-        let ids: Vec<i64> = self.ids.iter().flatten().map(|&id| id as i64).collect();
-        let mask: Vec<bool> = self
-            .attention_mask
-            .iter()
-            .flatten()
-            .map(|&m| m == 1)
-            .collect();
-        polymodal_core::TokenBatch {
-            ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, length]), device),
-            mask: Tensor::<2, Bool>::from_data(TensorData::new(mask, [batch, length]), device),
-        }
     }
 }

@@ -3,7 +3,7 @@
 //! on Burn's autodiff, accuracy, and checkpoints on disk.
 //!
 //! The data flow is: manifest → [`load_dataset`] (decode) → [`Batcher`]
-//! (tensors on a device) → a [`Classifier`] → [`train`] / [`evaluate`].
+//! (tensors on a device) → a [`Classifier`] → [`Trainer::train`] / [`evaluate`].
 //!
 //! ```
 //! use polymodal_train::{accuracy, TrainConfig};
@@ -26,6 +26,6 @@ pub use features::{
 };
 pub use manifest::{ManifestEntry, class_names, read_manifest};
 pub use trainer::{
-    Classifier, EpochReport, Evaluation, Progress, TrainConfig, TrainReport, accuracy, evaluate,
-    load_checkpoint, save_checkpoint, train,
+    Classifier, EpochReport, Evaluation, Progress, TrainConfig, TrainReport, Trainer, accuracy,
+    evaluate, load_checkpoint, save_checkpoint,
 };

@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -105,22 +106,50 @@ pub struct TrainReport {
     pub elapsed: Duration,
 }
 
-/// Trains `model` on `train`, keeps the weights with the best accuracy on
-/// `valid`, and writes them to `checkpoint` (a `.bpk` file) when given.
-///
-/// The model must have been built on `device` (an autodiff device). A
-/// non-finite loss stops training with [`Error::NonFiniteLoss`]; the
-/// checkpoint on disk then still holds the last good (best) model.
-pub fn train<M: Classifier>(
+/// Where and how [`Trainer::train`] trains.
+#[derive(Debug, Clone)]
+pub struct Trainer<'a> {
+    /// Builds the batches.
+    pub batcher: &'a Batcher,
+    /// Epochs, batch size, learning rate, seed.
+    pub config: TrainConfig,
+    /// The device; training runs on its autodiff form.
+    pub device: Device,
+    /// Where the best model's weights are written (a `.bpk` file).
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Trainer<'_> {
+    /// Trains `model` on `train`, keeps the weights with the best accuracy on
+    /// `valid`, and writes them to the checkpoint file when one is set.
+    ///
+    /// The model must have been built on the trainer's device in its autodiff
+    /// form. A non-finite loss stops training with [`Error::NonFiniteLoss`];
+    /// the checkpoint on disk then still holds the last good (best) model.
+    pub fn train<M: Classifier>(
+        &self,
+        model: M,
+        train: &Dataset,
+        valid: &Dataset,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(M, TrainReport)> {
+        fit(model, train, valid, self, progress)
+    }
+}
+
+fn fit<M: Classifier>(
     mut model: M,
     train: &Dataset,
     valid: &Dataset,
-    batcher: &Batcher,
-    config: &TrainConfig,
-    device: &Device,
-    checkpoint: Option<&Path>,
+    trainer: &Trainer<'_>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(M, TrainReport)> {
+    let Trainer {
+        batcher,
+        config,
+        device,
+        checkpoint,
+    } = trainer;
     config.validate()?;
     if train.examples.is_empty() || valid.examples.is_empty() {
         return Err(Error::Config(
@@ -134,7 +163,9 @@ pub fn train<M: Classifier>(
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.examples.len()).collect();
     let steps = order.len().div_ceil(config.batch_size);
-    let mut best: Option<(f32, usize, M)> = None;
+    // The best epoch's weights as a record: a snapshot, unlike a module clone,
+    // whose batch-norm running statistics keep being updated by training.
+    let mut best: Option<(f32, usize, ModuleRecord)> = None;
     let mut epochs = Vec::with_capacity(config.epochs);
     for epoch in 1..=config.epochs {
         let epoch_start = Instant::now();
@@ -181,15 +212,23 @@ pub fn train<M: Classifier>(
             .as_ref()
             .is_none_or(|(accuracy, _, _)| valid_accuracy > *accuracy)
         {
-            if let Some(path) = checkpoint {
-                save_checkpoint(&model.valid(), path)?;
+            let record = model.valid().into_record();
+            if let Some(path) = checkpoint.as_deref() {
+                write_record(record.clone(), path)?;
             }
-            best = Some((valid_accuracy, epoch, model.clone()));
+            best = Some((valid_accuracy, epoch, record));
         }
     }
-    let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
+    let (_, best_epoch, record) = best.expect("at least one epoch ran");
+    let best_model = model
+        .valid()
+        .try_load_record(record)
+        .map_err(|e| Error::Checkpoint {
+            path: checkpoint.clone().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
     Ok((
-        best_model.valid(),
+        best_model,
         TrainReport {
             epochs,
             best_epoch,
@@ -260,16 +299,16 @@ pub fn accuracy(scores: &Tensor<2>, labels: &[usize]) -> Result<f32> {
 /// Writes the model's weights to `path` atomically: a crash mid-write leaves
 /// the previous checkpoint intact.
 pub fn save_checkpoint<M: Module>(model: &M, path: &Path) -> Result<()> {
+    write_record(model.clone().into_record(), path)
+}
+
+fn write_record(record: ModuleRecord, path: &Path) -> Result<()> {
     let fail = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
         reason,
     };
     let tmp: PathBuf = path.with_extension("bpk.partial");
-    let bytes = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| fail(e.to_string()))?;
+    let bytes = record.into_bytes().map_err(|e| fail(e.to_string()))?;
     std::fs::write(&tmp, &*bytes).map_err(|e| fail(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
 }
@@ -282,7 +321,7 @@ pub fn load_checkpoint<M: Module>(model: M, path: &Path) -> Result<M> {
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| fail(e.to_string()))?;
     model
         .try_load_record(record)

@@ -17,7 +17,7 @@ use polymodal_fusion::{Pool, WeightedAverage};
 use polymodal_image::{ImagePreprocess, Normalize};
 use polymodal_text::TextTokenizer;
 use polymodal_train::{
-    AudioFeatures, Batcher, Classifier, Dataset, FeatureConfig, Progress, TrainConfig,
+    AudioFeatures, Batcher, Classifier, Dataset, FeatureConfig, Progress, TrainConfig, Trainer,
     VideoFeatures, accuracy, evaluate, load_dataset, read_manifest,
 };
 
@@ -338,16 +338,15 @@ fn train_one(
     let model = config.init(&train_device)?;
     let parameters = model.num_params();
     let started = Instant::now();
-    let (model, _) = polymodal_train::train(
-        model,
-        &splits.train,
-        &splits.valid,
-        &batcher,
-        &options.train,
-        &train_device,
-        Some(&dir.weights()),
-        &mut |event| reporter.progress(name, &event),
-    )?;
+    let trainer = Trainer {
+        batcher: &batcher,
+        config: options.train.clone(),
+        device: train_device,
+        checkpoint: Some(dir.weights()),
+    };
+    let (model, _) = trainer.train(model, &splits.train, &splits.valid, &mut |event| {
+        reporter.progress(name, &event)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let test = evaluate(&model, &splits.test, &batcher, device)?;
     let valid = evaluate(&model, &splits.valid, &batcher, device)?;

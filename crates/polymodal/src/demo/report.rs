@@ -180,9 +180,9 @@ impl DemoReport {
         {
             let lx = 10.0 + i as f64 * 160.0;
             let ly = bottom + 30.0;
-            let _ = write!(
+            let _ = writeln!(
                 svg,
-                "<rect x=\"{lx}\" y=\"{ry}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{tx}\" y=\"{ly}\">{l}</text>\n",
+                "<rect x=\"{lx}\" y=\"{ry}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{tx}\" y=\"{ly}\">{l}</text>",
                 ry = ly - 10.0,
                 c = family.colour(),
                 tx = lx + 16.0,
