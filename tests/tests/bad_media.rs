@@ -7,6 +7,16 @@ use polymodal::demo::synthetic::{self, DatasetSize};
 use polymodal::train::{load_dataset, read_manifest};
 use polymodal_tests::scratch_dir;
 
+/// A test split with one sample of each class under `dir/data`.
+fn one_sample_per_class(dir: &Path) -> synthetic::GeneratedDataset {
+    let size = DatasetSize {
+        train: 0,
+        valid: 0,
+        test: 1,
+    };
+    synthetic::generate(&dir.join("data"), size, 5).unwrap()
+}
+
 /// Rewrites the first sample's `modality` file with `bytes` (or deletes it) and
 /// checks that loading the manifest fails naming that file.
 fn expect_error_naming_file(dir: &Path, modality: &str, extension: &str, bytes: Option<Vec<u8>>) {
@@ -31,16 +41,7 @@ fn expect_error_naming_file(dir: &Path, modality: &str, extension: &str, bytes: 
 #[test]
 fn every_decoder_reports_bad_files() {
     let dir = scratch_dir("bad-media");
-    synthetic::generate(
-        &dir.join("data"),
-        DatasetSize {
-            train: 0,
-            valid: 0,
-            test: 1,
-        },
-        5,
-    )
-    .unwrap();
+    one_sample_per_class(&dir);
     for (modality, extension) in [
         ("image", "png"),
         ("audio", "wav"),
@@ -75,16 +76,7 @@ fn every_decoder_reports_bad_files() {
 #[test]
 fn clean_files_load() {
     let dir = scratch_dir("good-media");
-    let data = synthetic::generate(
-        &dir.join("data"),
-        DatasetSize {
-            train: 0,
-            valid: 0,
-            test: 1,
-        },
-        5,
-    )
-    .unwrap();
+    let data = one_sample_per_class(&dir);
     let set = load_dataset(&read_manifest(&data.test).unwrap(), &demo_features(), None).unwrap();
     assert_eq!(set.examples.len(), 6);
     assert!(

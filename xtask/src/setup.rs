@@ -30,7 +30,11 @@ fn requirements() -> Vec<Requirement> {
         },
         Requirement {
             what: "a C compiler and libclang (bindgen for FFmpeg's headers)",
-            present: || succeeds("cc", &["--version"]) && has_libclang(),
+            present: || {
+                succeeds("cc", &["--version"])
+                    && succeeds("clang", &["--version"])
+                    && has_libclang()
+            },
             packages: &["clang", "libclang-dev"],
         },
         Requirement {

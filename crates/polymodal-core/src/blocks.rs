@@ -2,6 +2,7 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
@@ -33,4 +34,19 @@ impl ConvBlock {
         let x = self.norm.forward(self.conv.forward(input));
         self.pool.forward(self.activation.forward(x))
     }
+}
+
+/// A pre-norm Transformer encoder of width `dim` with a feed-forward width of
+/// `2 * dim` (pre-norm trains stably without warm-up on small models).
+pub fn pre_norm_transformer(
+    dim: usize,
+    heads: usize,
+    layers: usize,
+    dropout: f64,
+    device: &Device,
+) -> TransformerEncoder {
+    TransformerEncoderConfig::new(dim, dim * 2, heads, layers)
+        .with_dropout(dropout)
+        .with_norm_first(true)
+        .init(device)
 }

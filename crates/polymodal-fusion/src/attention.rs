@@ -2,13 +2,11 @@
 //! every modality at once, so each token attends across modalities.
 
 use burn::module::Param;
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
-use polymodal_core::{Fusion, ModalityEmbeddings, masked_mean};
+use polymodal_core::{Fusion, ModalityEmbeddings, masked_mean, pre_norm_transformer};
 
 /// Settings of [`CrossModalAttention`].
 #[derive(Config, Debug)]
@@ -44,15 +42,13 @@ impl CrossModalAttentionConfig {
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
             )),
-            transformer: TransformerEncoderConfig::new(
+            transformer: pre_norm_transformer(
                 self.dim,
-                self.dim * 2,
                 self.heads,
                 self.layers,
-            )
-            .with_dropout(self.dropout)
-            .with_norm_first(true)
-            .init(device),
+                self.dropout,
+                device,
+            ),
             dim: self.dim,
         }
     }

@@ -1,13 +1,11 @@
 //! A small Transformer text encoder: token + position embeddings, Transformer
 //! layers, mean pooling over the real tokens.
 
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 
-use polymodal_core::{Embeddings, Encoder, Modality, TokenBatch};
+use polymodal_core::{Embeddings, Encoder, Modality, TokenBatch, pre_norm_transformer};
 
 /// Settings of [`TextEncoder`].
 #[derive(Config, Debug)]
@@ -37,15 +35,13 @@ impl TextEncoderConfig {
         TextEncoder {
             tokens: EmbeddingConfig::new(self.vocab_size, self.dim).init(device),
             positions: EmbeddingConfig::new(self.max_length, self.dim).init(device),
-            transformer: TransformerEncoderConfig::new(
+            transformer: pre_norm_transformer(
                 self.dim,
-                self.dim * 2,
                 self.heads,
                 self.layers,
-            )
-            .with_dropout(self.dropout)
-            .with_norm_first(true)
-            .init(device),
+                self.dropout,
+                device,
+            ),
             dim: self.dim,
             max_length: self.max_length,
         }

@@ -191,20 +191,22 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
         .iter()
         .filter_map(|e| e.features.text.clone());
     let tokenizer = TextTokenizer::train_wordpiece(captions, 200, 24)?;
-    let device = Device::flex();
+    let session = Session {
+        out,
+        options,
+        splits,
+        tokenizer,
+        device: Device::flex(),
+    };
+    let (splits, device) = (&session.splits, &session.device);
     let mut results = Vec::new();
     let mut unimodal_valid = Vec::new();
     let mut unimodal_test = Vec::new();
     for modality in Modality::ALL {
-        let run = train_one(
-            out,
+        let run = session.train(
             &modality.to_string(),
             &[modality],
             FusionKind::None,
-            options,
-            &splits,
-            &tokenizer,
-            &device,
             reporter,
         )?;
         results.push(run.result(Family::Unimodal));
@@ -226,7 +228,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
                 .collect();
             Tensor::<1, Bool>::from_data(
                 TensorData::new(flags, [splits.test.examples.len()]),
-                &device,
+                device,
             )
         })
         .collect();
@@ -254,17 +256,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
         ("concat", FusionKind::Concat, Family::Early),
         ("cross-attention", FusionKind::CrossAttention, Family::Joint),
     ] {
-        let run = train_one(
-            out,
-            name,
-            &Modality::ALL,
-            fusion,
-            options,
-            &splits,
-            &tokenizer,
-            &device,
-            reporter,
-        )?;
+        let run = session.train(name, &Modality::ALL, fusion, reporter)?;
         results.push(run.result(family));
     }
     let report = DemoReport {
@@ -302,67 +294,81 @@ impl TrainedModel {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_one(
-    out: &Path,
-    name: &str,
-    modalities: &[Modality],
-    fusion: FusionKind,
-    options: &DemoOptions,
-    splits: &Splits,
-    tokenizer: &TextTokenizer,
-    device: &Device,
-    reporter: &mut dyn Reporter,
-) -> Result<TrainedModel> {
-    let config = ClassifierConfig {
-        modalities: modalities.to_vec(),
-        fusion,
-        classes: splits.train.classes.len(),
-        dim: options.dim,
-        vocab_size: tokenizer.vocab_size(),
-        max_tokens: tokenizer.max_length(),
-        channels: 3,
-    };
-    let uses_text = modalities.contains(&Modality::Text);
-    let text = uses_text.then(|| tokenizer.clone());
-    let batcher = Batcher::new(modalities.to_vec(), demo_features(), text)?;
-    let dir = ModelDir(out.join("models").join(name));
-    let card = ModelCard {
-        classifier: config.clone(),
-        features: demo_features(),
-        classes: splits.train.classes.clone(),
-    };
-    dir.write_metadata(&card, uses_text.then_some(tokenizer))?;
-    let train_device = device.clone().autodiff();
-    train_device.seed(options.train.seed);
-    let model = config.init(&train_device)?;
-    let parameters = model.num_params();
-    let started = Instant::now();
-    let trainer = Trainer {
-        batcher: &batcher,
-        config: options.train.clone(),
-        device: train_device,
-        checkpoint: Some(dir.weights()),
-    };
-    let (model, _) = trainer.train(model, &splits.train, &splits.valid, &mut |event| {
-        reporter.progress(name, &event)
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
-    let test = evaluate(&model, &splits.test, &batcher, device)?;
-    let valid = evaluate(&model, &splits.valid, &batcher, device)?;
-    reporter.line(&format!(
-        "{name}: test accuracy {:.3} ({parameters} parameters, {seconds:.1} s)",
-        test.accuracy
-    ));
-    Ok(TrainedModel {
-        name: name.into(),
-        modalities: modalities.to_vec(),
-        accuracy: test.accuracy,
-        parameters,
-        seconds,
-        valid_probabilities: valid.probabilities,
-        test_probabilities: test.probabilities,
-    })
+/// What every model of a demo run shares.
+struct Session<'a> {
+    out: &'a Path,
+    options: &'a DemoOptions,
+    splits: Splits,
+    tokenizer: TextTokenizer,
+    device: Device,
+}
+
+impl Session<'_> {
+    /// Trains one model, writes its folder, and evaluates it on validation and test.
+    fn train(
+        &self,
+        name: &str,
+        modalities: &[Modality],
+        fusion: FusionKind,
+        reporter: &mut dyn Reporter,
+    ) -> Result<TrainedModel> {
+        let Self {
+            out,
+            options,
+            splits,
+            tokenizer,
+            device,
+        } = self;
+        let config = ClassifierConfig {
+            modalities: modalities.to_vec(),
+            fusion,
+            classes: splits.train.classes.len(),
+            dim: options.dim,
+            vocab_size: tokenizer.vocab_size(),
+            max_tokens: tokenizer.max_length(),
+            channels: 3,
+        };
+        let uses_text = modalities.contains(&Modality::Text);
+        let text = uses_text.then(|| tokenizer.clone());
+        let batcher = Batcher::new(modalities.to_vec(), demo_features(), text)?;
+        let dir = ModelDir(out.join("models").join(name));
+        let card = ModelCard {
+            classifier: config.clone(),
+            features: demo_features(),
+            classes: splits.train.classes.clone(),
+        };
+        dir.write_metadata(&card, uses_text.then_some(tokenizer))?;
+        let train_device = device.clone().autodiff();
+        train_device.seed(options.train.seed);
+        let model = config.init(&train_device)?;
+        let parameters = model.num_params();
+        let started = Instant::now();
+        let trainer = Trainer {
+            batcher: &batcher,
+            config: options.train.clone(),
+            device: train_device,
+            checkpoint: Some(dir.weights()),
+        };
+        let (model, _) = trainer.train(model, &splits.train, &splits.valid, &mut |event| {
+            reporter.progress(name, &event)
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let test = evaluate(&model, &splits.test, &batcher, device)?;
+        let valid = evaluate(&model, &splits.valid, &batcher, device)?;
+        reporter.line(&format!(
+            "{name}: test accuracy {:.3} ({parameters} parameters, {seconds:.1} s)",
+            test.accuracy
+        ));
+        Ok(TrainedModel {
+            name: name.into(),
+            modalities: modalities.to_vec(),
+            accuracy: test.accuracy,
+            parameters,
+            seconds,
+            valid_probabilities: valid.probabilities,
+            test_probabilities: test.probabilities,
+        })
+    }
 }
 
 fn write_report(out: &Path, report: &DemoReport) -> Result<()> {
