@@ -2,10 +2,11 @@
 //! decoded, models trained, a checkpoint saved, reloaded and evaluated.
 
 use burn::prelude::*;
+use polymodal::demo::demo_features;
 use polymodal::demo::synthetic::{self, DatasetSize};
-use polymodal::demo::{ModelCard, ModelDir, demo_features};
 use polymodal::train::{Batcher, TrainConfig, Trainer, evaluate, load_dataset, read_manifest};
 use polymodal::{ClassifierConfig, FusionKind, Modality};
+use polymodal::{ModelCard, ModelDir};
 use polymodal_tests::scratch_dir;
 
 #[test]

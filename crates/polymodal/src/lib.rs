@@ -27,8 +27,10 @@
 pub mod demo;
 pub mod device;
 mod model;
+mod model_dir;
 
 pub use model::{ClassifierConfig, FusionKind, FusionLayer, MultimodalClassifier};
+pub use model_dir::{ModelCard, ModelDir, evaluate_dir, predict_files};
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
     MultimodalBatch, Result, TokenBatch,

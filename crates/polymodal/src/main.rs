@@ -194,7 +194,7 @@ fn run(command: Command) -> Result<()> {
             device,
         } => {
             let device = device_from(device.as_deref())?;
-            let (accuracy, card) = demo::evaluate_dir(&model, &manifest, &device)?;
+            let (accuracy, card) = polymodal::evaluate_dir(&model, &manifest, &device)?;
             println!(
                 "accuracy {accuracy:.4} ({} classes, modalities {:?})",
                 card.classes.len(),
@@ -225,7 +225,7 @@ fn run(command: Command) -> Result<()> {
                     "give at least one of --text, --image, --audio, --video".into(),
                 ));
             }
-            for (class, probability) in demo::predict_files(&model, &files, &device)? {
+            for (class, probability) in polymodal::predict_files(&model, &files, &device)? {
                 println!("{class}\t{probability:.4}");
             }
             Ok(())

@@ -4,8 +4,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use burn::prelude::*;
-use polymodal::demo::{ModelCard, ModelDir, demo_features};
+use polymodal::demo::demo_features;
 use polymodal::{ClassifierConfig, FusionKind, Modality};
+use polymodal::{ModelCard, ModelDir};
 
 fn polymodal(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_polymodal"))

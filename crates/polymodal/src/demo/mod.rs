@@ -4,12 +4,10 @@
 mod report;
 pub mod synthetic;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
-use serde::{Deserialize, Serialize};
 
 use polymodal_audio::{LogScale, MelConfig};
 use polymodal_core::{Error, Modality, Result};
@@ -17,11 +15,12 @@ use polymodal_fusion::{Pool, WeightedAverage};
 use polymodal_image::{ImagePreprocess, Normalize};
 use polymodal_text::TextTokenizer;
 use polymodal_train::{
-    AudioFeatures, Batcher, Classifier, Dataset, FeatureConfig, Progress, TrainConfig, Trainer,
-    VideoFeatures, accuracy, evaluate, load_dataset, read_manifest,
+    AudioFeatures, Batcher, Dataset, FeatureConfig, Progress, TrainConfig, Trainer, VideoFeatures,
+    accuracy, evaluate, load_dataset, read_manifest,
 };
 
-use crate::model::{ClassifierConfig, FusionKind, MultimodalClassifier};
+use crate::model::{ClassifierConfig, FusionKind};
+use crate::model_dir::{ModelCard, ModelDir};
 pub use report::{DemoReport, Family, ModelResult};
 pub use synthetic::{DatasetSize, GeneratedDataset};
 
@@ -74,74 +73,6 @@ pub fn demo_features() -> FeatureConfig {
             frames: 4,
             preprocess: image,
         },
-    }
-}
-
-/// What a trained model's folder holds besides its weights.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelCard {
-    /// Model architecture.
-    pub classifier: ClassifierConfig,
-    /// Feature extraction.
-    pub features: FeatureConfig,
-    /// Class names, in label order.
-    pub classes: Vec<String>,
-}
-
-/// A model folder: `model.bpk`, `model.json` (a [`ModelCard`]), and
-/// `tokenizer.json` when the model reads text.
-pub struct ModelDir(pub PathBuf);
-
-impl ModelDir {
-    /// The weights file.
-    pub fn weights(&self) -> PathBuf {
-        self.0.join("model.bpk")
-    }
-
-    fn card(&self) -> PathBuf {
-        self.0.join("model.json")
-    }
-
-    fn tokenizer(&self) -> PathBuf {
-        self.0.join("tokenizer.json")
-    }
-
-    /// Writes the card and tokenizer (the weights are written by training).
-    pub fn write_metadata(
-        &self,
-        card: &ModelCard,
-        tokenizer: Option<&TextTokenizer>,
-    ) -> Result<()> {
-        std::fs::create_dir_all(&self.0).map_err(|e| Error::io(&self.0, e))?;
-        let json = serde_json::to_string_pretty(card).map_err(|e| Error::Config(e.to_string()))?;
-        std::fs::write(self.card(), json).map_err(|e| Error::io(self.card(), e))?;
-        if let Some(tokenizer) = tokenizer {
-            tokenizer.save(self.tokenizer())?;
-        }
-        Ok(())
-    }
-
-    /// Loads the model, its card and its batcher for evaluation on `device`.
-    pub fn load(&self, device: &Device) -> Result<(MultimodalClassifier, ModelCard, Batcher)> {
-        let text = std::fs::read_to_string(self.card()).map_err(|e| Error::io(self.card(), e))?;
-        let card: ModelCard = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", self.card().display())))?;
-        let tokenizer = if card.classifier.modalities.contains(&Modality::Text) {
-            Some(TextTokenizer::from_file(
-                self.tokenizer(),
-                card.classifier.max_tokens,
-            )?)
-        } else {
-            None
-        };
-        let model =
-            polymodal_train::load_checkpoint(card.classifier.init(device)?, &self.weights())?;
-        let batcher = Batcher::new(
-            card.classifier.modalities.clone(),
-            card.features.clone(),
-            tokenizer,
-        )?;
-        Ok((model, card, batcher))
     }
 }
 
@@ -382,53 +313,4 @@ fn write_report(out: &Path, report: &DemoReport) -> Result<()> {
         serde_json::to_string_pretty(report).map_err(|e| Error::Config(e.to_string()))?,
     )?;
     write("accuracy.svg", report.svg())
-}
-
-/// Evaluates a saved model folder on a manifest: accuracy and probabilities.
-pub fn evaluate_dir(
-    model_dir: &Path,
-    manifest: &Path,
-    device: &Device,
-) -> Result<(f32, ModelCard)> {
-    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
-    let data = load_dataset(
-        &read_manifest(manifest)?,
-        &card.features,
-        Some(&card.classes),
-    )?;
-    let evaluation = evaluate(&model, &data, &batcher, device)?;
-    Ok((evaluation.accuracy, card))
-}
-
-/// Class probabilities of one sample given as files.
-pub fn predict_files(
-    model_dir: &Path,
-    files: &[(Modality, PathBuf)],
-    device: &Device,
-) -> Result<Vec<(String, f32)>> {
-    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
-    let mut entry = polymodal_train::ManifestEntry {
-        id: "input".into(),
-        label: card.classes[0].clone(),
-        text: None,
-        image: None,
-        audio: None,
-        video: None,
-    };
-    for (modality, path) in files {
-        let slot = match modality {
-            Modality::Text => &mut entry.text,
-            Modality::Image => &mut entry.image,
-            Modality::Audio => &mut entry.audio,
-            Modality::Video => &mut entry.video,
-        };
-        *slot = Some(path.clone());
-    }
-    let data = load_dataset(&[entry], &card.features, Some(&card.classes))?;
-    let examples: Vec<_> = data.examples.iter().collect();
-    let batch = batcher.batch(&examples, device)?;
-    let probabilities = softmax(model.logits(&batch)?, 1)
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Invalid(format!("{e:?}")))?;
-    Ok(card.classes.into_iter().zip(probabilities).collect())
 }
