@@ -1,17 +1,22 @@
-//! Audio decoding with symphonia: any enabled container/codec to f32 samples.
+//! Audio decoding with symphonia: WAV (integer and float PCM), FLAC, MP3, Ogg
+//! Vorbis and AAC (mono/stereo LC) in MP4/M4A, read packet by packet so long
+//! files stream with bounded memory.
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
+use symphonia::core::units::{Time, TimeBase};
 
 use polymodal_core::{Error, Result};
+
+use crate::resample::Resampler;
 
 /// Decoded audio: interleaved f32 samples in `[-1, 1]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,93 +40,321 @@ impl AudioClip {
         self.frames() as f64 / self.sample_rate as f64
     }
 
-    /// The average of the channels.
+    /// The average of the channels (librosa's `to_mono`).
     pub fn to_mono(&self) -> Vec<f32> {
-        if self.channels == 1 {
-            return self.samples.clone();
-        }
-        self.samples
-            .chunks_exact(self.channels)
-            .map(|frame| frame.iter().sum::<f32>() / self.channels as f32)
-            .collect()
+        downmix(&self.samples, self.channels)
+    }
+
+    /// The clip at another sample rate (windowed-sinc, see [`Resampler`]).
+    pub fn resample(&self, sample_rate: u32) -> Result<AudioClip> {
+        Ok(AudioClip {
+            samples: crate::resample(&self.samples, self.channels, self.sample_rate, sample_rate)?,
+            sample_rate,
+            channels: self.channels,
+        })
     }
 }
 
-/// Decodes an audio file (WAV or FLAC in this build), naming the file in errors.
+fn downmix(samples: &[f32], channels: usize) -> Vec<f32> {
+    if channels <= 1 {
+        return samples.to_vec();
+    }
+    samples
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect()
+}
+
+/// What [`load`] returns: a window of a file, optionally mixed to mono and
+/// resampled, like `librosa.load(path, sr=..., mono=..., offset=..., duration=...)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Resample to this rate (`None` keeps the file's).
+    pub sample_rate: Option<u32>,
+    /// Average the channels into one.
+    pub mono: bool,
+    /// Start this many seconds into the file (seeking, not decoding, to it).
+    pub offset_secs: f64,
+    /// Read at most this many seconds (`None`: to the end).
+    pub duration_secs: Option<f64>,
+}
+
+impl LoadOptions {
+    /// Mono at `sample_rate`, the whole file (the usual model input).
+    pub fn mono_at(sample_rate: u32) -> Self {
+        Self {
+            sample_rate: Some(sample_rate),
+            mono: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Decodes a whole audio file at its own rate and channel count, naming the
+/// file in errors.
 pub fn decode_file(path: impl AsRef<Path>) -> Result<AudioClip> {
-    let path = path.as_ref();
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let extension = path.extension().and_then(|e| e.to_str());
-    decode_source(Box::new(file), extension).map_err(|reason| Error::decode(path, "audio", reason))
+    load(path, &LoadOptions::default())
 }
 
-/// Decodes audio held in memory; `extension` is a hint (`"wav"`, `"flac"`).
+/// Decodes audio held in memory; `extension` is a hint (`"wav"`, `"mp3"`, ...).
 pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>) -> Result<AudioClip> {
-    decode_source(Box::new(std::io::Cursor::new(bytes)), extension)
-        .map_err(|reason| Error::decode("<memory>", "audio", reason))
+    let reader = AudioReader::from_source(Box::new(std::io::Cursor::new(bytes)), extension)
+        .map_err(|reason| Error::decode("<memory>", "audio", reason))?;
+    read_window(reader, &LoadOptions::default())
 }
 
-fn decode_source(
-    source: Box<dyn MediaSource>,
-    extension: Option<&str>,
-) -> Result<AudioClip, String> {
-    let stream = MediaSourceStream::new(source, Default::default());
-    let mut hint = Hint::new();
-    if let Some(extension) = extension {
-        hint.with_extension(extension);
+/// Decodes (part of) an audio file, converting as `options` says. Only the
+/// requested window is decoded and converted, chunk by chunk, so taking 30 s
+/// of a two-hour recording reads about 30 s of it.
+pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<AudioClip> {
+    read_window(AudioReader::open(path)?, options)
+}
+
+fn read_window(mut reader: AudioReader, options: &LoadOptions) -> Result<AudioClip> {
+    let LoadOptions {
+        sample_rate,
+        mono,
+        offset_secs,
+        duration_secs,
+    } = *options;
+    if !offset_secs.is_finite()
+        || offset_secs < 0.0
+        || duration_secs.is_some_and(|d| d.is_nan() || d <= 0.0)
+    {
+        return Err(Error::Config(format!(
+            "audio load: offset must be >= 0 and duration > 0, got {offset_secs} and {duration_secs:?}"
+        )));
     }
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            stream,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(describe)?;
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or("no audio track")?;
-    let track_id = track.id;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or("the track has no audio codec parameters")?
-        .clone();
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(describe)?;
-    let mut sample_rate = params.sample_rate.unwrap_or(0);
-    let mut channels = params.channels.as_ref().map_or(0, |c| c.count());
-    let (mut samples, mut chunk) = (Vec::new(), Vec::new());
-    loop {
-        let packet = match format.next_packet() {
-            Ok(Some(packet)) => packet,
-            Ok(None) => break,
-            // A file cut short ends at its last whole packet: that is what it holds.
-            Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(describe(e)),
-        };
-        if packet.track_id != track_id {
-            continue;
+    if offset_secs > 0.0 {
+        reader.seek(offset_secs)?;
+    }
+    let (rate, channels) = (reader.sample_rate(), reader.channels());
+    let out_channels = if mono { 1 } else { channels };
+    let mut wanted = duration_secs.map(|d| (d * rate as f64).round() as usize);
+    let mut resampler = match sample_rate {
+        Some(to) if to != rate => Some(Resampler::new(rate, to, out_channels)?),
+        _ => None,
+    };
+    let mut samples = Vec::new();
+    while let Some(chunk) = reader.next_chunk()? {
+        let mut chunk = chunk.samples;
+        if let Some(left) = wanted.as_mut() {
+            chunk.truncate(*left * channels);
+            *left -= chunk.len() / channels;
         }
-        let buffer = decoder.decode(&packet).map_err(describe)?;
-        sample_rate = buffer.spec().rate();
-        channels = buffer.spec().channels().count();
-        buffer.copy_to_vec_interleaved(&mut chunk);
-        samples.extend_from_slice(&chunk);
+        let chunk = if mono {
+            downmix(&chunk, channels)
+        } else {
+            chunk
+        };
+        match resampler.as_mut() {
+            Some(r) => r.process(&chunk, &mut samples)?,
+            None => samples.extend_from_slice(&chunk),
+        }
+        if wanted == Some(0) {
+            break;
+        }
+    }
+    if let Some(r) = resampler.as_mut() {
+        r.finish(&mut samples)?;
     }
     if samples.is_empty() {
-        return Err("no audio samples".into());
-    }
-    if sample_rate == 0 || channels == 0 {
-        return Err("unknown sample rate or channel count".into());
+        return Err(reader.error(if offset_secs > 0.0 {
+            format!("no audio samples after {offset_secs} s")
+        } else {
+            "no audio samples".into()
+        }));
     }
     Ok(AudioClip {
         samples,
-        sample_rate,
-        channels,
+        sample_rate: sample_rate.unwrap_or(rate),
+        channels: out_channels,
     })
+}
+
+/// Facts about an audio stream, known before decoding it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioInfo {
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+    /// Number of channels.
+    pub channels: usize,
+    /// Duration from the container, when it says.
+    pub duration_secs: Option<f64>,
+}
+
+/// A decoder that hands out an audio file one packet at a time.
+pub struct AudioReader {
+    path: PathBuf,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track_id: u32,
+    time_base: Option<TimeBase>,
+    info: AudioInfo,
+    /// Frames still to drop from the next packets after an accurate seek.
+    skip_frames: usize,
+    buffer: Vec<f32>,
+}
+
+impl std::fmt::Debug for AudioReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioReader")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl AudioReader {
+    /// Opens a file; the container is recognised from its content (the
+    /// extension is only a hint).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let extension = path.extension().and_then(|e| e.to_str());
+        let mut reader = Self::from_source(Box::new(file), extension)
+            .map_err(|reason| Error::decode(path, "audio", reason))?;
+        reader.path = path.to_path_buf();
+        Ok(reader)
+    }
+
+    fn from_source(source: Box<dyn MediaSource>, extension: Option<&str>) -> Result<Self, String> {
+        let stream = MediaSourceStream::new(source, Default::default());
+        let mut hint = Hint::new();
+        if let Some(extension) = extension {
+            hint.with_extension(extension);
+        }
+        let format = symphonia::default::get_probe()
+            .probe(
+                &hint,
+                stream,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
+            .map_err(describe)?;
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or("no audio track")?;
+        let (track_id, time_base) = (track.id, track.time_base);
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or("the track has no audio codec parameters")?
+            .clone();
+        let duration_secs = match (time_base, track.duration) {
+            (Some(tb), Some(d)) => tb.calc_duration(d).map(|t| t.as_secs_f64()),
+            _ => None,
+        };
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(describe)?;
+        let sample_rate = params.sample_rate.ok_or("unknown sample rate")?;
+        let channels = params.channels.as_ref().map_or(0, |c| c.count());
+        if sample_rate == 0 || channels == 0 {
+            return Err("unknown sample rate or channel count".into());
+        }
+        Ok(Self {
+            path: PathBuf::from("<memory>"),
+            format,
+            decoder,
+            track_id,
+            time_base,
+            info: AudioInfo {
+                sample_rate,
+                channels,
+                duration_secs,
+            },
+            skip_frames: 0,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Rate, channels and duration as the container declares them.
+    pub fn info(&self) -> &AudioInfo {
+        &self.info
+    }
+
+    /// Sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.info.sample_rate
+    }
+
+    /// Number of channels.
+    pub fn channels(&self) -> usize {
+        self.info.channels
+    }
+
+    fn error(&self, reason: impl ToString) -> Error {
+        Error::decode(&self.path, "audio", reason)
+    }
+
+    /// Moves to `secs` into the stream: the next chunk starts there, to the
+    /// sample (the container seeks to a packet, the rest is decoded and dropped).
+    pub fn seek(&mut self, secs: f64) -> Result<()> {
+        let time = Time::try_from_secs_f64(secs)
+            .ok_or_else(|| Error::Config(format!("cannot seek to {secs} s")))?;
+        let seeked = self
+            .format
+            .seek(
+                SeekMode::Accurate,
+                SeekTo::Time {
+                    time,
+                    track_id: Some(self.track_id),
+                },
+            )
+            .map_err(|e| self.error(format!("seek to {secs} s: {}", describe(e))))?;
+        self.decoder.reset();
+        let gap = seeked.required_ts.get() - seeked.actual_ts.get();
+        let gap_secs = match self.time_base {
+            Some(tb) => tb
+                .calc_time(symphonia::core::units::Timestamp::new(gap.max(0)))
+                .map_or(0.0, |t| t.as_secs_f64()),
+            None => 0.0,
+        };
+        self.skip_frames = (gap_secs * self.info.sample_rate as f64).round() as usize;
+        Ok(())
+    }
+
+    /// Decodes the next packet of the track: interleaved samples, or `None`
+    /// at the end. A file cut short ends at its last whole packet.
+    pub fn next_chunk(&mut self) -> Result<Option<AudioClip>> {
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return Ok(None),
+                Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.error(describe(e))),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(decoded) => decoded,
+                Err(e) => return Err(Error::decode(&self.path, "audio", describe(e))),
+            };
+            let (rate, channels) = (decoded.spec().rate(), decoded.spec().channels().count());
+            if (rate, channels) != (self.info.sample_rate, self.info.channels) {
+                return Err(self.error(format!(
+                    "the stream changes format mid-way ({} Hz x {} to {rate} Hz x {channels})",
+                    self.info.sample_rate, self.info.channels
+                )));
+            }
+            decoded.copy_to_vec_interleaved(&mut self.buffer);
+            let skip = (self.skip_frames * channels).min(self.buffer.len());
+            self.skip_frames -= skip / channels;
+            if skip == self.buffer.len() {
+                continue;
+            }
+            return Ok(Some(AudioClip {
+                samples: self.buffer[skip..].to_vec(),
+                sample_rate: rate,
+                channels,
+            }));
+        }
+    }
 }
 
 fn describe(error: SymphoniaError) -> String {

@@ -20,9 +20,15 @@
 mod cnn;
 mod decode;
 mod mel;
+mod mfcc;
+mod resample;
 mod wav;
+mod whisper;
 
 pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
-pub use decode::{AudioClip, decode_bytes, decode_file};
-pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram};
+pub use decode::{AudioClip, AudioInfo, AudioReader, LoadOptions, decode_bytes, decode_file, load};
+pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode};
+pub use mfcc::Mfcc;
+pub use resample::{Resampler, resample};
 pub use wav::write_wav_pcm16;
+pub use whisper::WhisperFeatures;

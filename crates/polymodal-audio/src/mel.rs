@@ -1,7 +1,7 @@
 //! Mel spectrograms: framing, windowing, power spectrum, mel projection, log.
 //!
-//! The conventions follow librosa (`librosa.feature.melspectrogram` with
-//! `center=True`, reflect padding, a periodic Hann window).
+//! The conventions follow librosa (`librosa.feature.melspectrogram`: centred
+//! frames, a periodic Hann window, Slaney or HTK mel filters).
 
 use std::sync::Arc;
 
@@ -19,6 +19,16 @@ pub enum MelScale {
     Htk,
 }
 
+/// How a centred spectrogram pads the signal's ends by `n_fft / 2`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PadMode {
+    /// Mirror the signal (numpy `reflect`; Whisper, torchaudio).
+    #[default]
+    Reflect,
+    /// Zeros (librosa's default since 0.10).
+    Zeros,
+}
+
 /// How the magnitudes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum LogScale {
@@ -34,6 +44,10 @@ pub enum LogScale {
         /// Added before the logarithm to avoid `ln(0)`.
         offset: f32,
     },
+    /// Whisper's scaling: `log10(max(x, 1e-10))`, clamped to `max - 8`, then
+    /// `(x + 4) / 4` (OpenAI's `log_mel_spectrogram`, Hugging Face's
+    /// `WhisperFeatureExtractor`).
+    Whisper,
 }
 
 /// Mel spectrogram settings.
@@ -51,8 +65,11 @@ pub struct MelConfig {
     pub f_min: f32,
     /// Highest band edge, in Hz (`None`: half the sample rate).
     pub f_max: Option<f32>,
-    /// Pad `n_fft / 2` samples on each side by reflection so frames are centred.
+    /// Pad `n_fft / 2` samples on each side so frames are centred.
     pub center: bool,
+    /// What the centring pads with.
+    #[serde(default)]
+    pub pad_mode: PadMode,
     /// Hz-to-mel formula.
     pub scale: MelScale,
     /// Divide each triangle by its width (Slaney's area normalisation).
@@ -62,7 +79,8 @@ pub struct MelConfig {
 }
 
 impl MelConfig {
-    /// librosa's defaults for a given rate, FFT size, hop and band count, in dB.
+    /// librosa's defaults for a given rate, FFT size, hop and band count, in
+    /// dB (`librosa.power_to_db(librosa.feature.melspectrogram(...), top_db=80)`).
     pub fn librosa(sample_rate: u32, n_fft: usize, hop_length: usize, n_mels: usize) -> Self {
         Self {
             sample_rate,
@@ -72,9 +90,21 @@ impl MelConfig {
             f_min: 0.0,
             f_max: None,
             center: true,
+            pad_mode: PadMode::Zeros,
             scale: MelScale::Slaney,
             slaney_norm: true,
             log: LogScale::Decibel { top_db: Some(80.0) },
+        }
+    }
+
+    /// Whisper's front end: 16 kHz, 400-point FFT, hop 160, 80 Slaney mels
+    /// up to 8 kHz, Whisper log scaling. Use [`crate::WhisperFeatures`] for the
+    /// full extractor (30 s padding, last frame dropped).
+    pub fn whisper() -> Self {
+        Self {
+            log: LogScale::Whisper,
+            pad_mode: PadMode::Reflect,
+            ..Self::librosa(16_000, 400, 160, 80)
         }
     }
 
@@ -103,6 +133,8 @@ pub struct MelSpectrogram {
     window: Vec<f32>,
     /// `[n_mels][n_fft / 2 + 1]`, row-major.
     filters: Vec<f32>,
+    /// Per band, the range of FFT bins where its triangle is non-zero.
+    supports: Vec<std::ops::Range<usize>>,
     fft: Arc<dyn RealToComplex<f32>>,
 }
 
@@ -120,11 +152,21 @@ impl MelSpectrogram {
         config.validate()?;
         let window = periodic_hann(config.n_fft);
         let filters = mel_filterbank(&config);
+        let bins = config.n_fft / 2 + 1;
+        let supports = filters
+            .chunks_exact(bins)
+            .map(|row| {
+                let start = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let end = row.iter().rposition(|&w| w != 0.0).map_or(start, |i| i + 1);
+                start..end
+            })
+            .collect();
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(config.n_fft);
         Ok(Self {
             config,
             window,
             filters,
+            supports,
             fft,
         })
     }
@@ -148,6 +190,14 @@ impl MelSpectrogram {
     /// Computes the spectrogram of mono `samples`: `n_mels * frames` values,
     /// band-major (`out[band * frames + frame]`). Returns the frame count too.
     pub fn compute(&self, samples: &[f32]) -> Result<(Vec<f32>, usize)> {
+        let (mut out, frames) = self.mel_power(samples)?;
+        self.config.log.apply(&mut out);
+        Ok((out, frames))
+    }
+
+    /// The mel-projected power spectrum before [`LogScale`] compression,
+    /// laid out like [`MelSpectrogram::compute`].
+    pub fn mel_power(&self, samples: &[f32]) -> Result<(Vec<f32>, usize)> {
         let n_fft = self.config.n_fft;
         if samples.is_empty() {
             return Err(Error::Invalid(
@@ -160,7 +210,14 @@ impl MelSpectrogram {
             ));
         }
         let signal = if self.config.center {
-            reflect_pad(samples, n_fft / 2)
+            match self.config.pad_mode {
+                PadMode::Reflect => reflect_pad(samples, n_fft / 2),
+                PadMode::Zeros => {
+                    let mut padded = vec![0.0; samples.len() + n_fft / 2 * 2];
+                    padded[n_fft / 2..n_fft / 2 + samples.len()].copy_from_slice(samples);
+                    padded
+                }
+            }
         } else {
             samples.to_vec()
         };
@@ -189,12 +246,15 @@ impl MelSpectrogram {
             for (p, c) in power.iter_mut().zip(&spectrum) {
                 *p = c.norm_sqr();
             }
-            for band in 0..n_mels {
+            for (band, support) in self.supports.iter().enumerate() {
                 let row = &self.filters[band * bins..(band + 1) * bins];
-                out[band * frames + frame] = row.iter().zip(&power).map(|(w, p)| w * p).sum();
+                out[band * frames + frame] = row[support.clone()]
+                    .iter()
+                    .zip(&power[support.clone()])
+                    .map(|(w, p)| w * p)
+                    .sum();
             }
         }
-        compress(&mut out, self.config.log);
         Ok((out, frames))
     }
 }
@@ -290,10 +350,25 @@ fn mel_filterbank(config: &MelConfig) -> Vec<f32> {
     filters
 }
 
+impl LogScale {
+    /// Compresses mel power values in place. The clamping variants use the
+    /// maximum over all of `values`, so pass one whole spectrogram.
+    pub fn apply(self, values: &mut [f32]) {
+        compress(values, self);
+    }
+}
+
 fn compress(values: &mut [f32], log: LogScale) {
     match log {
         LogScale::Power => {}
         LogScale::Natural { offset } => values.iter_mut().for_each(|v| *v = (*v + offset).ln()),
+        LogScale::Whisper => {
+            values.iter_mut().for_each(|v| *v = v.max(1e-10).log10());
+            let floor = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) - 8.0;
+            values
+                .iter_mut()
+                .for_each(|v| *v = (v.max(floor) + 4.0) / 4.0);
+        }
         LogScale::Decibel { top_db } => {
             values
                 .iter_mut()

@@ -1,22 +1,28 @@
-//! Image decoding with `image`: the format is taken from the content, not the name.
+//! Image decoding with `image`: the format is taken from the content, not the
+//! name; EXIF orientation is applied; grey, alpha and 16-bit images become RGB8.
 
 use std::path::Path;
 
-use image::{ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use polymodal_core::{Error, Result};
 
 /// Largest width or height accepted; larger headers are treated as corrupt.
 pub const MAX_SIDE: u32 = 16_384;
 
-/// Decodes an image file (PNG or JPEG in this build) to RGB, naming the file in errors.
+/// Largest decoded image accepted, in bytes (a 16k x 16k RGBA image is 1 GiB).
+pub const MAX_BYTES: u64 = 512 << 20;
+
+/// Decodes an image file (PNG, JPEG, WebP, GIF's first frame, BMP, TIFF) to
+/// upright RGB, naming the file in errors.
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_rgb(&bytes).map_err(|reason| Error::decode(path, "image", reason))
 }
 
-/// Decodes an image held in memory to RGB.
+/// Decodes an image held in memory to upright RGB. Alpha is dropped (as
+/// Pillow's `convert("RGB")` does); 16-bit channels are rounded to 8 bits.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
@@ -24,10 +30,24 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)".into());
+    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    reader.limits(limits);
-    let image = reader.decode().map_err(|e| e.to_string())?;
+    limits.max_alloc = Some(MAX_BYTES);
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    // A broken EXIF block should not lose the picture: treat it as upright.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // `into_decoder` checks the dimensions but not the buffer size.
+    limits
+        .reserve(decoder.total_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    image.apply_orientation(orientation);
     Ok(image.into_rgb8())
 }

@@ -1,8 +1,12 @@
 //! Resize and normalise RGB images into model input (CHW f32).
 
 use image::RgbImage;
-use image::imageops::{self, FilterType};
+use image::imageops;
 use serde::{Deserialize, Serialize};
+
+use polymodal_core::{Error, Result};
+
+use crate::resize::{Filter, resize_rgb, shorter_side_size};
 
 /// Per-channel normalisation `(x / 255 - mean) / std`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,11 @@ impl Normalize {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
     };
+    /// OpenAI CLIP's statistics.
+    pub const CLIP: Self = Self {
+        mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
+        std: [0.268_629_54, 0.261_302_6, 0.275_777_1],
+    };
     /// Maps 0..255 to -1..1.
     pub const HALF: Self = Self {
         mean: [0.5; 3],
@@ -26,7 +35,23 @@ impl Normalize {
     };
 }
 
-/// Image preprocessing: exact resize, then normalisation, to `[channels, height, width]`.
+/// How the image is brought to the output size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResizeMode {
+    /// Stretch to the output size (ViT, most small-image models).
+    #[default]
+    Exact,
+    /// Scale so the shorter side is `shorter_side` pixels, keeping the aspect
+    /// ratio, then cut the output size from the centre (CLIP; torchvision's
+    /// `Resize` + `CenterCrop`).
+    ShorterSideThenCenterCrop {
+        /// Length of the shorter side after scaling.
+        shorter_side: u32,
+    },
+}
+
+/// Image preprocessing to model input: resize (and crop), normalise, lay out
+/// as `[channels, height, width]` f32.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImagePreprocess {
     /// Output width.
@@ -37,9 +62,58 @@ pub struct ImagePreprocess {
     pub grayscale: bool,
     /// Normalisation.
     pub normalize: Normalize,
+    /// How the image is brought to the output size.
+    #[serde(default)]
+    pub resize: ResizeMode,
+    /// Resampling filter.
+    #[serde(default)]
+    pub filter: Filter,
 }
 
 impl ImagePreprocess {
+    /// Stretch to `width` x `height` with a bilinear filter, ImageNet statistics.
+    pub fn new(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            grayscale: false,
+            normalize: Normalize::IMAGENET,
+            resize: ResizeMode::Exact,
+            filter: Filter::Bilinear,
+        }
+    }
+
+    /// Hugging Face's `CLIPImageProcessor`: shorter side to `size` (bicubic),
+    /// centre crop `size` x `size`, CLIP statistics.
+    pub fn clip(size: u32) -> Self {
+        Self {
+            normalize: Normalize::CLIP,
+            resize: ResizeMode::ShorterSideThenCenterCrop { shorter_side: size },
+            filter: Filter::Bicubic,
+            ..Self::new(size, size)
+        }
+    }
+
+    /// Hugging Face's `ViTImageProcessor`: stretch to `size` x `size`
+    /// (bilinear), mean and std 0.5.
+    pub fn vit(size: u32) -> Self {
+        Self {
+            normalize: Normalize::HALF,
+            ..Self::new(size, size)
+        }
+    }
+
+    /// torchvision's ImageNet evaluation transform: shorter side to
+    /// `size * 256 / 224` (bilinear), centre crop `size`, ImageNet statistics.
+    pub fn imagenet(size: u32) -> Self {
+        Self {
+            resize: ResizeMode::ShorterSideThenCenterCrop {
+                shorter_side: size * 256 / 224,
+            },
+            ..Self::new(size, size)
+        }
+    }
+
     /// Output channel count.
     pub fn channels(&self) -> usize {
         if self.grayscale { 1 } else { 3 }
@@ -55,30 +129,57 @@ impl ImagePreprocess {
         self.len() == 0
     }
 
-    /// Resizes (bilinear, skipped when the size already matches) and normalises.
-    pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
-        let resized;
-        let image = if image.dimensions() == (self.width, self.height) {
-            image
-        } else {
-            resized = imageops::resize(image, self.width, self.height, FilterType::Triangle);
-            &resized
-        };
+    /// The image brought to the output size, still RGB u8.
+    pub fn resized(&self, image: &RgbImage) -> Result<RgbImage> {
+        let (width, height) = image.dimensions();
+        if width == 0 || height == 0 {
+            return Err(Error::Invalid("the image is empty".into()));
+        }
+        if (width, height) == (self.width, self.height) {
+            return Ok(image.clone());
+        }
+        match self.resize {
+            ResizeMode::Exact => resize_rgb(image, None, self.width, self.height, self.filter),
+            ResizeMode::ShorterSideThenCenterCrop { shorter_side } => {
+                let (scaled_w, scaled_h) = shorter_side_size(width, height, shorter_side);
+                if scaled_w < self.width || scaled_h < self.height {
+                    return Err(Error::Config(format!(
+                        "preprocess: shorter side {shorter_side} is smaller than the {}x{} crop",
+                        self.width, self.height
+                    )));
+                }
+                let scaled = resize_rgb(image, None, scaled_w, scaled_h, self.filter)?;
+                let (left, top) = ((scaled_w - self.width) / 2, (scaled_h - self.height) / 2);
+                Ok(imageops::crop_imm(&scaled, left, top, self.width, self.height).to_image())
+            }
+        }
+    }
+
+    /// Resizes, crops and normalises: `channels() * height * width` values.
+    pub fn apply(&self, image: &RgbImage) -> Result<Vec<f32>> {
+        let image = self.resized(image)?;
         let plane = (self.width * self.height) as usize;
         let mut out = vec![0.0f32; self.len()];
         let Normalize { mean, std } = self.normalize;
-        for (i, pixel) in image.pixels().enumerate() {
-            let rgb = pixel.0.map(|v| v as f32 / 255.0);
-            if self.grayscale {
-                let grey = (rgb[0] + rgb[1] + rgb[2]) / 3.0;
-                out[i] = (grey - mean[0]) / std[0];
-            } else {
-                for c in 0..3 {
-                    out[c * plane + i] = (rgb[c] - mean[c]) / std[c];
-                }
+        // (v / 255 - mean) / std as one multiply-add per value.
+        let scale = std.map(|s| 1.0 / (255.0 * s));
+        let shift: [f32; 3] = std::array::from_fn(|c| -mean[c] / std[c]);
+        if self.grayscale {
+            for (slot, pixel) in out.iter_mut().zip(image.pixels()) {
+                let sum = pixel.0.iter().map(|&v| v as f32).sum::<f32>();
+                *slot = sum / 3.0 * scale[0] + shift[0];
+            }
+        } else {
+            let (r, rest) = out.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            for (i, pixel) in image.pixels().enumerate() {
+                let [pr, pg, pb] = pixel.0;
+                r[i] = pr as f32 * scale[0] + shift[0];
+                g[i] = pg as f32 * scale[1] + shift[1];
+                b[i] = pb as f32 * scale[2] + shift[2];
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -92,28 +193,70 @@ mod tests {
         image.put_pixel(0, 0, image::Rgb([255, 0, 0]));
         image.put_pixel(1, 0, image::Rgb([0, 255, 0]));
         let pre = ImagePreprocess {
-            width: 2,
-            height: 1,
-            grayscale: false,
             normalize: Normalize::HALF,
+            ..ImagePreprocess::new(2, 1)
         };
-        assert_eq!(pre.apply(&image), vec![1.0, -1.0, -1.0, 1.0, -1.0, -1.0]);
+        assert_eq!(
+            pre.apply(&image).unwrap(),
+            vec![1.0, -1.0, -1.0, 1.0, -1.0, -1.0]
+        );
     }
 
     #[test]
     fn resizes_to_the_target() {
         let image = RgbImage::from_pixel(10, 6, image::Rgb([51, 51, 51]));
         let pre = ImagePreprocess {
-            width: 4,
-            height: 4,
             grayscale: true,
             normalize: Normalize {
                 mean: [0.0; 3],
                 std: [1.0; 3],
             },
+            ..ImagePreprocess::new(4, 4)
         };
-        let out = pre.apply(&image);
+        let out = pre.apply(&image).unwrap();
         assert_eq!(out.len(), 16);
         assert!(out.iter().all(|v| (v - 0.2).abs() < 1e-6));
+    }
+
+    #[test]
+    fn clip_crops_the_centre_of_the_scaled_image() {
+        // Left third red, middle green, right third blue: the centre crop of
+        // a wide image keeps only green.
+        let image = RgbImage::from_fn(300, 100, |x, _| match x / 100 {
+            0 => image::Rgb([255, 0, 0]),
+            1 => image::Rgb([0, 255, 0]),
+            _ => image::Rgb([0, 0, 255]),
+        });
+        let pre = ImagePreprocess {
+            normalize: Normalize {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+            ..ImagePreprocess::clip(20)
+        };
+        let out = pre.apply(&image).unwrap();
+        assert_eq!(out.len(), 3 * 20 * 20);
+        // Away from the crop's edges (where the cubic kernel reaches the
+        // neighbouring thirds) only green is left.
+        for y in 0..20 {
+            for x in 2..18 {
+                let at = |c: usize| out[c * 400 + y * 20 + x];
+                assert!(at(1) > 0.99 && at(0) < 0.01 && at(2) < 0.01, "({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
+    fn a_crop_larger_than_the_scaled_image_is_a_config_error() {
+        let pre = ImagePreprocess {
+            resize: ResizeMode::ShorterSideThenCenterCrop { shorter_side: 10 },
+            ..ImagePreprocess::new(16, 16)
+        };
+        assert!(pre.apply(&RgbImage::new(40, 30)).is_err());
+        assert!(
+            ImagePreprocess::new(4, 4)
+                .apply(&RgbImage::new(0, 0))
+                .is_err()
+        );
     }
 }

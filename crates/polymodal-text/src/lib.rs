@@ -1,5 +1,6 @@
 //! Text for polymodal: Hugging Face tokenizers (load a `tokenizer.json` or
-//! train a WordPiece vocabulary) and a Transformer text encoder.
+//! train a WordPiece or byte-level BPE vocabulary; padding and truncation
+//! chosen by the caller) and a Transformer text encoder.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -9,7 +10,7 @@
 //! let corpus = ["a red circle hums", "a blue square beeps"];
 //! let tokenizer = TextTokenizer::train_wordpiece(corpus.iter(), 100, 16)?;
 //! let device = Device::flex();
-//! let batch = tokenizer.encode_batch(&corpus)?.to_tensors(&device);
+//! let batch = tokenizer.encode_batch(&corpus)?.to_tensors(&device)?;
 //! let encoder = TextEncoderConfig::new(tokenizer.vocab_size()).with_dim(32).init(&device);
 //! let embeddings = encoder.encode(&batch);
 //! assert_eq!(embeddings.pooled.dims(), [2, 32]);
@@ -20,4 +21,5 @@ mod encoder;
 mod tokenize;
 
 pub use encoder::{TextEncoder, TextEncoderConfig};
-pub use tokenize::{EncodedBatch, SPECIAL_TOKENS, TextTokenizer};
+pub use tokenize::{EncodedBatch, Padding, SPECIAL_TOKENS, Side, TextTokenizer, Truncation};
+pub use tokenizers::TruncationStrategy;

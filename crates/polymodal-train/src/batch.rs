@@ -76,7 +76,7 @@ impl Batcher {
                 .iter()
                 .map(|e| e.features.text.as_deref().unwrap_or(""))
                 .collect();
-            let input = tokenizer.encode_batch(&texts)?.to_tensors(device);
+            let input = tokenizer.encode_batch(&texts)?.to_tensors(device)?;
             batch.text = Some(ModalityBatch {
                 input,
                 present: present(Modality::Text),

@@ -168,7 +168,7 @@ fn decode_entry(
         image: entry
             .image
             .as_deref()
-            .map(|p| polymodal_image::load_rgb(p).map(|i| config.image.apply(&i)))
+            .map(|p| polymodal_image::load_rgb(p).and_then(|i| config.image.apply(&i)))
             .transpose()?,
         audio: entry
             .audio
@@ -225,8 +225,9 @@ fn standardize(values: &mut [f32]) {
 
 fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<f32>> {
     let frames = polymodal_video::sample_uniform(path, config.frames)?;
-    Ok(frames
-        .iter()
-        .flat_map(|f| config.preprocess.apply(f))
-        .collect())
+    let mut values = Vec::with_capacity(frames.len() * config.preprocess.len());
+    for frame in &frames {
+        values.extend(config.preprocess.apply(frame)?);
+    }
+    Ok(values)
 }

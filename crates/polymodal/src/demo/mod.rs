@@ -24,6 +24,9 @@ use crate::model_dir::{ModelCard, ModelDir};
 pub use report::{DemoReport, Family, ModelResult};
 pub use synthetic::{DatasetSize, GeneratedDataset};
 
+/// Longest caption, in tokens.
+const DEMO_MAX_TOKENS: usize = 24;
+
 /// Settings of a demo run.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -53,10 +56,8 @@ impl Default for DemoOptions {
 /// The feature settings for the embedded dataset.
 pub fn demo_features() -> FeatureConfig {
     let image = ImagePreprocess {
-        width: synthetic::SIDE,
-        height: synthetic::SIDE,
-        grayscale: false,
         normalize: Normalize::HALF,
+        ..ImagePreprocess::new(synthetic::SIDE, synthetic::SIDE)
     };
     let mel = MelConfig {
         log: LogScale::Decibel { top_db: Some(80.0) },
@@ -121,7 +122,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
         .examples
         .iter()
         .filter_map(|e| e.features.text.clone());
-    let tokenizer = TextTokenizer::train_wordpiece(captions, 200, 24)?;
+    let tokenizer = TextTokenizer::train_wordpiece(captions, 200, DEMO_MAX_TOKENS)?;
     let session = Session {
         out,
         options,
@@ -256,7 +257,7 @@ impl Session<'_> {
             classes: splits.train.classes.len(),
             dim: options.dim,
             vocab_size: tokenizer.vocab_size(),
-            max_tokens: tokenizer.max_length(),
+            max_tokens: tokenizer.max_length().unwrap_or(DEMO_MAX_TOKENS),
             channels: 3,
         };
         let uses_text = modalities.contains(&Modality::Text);

@@ -1,0 +1,137 @@
+//! Audio features against their reference implementations: Hugging Face's
+//! `WhisperFeatureExtractor` and librosa, on the real LibriVox clips of the
+//! shared folder. Fixtures: `scripts/parity/audio.py`.
+
+use polymodal::audio::{
+    LogScale, MelConfig, MelScale, MelSpectrogram, Mfcc, WhisperFeatures, decode_file,
+};
+use polymodal_tests::{Fixture, max_abs_diff, shared_dir};
+
+fn librivox(name: &str) -> Option<Vec<f32>> {
+    let shared = shared_dir()?;
+    let dir = shared.join("data/media/audio/librivox");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(&format!("-{name}.wav")))
+        .unwrap_or_else(|| panic!("no clip {name} in {}", dir.display()));
+    let clip = decode_file(&path).unwrap();
+    assert_eq!((clip.sample_rate, clip.channels), (16_000, 1));
+    Some(clip.samples)
+}
+
+fn clip_names(fixture: &Fixture) -> Vec<String> {
+    fixture
+        .names()
+        .iter()
+        .filter_map(|n| n.strip_prefix("whisper.")?.strip_suffix(".frames"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn wav_decoding_equals_soundfile() {
+    let fixture = Fixture::load("audio.safetensors");
+    for name in clip_names(&fixture) {
+        let Some(samples) = librivox(&name) else {
+            return;
+        };
+        let (head, _) = fixture.f32(&format!("input.{name}.head"));
+        assert_eq!(
+            samples.len() as i64,
+            fixture.i64(&format!("input.{name}.len"))[0]
+        );
+        assert_eq!(&samples[..head.len()], &head[..], "{name}");
+    }
+}
+
+#[test]
+fn whisper_features_match_transformers() {
+    let fixture = Fixture::load("audio.safetensors");
+    let whisper = WhisperFeatures::new().unwrap();
+    let names = clip_names(&fixture);
+    assert_eq!(names.len(), 5);
+    for name in names {
+        let Some(samples) = librivox(&name) else {
+            return;
+        };
+        let ours = whisper.compute(&samples).unwrap();
+        let frames = fixture.i64(&format!("whisper.{name}.frames"));
+        let (expected, shape) = fixture.f32(&format!("whisper.{name}.values"));
+        assert_eq!(shape, [80, frames.len()]);
+        assert_eq!(whisper.frames(), 3000);
+        let picked: Vec<f32> = (0..80)
+            .flat_map(|band| frames.iter().map(move |&f| (band, f as usize)))
+            .map(|(band, f)| ours[band * 3000 + f])
+            .collect();
+        let diff = max_abs_diff(&picked, &expected);
+        eprintln!("whisper {name}: max abs diff {diff:e}");
+        assert!(diff <= 1e-4, "{name}: {diff}");
+    }
+}
+
+fn librosa_clip(fixture: &Fixture) -> Option<Vec<f32>> {
+    librivox(std::str::from_utf8(&fixture.bytes("librosa.clip")).unwrap())
+}
+
+#[test]
+fn mel_spectrogram_in_db_matches_librosa() {
+    let fixture = Fixture::load("audio.safetensors");
+    let Some(samples) = librosa_clip(&fixture) else {
+        return;
+    };
+    let mel = MelSpectrogram::new(MelConfig {
+        f_min: 20.0,
+        f_max: Some(7600.0),
+        ..MelConfig::librosa(16_000, 512, 160, 64)
+    })
+    .unwrap();
+    let (ours, frames) = mel.compute(&samples).unwrap();
+    let (expected, shape) = fixture.f32("librosa.mel_db");
+    assert_eq!(shape, [64, frames]);
+    let diff = max_abs_diff(&ours, &expected);
+    eprintln!("librosa mel dB: max abs diff {diff:e} dB");
+    assert!(diff <= 1e-3, "{diff} dB");
+}
+
+#[test]
+fn htk_mel_power_without_norm_matches_librosa() {
+    let fixture = Fixture::load("audio.safetensors");
+    let Some(samples) = librosa_clip(&fixture) else {
+        return;
+    };
+    let mel = MelSpectrogram::new(MelConfig {
+        scale: MelScale::Htk,
+        slaney_norm: false,
+        log: LogScale::Power,
+        ..MelConfig::librosa(16_000, 400, 160, 40)
+    })
+    .unwrap();
+    let (ours, frames) = mel.compute(&samples).unwrap();
+    let (expected, shape) = fixture.f32("librosa.mel_htk_power");
+    assert_eq!(shape, [40, frames]);
+    // Power spans many decades: compare relative to each value's size.
+    let worst = ours
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-6))
+        .fold(0.0f32, f32::max);
+    eprintln!("librosa HTK mel power: max relative diff {worst:e}");
+    assert!(worst <= 1e-3, "{worst}");
+}
+
+#[test]
+fn mfcc_matches_librosa() {
+    let fixture = Fixture::load("audio.safetensors");
+    let Some(samples) = librosa_clip(&fixture) else {
+        return;
+    };
+    let mfcc = Mfcc::new(MelConfig::librosa(16_000, 512, 160, 64), 20).unwrap();
+    let (ours, frames) = mfcc.compute(&samples).unwrap();
+    let (expected, shape) = fixture.f32("librosa.mfcc");
+    assert_eq!(shape, [20, frames]);
+    let diff = max_abs_diff(&ours, &expected);
+    eprintln!("librosa MFCC: max abs diff {diff:e}");
+    assert!(diff <= 1e-3, "{diff}");
+}
