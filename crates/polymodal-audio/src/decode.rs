@@ -55,7 +55,8 @@ impl AudioClip {
     }
 }
 
-fn downmix(samples: &[f32], channels: usize) -> Vec<f32> {
+/// The average of the channels of interleaved `samples` (librosa's `to_mono`).
+pub fn downmix(samples: &[f32], channels: usize) -> Vec<f32> {
     if channels <= 1 {
         return samples.to_vec();
     }
@@ -80,6 +81,17 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
+    /// Checks the window: offset at least 0, duration positive.
+    pub fn validate(&self) -> Result<()> {
+        let (offset, duration) = (self.offset_secs, self.duration_secs);
+        if !offset.is_finite() || offset < 0.0 || duration.is_some_and(|d| d.is_nan() || d <= 0.0) {
+            return Err(Error::Config(format!(
+                "audio load: offset must be >= 0 and duration > 0, got {offset} and {duration:?}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Mono at `sample_rate`, the whole file (the usual model input).
     pub fn mono_at(sample_rate: u32) -> Self {
         Self {
@@ -111,26 +123,20 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<AudioClip> 
 }
 
 fn read_window(mut reader: AudioReader, options: &LoadOptions) -> Result<AudioClip> {
+    options.validate()?;
     let LoadOptions {
         sample_rate,
         mono,
         offset_secs,
         duration_secs,
     } = *options;
-    if !offset_secs.is_finite()
-        || offset_secs < 0.0
-        || duration_secs.is_some_and(|d| d.is_nan() || d <= 0.0)
-    {
-        return Err(Error::Config(format!(
-            "audio load: offset must be >= 0 and duration > 0, got {offset_secs} and {duration_secs:?}"
-        )));
-    }
     if offset_secs > 0.0 {
         reader.seek(offset_secs)?;
     }
     let (rate, channels) = (reader.sample_rate(), reader.channels());
     let out_channels = if mono { 1 } else { channels };
-    let mut wanted = duration_secs.map(|d| (d * rate as f64).round() as usize);
+    // Whole frames, truncated, as librosa counts them.
+    let mut wanted = duration_secs.map(|d| (d * rate as f64) as usize);
     let mut resampler = match sample_rate {
         Some(to) if to != rate => Some(Resampler::new(rate, to, out_channels)?),
         _ => None,

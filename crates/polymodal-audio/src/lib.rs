@@ -26,7 +26,9 @@ mod wav;
 mod whisper;
 
 pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
-pub use decode::{AudioClip, AudioInfo, AudioReader, LoadOptions, decode_bytes, decode_file, load};
+pub use decode::{
+    AudioClip, AudioInfo, AudioReader, LoadOptions, decode_bytes, decode_file, downmix, load,
+};
 pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode};
 pub use mfcc::Mfcc;
 pub use resample::{Resampler, resample};

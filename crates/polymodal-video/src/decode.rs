@@ -1,105 +1,39 @@
-//! Video decoding and encoding with video-rs (FFmpeg).
+//! Whole-file helpers over [`VideoReader`], and H.264 encoding with video-rs.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use image::RgbImage;
+use video_rs::Time;
 use video_rs::encode::{Encoder, Settings};
 use video_rs::ffmpeg::format::Pixel;
 use video_rs::frame::RawFrame;
-use video_rs::{Decoder, Time};
 
 use polymodal_core::{Error, Result};
 
-/// Stream facts read from the container.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VideoInfo {
-    /// Frame width in pixels.
-    pub width: u32,
-    /// Frame height in pixels.
-    pub height: u32,
-    /// Frames per second (0 when the container does not say).
-    pub fps: f32,
-}
+use crate::reader::{VideoInfo, VideoReader, init};
+use crate::sample::{Sampling, Strategy, sample_frames};
 
-fn init() -> Result<(), String> {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| video_rs::init().map_err(|e| e.to_string()))
-        .clone()
-}
-
-fn open(path: &Path) -> Result<Decoder> {
-    init().map_err(|e| Error::decode(path, "video", format!("FFmpeg init: {e}")))?;
-    if !path.is_file() {
-        let e = std::fs::metadata(path)
-            .err()
-            .unwrap_or_else(|| std::io::Error::other("not a file"));
-        return Err(Error::io(path, e));
-    }
-    Decoder::new(path).map_err(|e| Error::decode(path, "video", e))
-}
-
-/// Reads the size and frame rate of a video.
+/// Reads a video's metadata (size, rate, duration, frame count, codec).
 pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
-    let decoder = open(path.as_ref())?;
-    let (width, height) = decoder.size();
-    Ok(VideoInfo {
-        width,
-        height,
-        fps: decoder.frame_rate(),
-    })
+    Ok(VideoReader::open(path)?.info().clone())
 }
 
 /// Decodes every frame of a video to RGB.
 pub fn decode_all(path: impl AsRef<Path>) -> Result<Vec<RgbImage>> {
-    let path = path.as_ref();
-    let mut decoder = open(path)?;
-    let mut frames = Vec::new();
-    loop {
-        match decoder.decode_raw() {
-            Ok(frame) => frames.push(to_rgb_image(&frame)),
-            // video-rs reports the end of the stream as an error.
-            Err(video_rs::Error::ReadExhausted | video_rs::Error::DecodeExhausted) => break,
-            Err(e) => return Err(Error::decode(path, "video", e)),
-        }
-    }
-    if frames.is_empty() {
-        return Err(Error::decode(path, "video", "the stream has no frames"));
-    }
-    Ok(frames)
-}
-
-/// Decodes a video and keeps `count` frames spread uniformly over it (the
-/// centre of `count` equal segments; frames repeat when the clip is shorter).
-pub fn sample_uniform(path: impl AsRef<Path>, count: usize) -> Result<Vec<RgbImage>> {
-    if count == 0 {
-        return Err(Error::Invalid("cannot sample zero frames".into()));
-    }
-    let frames = decode_all(path)?;
-    Ok(uniform_indices(frames.len(), count)
+    Ok(sample_frames(path, &Sampling::whole(Strategy::All))?
         .into_iter()
-        .map(|i| frames[i].clone())
+        .map(|f| f.image)
         .collect())
 }
 
-/// Indices of `count` frames spread uniformly over `total` frames.
-pub fn uniform_indices(total: usize, count: usize) -> Vec<usize> {
-    (0..count)
-        .map(|k| {
-            (((k as f64 + 0.5) * total as f64 / count as f64) as usize).min(total.saturating_sub(1))
-        })
-        .collect()
-}
-
-fn to_rgb_image(frame: &RawFrame) -> RgbImage {
-    let (width, height) = (frame.width() as usize, frame.height() as usize);
-    let stride = frame.stride(0);
-    let data = frame.data(0);
-    let mut rgb = Vec::with_capacity(width * height * 3);
-    for row in 0..height {
-        rgb.extend_from_slice(&data[row * stride..row * stride + width * 3]);
-    }
-    RgbImage::from_raw(width as u32, height as u32, rgb).expect("buffer sized from the frame")
+/// `count` frames spread uniformly over a video (the frames shown at the
+/// centres of `count` equal slices of its duration; seeks when they are far
+/// apart).
+pub fn sample_uniform(path: impl AsRef<Path>, count: usize) -> Result<Vec<RgbImage>> {
+    Ok(sample_frames(path, &Sampling::uniform(count))?
+        .into_iter()
+        .map(|f| f.image)
+        .collect())
 }
 
 /// Encodes RGB frames as an H.264 MP4 at `fps` frames per second. Every frame
@@ -135,16 +69,4 @@ pub fn encode_mp4(path: impl AsRef<Path>, frames: &[RgbImage], fps: f64) -> Resu
         encoder.encode_raw(frame).map_err(|e| fail(e.to_string()))?;
     }
     encoder.finish().map_err(|e| fail(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uniform_indices_cover_the_clip() {
-        assert_eq!(uniform_indices(16, 4), vec![2, 6, 10, 14]);
-        assert_eq!(uniform_indices(2, 4), vec![0, 0, 1, 1]);
-        assert_eq!(uniform_indices(1, 3), vec![0, 0, 0]);
-    }
 }

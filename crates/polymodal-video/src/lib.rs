@@ -1,5 +1,6 @@
-//! Video for polymodal: decoding with video-rs (FFmpeg), uniform frame
-//! sampling, H.264 encoding, and a per-frame encoder with temporal pooling.
+//! Video for polymodal: decoding with FFmpeg (through video-rs), metadata,
+//! frame sampling strategies that seek, audio tracks, H.264 encoding, and a
+//! per-frame encoder with temporal pooling.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -15,8 +16,14 @@
 //! assert_eq!(embeddings.sequence.dims(), [2, 8, 32]);
 //! ```
 
+mod audio;
 mod decode;
 mod encoder;
+mod reader;
+mod sample;
 
-pub use decode::{VideoInfo, decode_all, encode_mp4, probe, sample_uniform, uniform_indices};
+pub use audio::load_audio_track;
+pub use decode::{decode_all, encode_mp4, probe, sample_uniform};
 pub use encoder::{FrameEncoder, FrameEncoderConfig};
+pub use reader::{VideoFrame, VideoInfo, VideoReader};
+pub use sample::{Sampling, Strategy, sample_frames, uniform_indices};
