@@ -90,6 +90,8 @@ audios = {
     "tone-f32.wav": ["-f", "lavfi", "-i", tone, "-c:a", "pcm_f32le"],
     "tone-u8.wav": ["-f", "lavfi", "-i", tone, "-c:a", "pcm_u8"],
 }
+# A codec symphonia does not have (Opus): decoding it must be a clear error.
+ffmpeg("-f", "lavfi", "-i", tone, "-c:a", "libopus", "-b:a", "32k", str(out / "tone.opus"))
 for name, args in audios.items():
     ffmpeg(*args, str(out / name))
     samples = decode_f32(out / name)

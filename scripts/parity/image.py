@@ -49,3 +49,36 @@ target = pathlib.Path("tests/fixtures/parity/image.safetensors")
 save_file(out, target, metadata={"Pillow": PIL.__version__,
                                  "transformers": __import__("transformers").__version__})
 print(f"wrote {target} ({target.stat().st_size} bytes)")
+
+# Decoder fixtures: one synthetic picture in every supported format and pixel
+# layout, plus a JPEG whose EXIF says "rotate 90 degrees clockwise". The
+# reference is Pillow's decode, upright (ImageOps.exif_transpose), as RGB.
+from PIL import ImageOps  # noqa: E402
+
+formats_dir = pathlib.Path("tests/fixtures/media/images")
+formats_dir.mkdir(parents=True, exist_ok=True)
+y, x = np.mgrid[0:23, 0:37]
+rgb = np.stack([x * 7, y * 11, (x + y) * 4], axis=-1).astype(np.uint8)
+picture = Image.fromarray(rgb, "RGB")
+variants = {
+    "rgb.png": (picture, {}),
+    "grey.png": (picture.convert("L"), {}),
+    "rgba.png": (picture.convert("RGBA"), {}),
+    "palette.gif": (picture.convert("P"), {}),
+    "rgb.bmp": (picture, {}),
+    "rgb.tiff": (picture, {}),
+    "lossless.webp": (picture, {"lossless": True}),
+    "quality90.jpg": (picture, {"quality": 90}),
+}
+for name, (image, options) in variants.items():
+    image.save(formats_dir / name, **options)
+exif = Image.Exif()
+exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+picture.save(formats_dir / "exif-rotated.jpg", quality=90, exif=exif)
+decoded = {}
+for path in sorted(formats_dir.iterdir()):
+    upright = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    decoded[f"pillow.{path.name}"] = np.asarray(upright)
+save_file(decoded, formats_dir / "pillow-decoded.safetensors",
+          metadata={"Pillow": PIL.__version__})
+print("decoder fixtures:", ", ".join(sorted(p.name for p in formats_dir.iterdir())))

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
@@ -230,14 +231,14 @@ impl AudioReader {
         if let Some(extension) = extension {
             hint.with_extension(extension);
         }
-        let format = symphonia::default::get_probe()
-            .probe(
+        let format = guard(|| {
+            symphonia::default::get_probe().probe(
                 &hint,
                 stream,
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(describe)?;
+        })?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or("no audio track")?;
@@ -252,13 +253,17 @@ impl AudioReader {
             (Some(tb), Some(d)) => tb.calc_duration(d).map(|t| t.as_secs_f64()),
             _ => None,
         };
-        let decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(describe)?;
+        let decoder = guard(|| {
+            symphonia::default::get_codecs()
+                .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        })?;
         let sample_rate = params.sample_rate.ok_or("unknown sample rate")?;
         let channels = params.channels.as_ref().map_or(0, |c| c.count());
         if sample_rate == 0 || channels == 0 {
             return Err("unknown sample rate or channel count".into());
+        }
+        if channels > MAX_CHANNELS {
+            return Err(format!("implausible channel count {channels}"));
         }
         Ok(Self {
             path: PathBuf::from("<memory>"),
@@ -300,16 +305,17 @@ impl AudioReader {
     pub fn seek(&mut self, secs: f64) -> Result<()> {
         let time = Time::try_from_secs_f64(secs)
             .ok_or_else(|| Error::Config(format!("cannot seek to {secs} s")))?;
-        let seeked = self
-            .format
-            .seek(
+        let (format, track_id) = (&mut self.format, self.track_id);
+        let seeked = guard(|| {
+            format.seek(
                 SeekMode::Accurate,
                 SeekTo::Time {
                     time,
-                    track_id: Some(self.track_id),
+                    track_id: Some(track_id),
                 },
             )
-            .map_err(|e| self.error(format!("seek to {secs} s: {}", describe(e))))?;
+        })
+        .map_err(|e| self.error(format!("seek to {secs} s: {e}")))?;
         self.decoder.reset();
         let gap = seeked.required_ts.get() - seeked.actual_ts.get();
         let gap_secs = match self.time_base {
@@ -326,7 +332,10 @@ impl AudioReader {
     /// at the end. A file cut short ends at its last whole packet.
     pub fn next_chunk(&mut self) -> Result<Option<AudioClip>> {
         loop {
-            let packet = match self.format.next_packet() {
+            let format = &mut self.format;
+            let next = catch_unwind(AssertUnwindSafe(|| format.next_packet()))
+                .map_err(|_| self.error(PANIC_MESSAGE))?;
+            let packet = match next {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Ok(None),
                 Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
@@ -337,18 +346,21 @@ impl AudioReader {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let decoded = match self.decoder.decode(&packet) {
-                Ok(decoded) => decoded,
-                Err(e) => return Err(Error::decode(&self.path, "audio", describe(e))),
-            };
-            let (rate, channels) = (decoded.spec().rate(), decoded.spec().channels().count());
+            let (decoder, buffer) = (&mut self.decoder, &mut self.buffer);
+            let decoded = catch_unwind(AssertUnwindSafe(|| {
+                decoder.decode(&packet).map(|decoded| {
+                    decoded.copy_to_vec_interleaved(buffer);
+                    (decoded.spec().rate(), decoded.spec().channels().count())
+                })
+            }))
+            .map_err(|_| self.error(PANIC_MESSAGE))?;
+            let (rate, channels) = decoded.map_err(|e| self.error(describe(e)))?;
             if (rate, channels) != (self.info.sample_rate, self.info.channels) {
                 return Err(self.error(format!(
                     "the stream changes format mid-way ({} Hz x {} to {rate} Hz x {channels})",
                     self.info.sample_rate, self.info.channels
                 )));
             }
-            decoded.copy_to_vec_interleaved(&mut self.buffer);
             let skip = (self.skip_frames * channels).min(self.buffer.len());
             self.skip_frames -= skip / channels;
             if skip == self.buffer.len() {
@@ -361,6 +373,20 @@ impl AudioReader {
             }));
         }
     }
+}
+
+/// More channels than any real recording has: a corrupt header.
+const MAX_CHANNELS: usize = 64;
+
+const PANIC_MESSAGE: &str = "the decoder failed on malformed data (it panicked)";
+
+/// Runs a symphonia call, turning its panics on malformed input (it has
+/// some, e.g. a shift overflow on WAV headers with thousands of channels)
+/// into errors.
+fn guard<T>(call: impl FnOnce() -> Result<T, SymphoniaError>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(call))
+        .map_err(|_| PANIC_MESSAGE.to_string())?
+        .map_err(describe)
 }
 
 fn describe(error: SymphoniaError) -> String {

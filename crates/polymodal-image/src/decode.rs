@@ -51,3 +51,30 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, ImageFormat, Rgb};
+
+    #[test]
+    fn sixteen_bit_png_rounds_to_eight_bits() {
+        let wide: ImageBuffer<Rgb<u16>, Vec<u16>> =
+            ImageBuffer::from_fn(3, 1, |x, _| Rgb([x as u16 * 30_000, 65_535, 128]));
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageRgb16(wide)
+            .write_to(&mut bytes, ImageFormat::Png)
+            .unwrap();
+        let rgb = decode_rgb(bytes.get_ref()).unwrap();
+        // (c + 128) / 257, the correctly rounded 16-to-8-bit conversion.
+        assert_eq!(rgb.get_pixel(1, 0).0, [117, 255, 0]);
+        assert_eq!(rgb.get_pixel(2, 0).0, [233, 255, 0]);
+    }
+
+    #[test]
+    fn text_and_empty_input_are_errors() {
+        assert!(decode_rgb(b"").is_err());
+        let error = decode_rgb(b"plain text, not a picture").unwrap_err();
+        assert!(error.contains("supported format"), "{error}");
+    }
+}
