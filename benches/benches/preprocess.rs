@@ -1,8 +1,8 @@
 //! Per-sample preprocessing cost of the demo's pipeline stages.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use polymodal::audio::{MelConfig, MelSpectrogram};
-use polymodal::image::ImagePreprocess;
+use polymodal_audio::{MelConfig, MelSpectrogram};
+use polymodal_image::ImagePreprocess;
 
 fn mel(c: &mut Criterion) {
     let mel = MelSpectrogram::new(MelConfig::librosa(16_000, 400, 160, 80)).expect("valid config");

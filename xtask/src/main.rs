@@ -3,6 +3,7 @@
 //! Dependency-free on purpose: it is the first thing built on a fresh machine and
 //! must build in seconds.
 
+mod fuzz;
 mod setup;
 
 use std::env;
@@ -16,6 +17,17 @@ commands:
   demo [--out DIR] build in release, generate the embedded dataset, train every model
                    (unimodal and fused) and write the results table and chart (default out/demo)
   test             fmt check, clippy -D warnings and the whole test suite (what CI runs)
+  bench media [--reps N]
+                   time polymodal's media paths (video decode, audio features, image
+                   preprocessing, tokenisation) against ffmpeg, librosa, Pillow and Python
+                   tokenizers on the shared files, printing ratios. The Python side runs
+                   with $POLYMODAL_PYTHON (default python3) and is skipped if its packages
+                   are missing (pip install -r scripts/parity/requirements.txt)
+  fuzz [--seconds N] [TARGET...]
+                   run the cargo-fuzz targets of fuzz/ (audio_decode, audio_features,
+                   image_decode, video_decode, tokenizer_load) for N seconds each
+                   (default 60), seeded with the test fixtures; installs cargo-fuzz if
+                   missing; prints executions and crashes (saved in fuzz/artifacts/)
 ";
 
 fn main() -> ExitCode {
@@ -24,6 +36,8 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure_system_packages(),
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -105,6 +119,40 @@ fn demo(args: &[String]) -> Result<(), String> {
     command.arg("demo").arg("--out").arg(&out);
     runtime_env(&mut command);
     run("demo", &mut command)
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let reps = match args {
+        [what] if what == "media" => "5".to_string(),
+        [what, flag, n] if what == "media" && flag == "--reps" => n.clone(),
+        _ => return Err(format!("bench takes `media [--reps N]`\n\n{USAGE}")),
+    };
+    setup::ensure_system_packages()?;
+    let shared = env::var_os("POLYMODAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("..").join("shared"));
+    if !shared.join("README.md").is_file() {
+        return Err(format!(
+            "the shared data is not at {} (set POLYMODAL_SHARED)",
+            shared.display()
+        ));
+    }
+    let python = env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "polymodal-benches",
+            "--bin",
+            "media",
+            "--",
+        ])
+        .arg("--shared")
+        .arg(&shared)
+        .args(["--python", &python, "--reps", &reps]);
+    run("media benchmark (release build)", &mut command)
 }
 
 fn test() -> Result<(), String> {

@@ -1,12 +1,40 @@
-//! Audio for polymodal: decoding with symphonia (WAV and FLAC), mel
-//! spectrograms, and a convolutional spectrogram encoder.
+//! Audio for polymodal: decoding with symphonia (WAV, FLAC, MP3, Ogg Vorbis,
+//! AAC in MP4), streaming reads of a time window, resampling (rubato), mel
+//! spectrograms with librosa's conventions, MFCC, Whisper's input features,
+//! and a convolutional spectrogram encoder. See `docs/media.md`.
+//!
+//! From a file to a tensor:
+//!
+//! ```
+//! use burn::prelude::*;
+//! use polymodal_audio::{LoadOptions, WhisperFeatures, load, write_wav_pcm16};
+//!
+//! // Two seconds of a 440 Hz tone at 44.1 kHz, written as a WAV file.
+//! let path = std::env::temp_dir().join(format!("polymodal-doc-{}.wav", std::process::id()));
+//! let tone: Vec<f32> = (0..88_200).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 0.5).collect();
+//! write_wav_pcm16(&path, &tone, 44_100, 1)?;
+//!
+//! // Like librosa.load(path, sr=16000, mono=True, offset=0.5, duration=1.0).
+//! let options = LoadOptions { offset_secs: 0.5, duration_secs: Some(1.0), ..LoadOptions::mono_at(16_000) };
+//! let clip = load(&path, &options)?;
+//! assert_eq!((clip.sample_rate, clip.frames()), (16_000, 16_000));
+//!
+//! // Whisper's 80 x 3000 log-mel input, as a [1, 80, 3000] tensor.
+//! let whisper = WhisperFeatures::new()?;
+//! let features = whisper.compute(&clip.samples)?;
+//! let input = Tensor::<3>::from_data(TensorData::new(features, [1, 80, whisper.frames()]), &Device::flex());
+//! assert_eq!(input.dims(), [1, 80, 3000]);
+//! # std::fs::remove_file(path).ok();
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+//!
+//! Encoding a spectrogram:
 //!
 //! ```
 //! use burn::prelude::*;
 //! use polymodal_audio::{MelConfig, MelSpectrogram, SpectrogramEncoderConfig};
 //! use polymodal_core::Encoder;
 //!
-//! // Half a second of a 440 Hz tone at 8 kHz (or polymodal_audio::decode_file("speech.wav")?).
 //! let tone: Vec<f32> = (0..4000).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 8000.0).sin()).collect();
 //! let mel = MelSpectrogram::new(MelConfig::librosa(8000, 256, 128, 32))?;
 //! let (values, frames) = mel.compute(&tone)?;

@@ -1,18 +1,25 @@
-//! Images for polymodal: decoding with `image` (format from the content),
-//! resizing and normalisation to CHW f32, and a convolutional encoder.
+//! Images for polymodal: decoding with `image` (PNG, JPEG, WebP, GIF, BMP,
+//! TIFF; format from the content; EXIF orientation applied), Pillow-exact
+//! resizing, the CLIP / ViT / ImageNet preprocessing presets, seeded
+//! augmentations, and a convolutional encoder. See `docs/media.md`.
 //!
 //! ```
 //! use burn::prelude::*;
 //! use polymodal_core::Encoder;
-//! use polymodal_image::{ConvEncoderConfig, ImagePreprocess, Normalize};
+//! use polymodal_image::{ConvEncoderConfig, ImagePreprocess, load_rgb};
 //!
-//! let photo = image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
-//! let preprocess = ImagePreprocess { normalize: Normalize::IMAGENET, ..ImagePreprocess::new(32, 32) };
-//! let values = preprocess.apply(&photo)?; // or polymodal_image::load_rgb("photo.png")?
+//! // A 64 x 48 photo saved as PNG (any supported format loads the same way).
+//! let path = std::env::temp_dir().join(format!("polymodal-doc-{}.png", std::process::id()));
+//! image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90])).save(&path).unwrap();
+//!
+//! // Hugging Face's CLIPImageProcessor at 32 x 32: [3, 32, 32] f32.
+//! let photo = load_rgb(&path)?;
+//! let values = ImagePreprocess::clip(32).apply(&photo)?;
 //! let device = Device::flex();
 //! let batch = Tensor::<4>::from_data(TensorData::new(values, [1, 3, 32, 32]), &device);
 //! let encoder = ConvEncoderConfig::new(3).with_dim(32).init(&device);
 //! assert_eq!(encoder.encode(&batch).pooled.dims(), [1, 32]);
+//! # std::fs::remove_file(path).ok();
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 

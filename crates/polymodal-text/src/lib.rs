@@ -5,14 +5,17 @@
 //! ```
 //! use burn::prelude::*;
 //! use polymodal_core::Encoder;
-//! use polymodal_text::{TextEncoderConfig, TextTokenizer};
+//! use polymodal_text::{Padding, TextEncoderConfig, TextTokenizer};
 //!
 //! let corpus = ["a red circle hums", "a blue square beeps"];
-//! let tokenizer = TextTokenizer::train_wordpiece(corpus.iter(), 100, 16)?;
+//! // Or TextTokenizer::from_file("all-MiniLM-L6-v2/tokenizer.json", 128)?
+//! let tokenizer = TextTokenizer::train_wordpiece(corpus.iter(), 100, 16)?
+//!     .with_padding(Padding::Fixed(8))?;
 //! let device = Device::flex();
 //! let batch = tokenizer.encode_batch(&corpus)?.to_tensors(&device)?;
 //! let encoder = TextEncoderConfig::new(tokenizer.vocab_size()).with_dim(32).init(&device);
 //! let embeddings = encoder.encode(&batch);
+//! assert_eq!(batch.ids.dims(), [2, 8]);
 //! assert_eq!(embeddings.pooled.dims(), [2, 32]);
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```

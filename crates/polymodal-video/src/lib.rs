@@ -1,19 +1,33 @@
 //! Video for polymodal: decoding with FFmpeg (through video-rs), metadata,
 //! frame sampling strategies that seek, audio tracks, H.264 encoding, and a
-//! per-frame encoder with temporal pooling.
+//! per-frame encoder with temporal pooling. See `docs/media.md`.
 //!
 //! ```
 //! use burn::prelude::*;
 //! use polymodal_core::Encoder;
-//! use polymodal_image::ConvEncoderConfig;
-//! use polymodal_video::FrameEncoderConfig;
+//! use polymodal_image::{ConvEncoderConfig, ImagePreprocess};
+//! use polymodal_video::{FrameEncoderConfig, Sampling, encode_mp4, probe, sample_frames};
 //!
-//! // With a file: let frames = polymodal_video::sample_uniform("clip.mp4", 8)?;
+//! // A 2-second 32 x 32 clip at 10 fps, encoded as H.264.
+//! let path = std::env::temp_dir().join(format!("polymodal-doc-{}.mp4", std::process::id()));
+//! let frames: Vec<image::RgbImage> = (0..20u8)
+//!     .map(|i| image::RgbImage::from_pixel(32, 32, image::Rgb([i * 12, 0, 255 - i * 12])))
+//!     .collect();
+//! encode_mp4(&path, &frames, 10.0)?;
+//! assert_eq!(probe(&path)?.frame_count, Some(20));
+//!
+//! // 8 frames spread over the clip, preprocessed: [1, 8, 3, 32, 32].
+//! let preprocess = ImagePreprocess::vit(32);
+//! let mut values = Vec::new();
+//! for frame in sample_frames(&path, &Sampling::uniform(8))? {
+//!     values.extend(preprocess.apply(&frame.image)?);
+//! }
 //! let device = Device::flex();
-//! let clips = Tensor::<5>::zeros([2, 8, 3, 32, 32], &device); // [batch, frames, c, h, w]
+//! let clips = Tensor::<5>::from_data(TensorData::new(values, [1, 8, 3, 32, 32]), &device);
 //! let encoder = FrameEncoderConfig::new(ConvEncoderConfig::new(3).with_dim(32)).init(&device);
-//! let embeddings = encoder.encode(&clips);
-//! assert_eq!(embeddings.sequence.dims(), [2, 8, 32]);
+//! assert_eq!(encoder.encode(&clips).sequence.dims(), [1, 8, 32]);
+//! # std::fs::remove_file(path).ok();
+//! # Ok::<(), polymodal_core::Error>(())
 //! ```
 
 mod audio;

@@ -1,0 +1,291 @@
+//! `cargo xtask bench media`: polymodal's media paths against the reference
+//! tools on the same files in the same run, as ratios (reference time /
+//! polymodal time: above 1 means polymodal is faster).
+//!
+//! Usage: media --shared DIR [--python PYTHON] [--reps N]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use polymodal_audio::{LoadOptions, MelConfig, MelSpectrogram, load};
+use polymodal_image::{ImagePreprocess, load_rgb};
+use polymodal_text::TextTokenizer;
+use polymodal_video::VideoReader;
+use serde_json::{Value, json};
+
+const AUDIO_RATE: u32 = 22_050;
+const N_FFT: usize = 2048;
+const HOP: usize = 512;
+const N_MELS: usize = 128;
+
+struct Options {
+    shared: PathBuf,
+    python: String,
+    reps: usize,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut options = Options {
+        shared: PathBuf::from("../shared"),
+        python: "python3".into(),
+        reps: 5,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--shared" => options.shared = value.into(),
+            "--python" => options.python = value,
+            "--reps" => options.reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(options)
+}
+
+fn best_of(reps: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
+    let mut best = Duration::MAX;
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        work()?;
+        best = best.min(start.elapsed());
+    }
+    Ok(best)
+}
+
+fn files(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, String> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// One row of the report.
+struct Row {
+    what: String,
+    ours: Duration,
+    reference: Result<(Duration, String), String>,
+    goal: f64,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("media bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let options = parse()?;
+    let media = options.shared.join("data/media");
+    let video = media.join("video/bigbuckbunny.mp4");
+    let speech = files(&media.join("audio/librivox"), "wav")?;
+    let mut photos = files(&media.join("images"), "png")?;
+    photos.extend(files(&media.join("images"), "jpg")?);
+    let tokenizer_file = options
+        .shared
+        .join("models/all-MiniLM-L6-v2/tokenizer.json");
+    let transcripts = std::fs::read_to_string(media.join("audio/librivox/transcription"))
+        .map_err(|e| e.to_string())?;
+    let sentences: Vec<String> = transcripts
+        .lines()
+        .map(|l| {
+            l.split(" (")
+                .next()
+                .unwrap_or(l)
+                .replace("<s>", "")
+                .replace("</s>", "")
+        })
+        .cycle()
+        .take(2000)
+        .collect();
+    let reps = options.reps;
+    let error = |e: polymodal_core::Error| e.to_string();
+
+    // Video: every frame of the 720p clip to RGB, on one thread (as
+    // `ffmpeg -threads 1`) and with FFmpeg's automatic threading (as video-rs).
+    let decode_video = |threads: usize| {
+        best_of(reps, || {
+            let mut reader = VideoReader::open_with_threads(&video, threads).map_err(error)?;
+            let mut image = RgbImage::new(0, 0);
+            let mut frames = 0;
+            while reader.next_frame_into(&mut image).map_err(error)?.is_some() {
+                frames += 1;
+            }
+            (frames == 132)
+                .then_some(())
+                .ok_or(format!("{frames} frames"))
+        })
+    };
+    let ours_video = decode_video(1)?;
+    let ours_video_auto = decode_video(0)?;
+    let video_rs = best_of(reps, || {
+        let mut decoder = video_rs::Decoder::new(video.as_path()).map_err(|e| e.to_string())?;
+        loop {
+            match decoder.decode_raw() {
+                Ok(_) => {}
+                Err(video_rs::Error::ReadExhausted | video_rs::Error::DecodeExhausted) => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    })?;
+    let ffmpeg = best_of(reps, || {
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-threads", "1", "-i"])
+            .arg(&video)
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"])
+            .status()
+            .map_err(|e| format!("ffmpeg: {e}"))?;
+        status.success().then_some(()).ok_or("ffmpeg failed".into())
+    });
+
+    // Audio: decode, resample to 22.05 kHz, 128-band log-mel.
+    let mel =
+        MelSpectrogram::new(MelConfig::librosa(AUDIO_RATE, N_FFT, HOP, N_MELS)).map_err(error)?;
+    let ours_audio = best_of(reps, || {
+        for path in &speech {
+            let clip = load(path, &LoadOptions::mono_at(AUDIO_RATE)).map_err(error)?;
+            mel.compute(&clip.samples).map_err(error)?;
+        }
+        Ok(())
+    })?;
+
+    // Images: decode, CLIP preprocessing to 224 x 224 CHW f32.
+    let clip = ImagePreprocess::clip(224);
+    let ours_images = best_of(reps, || {
+        for path in &photos {
+            clip.apply(&load_rgb(path).map_err(error)?).map_err(error)?;
+        }
+        Ok(())
+    })?;
+
+    // Text: 2000 sentences through all-MiniLM-L6-v2's tokenizer.
+    let tokenizer = TextTokenizer::from_file(&tokenizer_file, 128).map_err(error)?;
+    let ours_tokens = best_of(reps, || {
+        tokenizer
+            .encode_batch(&sentences)
+            .map(|_| ())
+            .map_err(error)
+    })?;
+
+    let python = python_reference(&options, &speech, &photos, &tokenizer_file, &sentences);
+    let reference = |name: &str| -> Result<(Duration, String), String> {
+        let python = python.as_ref().map_err(Clone::clone)?;
+        let entry = &python[name];
+        if let Some(skipped) = entry["skipped"].as_str() {
+            return Err(format!("skipped: {skipped}"));
+        }
+        let seconds = entry["seconds"].as_f64().ok_or("no time")?;
+        Ok((
+            Duration::from_secs_f64(seconds),
+            entry["tool"].as_str().unwrap_or("?").to_string(),
+        ))
+    };
+    let rows = [
+        Row {
+            what: "video: 132 frames 1280x720 H.264 -> RGB, 1 thread".into(),
+            ours: ours_video,
+            reference: ffmpeg.map(|d| (d, "ffmpeg -threads 1 -f rawvideo -pix_fmt rgb24".into())),
+            goal: 1.0,
+        },
+        Row {
+            what: "video: the same, FFmpeg's automatic threads on both sides".into(),
+            ours: ours_video_auto,
+            reference: Ok((video_rs, "video-rs 0.12 decode_raw".into())),
+            goal: 1.0,
+        },
+        Row {
+            what: format!(
+                "audio: {} LibriVox clips, decode + resample 22.05 kHz + 128-mel dB",
+                speech.len()
+            ),
+            ours: ours_audio,
+            reference: reference("audio"),
+            goal: 3.0,
+        },
+        Row {
+            what: format!(
+                "image: {} photos, decode + CLIP resize/crop/normalise",
+                photos.len()
+            ),
+            ours: ours_images,
+            reference: reference("image"),
+            goal: 1.5,
+        },
+        Row {
+            what: "text: 2000 sentences, all-MiniLM-L6-v2 tokenizer, pad + truncate 128".into(),
+            ours: ours_tokens,
+            reference: reference("tokens"),
+            goal: 1.0,
+        },
+    ];
+    println!("| work | polymodal | reference | reference tool | ratio | goal |");
+    println!("| --- | ---: | ---: | --- | ---: | ---: |");
+    for row in rows {
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        match row.reference {
+            Ok((time, tool)) => println!(
+                "| {} | {} | {} | {tool} | {:.2}x | {:.1}x |",
+                row.what,
+                ms(row.ours),
+                ms(time),
+                time.as_secs_f64() / row.ours.as_secs_f64(),
+                row.goal
+            ),
+            Err(why) => println!(
+                "| {} | {} | - | {why} | - | {:.1}x |",
+                row.what,
+                ms(row.ours),
+                row.goal
+            ),
+        }
+    }
+    println!("\nBest of {reps} passes each; ratio = reference time / polymodal time.");
+    Ok(())
+}
+
+fn python_reference(
+    options: &Options,
+    speech: &[PathBuf],
+    photos: &[PathBuf],
+    tokenizer: &Path,
+    sentences: &[String],
+) -> Result<Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/media_reference.py");
+    let spec = json!({
+        "reps": options.reps,
+        "audio": speech, "audio_rate": AUDIO_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
+        "images": photos, "image_size": 224,
+        "tokenizer": tokenizer, "sentences": sentences,
+    });
+    let mut child = Command::new(&options.python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "skipped: cannot run {} ({e}); pass --python",
+                options.python
+            )
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(spec.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!("skipped: {} failed", script.display()));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("python output: {e}"))
+}
