@@ -183,3 +183,38 @@ fn absurd_header_values_are_errors_not_allocations() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Inputs on which `cargo xtask fuzz` found panics, kept as regressions:
+/// each now gives an error (or a result), never a panic.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/fuzz-regressions");
+    let scratch = scratch_dir("fuzz-regressions");
+    // tokenizers 0.23 panicked on a malformed decoder section.
+    let data = std::fs::read(dir.join("tokenizer_load.bin")).unwrap();
+    let json = &data[..data.iter().position(|&b| b == 0).unwrap_or(data.len())];
+    let path = scratch.join("tokenizer.json");
+    std::fs::write(&path, json).unwrap();
+    let loaded = catch_unwind(|| polymodal::text::TextTokenizer::from_file(&path, 64));
+    assert!(
+        matches!(loaded, Ok(Err(_))),
+        "a malformed tokenizer file is an error"
+    );
+    // Uniform sampling indexed an empty frame list for a file of unknown
+    // duration with no decodable frame.
+    let path = scratch.join("video.bin");
+    std::fs::write(&path, std::fs::read(dir.join("video_decode.bin")).unwrap()).unwrap();
+    let sampled = catch_unwind(|| {
+        polymodal::video::sample_frames(&path, &polymodal::video::Sampling::uniform(3)).is_ok()
+    });
+    assert!(sampled.is_ok(), "sampling panicked");
+    // rubato's FFT resampler panicked on NaN samples.
+    let samples: Vec<f32> = std::fs::read(dir.join("audio_features.bin"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let resampled = catch_unwind(|| polymodal::audio::resample(&samples, 1, 8_000, 16_000).is_ok());
+    assert!(resampled.is_ok(), "resampling panicked");
+    let _ = std::fs::remove_dir_all(scratch);
+}

@@ -92,6 +92,12 @@ impl Resampler {
                 self.channels
             )));
         }
+        // rubato's inverse FFT fails (and panics) on non-finite spectra.
+        if input.iter().any(|s| !s.is_finite()) {
+            return Err(Error::Invalid(
+                "resampler: samples contain NaN or infinity".into(),
+            ));
+        }
         self.frames_in += (input.len() / self.channels) as u64;
         self.pending.extend_from_slice(input);
         let chunk = self.chunk * self.channels;
@@ -250,5 +256,8 @@ mod tests {
         assert!(Resampler::new(16_000, 8_000, 0).is_err());
         let mut resampler = Resampler::new(16_000, 8_000, 2).unwrap();
         assert!(resampler.process(&[0.0; 3], &mut Vec::new()).is_err());
+        // Found by `cargo xtask fuzz`: NaN made rubato's inverse FFT panic.
+        let noisy = [0.1, f32::NAN, f32::INFINITY, 0.0];
+        assert!(resample(&noisy, 1, 8_000, 16_000).is_err());
     }
 }

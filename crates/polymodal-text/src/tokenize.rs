@@ -168,7 +168,11 @@ impl TextTokenizer {
                 .unwrap_or_else(|| std::io::Error::other("not a file"));
             return Err(Error::io(path, e));
         }
-        let inner = Tokenizer::from_file(path).map_err(|e| Error::decode(path, "tokenizer", e))?;
+        // tokenizers 0.23 panics on some malformed files (an `expect` while
+        // reading the decoder section; found by `cargo xtask fuzz`).
+        let loaded = std::panic::catch_unwind(|| Tokenizer::from_file(path))
+            .map_err(|_| Error::decode(path, "tokenizer", "malformed tokenizer file"))?;
+        let inner = loaded.map_err(|e| Error::decode(path, "tokenizer", e))?;
         Ok(Self { inner })
     }
 

@@ -121,10 +121,14 @@ pub fn sample_frames(path: impl AsRef<Path>, sampling: &Sampling) -> Result<Vec<
         // Unknown duration: decode the window, then pick by index.
         Strategy::Uniform { count } => {
             let all = decode_window(&mut reader, start, window_end, 1)?;
-            uniform_indices(all.len(), count)
-                .into_iter()
-                .map(|i| all[i].clone())
-                .collect()
+            // No frame at all is reported below as an error, not indexed.
+            match all.len() {
+                0 => Vec::new(),
+                n => uniform_indices(n, count)
+                    .into_iter()
+                    .map(|i| all[i].clone())
+                    .collect(),
+            }
         }
         Strategy::Fps { fps } => {
             let last = if end.is_finite() {
