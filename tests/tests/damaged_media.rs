@@ -208,13 +208,16 @@ fn fuzz_regressions_stay_fixed() {
         polymodal::video::sample_frames(&path, &polymodal::video::Sampling::uniform(3)).is_ok()
     });
     assert!(sampled.is_ok(), "sampling panicked");
-    // rubato's FFT resampler panicked on NaN samples.
-    let samples: Vec<f32> = std::fs::read(dir.join("audio_features.bin"))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let resampled = catch_unwind(|| polymodal::audio::resample(&samples, 1, 8_000, 16_000).is_ok());
-    assert!(resampled.is_ok(), "resampling panicked");
+    // rubato's FFT resampler panicked on NaN and on samples near f32::MAX.
+    for name in ["audio_features.bin", "audio_features-2.bin"] {
+        let samples: Vec<f32> = std::fs::read(dir.join(name))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let resampled =
+            catch_unwind(|| polymodal::audio::resample(&samples, 1, 8_000, 16_000).is_ok());
+        assert!(resampled.is_ok(), "{name}: resampling panicked");
+    }
     let _ = std::fs::remove_dir_all(scratch);
 }

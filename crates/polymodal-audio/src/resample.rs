@@ -8,6 +8,10 @@ use rubato::{Fft, FixedSync, Indexing, Resampler as _, WindowFunction};
 
 use polymodal_core::{Error, Result};
 
+/// Largest sample magnitude accepted: far above any audio scale, far enough
+/// below f32::MAX that the FFT's sums cannot overflow.
+const MAX_MAGNITUDE: f32 = 1e30;
+
 /// About this many input frames are handed to rubato per call.
 const CHUNK: usize = 512;
 
@@ -92,11 +96,12 @@ impl Resampler {
                 self.channels
             )));
         }
-        // rubato's inverse FFT fails (and panics) on non-finite spectra.
-        if input.iter().any(|s| !s.is_finite()) {
-            return Err(Error::Invalid(
-                "resampler: samples contain NaN or infinity".into(),
-            ));
+        // rubato's inverse FFT fails (and panics) on non-finite spectra,
+        // which NaN, infinities or values near f32::MAX produce.
+        if input.iter().any(|s| s.is_nan() || s.abs() > MAX_MAGNITUDE) {
+            return Err(Error::Invalid(format!(
+                "resampler: samples must be finite and at most {MAX_MAGNITUDE:e} in magnitude"
+            )));
         }
         self.frames_in += (input.len() / self.channels) as u64;
         self.pending.extend_from_slice(input);
@@ -257,7 +262,11 @@ mod tests {
         let mut resampler = Resampler::new(16_000, 8_000, 2).unwrap();
         assert!(resampler.process(&[0.0; 3], &mut Vec::new()).is_err());
         // Found by `cargo xtask fuzz`: NaN made rubato's inverse FFT panic.
-        let noisy = [0.1, f32::NAN, f32::INFINITY, 0.0];
-        assert!(resample(&noisy, 1, 8_000, 16_000).is_err());
+        for bad in [f32::NAN, f32::INFINITY, -2.3e38] {
+            assert!(
+                resample(&[0.1, bad, 0.0], 1, 8_000, 16_000).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
