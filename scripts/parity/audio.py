@@ -46,6 +46,10 @@ htk = librosa.feature.melspectrogram(
     y=audio, sr=rate, n_fft=400, hop_length=160, n_mels=40, htk=True, norm=None, power=2.0
 )
 out["librosa.mel_htk_power"] = htk.astype(np.float32)
+hamming = librosa.feature.melspectrogram(
+    y=audio, sr=rate, n_fft=512, hop_length=160, n_mels=40, window="hamming"
+)
+out["librosa.mel_hamming_db"] = librosa.power_to_db(hamming, top_db=80.0).astype(np.float32)
 out["librosa.mfcc"] = librosa.feature.mfcc(
     y=audio, sr=rate, n_mfcc=20, n_fft=512, hop_length=160, n_mels=64
 ).astype(np.float32)

@@ -3,7 +3,7 @@
 //! shared folder. Fixtures: `scripts/parity/audio.py`.
 
 use polymodal::audio::{
-    LogScale, MelConfig, MelScale, MelSpectrogram, Mfcc, WhisperFeatures, decode_file,
+    LogScale, MelConfig, MelScale, MelSpectrogram, Mfcc, WhisperFeatures, Window, decode_file,
 };
 use polymodal_tests::{Fixture, max_abs_diff, shared_dir};
 
@@ -134,4 +134,23 @@ fn mfcc_matches_librosa() {
     let diff = max_abs_diff(&ours, &expected);
     eprintln!("librosa MFCC: max abs diff {diff:e}");
     assert!(diff <= 1e-3, "{diff}");
+}
+
+#[test]
+fn hamming_window_matches_librosa() {
+    let fixture = Fixture::load("audio.safetensors");
+    let Some(samples) = librosa_clip(&fixture) else {
+        return;
+    };
+    let mel = MelSpectrogram::new(MelConfig {
+        window: Window::Hamming,
+        ..MelConfig::librosa(16_000, 512, 160, 40)
+    })
+    .unwrap();
+    let (ours, frames) = mel.compute(&samples).unwrap();
+    let (expected, shape) = fixture.f32("librosa.mel_hamming_db");
+    assert_eq!(shape, [40, frames]);
+    let diff = max_abs_diff(&ours, &expected);
+    eprintln!("librosa Hamming mel dB: max abs diff {diff:e} dB");
+    assert!(diff <= 1e-3, "{diff} dB");
 }

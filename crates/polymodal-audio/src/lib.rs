@@ -57,7 +57,7 @@ pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
 pub use decode::{
     AudioClip, AudioInfo, AudioReader, LoadOptions, decode_bytes, decode_file, downmix, load,
 };
-pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode};
+pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window};
 pub use mfcc::Mfcc;
 pub use resample::{Resampler, resample};
 pub use wav::write_wav_pcm16;

@@ -1,7 +1,7 @@
 //! Mel spectrograms: framing, windowing, power spectrum, mel projection, log.
 //!
 //! The conventions follow librosa (`librosa.feature.melspectrogram`: centred
-//! frames, a periodic Hann window, Slaney or HTK mel filters).
+//! frames, a periodic window (Hann by default), Slaney or HTK mel filters).
 
 use std::sync::Arc;
 
@@ -27,6 +27,37 @@ pub enum PadMode {
     Reflect,
     /// Zeros (librosa's default since 0.10).
     Zeros,
+}
+
+/// The analysis window, periodic (scipy's `get_window(..., fftbins=True)`,
+/// as librosa and torch.stft use it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Window {
+    /// Hann (the default of librosa, Whisper and torchaudio).
+    #[default]
+    Hann,
+    /// Hamming (0.54 - 0.46 cos).
+    Hamming,
+    /// Blackman (0.42 - 0.5 cos + 0.08 cos 2x).
+    Blackman,
+    /// No taper.
+    Rectangular,
+}
+
+impl Window {
+    /// The `n` window values.
+    pub fn values(self, n: usize) -> Vec<f32> {
+        let phase = |i: usize| 2.0 * std::f64::consts::PI * i as f64 / n as f64;
+        (0..n)
+            .map(|i| match self {
+                Self::Hann => 0.5 - 0.5 * phase(i).cos(),
+                Self::Hamming => 0.54 - 0.46 * phase(i).cos(),
+                Self::Blackman => 0.42 - 0.5 * phase(i).cos() + 0.08 * (2.0 * phase(i)).cos(),
+                Self::Rectangular => 1.0,
+            })
+            .map(|w| w as f32)
+            .collect()
+    }
 }
 
 /// How the magnitudes are compressed.
@@ -57,6 +88,9 @@ pub struct MelConfig {
     pub sample_rate: u32,
     /// FFT size (also the window length).
     pub n_fft: usize,
+    /// Analysis window.
+    #[serde(default)]
+    pub window: Window,
     /// Samples between frame starts.
     pub hop_length: usize,
     /// Number of mel bands.
@@ -85,6 +119,7 @@ impl MelConfig {
         Self {
             sample_rate,
             n_fft,
+            window: Window::Hann,
             hop_length,
             n_mels,
             f_min: 0.0,
@@ -150,7 +185,7 @@ impl MelSpectrogram {
     /// Builds the extractor; fails on an inconsistent config.
     pub fn new(config: MelConfig) -> Result<Self> {
         config.validate()?;
-        let window = periodic_hann(config.n_fft);
+        let window = config.window.values(config.n_fft);
         let filters = mel_filterbank(&config);
         let bins = config.n_fft / 2 + 1;
         let supports = filters
@@ -257,13 +292,6 @@ impl MelSpectrogram {
         }
         Ok((out, frames))
     }
-}
-
-fn periodic_hann(n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
-        .map(|w| w as f32)
-        .collect()
 }
 
 /// Pads by reflection around the edges (numpy's `mode="reflect"`), folding
