@@ -203,8 +203,8 @@ fn frames_at(reader: &mut VideoReader, instants: &[f64]) -> Result<Vec<VideoFram
         let behind = current
             .as_ref()
             .is_none_or(|c| instant - c.time_secs > SEEK_GAP_SECS);
-        if behind && instant > SEEK_GAP_SECS && !at_end {
-            reader.seek(instant)?;
+        // A container that cannot seek (no index) is decoded through instead.
+        if behind && instant > SEEK_GAP_SECS && !at_end && reader.seek(instant).is_ok() {
             current = None;
             next_time = None;
         }
