@@ -125,58 +125,86 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<AudioClip> 
 
 fn read_window(mut reader: AudioReader, options: &LoadOptions) -> Result<AudioClip> {
     options.validate()?;
-    let LoadOptions {
-        sample_rate,
-        mono,
-        offset_secs,
-        duration_secs,
-    } = *options;
-    if offset_secs > 0.0 {
-        reader.seek(offset_secs)?;
+    if options.offset_secs > 0.0 {
+        reader.seek(options.offset_secs)?;
     }
-    let (rate, channels) = (reader.sample_rate(), reader.channels());
-    let out_channels = if mono { 1 } else { channels };
-    // Whole frames, truncated, as librosa counts them.
-    let mut wanted = duration_secs.map(|d| (d * rate as f64) as usize);
-    let mut resampler = match sample_rate {
-        Some(to) if to != rate => Some(Resampler::new(rate, to, out_channels)?),
-        _ => None,
-    };
-    let mut samples = Vec::new();
+    let mut clip = ClipBuilder::new(options, reader.sample_rate(), reader.channels())?;
     while let Some(chunk) = reader.next_chunk()? {
-        let mut chunk = chunk.samples;
-        if let Some(left) = wanted.as_mut() {
-            chunk.truncate(*left * channels);
-            *left -= chunk.len() / channels;
-        }
-        let chunk = if mono {
-            downmix(&chunk, channels)
-        } else {
-            chunk
-        };
-        match resampler.as_mut() {
-            Some(r) => r.process(&chunk, &mut samples)?,
-            None => samples.extend_from_slice(&chunk),
-        }
-        if wanted == Some(0) {
+        if clip.push(chunk.samples)? {
             break;
         }
     }
-    if let Some(r) = resampler.as_mut() {
-        r.finish(&mut samples)?;
-    }
-    if samples.is_empty() {
-        return Err(reader.error(if offset_secs > 0.0 {
-            format!("no audio samples after {offset_secs} s")
-        } else {
-            "no audio samples".into()
-        }));
-    }
-    Ok(AudioClip {
-        samples,
-        sample_rate: sample_rate.unwrap_or(rate),
-        channels: out_channels,
+    clip.finish()?.ok_or_else(|| {
+        reader.error(match options.offset_secs {
+            0.0 => "no audio samples".to_string(),
+            offset => format!("no audio samples after {offset} s"),
+        })
     })
+}
+
+/// Turns decoded chunks into the clip [`LoadOptions`] asks for, as they
+/// come: stops at the duration, mixes to mono, resamples.
+#[derive(Debug)]
+pub struct ClipBuilder {
+    channels: usize,
+    mono: bool,
+    /// Input frames still wanted (`None`: all).
+    wanted: Option<usize>,
+    resampler: Option<Resampler>,
+    sample_rate: u32,
+    samples: Vec<f32>,
+}
+
+impl ClipBuilder {
+    /// A builder for a stream of `rate` Hz with `channels` interleaved channels.
+    pub fn new(options: &LoadOptions, rate: u32, channels: usize) -> Result<Self> {
+        options.validate()?;
+        let out_channels = if options.mono { 1 } else { channels };
+        let resampler = match options.sample_rate {
+            Some(to) if to != rate => Some(Resampler::new(rate, to, out_channels)?),
+            _ => None,
+        };
+        Ok(Self {
+            channels,
+            mono: options.mono,
+            // Whole frames, truncated, as librosa counts them.
+            wanted: options.duration_secs.map(|d| (d * rate as f64) as usize),
+            resampler,
+            sample_rate: options.sample_rate.unwrap_or(rate),
+            samples: Vec::new(),
+        })
+    }
+
+    /// Adds interleaved samples; `true` once the duration is reached.
+    pub fn push(&mut self, mut chunk: Vec<f32>) -> Result<bool> {
+        if let Some(left) = self.wanted.as_mut() {
+            chunk.truncate(*left * self.channels);
+            *left -= chunk.len() / self.channels;
+        }
+        let chunk = if self.mono {
+            downmix(&chunk, self.channels)
+        } else {
+            chunk
+        };
+        match self.resampler.as_mut() {
+            Some(r) => r.process(&chunk, &mut self.samples)?,
+            None => self.samples.extend_from_slice(&chunk),
+        }
+        Ok(self.wanted == Some(0))
+    }
+
+    /// The clip, or `None` when no sample was pushed.
+    pub fn finish(mut self) -> Result<Option<AudioClip>> {
+        if let Some(r) = self.resampler.as_mut() {
+            r.finish(&mut self.samples)?;
+        }
+        let channels = if self.mono { 1 } else { self.channels };
+        Ok((!self.samples.is_empty()).then_some(AudioClip {
+            samples: self.samples,
+            sample_rate: self.sample_rate,
+            channels,
+        }))
+    }
 }
 
 /// Facts about an audio stream, known before decoding it.

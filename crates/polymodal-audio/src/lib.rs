@@ -55,7 +55,8 @@ mod whisper;
 
 pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
 pub use decode::{
-    AudioClip, AudioInfo, AudioReader, LoadOptions, decode_bytes, decode_file, downmix, load,
+    AudioClip, AudioInfo, AudioReader, ClipBuilder, LoadOptions, decode_bytes, decode_file,
+    downmix, load,
 };
 pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window};
 pub use mfcc::Mfcc;

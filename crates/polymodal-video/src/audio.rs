@@ -7,7 +7,7 @@ use std::path::Path;
 use video_rs::ffmpeg::format::{Sample, sample::Type};
 use video_rs::ffmpeg::{self, codec, frame, media};
 
-use polymodal_audio::{AudioClip, LoadOptions, Resampler, downmix};
+use polymodal_audio::{AudioClip, ClipBuilder, LoadOptions};
 use polymodal_core::{Error, Result};
 
 use crate::reader::open_input;
@@ -19,12 +19,7 @@ pub fn load_audio_track(path: impl AsRef<Path>, options: &LoadOptions) -> Result
     let path = path.as_ref();
     let fail = |reason: String| Error::decode(path, "audio track", reason);
     options.validate()?;
-    let LoadOptions {
-        sample_rate,
-        mono,
-        offset_secs,
-        duration_secs,
-    } = *options;
+    let offset_secs = options.offset_secs;
     let mut input = open_input(path, "audio track")?;
     let stream = input
         .streams()
@@ -51,18 +46,12 @@ pub fn load_audio_track(path: impl AsRef<Path>, options: &LoadOptions) -> Result
             .map_err(|e| fail(format!("seek to {offset_secs} s: {e}")))?;
         decoder.flush();
     }
-    let out_channels = if mono { 1 } else { channels };
-    let mut resampler = match sample_rate {
-        Some(to) if to != rate => Some(Resampler::new(rate, to, out_channels)?),
-        _ => None,
-    };
+    let mut clip = ClipBuilder::new(options, rate, channels)?;
     // Whole frames, truncated, as librosa counts them.
     let first_frame = (offset_secs * rate as f64) as i64;
-    let mut wanted = duration_secs.map(|d| (d * rate as f64) as usize);
-    let mut samples = Vec::new();
     let mut chunk = Vec::new();
     let mut decoded = frame::Audio::empty();
-    let mut sink = |decoded: &frame::Audio, samples: &mut Vec<f32>| -> Result<bool> {
+    let mut sink = |decoded: &frame::Audio| -> Result<bool> {
         chunk.clear();
         if !append_interleaved(decoded, &mut chunk) {
             return Err(fail(format!(
@@ -78,20 +67,7 @@ pub fn load_audio_track(path: impl AsRef<Path>, options: &LoadOptions) -> Result
         let frame_at = (ts as f64 * f64::from(time_base) * rate as f64).round() as i64;
         let skip = (first_frame - frame_at).clamp(0, (chunk.len() / channels) as i64) as usize;
         chunk.drain(..skip * channels);
-        if let Some(left) = wanted.as_mut() {
-            chunk.truncate(*left * channels);
-            *left -= chunk.len() / channels;
-        }
-        let mixed = if mono {
-            downmix(&chunk, channels)
-        } else {
-            std::mem::take(&mut chunk)
-        };
-        match resampler.as_mut() {
-            Some(r) => r.process(&mixed, samples)?,
-            None => samples.extend_from_slice(&mixed),
-        }
-        Ok(wanted == Some(0))
+        clip.push(std::mem::take(&mut chunk))
     };
     let mut errors = 0;
     let mut done = false;
@@ -110,7 +86,7 @@ pub fn load_audio_track(path: impl AsRef<Path>, options: &LoadOptions) -> Result
             continue;
         }
         while decoder.receive_frame(&mut decoded).is_ok() {
-            if sink(&decoded, &mut samples)? {
+            if sink(&decoded)? {
                 done = true;
                 break;
             }
@@ -119,22 +95,13 @@ pub fn load_audio_track(path: impl AsRef<Path>, options: &LoadOptions) -> Result
     if !done {
         let _ = decoder.send_eof();
         while decoder.receive_frame(&mut decoded).is_ok() {
-            if sink(&decoded, &mut samples)? {
+            if sink(&decoded)? {
                 break;
             }
         }
     }
-    if let Some(r) = resampler.as_mut() {
-        r.finish(&mut samples)?;
-    }
-    if samples.is_empty() {
-        return Err(fail("no audio samples in the requested window".into()));
-    }
-    Ok(AudioClip {
-        samples,
-        sample_rate: sample_rate.unwrap_or(rate),
-        channels: out_channels,
-    })
+    clip.finish()?
+        .ok_or_else(|| fail("no audio samples in the requested window".into()))
 }
 
 /// Appends a frame's samples as interleaved f32 in `[-1, 1]`; `false` for
