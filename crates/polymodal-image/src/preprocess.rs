@@ -157,7 +157,14 @@ impl ImagePreprocess {
 
     /// Resizes, crops and normalises: `channels() * height * width` values.
     pub fn apply(&self, image: &RgbImage) -> Result<Vec<f32>> {
-        let image = self.resized(image)?;
+        // An image already at the output size is used as it is, not copied.
+        let resized;
+        let image = if image.dimensions() == (self.width, self.height) {
+            image
+        } else {
+            resized = self.resized(image)?;
+            &resized
+        };
         let plane = (self.width * self.height) as usize;
         let mut out = vec![0.0f32; self.len()];
         let Normalize { mean, std } = self.normalize;
