@@ -42,6 +42,8 @@ fn fused_model_trains_saves_and_reloads() {
         vocab_size: 0,
         max_tokens: 0,
         channels: 3,
+        modality_dropout: 0.0,
+        contrastive_weight: 1.0,
     };
     let batcher = Batcher::new(modalities, features.clone(), None).unwrap();
     let model_dir = ModelDir(dir.join("model"));

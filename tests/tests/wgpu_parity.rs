@@ -95,7 +95,7 @@ fn forward_pass_matches_the_cpu() {
     let cpu = Device::flex();
     cpu.seed(11);
     let host = HostBatch::random();
-    for fusion in [FusionKind::Concat, FusionKind::CrossAttention] {
+    for fusion in [FusionKind::Concat, FusionKind::SingleStream] {
         let config = ClassifierConfig {
             modalities: Modality::ALL.to_vec(),
             fusion,
@@ -104,6 +104,8 @@ fn forward_pass_matches_the_cpu() {
             vocab_size: 12,
             max_tokens: 8,
             channels: 3,
+            modality_dropout: 0.0,
+            contrastive_weight: 1.0,
         };
         let model = config.init(&cpu).unwrap();
         let expected = softmax(model.logits(&host.on(&cpu)).unwrap(), 1);

@@ -51,7 +51,9 @@ pub trait Encoder {
 pub trait Fusion {
     /// Width of the fused representation.
     fn output_dim(&self) -> usize;
-    /// Fuses the given modalities. Samples whose modality is absent (see
-    /// [`ModalityEmbeddings::present`]) must not influence the result.
-    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Tensor<2>;
+    /// Fuses the given modalities, in the order the layer was built for.
+    /// Samples whose modality is absent (see [`ModalityEmbeddings::present`])
+    /// must not influence the result. Wrong modality counts or widths are
+    /// [`Error::Invalid`].
+    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>>;
 }

@@ -1,9 +1,11 @@
 //! Feature-level (early) fusion by concatenation.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::{Dropout, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use polymodal_core::{Fusion, ModalityEmbeddings};
+use polymodal_core::{Fusion, ModalityEmbeddings, Result};
+
+use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled};
 
 /// Settings of [`ConcatFusion`].
 #[derive(Config, Debug)]
@@ -20,20 +22,22 @@ pub struct ConcatFusionConfig {
 
 impl ConcatFusionConfig {
     /// Builds the module on `device`.
-    pub fn init(&self, device: &Device) -> ConcatFusion {
+    pub fn init(&self, device: &Device) -> Result<ConcatFusion> {
+        check_config("ConcatFusion", &self.input_dims, 1)?;
+        check_positive("ConcatFusion", "hidden", self.hidden)?;
         let total: usize = self.input_dims.iter().sum();
-        ConcatFusion {
+        Ok(ConcatFusion {
             project: LinearConfig::new(total, self.hidden).init(device),
             activation: Relu::new(),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: crate::dropout(self.dropout)?,
             input_dims: self.input_dims.clone(),
             hidden: self.hidden,
-        }
+        })
     }
 }
 
 /// Concatenates the pooled embeddings (zeros for absent modalities), then a
-/// linear layer with ReLU.
+/// linear layer with ReLU: an MLP over the joined features.
 #[derive(Module, Debug)]
 pub struct ConcatFusion {
     project: Linear,
@@ -48,20 +52,34 @@ impl Fusion for ConcatFusion {
         self.hidden
     }
 
-    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Tensor<2> {
-        let dims: Vec<usize> = inputs
-            .iter()
-            .map(|m| m.embeddings.pooled.dims()[1])
-            .collect();
-        assert_eq!(
-            dims, self.input_dims,
-            "ConcatFusion built for other input widths"
-        );
-        let parts = inputs
-            .iter()
-            .map(|m| m.embeddings.pooled.clone() * m.present.clone().float().unsqueeze_dim::<2>(1))
-            .collect();
+    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>> {
+        check_pooled("ConcatFusion", inputs, &self.input_dims)?;
+        let parts = inputs.iter().map(masked_pooled).collect();
         let fused = self.project.forward(Tensor::cat(parts, 1));
-        self.dropout.forward(self.activation.forward(fused))
+        Ok(self.dropout.forward(self.activation.forward(fused)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::testing::conformance;
+
+    #[test]
+    fn conformance_suite() {
+        conformance(|dims, device| ConcatFusionConfig::new(dims).with_hidden(16).init(device));
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        let device = Device::flex();
+        assert!(ConcatFusionConfig::new(vec![]).init(&device).is_err());
+        assert!(ConcatFusionConfig::new(vec![4, 0]).init(&device).is_err());
+        assert!(
+            ConcatFusionConfig::new(vec![4])
+                .with_dropout(1.5)
+                .init(&device)
+                .is_err()
+        );
     }
 }

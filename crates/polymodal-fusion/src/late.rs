@@ -99,17 +99,12 @@ impl WeightedAverage {
         probabilities: &[Tensor<2>],
         present: &[Tensor<1, Bool>],
     ) -> Result<Tensor<2>> {
-        if probabilities.is_empty()
-            || probabilities.len() != self.weights.len()
-            || present.len() != self.weights.len()
-        {
-            return Err(Error::Invalid(format!(
-                "late fusion has {} weights but got {} predictions and {} presence masks",
-                self.weights.len(),
-                probabilities.len(),
-                present.len()
-            )));
-        }
+        check_predictions(
+            "late fusion",
+            probabilities,
+            present,
+            Some(self.weights.len()),
+        )?;
         let mut total: Option<Tensor<2>> = None;
         let mut weight_sum: Option<Tensor<2>> = None;
         for ((p, present), &w) in probabilities.iter().zip(present).zip(&self.weights) {
@@ -127,6 +122,40 @@ impl WeightedAverage {
             Pool::Logarithmic => softmax(total, 1),
         })
     }
+}
+
+/// Checks that there is one `[batch, classes]` prediction and one `[batch]`
+/// presence mask per model (`models` of them when given), all of one shape.
+pub(crate) fn check_predictions(
+    what: &str,
+    probabilities: &[Tensor<2>],
+    present: &[Tensor<1, Bool>],
+    models: Option<usize>,
+) -> Result<()> {
+    let expected = models.unwrap_or(probabilities.len());
+    let shape = probabilities.first().map(|p| p.dims());
+    let problem = if probabilities.is_empty() || probabilities.len() != expected {
+        Some(format!(
+            "needs {expected} model predictions, got {}",
+            probabilities.len()
+        ))
+    } else if present.len() != probabilities.len() {
+        Some(format!(
+            "got {} predictions but {} presence masks",
+            probabilities.len(),
+            present.len()
+        ))
+    } else if probabilities.iter().any(|p| Some(p.dims()) != shape) {
+        Some("the predictions differ in shape".to_string())
+    } else if present
+        .iter()
+        .any(|m| Some(m.dims()[0]) != shape.map(|s| s[0]))
+    {
+        Some("a presence mask does not match the batch size".to_string())
+    } else {
+        None
+    };
+    problem.map_or(Ok(()), |p| Err(Error::Invalid(format!("{what}: {p}"))))
 }
 
 fn fit_linear(models: &[Vec<f32>], labels: &[usize], classes: usize) -> Vec<f32> {

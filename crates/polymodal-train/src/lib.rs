@@ -18,6 +18,7 @@
 mod batch;
 mod features;
 mod manifest;
+mod split;
 mod trainer;
 
 pub use batch::Batcher;
@@ -25,6 +26,7 @@ pub use features::{
     AudioFeatures, Dataset, Example, FeatureConfig, Features, VideoFeatures, load_dataset,
 };
 pub use manifest::{ManifestEntry, class_names, read_manifest};
+pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
     Classifier, EpochReport, Evaluation, Progress, TrainConfig, TrainReport, Trainer, accuracy,
     evaluate, load_checkpoint, save_checkpoint,

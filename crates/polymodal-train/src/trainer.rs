@@ -24,6 +24,12 @@ use crate::features::{Dataset, Example};
 pub trait Classifier: Module + Sized {
     /// Class logits for `batch`.
     fn logits(&self, batch: &MultimodalBatch) -> Result<Tensor<2>>;
+
+    /// Class logits and an extra loss term to add in training (for example
+    /// a contrastive alignment loss). The default has no extra term.
+    fn training_output(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
+        Ok((self.logits(batch)?, None))
+    }
 }
 
 /// Training settings.
@@ -174,7 +180,11 @@ fn fit<M: Classifier>(
         for (index, chunk) in order.chunks(config.batch_size).enumerate() {
             let examples: Vec<&Example> = chunk.iter().map(|&i| &train.examples[i]).collect();
             let batch = batcher.batch(&examples, &device)?;
-            let loss = loss_fn.forward(model.logits(&batch)?, batch.labels.clone());
+            let (logits, auxiliary) = model.training_output(&batch)?;
+            let mut loss = loss_fn.forward(logits, batch.labels.clone());
+            if let Some(extra) = auxiliary {
+                loss = loss + extra;
+            }
             let value = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
                 return Err(Error::NonFiniteLoss {

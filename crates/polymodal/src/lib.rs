@@ -18,6 +18,8 @@
 //!     vocab_size: 0,
 //!     max_tokens: 0,
 //!     channels: 3,
+//!     modality_dropout: 0.0,
+//!     contrastive_weight: 1.0,
 //! };
 //! let model = config.init(&Device::flex())?;
 //! assert!(burn::module::Module::num_params(&model) > 0);

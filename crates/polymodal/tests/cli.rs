@@ -32,6 +32,8 @@ fn write_model(dir: &Path) {
         vocab_size: 0,
         max_tokens: 0,
         channels: 3,
+        modality_dropout: 0.0,
+        contrastive_weight: 1.0,
     };
     let classes = [
         "circle-high",

@@ -186,7 +186,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
     });
     for (name, fusion, family) in [
         ("concat", FusionKind::Concat, Family::Early),
-        ("cross-attention", FusionKind::CrossAttention, Family::Joint),
+        ("single-stream", FusionKind::SingleStream, Family::Joint),
     ] {
         let run = session.train(name, &Modality::ALL, fusion, reporter)?;
         results.push(run.result(family));
@@ -259,6 +259,8 @@ impl Session<'_> {
             vocab_size: tokenizer.vocab_size(),
             max_tokens: tokenizer.max_length().unwrap_or(DEMO_MAX_TOKENS),
             channels: 3,
+            modality_dropout: 0.0,
+            contrastive_weight: 1.0,
         };
         let uses_text = modalities.contains(&Modality::Text);
         let text = uses_text.then(|| tokenizer.clone());

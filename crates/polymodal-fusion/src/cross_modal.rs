@@ -1,0 +1,225 @@
+//! Joint fusion: a cross-modal Transformer in the style of MulT (Tsai et al.
+//! 2019). Every modality's tokens attend to every other modality's tokens
+//! through pairwise cross-attention, then to themselves.
+
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::transformer::{
+    PositionWiseFeedForward, PositionWiseFeedForwardConfig, TransformerEncoder,
+    TransformerEncoderInput,
+};
+use burn::nn::{Dropout, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+
+use polymodal_core::{Fusion, ModalityEmbeddings, Result, masked_mean, pre_norm_transformer};
+
+use crate::inputs::{check_config, check_positive, check_sequence, presence, token_mask};
+
+/// Settings of [`CrossModalTransformer`].
+#[derive(Config, Debug)]
+pub struct CrossModalTransformerConfig {
+    /// Width of each input modality's sequence embedding, in input order.
+    pub input_dims: Vec<usize>,
+    /// Width of the shared token space.
+    #[config(default = 64)]
+    pub dim: usize,
+    /// Attention heads.
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Cross-attention layers per ordered pair of modalities.
+    #[config(default = 1)]
+    pub cross_layers: usize,
+    /// Self-attention layers per modality after the cross-attention.
+    #[config(default = 1)]
+    pub self_layers: usize,
+    /// Dropout inside the blocks.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl CrossModalTransformerConfig {
+    /// Width of the fused representation: `dim` per modality.
+    pub fn output_dim(&self) -> usize {
+        self.dim * self.input_dims.len()
+    }
+
+    /// Builds the module on `device`.
+    pub fn init(&self, device: &Device) -> Result<CrossModalTransformer> {
+        let layer = "CrossModalTransformer";
+        check_config(layer, &self.input_dims, 2)?;
+        check_positive(layer, "cross_layers", self.cross_layers)?;
+        check_positive(layer, "self_layers", self.self_layers)?;
+        crate::check_heads(layer, self.dim, self.heads)?;
+        crate::dropout(self.dropout)?;
+        let m = self.input_dims.len();
+        Ok(CrossModalTransformer {
+            projections: self
+                .input_dims
+                .iter()
+                .map(|&d| LinearConfig::new(d, self.dim).init(device))
+                .collect(),
+            cross: (0..m * (m - 1) * self.cross_layers)
+                .map(|_| CrossAttentionBlock::new(self.dim, self.heads, self.dropout, device))
+                .collect(),
+            merge: (0..m)
+                .map(|_| LinearConfig::new(self.dim * (m - 1), self.dim).init(device))
+                .collect(),
+            self_attention: (0..m)
+                .map(|_| {
+                    pre_norm_transformer(
+                        self.dim,
+                        self.heads,
+                        self.self_layers,
+                        self.dropout,
+                        device,
+                    )
+                })
+                .collect(),
+            input_dims: self.input_dims.clone(),
+            dim: self.dim,
+            cross_layers: self.cross_layers,
+        })
+    }
+}
+
+/// One pre-norm cross-attention layer: the target's tokens query the
+/// source's tokens, then a position-wise feed-forward layer; both residual.
+#[derive(Module, Debug)]
+pub struct CrossAttentionBlock {
+    norm_target: LayerNorm,
+    norm_source: LayerNorm,
+    attention: MultiHeadAttention,
+    norm_ff: LayerNorm,
+    ff: PositionWiseFeedForward,
+    dropout: Dropout,
+}
+
+impl CrossAttentionBlock {
+    fn new(dim: usize, heads: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            norm_target: LayerNormConfig::new(dim).init(device),
+            norm_source: LayerNormConfig::new(dim).init(device),
+            attention: MultiHeadAttentionConfig::new(dim, heads)
+                .with_dropout(dropout)
+                .init(device),
+            norm_ff: LayerNormConfig::new(dim).init(device),
+            ff: PositionWiseFeedForwardConfig::new(dim, 2 * dim)
+                .with_dropout(dropout)
+                .init(device),
+            dropout: burn::nn::DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// `target` `[batch, Lt, dim]` attends to `source` `[batch, Ls, dim]`;
+    /// `source_mask` `[batch, Ls]` is true on the source's real tokens.
+    fn forward(
+        &self,
+        target: Tensor<3>,
+        source: Tensor<3>,
+        source_mask: Tensor<2, Bool>,
+    ) -> Tensor<3> {
+        let query = self.norm_target.forward(target.clone());
+        let source = self.norm_source.forward(source);
+        let attended = self
+            .attention
+            .forward(MhaInput::new(query, source.clone(), source).mask_pad(source_mask.bool_not()))
+            .context;
+        let x = target + self.dropout.forward(attended);
+        let ff = self.ff.forward(self.norm_ff.forward(x.clone()));
+        x + self.dropout.forward(ff)
+    }
+}
+
+/// For each target modality `t` and each other modality `s`, a stack of
+/// cross-attention layers lets `t`'s tokens gather information from `s`'s
+/// tokens. The `M − 1` results for `t` are concatenated, merged to `dim`,
+/// passed through a self-attention Transformer over `t`'s tokens, and
+/// mean-pooled; the fused vector is the concatenation over targets
+/// (`dim · M` wide).
+///
+/// Masks: a source absent for a sample contributes nothing to its targets
+/// (its cross-attention update is zeroed, leaving the residual), and an absent
+/// target's pooled vector is zero.
+#[derive(Module, Debug)]
+pub struct CrossModalTransformer {
+    projections: Vec<Linear>,
+    /// `(target, source, layer)` flattened in that order, source ≠ target.
+    cross: Vec<CrossAttentionBlock>,
+    merge: Vec<Linear>,
+    self_attention: Vec<TransformerEncoder>,
+    input_dims: Vec<usize>,
+    dim: usize,
+    cross_layers: usize,
+}
+
+impl CrossModalTransformer {
+    fn attend(
+        &self,
+        target: usize,
+        tokens: &[Tensor<3>],
+        masks: &[Tensor<2, Bool>],
+        inputs: &[ModalityEmbeddings],
+    ) -> Tensor<2> {
+        let m = tokens.len();
+        let mut gathered = Vec::with_capacity(m - 1);
+        let mut block = target * (m - 1) * self.cross_layers;
+        for source in (0..m).filter(|&s| s != target) {
+            let mut x = tokens[target].clone();
+            for _ in 0..self.cross_layers {
+                x = self.cross[block].forward(x, tokens[source].clone(), masks[source].clone());
+                block += 1;
+            }
+            let present = presence(&inputs[source]).unsqueeze_dim::<3>(2);
+            gathered.push(tokens[target].clone() + (x - tokens[target].clone()) * present);
+        }
+        let merged = self.merge[target].forward(Tensor::cat(gathered, 2));
+        let mask = masks[target].clone();
+        let attended = self.self_attention[target]
+            .forward(TransformerEncoderInput::new(merged).mask_pad(mask.clone().bool_not()));
+        masked_mean(attended, mask) * presence(&inputs[target])
+    }
+}
+
+impl Fusion for CrossModalTransformer {
+    fn output_dim(&self) -> usize {
+        self.dim * self.input_dims.len()
+    }
+
+    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>> {
+        check_sequence("CrossModalTransformer", inputs, &self.input_dims)?;
+        let tokens: Vec<Tensor<3>> = inputs
+            .iter()
+            .zip(&self.projections)
+            .map(|(input, projection)| projection.forward(input.embeddings.sequence.clone()))
+            .collect();
+        let masks: Vec<Tensor<2, Bool>> = inputs.iter().map(token_mask).collect();
+        let pooled = (0..inputs.len())
+            .map(|target| self.attend(target, &tokens, &masks, inputs))
+            .collect();
+        Ok(Tensor::cat(pooled, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::testing::conformance;
+
+    #[test]
+    fn conformance_suite() {
+        conformance(|dims, device| {
+            CrossModalTransformerConfig::new(dims)
+                .with_dim(16)
+                .with_dropout(0.0)
+                .init(device)
+        });
+    }
+
+    #[test]
+    fn needs_two_modalities() {
+        assert!(
+            CrossModalTransformerConfig::new(vec![8])
+                .init(&Device::flex())
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! Feature-level (early) fusion with a gated multimodal unit (GMU,
+//! Arevalo et al. 2017), generalised to any number of modalities.
+
+use burn::nn::{Dropout, Linear, LinearConfig};
+use burn::prelude::*;
+
+use polymodal_core::{Fusion, ModalityEmbeddings, Result};
+
+use crate::inputs::{
+    check_config, check_pooled, check_positive, masked_pooled, masked_softmax, presence,
+};
+
+/// Settings of [`GatedFusion`].
+#[derive(Config, Debug)]
+pub struct GatedFusionConfig {
+    /// Width of each input modality's pooled embedding, in input order.
+    pub input_dims: Vec<usize>,
+    /// Width of the fused representation.
+    #[config(default = 128)]
+    pub hidden: usize,
+    /// Dropout on the fused representation.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl GatedFusionConfig {
+    /// Builds the module on `device`.
+    pub fn init(&self, device: &Device) -> Result<GatedFusion> {
+        check_config("GatedFusion", &self.input_dims, 1)?;
+        check_positive("GatedFusion", "hidden", self.hidden)?;
+        let total: usize = self.input_dims.iter().sum();
+        Ok(GatedFusion {
+            transforms: self
+                .input_dims
+                .iter()
+                .map(|&d| LinearConfig::new(d, self.hidden).init(device))
+                .collect(),
+            gate: LinearConfig::new(total, self.hidden * self.input_dims.len()).init(device),
+            dropout: crate::dropout(self.dropout)?,
+            input_dims: self.input_dims.clone(),
+            hidden: self.hidden,
+        })
+    }
+}
+
+/// Each modality gives a candidate `h_m = tanh(W_m x_m)`; gates computed from
+/// all modalities together pick, per hidden unit, how much of each candidate
+/// to keep: `h = Σ_m z_m ⊙ h_m` with `z = softmax_m(W_z [x_1; …; x_M])`.
+/// With two modalities this is the GMU's `z h_1 + (1 − z) h_2`. Absent
+/// modalities get zero gate, so the present ones share the whole weight.
+#[derive(Module, Debug)]
+pub struct GatedFusion {
+    transforms: Vec<Linear>,
+    gate: Linear,
+    dropout: Dropout,
+    input_dims: Vec<usize>,
+    hidden: usize,
+}
+
+impl GatedFusion {
+    /// The gates `[batch, modalities, hidden]` (they sum to one over the present modalities).
+    pub fn gates(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<3>> {
+        check_pooled("GatedFusion", inputs, &self.input_dims)?;
+        let joined = Tensor::cat(inputs.iter().map(masked_pooled).collect(), 1);
+        let batch = joined.dims()[0];
+        let scores = self
+            .gate
+            .forward(joined)
+            .reshape([batch, inputs.len(), self.hidden]);
+        let present = Tensor::cat(inputs.iter().map(presence).collect(), 1);
+        Ok(masked_softmax(scores, present))
+    }
+}
+
+impl Fusion for GatedFusion {
+    fn output_dim(&self) -> usize {
+        self.hidden
+    }
+
+    fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>> {
+        let gates = self.gates(inputs)?;
+        let candidates = inputs
+            .iter()
+            .zip(&self.transforms)
+            .map(|(input, transform)| transform.forward(masked_pooled(input)).tanh())
+            .collect();
+        let candidates = Tensor::stack::<3>(candidates, 1);
+        let fused = (gates * candidates).sum_dim(1).squeeze_dim::<2>(1);
+        Ok(self.dropout.forward(fused))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::testing::{conformance, part};
+    use polymodal_core::Modality;
+
+    #[test]
+    fn conformance_suite() {
+        conformance(|dims, device| GatedFusionConfig::new(dims).with_hidden(16).init(device));
+    }
+
+    #[test]
+    fn gates_sum_to_one_over_present_modalities() {
+        let device = Device::flex();
+        let inputs = [
+            part(Modality::Image, 4, 2, &[true, true], &device),
+            part(Modality::Audio, 6, 2, &[true, false], &device),
+        ];
+        let fusion = GatedFusionConfig::new(vec![4, 6])
+            .with_hidden(3)
+            .init(&device)
+            .unwrap();
+        let gates = fusion.gates(&inputs).unwrap();
+        let sums = gates.clone().sum_dim(1).try_into_vec_as::<f32>().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        let absent = gates
+            .slice([1..2, 1..2, 0..3])
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        assert_eq!(absent, vec![0.0; 3]);
+    }
+}
