@@ -63,9 +63,11 @@ fn fused_model_trains_saves_and_reloads() {
             batch_size: 16,
             learning_rate: 3e-3,
             seed: 1,
+            ..TrainConfig::default()
         },
         device: train_device.clone(),
-        checkpoint: Some(model_dir.weights()),
+        output: Some(model_dir.0.clone()),
+        resume: false,
     };
     let (model, report) = trainer
         .train(

@@ -23,6 +23,13 @@ commands:
                    tokenizers on the shared files, printing ratios. The Python side runs
                    with $POLYMODAL_PYTHON (default python3) and is skipped if its packages
                    are missing (pip install -r scripts/parity/requirements.txt)
+  bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
+                   the AV-MNIST benchmark: image-only and audio-only models, every
+                   model-level combiner of them and every feature-level and joint fusion
+                   method, N seeds each (default 3, at most 10 epochs; --parallel runs
+                   that many jobs at once, one compute thread each); writes
+                   docs/benchmarks/avmnist.{md,svg,json}. DIR defaults to
+                   $POLYMODAL_SHARED/data/avmnist
   fuzz [--seconds N] [TARGET...]
                    run the cargo-fuzz targets of fuzz/ (audio_decode, audio_features,
                    image_decode, video_decode, tokenizer_load) for N seconds each
@@ -122,12 +129,15 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    let reps = match args {
-        [what] if what == "media" => "5".to_string(),
-        [what, flag, n] if what == "media" && flag == "--reps" => n.clone(),
-        _ => return Err(format!("bench takes `media [--reps N]`\n\n{USAGE}")),
-    };
-    setup::ensure_system_packages()?;
+    match args.first().map(String::as_str) {
+        Some("media") => bench_media(&args[1..]),
+        Some("fusion") => bench_fusion(&args[1..]),
+        _ => Err(format!("bench takes `media` or `fusion`\n\n{USAGE}")),
+    }
+}
+
+/// The shared data folder, which the benchmarks need.
+fn shared_dir() -> Result<PathBuf, String> {
     let shared = env::var_os("POLYMODAL_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("..").join("shared"));
@@ -137,6 +147,17 @@ fn bench(args: &[String]) -> Result<(), String> {
             shared.display()
         ));
     }
+    Ok(shared)
+}
+
+fn bench_media(args: &[String]) -> Result<(), String> {
+    let reps = match args {
+        [] => "5".to_string(),
+        [flag, n] if flag == "--reps" => n.clone(),
+        _ => return Err(format!("bench media takes `[--reps N]`\n\n{USAGE}")),
+    };
+    setup::ensure_system_packages()?;
+    let shared = shared_dir()?;
     let python = env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut command = cargo();
     command
@@ -153,6 +174,52 @@ fn bench(args: &[String]) -> Result<(), String> {
         .arg(&shared)
         .args(["--python", &python, "--reps", &reps]);
     run("media benchmark (release build)", &mut command)
+}
+
+fn bench_fusion(args: &[String]) -> Result<(), String> {
+    let mut forwarded: Vec<String> = Vec::new();
+    let mut data = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+        match flag.as_str() {
+            "--data" => data = Some(PathBuf::from(value)),
+            "--seeds" | "--epochs" | "--only" | "--parallel" => {
+                forwarded.extend([flag.clone(), value.clone()])
+            }
+            _ => return Err(format!("unknown bench fusion argument `{flag}`\n\n{USAGE}")),
+        }
+    }
+    setup::ensure_system_packages()?;
+    let data = match data {
+        Some(d) => d,
+        None => shared_dir()?.join("data").join("avmnist"),
+    };
+    if !data.join("pairs_train.csv").is_file() {
+        return Err(format!(
+            "no AV-MNIST data at {} (pairs_train.csv missing)",
+            data.display()
+        ));
+    }
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "polymodal-benches",
+            "--bin",
+            "avmnist",
+            "--",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(root().join("docs").join("benchmarks"))
+        .args(&forwarded);
+    run("AV-MNIST fusion benchmark (release build)", &mut command)
 }
 
 fn test() -> Result<(), String> {

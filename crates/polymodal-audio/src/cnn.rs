@@ -3,7 +3,7 @@
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use polymodal_core::{ConvBlock, Embeddings, Encoder, Modality};
+use polymodal_core::{ConvBlock, Embeddings, Encoder, GridPool, Modality};
 
 /// Settings of [`SpectrogramEncoder`].
 #[derive(Config, Debug)]
@@ -23,20 +23,27 @@ impl SpectrogramEncoderConfig {
             block1: ConvBlock::new(1, self.channels[0], device),
             block2: ConvBlock::new(self.channels[0], self.channels[1], device),
             activation: Relu::new(),
-            project: LinearConfig::new(self.channels[1], self.dim).init(device),
+            project: LinearConfig::new(self.channels[1] * FREQUENCY_BANDS, self.dim).init(device),
+            pool: GridPool::new(self.channels[1], [4, 4], self.dim, device),
             dim: self.dim,
         }
     }
 }
 
-/// Two convolution blocks over `[batch, 1, mels, frames]`, then the
-/// frequency axis is averaged so each remaining time step is a token.
+/// Frequency bands each time-step token keeps.
+const FREQUENCY_BANDS: usize = 4;
+
+/// Two convolution blocks over `[batch, 1, mels, frames]`; the frequency
+/// axis is averaged into 4 bands so each remaining time step is a token that
+/// still sees the spectral shape, and the pooled vector keeps the map's
+/// layout on a 4×4 (frequency × time) grid ([`GridPool`]).
 #[derive(Module, Debug)]
 pub struct SpectrogramEncoder {
     block1: ConvBlock,
     block2: ConvBlock,
     activation: Relu,
     project: Linear,
+    pool: GridPool,
     dim: usize,
 }
 
@@ -55,10 +62,18 @@ impl Encoder for SpectrogramEncoder {
         let x = self
             .block2
             .forward(self.block1.forward(spectrograms.clone()));
-        let [batch, _, _, steps] = x.dims();
-        let tokens = x.mean_dim(2).squeeze_dim::<3>(2).swap_dims(1, 2); // [batch, steps, channels]
+        let [batch, channels, _, steps] = x.dims();
+        let pooled = self.pool.forward(x.clone());
+        let bands = burn::tensor::module::adaptive_avg_pool2d(x, [FREQUENCY_BANDS, steps]);
+        let tokens = bands
+            .reshape([batch, channels * FREQUENCY_BANDS, steps])
+            .swap_dims(1, 2); // [batch, steps, channels × bands]
         let sequence = self.activation.forward(self.project.forward(tokens));
         let mask = Tensor::<2>::ones([batch, steps], &sequence.device()).equal_elem(1.0);
-        Embeddings::from_sequence(sequence, mask)
+        Embeddings {
+            pooled,
+            sequence,
+            mask,
+        }
     }
 }

@@ -83,6 +83,7 @@ pub enum LogScale {
 
 /// Mel spectrogram settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MelConfig {
     /// Sample rate of the input, in Hz.
     pub sample_rate: u32,
@@ -110,6 +111,14 @@ pub struct MelConfig {
     pub slaney_norm: bool,
     /// Compression of the output.
     pub log: LogScale,
+}
+
+impl Default for MelConfig {
+    /// `librosa.power_to_db(librosa.feature.melspectrogram(y, sr=22050), top_db=80)`:
+    /// librosa's own defaults (2048-point FFT, hop 512, 128 bands).
+    fn default() -> Self {
+        Self::librosa(22050, 2048, 512, 128)
+    }
 }
 
 impl MelConfig {

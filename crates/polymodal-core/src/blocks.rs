@@ -3,7 +3,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
 /// 3×3 convolution (same padding) → batch norm → ReLU → 2×2 max pooling:
@@ -49,4 +49,34 @@ pub fn pre_norm_transformer(
         .with_dropout(dropout)
         .with_norm_first(true)
         .init(device)
+}
+
+/// A pooled vector from a feature map that keeps its layout: the map is
+/// averaged onto a fixed `grid` (any input size), flattened, and projected:
+/// `[batch, channels, h, w]` → `[batch, dim]`. Global averaging would lose
+/// where things are (a stroke's place in a digit, a formant's time).
+#[derive(Module, Debug)]
+pub struct GridPool {
+    project: Linear,
+    activation: Relu,
+    grid: [usize; 2],
+}
+
+impl GridPool {
+    /// Pools `channels` maps onto `grid` cells and projects to `dim`.
+    pub fn new(channels: usize, grid: [usize; 2], dim: usize, device: &Device) -> Self {
+        Self {
+            project: LinearConfig::new(channels * grid[0] * grid[1], dim).init(device),
+            activation: Relu::new(),
+            grid,
+        }
+    }
+
+    /// Applies the pooling.
+    pub fn forward(&self, map: Tensor<4>) -> Tensor<2> {
+        let pooled = burn::tensor::module::adaptive_avg_pool2d(map, self.grid);
+        let [batch, channels, h, w] = pooled.dims();
+        let flat = pooled.reshape([batch, channels * h * w]);
+        self.activation.forward(self.project.forward(flat))
+    }
 }

@@ -24,7 +24,7 @@ mod error;
 mod modality;
 
 pub use batch::{ModalityBatch, MultimodalBatch, TokenBatch};
-pub use blocks::{ConvBlock, pre_norm_transformer};
+pub use blocks::{ConvBlock, GridPool, pre_norm_transformer};
 pub use embeddings::{Embeddings, ModalityEmbeddings, masked_mean};
 pub use error::{Error, Result};
 pub use modality::Modality;

@@ -157,6 +157,11 @@ impl Stacking {
         self.models
     }
 
+    /// Number of fitted values (weights and biases).
+    pub fn parameters(&self) -> usize {
+        self.weights.len() + self.bias.len()
+    }
+
     /// Combines the base models' `[batch, classes]` probabilities into the
     /// meta-model's probabilities.
     pub fn combine(

@@ -3,7 +3,7 @@
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use polymodal_core::{ConvBlock, Embeddings, Encoder, Modality};
+use polymodal_core::{ConvBlock, Embeddings, Encoder, GridPool, Modality};
 
 /// Settings of [`ConvEncoder`].
 #[derive(Config, Debug)]
@@ -26,18 +26,21 @@ impl ConvEncoderConfig {
             block2: ConvBlock::new(self.channels[0], self.channels[1], device),
             activation: Relu::new(),
             project: LinearConfig::new(self.channels[1], self.dim).init(device),
+            pool: GridPool::new(self.channels[1], [4, 4], self.dim, device),
             dim: self.dim,
         }
     }
 }
 
-/// Two convolution blocks; each cell of the final feature map is a token.
+/// Two convolution blocks; each cell of the final feature map is a token,
+/// and the pooled vector keeps the map's layout on a 4×4 grid ([`GridPool`]).
 #[derive(Module, Debug)]
 pub struct ConvEncoder {
     block1: ConvBlock,
     block2: ConvBlock,
     activation: Relu,
     project: Linear,
+    pool: GridPool,
     dim: usize,
 }
 
@@ -62,11 +65,16 @@ impl Encoder for ConvEncoder {
     fn encode(&self, images: &Tensor<4>) -> Embeddings {
         let features = self.features(images.clone());
         let [batch, channels, height, width] = features.dims();
+        let pooled = self.pool.forward(features.clone());
         let tokens = features
             .reshape([batch, channels, height * width])
             .swap_dims(1, 2);
         let sequence = self.activation.forward(self.project.forward(tokens));
         let mask = Tensor::<2>::ones([batch, height * width], &sequence.device()).equal_elem(1.0);
-        Embeddings::from_sequence(sequence, mask)
+        Embeddings {
+            pooled,
+            sequence,
+            mask,
+        }
     }
 }

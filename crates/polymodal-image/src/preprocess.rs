@@ -17,6 +17,12 @@ pub struct Normalize {
     pub std: [f32; 3],
 }
 
+impl Default for Normalize {
+    fn default() -> Self {
+        Self::IMAGENET
+    }
+}
+
 impl Normalize {
     /// ImageNet statistics (torchvision, ViT).
     pub const IMAGENET: Self = Self {
@@ -59,8 +65,10 @@ pub struct ImagePreprocess {
     /// Output height.
     pub height: u32,
     /// Average the channels into one (for grey-scale models).
+    #[serde(default)]
     pub grayscale: bool,
-    /// Normalisation.
+    /// Normalisation (default: ImageNet statistics).
+    #[serde(default)]
     pub normalize: Normalize,
     /// How the image is brought to the output size.
     #[serde(default)]

@@ -9,10 +9,12 @@ use polymodal_audio::{MelConfig, MelSpectrogram};
 use polymodal_core::{Error, Modality, Result};
 use polymodal_image::ImagePreprocess;
 
-use crate::manifest::{ManifestEntry, class_names};
+use crate::manifest::ManifestEntry;
+use crate::source::{FeatureCache, LazyDataset};
 
 /// Audio feature settings: a fixed-length clip turned into a log-mel spectrogram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AudioFeatures {
     /// Clip length in samples (longer audio is cut, shorter is zero-padded).
     pub clip_samples: usize,
@@ -24,6 +26,7 @@ pub struct AudioFeatures {
 
 /// Video feature settings: uniformly sampled frames, each preprocessed like an image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VideoFeatures {
     /// Frames kept per clip.
     pub frames: usize,
@@ -33,6 +36,7 @@ pub struct VideoFeatures {
 
 /// How each modality's files become features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeatureConfig {
     /// Images.
     pub image: ImagePreprocess,
@@ -40,6 +44,44 @@ pub struct FeatureConfig {
     pub audio: AudioFeatures,
     /// Video.
     pub video: VideoFeatures,
+}
+
+/// Images as 64×64 RGB with ImageNet statistics: small enough to train a
+/// CNN from scratch on a CPU.
+fn default_image() -> ImagePreprocess {
+    ImagePreprocess::new(64, 64)
+}
+
+impl Default for AudioFeatures {
+    /// One second at 16 kHz as 64 log-mel bands (25 ms window, 10 ms hop),
+    /// standardised per clip.
+    fn default() -> Self {
+        Self {
+            clip_samples: 16_000,
+            mel: MelConfig::librosa(16_000, 400, 160, 64),
+            standardize: true,
+        }
+    }
+}
+
+impl Default for VideoFeatures {
+    /// Eight uniformly sampled frames, each like a default image.
+    fn default() -> Self {
+        Self {
+            frames: 8,
+            preprocess: default_image(),
+        }
+    }
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            image: default_image(),
+            audio: AudioFeatures::default(),
+            video: VideoFeatures::default(),
+        }
+    }
 }
 
 impl FeatureConfig {
@@ -99,6 +141,34 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The samples at `indices`, with the same classes.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        Dataset {
+            examples: indices.iter().map(|&i| self.examples[i].clone()).collect(),
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// A copy in which no sample has `modality` (to measure a model with a
+    /// modality missing at test time).
+    pub fn without(&self, modality: Modality) -> Dataset {
+        let mut data = self.clone();
+        for e in &mut data.examples {
+            match modality {
+                Modality::Text => e.features.text = None,
+                Modality::Image => e.features.image = None,
+                Modality::Audio => e.features.audio = None,
+                Modality::Video => e.features.video = None,
+            }
+        }
+        data
+    }
+
+    /// The class index of every sample.
+    pub fn labels(&self) -> Vec<usize> {
+        self.examples.iter().map(|e| e.label).collect()
+    }
+
     /// The modalities at least one sample has.
     pub fn modalities(&self) -> BTreeSet<Modality> {
         Modality::ALL
@@ -116,22 +186,22 @@ pub fn load_dataset(
     config: &FeatureConfig,
     classes: Option<&[String]>,
 ) -> Result<Dataset> {
-    let classes = classes.map_or_else(|| class_names(entries), <[String]>::to_vec);
-    let mel = MelSpectrogram::new(config.audio.mel.clone())?;
+    LazyDataset::new(entries.to_vec(), config.clone(), classes, None)?.decode_all()
+}
+
+/// `f` over `items` on all cores, in order; the first failure is returned.
+pub(crate) fn parallel_map<T: Sync, U: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<U> + Sync,
+) -> Result<Vec<U>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(entries.len().max(1));
-    let chunk = entries.len().div_ceil(workers).max(1);
-    let decoded: Vec<Result<Vec<Example>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(workers).max(1);
+    let parts: Vec<Result<Vec<U>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(|| {
-                    part.iter()
-                        .map(|e| decode_entry(e, config, &mel, &classes))
-                        .collect()
-                })
-            })
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect()))
             .collect();
         handles
             .into_iter()
@@ -141,18 +211,20 @@ pub fn load_dataset(
             })
             .collect()
     });
-    let mut examples = Vec::with_capacity(entries.len());
-    for part in decoded {
-        examples.extend(part?);
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
     }
-    Ok(Dataset { examples, classes })
+    Ok(out)
 }
 
-fn decode_entry(
+/// Decodes one manifest entry, through `cache` when given.
+pub(crate) fn decode_entry(
     entry: &ManifestEntry,
     config: &FeatureConfig,
     mel: &MelSpectrogram,
     classes: &[String],
+    cache: Option<&FeatureCache>,
 ) -> Result<Example> {
     let label = classes
         .iter()
@@ -163,22 +235,41 @@ fn decode_entry(
                 entry.id, entry.label
             ))
         })?;
+    let cached =
+        |path: &Path, modality: &str, settings: String, compute: &dyn Fn() -> Result<Vec<f32>>| {
+            match cache {
+                Some(cache) => cache.get_or_compute(path, modality, &settings, compute),
+                None => compute(),
+            }
+        };
     let features = Features {
         text: entry.text.as_deref().map(read_text).transpose()?,
         image: entry
             .image
             .as_deref()
-            .map(|p| polymodal_image::load_rgb(p).and_then(|i| config.image.apply(&i)))
+            .map(|p| {
+                cached(p, "image", settings_key(&config.image), &|| {
+                    polymodal_image::load_rgb(p).and_then(|i| config.image.apply(&i))
+                })
+            })
             .transpose()?,
         audio: entry
             .audio
             .as_deref()
-            .map(|p| audio_features(p, &config.audio, mel))
+            .map(|p| {
+                cached(p, "audio", settings_key(&config.audio), &|| {
+                    audio_features(p, &config.audio, mel)
+                })
+            })
             .transpose()?,
         video: entry
             .video
             .as_deref()
-            .map(|p| video_features(p, &config.video))
+            .map(|p| {
+                cached(p, "video", settings_key(&config.video), &|| {
+                    video_features(p, &config.video)
+                })
+            })
             .transpose()?,
     };
     Ok(Example {
@@ -188,12 +279,21 @@ fn decode_entry(
     })
 }
 
+/// The cache key of a settings value: its JSON form.
+fn settings_key<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| Error::decode(path, "text", format!("not UTF-8 ({e})")))
 }
 
-fn audio_features(path: &Path, config: &AudioFeatures, mel: &MelSpectrogram) -> Result<Vec<f32>> {
+pub(crate) fn audio_features(
+    path: &Path,
+    config: &AudioFeatures,
+    mel: &MelSpectrogram,
+) -> Result<Vec<f32>> {
     let clip = polymodal_audio::decode_file(path)?;
     if clip.sample_rate != config.mel.sample_rate {
         return Err(Error::decode(

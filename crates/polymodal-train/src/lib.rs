@@ -15,19 +15,27 @@
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 
+mod avmnist;
 mod batch;
+mod chart;
 mod features;
 mod manifest;
+mod metrics;
+mod source;
 mod split;
 mod trainer;
 
+pub use avmnist::{AvMnist, avmnist_features, load_avmnist};
 pub use batch::Batcher;
+pub use chart::{Bar, BarChart, LineChart, Series};
 pub use features::{
     AudioFeatures, Dataset, Example, FeatureConfig, Features, VideoFeatures, load_dataset,
 };
 pub use manifest::{ManifestEntry, class_names, read_manifest};
+pub use metrics::{ConfusionMatrix, argmax, recall_at_k};
+pub use source::{FeatureCache, LazyDataset, Samples};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
-    Classifier, EpochReport, Evaluation, Progress, TrainConfig, TrainReport, Trainer, accuracy,
-    evaluate, load_checkpoint, save_checkpoint,
+    Classifier, EpochReport, Evaluation, LrSchedule, Progress, RunDir, TrainConfig, TrainReport,
+    Trainer, accuracy, evaluate, load_checkpoint, save_checkpoint,
 };

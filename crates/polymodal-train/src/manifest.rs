@@ -1,4 +1,5 @@
-//! JSONL manifests: one sample per line, media paths relative to the manifest.
+//! Manifests: one sample per JSONL line or CSV row, media paths relative to
+//! the manifest's folder.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,33 +48,29 @@ struct Line {
     video: Option<PathBuf>,
 }
 
-/// Reads a JSONL manifest. Errors name the manifest and the line.
+/// Reads a manifest: CSV when the file name ends in `.csv` (a header row
+/// naming the columns `id`, `label`, `text`, `image`, `audio`, `video`; empty
+/// cells are absent), JSONL otherwise (one object per line with the same
+/// keys; `label` a string or a number). Errors name the manifest and the line.
 pub fn read_manifest(path: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
     let path = path.as_ref();
     let content = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut entries = Vec::new();
-    for (index, text) in content.lines().enumerate() {
-        if text.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), index + 1);
-        let line: Line =
-            serde_json::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", at())))?;
-        let label = match line.label {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            other => {
-                return Err(Error::Config(format!(
-                    "{}: label must be a string or number, got {other}",
-                    at()
-                )));
-            }
-        };
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let lines = if is_csv {
+        csv_lines(path, &content)?
+    } else {
+        jsonl_lines(path, &content)?
+    };
+    let mut entries = Vec::with_capacity(lines.len());
+    for (number, line) in lines {
+        let at = || format!("{}:{number}", path.display());
         let resolve = |p: Option<PathBuf>| p.map(|p| base.join(p));
         let entry = ManifestEntry {
-            id: line.id.unwrap_or_else(|| format!("line{}", index + 1)),
-            label,
+            id: line.id.unwrap_or_else(|| format!("line{number}")),
+            label: line.label,
             text: resolve(line.text),
             image: resolve(line.image),
             audio: resolve(line.audio),
@@ -96,6 +93,103 @@ pub fn read_manifest(path: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
     Ok(entries)
 }
 
+/// One sample as read, before paths are resolved.
+struct Row {
+    id: Option<String>,
+    label: String,
+    text: Option<PathBuf>,
+    image: Option<PathBuf>,
+    audio: Option<PathBuf>,
+    video: Option<PathBuf>,
+}
+
+fn jsonl_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
+    let mut rows = Vec::new();
+    for (index, text) in content.lines().enumerate() {
+        if text.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), index + 1);
+        let line: Line =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", at())))?;
+        let label = match line.label {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(Error::Config(format!(
+                    "{}: label must be a string or number, got {other}",
+                    at()
+                )));
+            }
+        };
+        rows.push((
+            index + 1,
+            Row {
+                id: line.id,
+                label,
+                text: line.text,
+                image: line.image,
+                audio: line.audio,
+                video: line.video,
+            },
+        ));
+    }
+    Ok(rows)
+}
+
+const COLUMNS: [&str; 6] = ["id", "label", "text", "image", "audio", "video"];
+
+fn csv_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(content.as_bytes());
+    let fail = |line: u64, e: &dyn std::fmt::Display| {
+        Error::Config(format!("{}:{line}: {e}", path.display()))
+    };
+    let headers = reader.headers().map_err(|e| fail(1, &e))?.clone();
+    if let Some(unknown) = headers.iter().find(|h| !COLUMNS.contains(h)) {
+        return Err(fail(
+            1,
+            &format!(
+                "unknown column `{unknown}` (expected {})",
+                COLUMNS.join(", ")
+            ),
+        ));
+    }
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let label_column = column("label").ok_or_else(|| fail(1, &"no `label` column"))?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            fail(line, &e)
+        })?;
+        let line = record.position().map_or(0, |p| p.line()) as usize;
+        let cell = |name: &str| {
+            column(name)
+                .and_then(|c| record.get(c))
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let label = record.get(label_column).unwrap_or("").to_string();
+        if label.is_empty() {
+            return Err(fail(line as u64, &"empty label"));
+        }
+        rows.push((
+            line,
+            Row {
+                id: cell("id"),
+                label,
+                text: cell("text").map(PathBuf::from),
+                image: cell("image").map(PathBuf::from),
+                audio: cell("audio").map(PathBuf::from),
+                video: cell("video").map(PathBuf::from),
+            },
+        ));
+    }
+    Ok(rows)
+}
+
 /// The sorted class names of a set of entries.
 pub fn class_names(entries: &[ManifestEntry]) -> Vec<String> {
     entries
@@ -111,10 +205,14 @@ mod tests {
     use super::*;
 
     fn write(name: &str, content: &str) -> PathBuf {
+        write_as(name, "m.jsonl", content)
+    }
+
+    fn write_as(name: &str, file: &str, content: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("polymodal-manifest-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("m.jsonl");
+        let file = dir.join(file);
         std::fs::write(&file, content).unwrap();
         file
     }
@@ -157,5 +255,33 @@ mod tests {
             read_manifest("/nonexistent.jsonl"),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn csv_manifests_read_like_jsonl() {
+        let file = write_as(
+            "csv",
+            "m.csv",
+            "label,image,audio,id\n a , img/1.png,,first\n3,,\"sounds/a b.wav\",\n",
+        );
+        let entries = read_manifest(&file).unwrap();
+        let base = file.parent().unwrap();
+        assert_eq!(entries[0].label, "a");
+        assert_eq!(entries[0].id, "first");
+        assert_eq!(entries[0].audio, None);
+        assert_eq!(entries[1].id, "line3");
+        assert_eq!(
+            entries[1].audio.as_deref(),
+            Some(base.join("sounds/a b.wav").as_path())
+        );
+        let bad = write_as("csv-bad", "m.csv", "label,imgae\na,1.png\n");
+        let message = read_manifest(&bad).unwrap_err().to_string();
+        assert!(
+            message.contains("m.csv:1") && message.contains("imgae"),
+            "{message}"
+        );
+        let empty_label = write_as("csv-empty", "m.csv", "label,image\na,1.png\n,2.png\n");
+        let message = read_manifest(&empty_label).unwrap_err().to_string();
+        assert!(message.contains("m.csv:3"), "{message}");
     }
 }

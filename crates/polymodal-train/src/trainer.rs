@@ -1,12 +1,17 @@
-//! The training loop: Adam on Burn's autodiff, per-epoch evaluation, and
-//! a checkpoint of the best model on disk.
+//! The training loop: Adam on Burn's autodiff with a learning-rate schedule,
+//! gradient clipping and accumulation, per-epoch validation, early stopping,
+//! and a run folder with the best model, an exactly resumable state, and the
+//! metrics as CSV, JSONL and charts.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{
+    AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, OptimizerRecord,
+};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::activation::softmax;
@@ -18,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use polymodal_core::{Error, MultimodalBatch, Result};
 
 use crate::batch::Batcher;
-use crate::features::{Dataset, Example};
+use crate::chart::LineChart;
+use crate::features::Example;
+use crate::metrics::ConfusionMatrix;
+use crate::source::{Samples, prefetched};
 
 /// A model that maps a batch to class logits `[batch, classes]`.
 pub trait Classifier: Module + Sized {
@@ -32,17 +40,69 @@ pub trait Classifier: Module + Sized {
     }
 }
 
-/// Training settings.
+/// How the learning rate changes over training.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Linear warm-up from zero over `warmup_steps` optimiser steps, then a
+    /// cosine decay to `min_factor × learning_rate` at the last step.
+    WarmupCosine {
+        /// Optimiser steps of warm-up.
+        warmup_steps: usize,
+        /// Final rate as a fraction of the peak.
+        #[serde(default)]
+        min_factor: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The rate at optimiser step `step` (0-based) of `total`.
+    pub fn rate(&self, peak: f64, step: usize, total: usize) -> f64 {
+        match *self {
+            Self::Constant => peak,
+            Self::WarmupCosine {
+                warmup_steps,
+                min_factor,
+            } => {
+                if step < warmup_steps {
+                    return peak * (step + 1) as f64 / warmup_steps as f64;
+                }
+                let span = total.saturating_sub(warmup_steps).max(1) as f64;
+                let progress = ((step - warmup_steps) as f64 / span).min(1.0);
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+                peak * (min_factor + (1.0 - min_factor) * cosine)
+            }
+        }
+    }
+}
+
+/// Training settings. Every field but the first four has a default, so a
+/// TOML `[train]` table may name only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Passes over the training set.
+    /// Passes over the training set (at most: early stopping may end sooner).
     pub epochs: usize,
-    /// Samples per step.
+    /// Samples per forward pass.
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Peak Adam learning rate.
     pub learning_rate: f64,
-    /// Seed for parameter initialisation and shuffling.
+    /// Seed for initialisation, shuffling and dropout.
     pub seed: u64,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// Clip the global gradient norm to this value.
+    pub clip_grad_norm: Option<f32>,
+    /// Batches whose gradients are summed (averaged) before each optimiser
+    /// step: the effective batch is `batch_size × accumulation`.
+    pub accumulation: usize,
+    /// Label smoothing of the cross-entropy, in `[0, 1)`.
+    pub label_smoothing: f32,
+    /// Stop when validation accuracy has not improved for this many epochs.
+    pub early_stopping: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -52,63 +112,125 @@ impl Default for TrainConfig {
             batch_size: 32,
             learning_rate: 2e-3,
             seed: 42,
+            schedule: LrSchedule::Constant,
+            clip_grad_norm: None,
+            accumulation: 1,
+            label_smoothing: 0.0,
+            early_stopping: None,
         }
     }
 }
 
 impl TrainConfig {
-    fn validate(&self) -> Result<()> {
-        if self.epochs == 0
-            || self.batch_size == 0
-            || !(self.learning_rate > 0.0 && self.learning_rate.is_finite())
+    /// Checks every setting; the error names the offending one.
+    pub fn validate(&self) -> Result<()> {
+        let problem = if self.epochs == 0 {
+            Some("epochs must be at least 1")
+        } else if self.batch_size == 0 {
+            Some("batch_size must be at least 1")
+        } else if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            Some("learning_rate must be positive")
+        } else if self.accumulation == 0 {
+            Some("accumulation must be at least 1")
+        } else if !(0.0..1.0).contains(&self.label_smoothing) {
+            Some("label_smoothing must be in [0, 1)")
+        } else if self
+            .clip_grad_norm
+            .is_some_and(|c| !(c > 0.0 && c.is_finite()))
         {
-            return Err(Error::Config(format!(
-                "training needs epochs >= 1, batch_size >= 1 and a positive learning rate, got {self:?}"
-            )));
-        }
-        Ok(())
+            Some("clip_grad_norm must be positive")
+        } else if self.early_stopping == Some(0) {
+            Some("early_stopping (patience) must be at least 1")
+        } else if matches!(self.schedule, LrSchedule::WarmupCosine { min_factor, .. } if !(0.0..=1.0).contains(&min_factor))
+        {
+            Some("schedule.min_factor must be in [0, 1]")
+        } else {
+            None
+        };
+        problem.map_or(Ok(()), |p| {
+            Err(Error::Config(format!("training settings: {p}")))
+        })
+    }
+
+    /// Whether `other` continues the same run (all settings equal but the
+    /// epoch budget and the patience, which a resumed run may change).
+    fn same_run(&self, other: &TrainConfig) -> bool {
+        let strip = |c: &TrainConfig| TrainConfig {
+            epochs: 0,
+            early_stopping: None,
+            ..c.clone()
+        };
+        strip(self) == strip(other)
     }
 }
 
 /// What happened in one epoch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     /// Epoch number (1-based).
     pub epoch: usize,
-    /// Mean training loss.
+    /// Mean training loss (including any extra loss term).
     pub train_loss: f32,
+    /// Mean cross-entropy on the validation set.
+    pub valid_loss: f32,
     /// Accuracy on the validation set.
     pub valid_accuracy: f32,
+    /// Macro-averaged F1 on the validation set.
+    pub valid_macro_f1: f32,
+    /// Learning rate of the epoch's last optimiser step.
+    pub learning_rate: f64,
     /// Wall time of the epoch.
+    #[serde(with = "seconds")]
     pub elapsed: Duration,
 }
 
-/// Progress events of [`train`].
+mod seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Progress events of [`Trainer::train`].
 #[derive(Debug, Clone)]
 pub enum Progress {
-    /// A training step finished (`step` of `steps` in the epoch).
+    /// A training batch finished (`step` of `steps` in the epoch).
     Step {
         /// Epoch (1-based).
         epoch: usize,
         /// Epochs in the run.
         epochs: usize,
-        /// Step (1-based).
+        /// Batch (1-based).
         step: usize,
-        /// Steps per epoch.
+        /// Batches per epoch.
         steps: usize,
     },
     /// An epoch finished.
     Epoch(EpochReport),
+    /// Training continues from a saved state after `epoch`.
+    Resumed {
+        /// The last finished epoch.
+        epoch: usize,
+    },
 }
 
-/// The outcome of [`train`].
+/// The outcome of [`Trainer::train`].
 #[derive(Debug, Clone)]
 pub struct TrainReport {
-    /// Every epoch.
+    /// Every epoch (including those before a resume).
     pub epochs: Vec<EpochReport>,
     /// The epoch whose model was kept (best validation accuracy).
     pub best_epoch: usize,
-    /// Total wall time.
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Wall time of this call.
     pub elapsed: Duration,
 }
 
@@ -117,168 +239,478 @@ pub struct TrainReport {
 pub struct Trainer<'a> {
     /// Builds the batches.
     pub batcher: &'a Batcher,
-    /// Epochs, batch size, learning rate, seed.
+    /// The settings.
     pub config: TrainConfig,
     /// The device; training runs on its autodiff form.
     pub device: Device,
-    /// Where the best model's weights are written (a `.bpk` file).
-    pub checkpoint: Option<PathBuf>,
+    /// The run folder (see [`RunDir`]); `None` keeps everything in memory.
+    pub output: Option<PathBuf>,
+    /// Continue from the state saved in `output`, if there is one.
+    pub resume: bool,
+}
+
+/// The files of a run folder:
+/// - `model.bpk`: the best epoch's weights (what `polymodal eval` loads);
+/// - `training/state.json` and `training/epoch-N.{model,optim}.bpk`: the
+///   last finished epoch, enough to resume exactly;
+/// - `metrics.csv`, `metrics.jsonl`: one row per epoch; `loss.svg`,
+///   `accuracy.svg`: the training curves.
+///
+/// Every file is written to a temporary name and renamed, and the state file
+/// is replaced only after the files it names are complete, so a crash at any
+/// moment leaves the previous good state.
+#[derive(Debug, Clone)]
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    /// The best model's weights.
+    pub fn best_weights(&self) -> PathBuf {
+        self.0.join("model.bpk")
+    }
+
+    fn training(&self) -> PathBuf {
+        self.0.join("training")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.training().join("state.json")
+    }
+
+    fn epoch_file(&self, epoch: usize, what: &str) -> PathBuf {
+        self.training().join(format!("epoch-{epoch}.{what}.bpk"))
+    }
+}
+
+/// The resumable state after an epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    config: TrainConfig,
+    epoch: usize,
+    best_epoch: usize,
+    best_accuracy: f32,
+    optimizer_steps: usize,
+    history: Vec<EpochReport>,
 }
 
 impl Trainer<'_> {
     /// Trains `model` on `train`, keeps the weights with the best accuracy on
-    /// `valid`, and writes them to the checkpoint file when one is set.
+    /// `valid`, and writes the run folder when `output` is set.
     ///
     /// The model must have been built on the trainer's device in its autodiff
     /// form. A non-finite loss stops training with [`Error::NonFiniteLoss`];
-    /// the checkpoint on disk then still holds the last good (best) model.
+    /// the run folder then still holds the last good epoch and best model.
+    ///
+    /// `train` and `valid` may be decoded datasets or [`LazyDataset`]s
+    /// (decoded batch by batch); either way the next batches are prepared on
+    /// a worker thread while the current one trains.
+    ///
+    /// [`LazyDataset`]: crate::LazyDataset
     pub fn train<M: Classifier>(
         &self,
         model: M,
-        train: &Dataset,
-        valid: &Dataset,
+        train: &dyn Samples,
+        valid: &dyn Samples,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(M, TrainReport)> {
-        fit(model, train, valid, self, progress)
+        Run::new(self, train, valid)?.fit(model, progress)
     }
 }
 
-fn fit<M: Classifier>(
-    mut model: M,
-    train: &Dataset,
-    valid: &Dataset,
-    trainer: &Trainer<'_>,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(M, TrainReport)> {
-    let Trainer {
-        batcher,
-        config,
-        device,
-        checkpoint,
-    } = trainer;
-    config.validate()?;
-    if train.examples.is_empty() || valid.examples.is_empty() {
-        return Err(Error::Config(
-            "training and validation sets must not be empty".into(),
-        ));
+struct Run<'a> {
+    trainer: &'a Trainer<'a>,
+    train: &'a dyn Samples,
+    valid: &'a dyn Samples,
+    dir: Option<RunDir>,
+    device: Device,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        trainer: &'a Trainer<'a>,
+        train: &'a dyn Samples,
+        valid: &'a dyn Samples,
+    ) -> Result<Self> {
+        trainer.config.validate()?;
+        if train.is_empty() || valid.is_empty() {
+            return Err(Error::Config(
+                "training and validation sets must not be empty".into(),
+            ));
+        }
+        let dir = trainer.output.clone().map(RunDir);
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir.training()).map_err(|e| Error::io(dir.training(), e))?;
+        }
+        Ok(Self {
+            trainer,
+            train,
+            valid,
+            dir,
+            device: trainer.device.clone().autodiff(),
+        })
     }
-    let device = device.clone().autodiff();
-    let started = Instant::now();
-    let mut optimizer = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..train.examples.len()).collect();
-    let steps = order.len().div_ceil(config.batch_size);
-    // The best epoch's weights as a record: a snapshot, unlike a module clone,
-    // whose batch-norm running statistics keep being updated by training.
-    let mut best: Option<(f32, usize, ModuleRecord)> = None;
-    let mut epochs = Vec::with_capacity(config.epochs);
-    for epoch in 1..=config.epochs {
-        let epoch_start = Instant::now();
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        for (index, chunk) in order.chunks(config.batch_size).enumerate() {
-            let examples: Vec<&Example> = chunk.iter().map(|&i| &train.examples[i]).collect();
-            let batch = batcher.batch(&examples, &device)?;
-            let (logits, auxiliary) = model.training_output(&batch)?;
-            let mut loss = loss_fn.forward(logits, batch.labels.clone());
-            if let Some(extra) = auxiliary {
-                loss = loss + extra;
+
+    fn fit<M: Classifier>(
+        &self,
+        mut model: M,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(M, TrainReport)> {
+        let config = &self.trainer.config;
+        let started = Instant::now();
+        let mut adam = AdamConfig::new();
+        if let Some(norm) = config.clip_grad_norm {
+            adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(norm)));
+        }
+        let mut optimizer = adam.init();
+        let mut state = RunState {
+            config: config.clone(),
+            epoch: 0,
+            best_epoch: 0,
+            best_accuracy: f32::NEG_INFINITY,
+            optimizer_steps: 0,
+            history: Vec::new(),
+        };
+        let mut best: Option<ModuleRecord> = None;
+        if self.trainer.resume
+            && let Some(resumed) = self.resume(model.clone(), &mut optimizer)?
+        {
+            (model, state, best) = resumed;
+            progress(Progress::Resumed { epoch: state.epoch });
+        }
+        let batches = self.train.len().div_ceil(config.batch_size);
+        let total_steps = config.epochs * batches.div_ceil(config.accumulation);
+        let mut stopped_early = false;
+        for epoch in state.epoch + 1..=config.epochs {
+            if let Some(patience) = config.early_stopping
+                && epoch > state.best_epoch + patience
+            {
+                stopped_early = true;
+                break;
             }
-            let value = loss.clone().into_scalar::<f32>();
-            if !value.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    loss: value,
+            let epoch_start = Instant::now();
+            let (next, train_loss, rate) = self.epoch(
+                model,
+                &mut optimizer,
+                epoch,
+                &mut state,
+                total_steps,
+                progress,
+            )?;
+            model = next;
+            let evaluation = evaluate(
+                &model.valid(),
+                self.valid,
+                self.trainer.batcher,
+                &self.device.clone().without_autodiff(),
+            )?;
+            let report = EpochReport {
+                epoch,
+                train_loss,
+                valid_loss: evaluation.loss,
+                valid_accuracy: evaluation.accuracy,
+                valid_macro_f1: evaluation.macro_f1,
+                learning_rate: rate,
+                elapsed: epoch_start.elapsed(),
+            };
+            state.epoch = epoch;
+            state.history.push(report.clone());
+            if report.valid_accuracy > state.best_accuracy {
+                state.best_accuracy = report.valid_accuracy;
+                state.best_epoch = epoch;
+                let record = model.valid().into_record();
+                if let Some(dir) = &self.dir {
+                    write_record(record.clone(), &dir.best_weights())?;
+                }
+                best = Some(record);
+            }
+            if let Some(dir) = &self.dir {
+                save_state(dir, &model, &optimizer, &state)?;
+                write_metrics(dir, &state.history)?;
+            }
+            progress(Progress::Epoch(report));
+        }
+        let record = best.ok_or_else(|| {
+            Error::Config("no epoch was trained (the saved run already reached its end)".into())
+        })?;
+        let best_model = model
+            .valid()
+            .try_load_record(record)
+            .map_err(|e| Error::Checkpoint {
+                path: self
+                    .dir
+                    .as_ref()
+                    .map(|d| d.best_weights())
+                    .unwrap_or_default(),
+                reason: e.to_string(),
+            })?;
+        Ok((
+            best_model,
+            TrainReport {
+                epochs: state.history,
+                best_epoch: state.best_epoch,
+                stopped_early,
+                elapsed: started.elapsed(),
+            },
+        ))
+    }
+
+    /// One pass over the training set: the model, the mean loss and the last rate.
+    fn epoch<M: Classifier>(
+        &self,
+        mut model: M,
+        optimizer: &mut ModuleOptimizer,
+        epoch: usize,
+        state: &mut RunState,
+        total_steps: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(M, f32, f64)> {
+        let config = &self.trainer.config;
+        // Shuffling and dropout are seeded per epoch, so a resumed run
+        // replays exactly what an uninterrupted one would.
+        let epoch_seed = config
+            .seed
+            .wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.device.seed(epoch_seed);
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed));
+        let loss_fn = CrossEntropyLossConfig::new()
+            .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
+            .init(&self.device);
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(config.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        prefetched(self.train, chunks, |batches| {
+            let mut accumulator = GradientsAccumulator::new();
+            let mut pending = 0;
+            let mut loss_sum = 0.0;
+            let mut rate = config.learning_rate;
+            for (index, examples) in batches.enumerate() {
+                let examples = examples?;
+                let refs: Vec<&Example> = examples.iter().collect();
+                let batch = self.trainer.batcher.batch(&refs, &self.device)?;
+                let (logits, extra) = model.training_output(&batch)?;
+                let mut loss = loss_fn.forward(logits, batch.labels.clone());
+                if let Some(extra) = extra {
+                    loss = loss + extra;
+                }
+                let value = loss.clone().into_scalar::<f32>();
+                if !value.is_finite() {
+                    return Err(Error::NonFiniteLoss {
+                        loss: value,
+                        epoch,
+                        step: index + 1,
+                    });
+                }
+                loss_sum += value;
+                // Each batch of a group weighs by its size, as one large batch would.
+                let group_start = index - index % config.accumulation;
+                let group_end = (group_start + config.accumulation).min(sizes.len());
+                let group_len: usize = sizes[group_start..group_end].iter().sum();
+                let scaled = loss * (sizes[index] as f32 / group_len as f32);
+                let grads = GradientsParams::from_grads(scaled.backward(), &model);
+                accumulator.accumulate(&model, grads);
+                pending += 1;
+                if pending == config.accumulation || index + 1 == sizes.len() {
+                    rate = config.schedule.rate(
+                        config.learning_rate,
+                        state.optimizer_steps,
+                        total_steps,
+                    );
+                    model = optimizer.step(rate, model, accumulator.grads());
+                    state.optimizer_steps += 1;
+                    pending = 0;
+                }
+                progress(Progress::Step {
                     epoch,
+                    epochs: config.epochs,
                     step: index + 1,
+                    steps: sizes.len(),
                 });
             }
-            loss_sum += value;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(config.learning_rate, model, grads);
-            progress(Progress::Step {
-                epoch,
-                epochs: config.epochs,
-                step: index + 1,
-                steps,
-            });
-        }
-        let valid_accuracy = evaluate(
-            &model.valid(),
-            valid,
-            batcher,
-            &device.clone().without_autodiff(),
-        )?
-        .accuracy;
-        let report = EpochReport {
-            epoch,
-            train_loss: loss_sum / steps as f32,
-            valid_accuracy,
-            elapsed: epoch_start.elapsed(),
-        };
-        progress(Progress::Epoch(report.clone()));
-        epochs.push(report);
-        if best
-            .as_ref()
-            .is_none_or(|(accuracy, _, _)| valid_accuracy > *accuracy)
-        {
-            let record = model.valid().into_record();
-            if let Some(path) = checkpoint.as_deref() {
-                write_record(record.clone(), path)?;
-            }
-            best = Some((valid_accuracy, epoch, record));
-        }
+            Ok((model, loss_sum / sizes.len() as f32, rate))
+        })
     }
-    let (_, best_epoch, record) = best.expect("at least one epoch ran");
-    let best_model = model
-        .valid()
-        .try_load_record(record)
-        .map_err(|e| Error::Checkpoint {
-            path: checkpoint.clone().unwrap_or_default(),
+
+    /// Loads the saved state, if the run folder has one.
+    #[allow(clippy::type_complexity)]
+    fn resume<M: Classifier>(
+        &self,
+        model: M,
+        optimizer: &mut ModuleOptimizer,
+    ) -> Result<Option<(M, RunState, Option<ModuleRecord>)>> {
+        let Some(dir) = &self.dir else {
+            return Err(Error::Config("resuming needs a run folder".into()));
+        };
+        let path = dir.state();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let state: RunState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
             reason: e.to_string(),
         })?;
-    Ok((
-        best_model,
-        TrainReport {
-            epochs,
-            best_epoch,
-            elapsed: started.elapsed(),
-        },
-    ))
+        if !state.config.same_run(&self.trainer.config) {
+            return Err(Error::Config(format!(
+                "{}: the saved run used other settings ({:?}); only epochs and early_stopping may change",
+                path.display(),
+                state.config
+            )));
+        }
+        let model = load_checkpoint(model, &dir.epoch_file(state.epoch, "model"))?;
+        let optim_path = dir.epoch_file(state.epoch, "optim");
+        let bytes = std::fs::read(&optim_path).map_err(|e| Error::io(&optim_path, e))?;
+        let record = OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::Checkpoint {
+                path: optim_path,
+                reason: e.to_string(),
+            })?;
+        *optimizer = std::mem::replace(optimizer, AdamConfig::new().init()).load_record(record);
+        let best = if state.best_epoch > 0 {
+            Some(read_record(&dir.best_weights())?)
+        } else {
+            None
+        };
+        Ok(Some((model, state, best)))
+    }
 }
 
-/// Accuracy and class probabilities on a dataset.
+/// Writes the epoch's model and optimiser files, then points the state file
+/// at them, then removes the previous epoch's files.
+fn save_state<M: Module>(
+    dir: &RunDir,
+    model: &M,
+    optimizer: &ModuleOptimizer,
+    state: &RunState,
+) -> Result<()> {
+    let model_path = dir.epoch_file(state.epoch, "model");
+    write_record(model.valid().into_record(), &model_path)?;
+    let optim_path = dir.epoch_file(state.epoch, "optim");
+    let bytes = optimizer
+        .to_record()
+        .into_bytes()
+        .map_err(|e| Error::Checkpoint {
+            path: optim_path.clone(),
+            reason: e.to_string(),
+        })?;
+    write_atomic(&optim_path, &bytes)?;
+    let json = serde_json::to_string_pretty(state).map_err(|e| Error::Config(e.to_string()))?;
+    write_atomic(&dir.state(), json.as_bytes())?;
+    if state.epoch > 1 {
+        for what in ["model", "optim"] {
+            let _ = std::fs::remove_file(dir.epoch_file(state.epoch - 1, what));
+        }
+    }
+    Ok(())
+}
+
+/// `metrics.csv`, `metrics.jsonl`, `loss.svg` and `accuracy.svg`.
+fn write_metrics(dir: &RunDir, history: &[EpochReport]) -> Result<()> {
+    let mut csv = String::from(
+        "epoch,train_loss,valid_loss,valid_accuracy,valid_macro_f1,learning_rate,seconds\n",
+    );
+    let mut jsonl = String::new();
+    for r in history {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{:.3}\n",
+            r.epoch,
+            r.train_loss,
+            r.valid_loss,
+            r.valid_accuracy,
+            r.valid_macro_f1,
+            r.learning_rate,
+            r.elapsed.as_secs_f64()
+        ));
+        jsonl.push_str(&serde_json::to_string(r).map_err(|e| Error::Config(e.to_string()))?);
+        jsonl.push('\n');
+    }
+    write_atomic(&dir.0.join("metrics.csv"), csv.as_bytes())?;
+    write_atomic(&dir.0.join("metrics.jsonl"), jsonl.as_bytes())?;
+    let series = |name: &str, colour: &str, f: fn(&EpochReport) -> f32| {
+        let points = history
+            .iter()
+            .map(|r| (r.epoch as f64, f(r) as f64))
+            .collect();
+        (name.to_string(), colour.to_string(), points)
+    };
+    let loss = LineChart {
+        title: "Loss".into(),
+        x_label: "epoch".into(),
+        series: vec![
+            series("train", "#1f77b4", |r| r.train_loss),
+            series("validation", "#ff7f0e", |r| r.valid_loss),
+        ],
+    };
+    let accuracy = LineChart {
+        title: "Validation accuracy and macro-F1".into(),
+        x_label: "epoch".into(),
+        series: vec![
+            series("accuracy", "#2ca02c", |r| r.valid_accuracy),
+            series("macro-F1", "#9467bd", |r| r.valid_macro_f1),
+        ],
+    };
+    write_atomic(&dir.0.join("loss.svg"), loss.svg().as_bytes())?;
+    write_atomic(&dir.0.join("accuracy.svg"), accuracy.svg().as_bytes())
+}
+
+/// Accuracy, loss and class probabilities on a dataset.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     /// Fraction of samples whose most probable class is the label.
     pub accuracy: f32,
+    /// Macro-averaged F1.
+    pub macro_f1: f32,
+    /// Mean cross-entropy (negative log-probability of the label).
+    pub loss: f32,
     /// `[samples, classes]` probabilities, in dataset order.
     pub probabilities: Tensor<2>,
     /// The labels, in dataset order.
     pub labels: Vec<usize>,
 }
 
-/// Runs `model` (without autodiff) over `data` in batches of 64.
+/// Runs `model` (without autodiff) over `data` in batches of 64, the next
+/// batches decoded on a worker thread.
 pub fn evaluate<M: Classifier>(
     model: &M,
-    data: &Dataset,
+    data: &dyn Samples,
     batcher: &Batcher,
     device: &Device,
 ) -> Result<Evaluation> {
-    if data.examples.is_empty() {
+    if data.is_empty() {
         return Err(Error::Config("cannot evaluate on an empty dataset".into()));
     }
-    let mut parts = Vec::new();
-    for chunk in data.examples.chunks(64) {
-        let examples: Vec<&Example> = chunk.iter().collect();
-        let batch = batcher.batch(&examples, device)?;
-        parts.push(softmax(model.logits(&batch)?, 1));
-    }
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let chunks = indices.chunks(64).map(<[usize]>::to_vec).collect();
+    let parts = prefetched(data, chunks, |batches| {
+        let mut parts = Vec::new();
+        for examples in batches {
+            let examples = examples?;
+            let refs: Vec<&Example> = examples.iter().collect();
+            let batch = batcher.batch(&refs, device)?;
+            parts.push(softmax(model.logits(&batch)?, 1));
+        }
+        Ok(parts)
+    })?;
     let probabilities = Tensor::cat(parts, 0);
-    let labels: Vec<usize> = data.examples.iter().map(|e| e.label).collect();
-    let accuracy = accuracy(&probabilities, &labels)?;
+    let labels = data.label_list();
+    let matrix = ConfusionMatrix::from_scores(&probabilities, &labels)?;
+    let values = probabilities
+        .clone()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Invalid(format!("reading probabilities: {e:?}")))?;
+    let classes = probabilities.dims()[1];
+    let loss = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| -(values[i * classes + y].max(1e-12)).ln())
+        .sum::<f32>()
+        / labels.len() as f32;
     Ok(Evaluation {
-        accuracy,
+        accuracy: matrix.accuracy(),
+        macro_f1: matrix.macro_f1(),
+        loss,
         probabilities,
         labels,
     })
@@ -286,24 +718,7 @@ pub fn evaluate<M: Classifier>(
 
 /// Fraction of rows of `scores` `[samples, classes]` whose arg-max is the label.
 pub fn accuracy(scores: &Tensor<2>, labels: &[usize]) -> Result<f32> {
-    let predicted = scores
-        .clone()
-        .argmax(1)
-        .try_into_vec_as::<i64>()
-        .map_err(|e| Error::Invalid(format!("reading predictions: {e:?}")))?;
-    if predicted.len() != labels.len() || labels.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{} predictions for {} labels",
-            predicted.len(),
-            labels.len()
-        )));
-    }
-    let correct = predicted
-        .iter()
-        .zip(labels)
-        .filter(|&(&p, &y)| p as usize == y)
-        .count();
-    Ok(correct as f32 / labels.len() as f32)
+    Ok(ConfusionMatrix::from_scores(scores, labels)?.accuracy())
 }
 
 /// Writes the model's weights to `path` atomically: a crash mid-write leaves
@@ -313,27 +728,118 @@ pub fn save_checkpoint<M: Module>(model: &M, path: &Path) -> Result<()> {
 }
 
 fn write_record(record: ModuleRecord, path: &Path) -> Result<()> {
-    let fail = |reason: String| Error::Checkpoint {
+    let bytes = record.into_bytes().map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
-        reason,
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file next to `path`, flushes it to disk and
+/// renames it over `path`.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
     };
-    let tmp: PathBuf = path.with_extension("bpk.partial");
-    let bytes = record.into_bytes().map_err(|e| fail(e.to_string()))?;
-    std::fs::write(&tmp, &*bytes).map_err(|e| fail(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    let tmp = path.with_file_name(name);
+    let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+    file.write_all(bytes).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+fn read_record(path: &Path) -> Result<ModuleRecord> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| {
+        Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })
 }
 
 /// Loads weights written by [`save_checkpoint`] into `model` (built with the
 /// same configuration); names the file and the mismatch on failure.
 pub fn load_checkpoint<M: Module>(model: M, path: &Path) -> Result<M> {
-    let fail = |reason: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| fail(e.to_string()))?;
+    let record = read_record(path)?;
     model
         .try_load_record(record)
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_cosine_reaches_the_floor() {
+        let schedule = LrSchedule::WarmupCosine {
+            warmup_steps: 4,
+            min_factor: 0.1,
+        };
+        let rates: Vec<f64> = (0..14).map(|s| schedule.rate(1.0, s, 14)).collect();
+        assert_eq!(&rates[..4], &[0.25, 0.5, 0.75, 1.0]);
+        assert!((rates[4] - 1.0).abs() < 1e-12);
+        assert!(rates[4..].windows(2).all(|w| w[1] < w[0]), "{rates:?}");
+        // Half-way through the decay: the mean of the peak and the floor.
+        assert!((schedule.rate(1.0, 9, 14) - 0.55).abs() < 1e-12);
+        assert!((schedule.rate(1.0, 14, 14) - 0.1).abs() < 1e-12);
+        assert_eq!(LrSchedule::Constant.rate(0.3, 99, 10), 0.3);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let bad = [
+            TrainConfig {
+                accumulation: 0,
+                ..Default::default()
+            },
+            TrainConfig {
+                label_smoothing: 1.0,
+                ..Default::default()
+            },
+            TrainConfig {
+                clip_grad_norm: Some(-1.0),
+                ..Default::default()
+            },
+            TrainConfig {
+                early_stopping: Some(0),
+                ..Default::default()
+            },
+        ];
+        for (config, field) in bad.iter().zip([
+            "accumulation",
+            "label_smoothing",
+            "clip_grad_norm",
+            "early_stopping",
+        ]) {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(field), "{message}");
+        }
+        let toml_like: TrainConfig = serde_json::from_str(
+            r#"{"epochs": 3, "schedule": {"kind": "warmup-cosine", "warmup_steps": 10}}"#,
+        )
+        .unwrap();
+        assert_eq!(toml_like.batch_size, 32);
+        assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).is_err());
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("polymodal-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.bpk");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

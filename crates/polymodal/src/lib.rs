@@ -28,11 +28,12 @@
 
 pub mod demo;
 pub mod device;
+pub mod experiment;
 mod model;
 mod model_dir;
 
 pub use model::{ClassifierConfig, FusionKind, FusionLayer, MultimodalClassifier};
-pub use model_dir::{ModelCard, ModelDir, evaluate_dir, predict_files};
+pub use model_dir::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
     MultimodalBatch, Result, TokenBatch,

@@ -46,7 +46,19 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Accuracy of a trained model folder on a JSONL manifest.
+    /// Train a model described by a TOML experiment file.
+    Train {
+        /// The experiment (see `polymodal::experiment`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Continue the run saved in the output folder.
+        #[arg(long)]
+        resume: bool,
+        /// cpu, wgpu or wgpu:N (default: $POLYMODAL_DEVICE or cpu).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Accuracy of a trained model folder on a JSONL or CSV manifest.
     Eval {
         /// Model folder (model.bpk, model.json).
         #[arg(long)]
@@ -63,24 +75,62 @@ enum Command {
         /// Model folder.
         #[arg(long)]
         model: PathBuf,
-        /// A text file.
+        #[command(flatten)]
+        files: SampleFiles,
+        /// cpu, wgpu or wgpu:N.
         #[arg(long)]
-        text: Option<PathBuf>,
-        /// An image file.
+        device: Option<String>,
+    },
+    /// The fused representation (the head's input) of one sample, as JSON.
+    Embed {
+        /// Model folder.
         #[arg(long)]
-        image: Option<PathBuf>,
-        /// An audio file.
-        #[arg(long)]
-        audio: Option<PathBuf>,
-        /// A video file.
-        #[arg(long)]
-        video: Option<PathBuf>,
+        model: PathBuf,
+        #[command(flatten)]
+        files: SampleFiles,
         /// cpu, wgpu or wgpu:N.
         #[arg(long)]
         device: Option<String>,
     },
     /// List the wgpu adapters.
     Devices,
+}
+
+/// One sample given as files, one per modality.
+#[derive(clap::Args)]
+struct SampleFiles {
+    /// A text file.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// An image file.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// An audio file.
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// A video file.
+    #[arg(long)]
+    video: Option<PathBuf>,
+}
+
+impl SampleFiles {
+    fn list(self) -> Result<Vec<(Modality, PathBuf)>> {
+        let files: Vec<(Modality, PathBuf)> = [
+            (Modality::Text, self.text),
+            (Modality::Image, self.image),
+            (Modality::Audio, self.audio),
+            (Modality::Video, self.video),
+        ]
+        .into_iter()
+        .filter_map(|(m, p)| p.map(|p| (m, p)))
+        .collect();
+        if files.is_empty() {
+            return Err(polymodal::Error::Config(
+                "give at least one of --text, --image, --audio, --video".into(),
+            ));
+        }
+        Ok(files)
+    }
 }
 
 /// Progress on a terminal: one bar per model. Elsewhere: one line per epoch.
@@ -138,6 +188,9 @@ impl Reporter for ConsoleReporter {
                 }
             }
             Progress::Step { .. } => {}
+            Progress::Resumed { epoch } => {
+                self.line(&format!("{model}: resuming after epoch {epoch}"));
+            }
         }
     }
 }
@@ -202,32 +255,68 @@ fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Predict {
-            model,
-            text,
-            image,
-            audio,
-            video,
+        Command::Train {
+            config,
+            resume,
             device,
         } => {
             let device = device_from(device.as_deref())?;
-            let files: Vec<(Modality, PathBuf)> = [
-                (Modality::Text, text),
-                (Modality::Image, image),
-                (Modality::Audio, audio),
-                (Modality::Video, video),
-            ]
-            .into_iter()
-            .filter_map(|(m, p)| p.map(|p| (m, p)))
-            .collect();
-            if files.is_empty() {
-                return Err(polymodal::Error::Config(
-                    "give at least one of --text, --image, --audio, --video".into(),
-                ));
+            let experiment = polymodal::experiment::Experiment::from_file(&config)?;
+            let mut reporter = ConsoleReporter {
+                bar: None,
+                terminal: std::io::stdout().is_terminal(),
+            };
+            let report = polymodal::experiment::run(&experiment, &device, resume, &mut |event| {
+                reporter.progress("train", &event)
+            })?;
+            if let Some((_, bar)) = reporter.bar.take() {
+                bar.finish_and_clear();
             }
-            for (class, probability) in polymodal::predict_files(&model, &files, &device)? {
+            let best = &report.train.epochs[report.train.best_epoch - 1];
+            println!(
+                "best epoch {} of {}{}: validation accuracy {:.4}, macro-F1 {:.4}",
+                report.train.best_epoch,
+                report.train.epochs.len(),
+                if report.train.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                },
+                best.valid_accuracy,
+                best.valid_macro_f1
+            );
+            if let Some(test) = &report.test {
+                println!(
+                    "test accuracy {:.4}, macro-F1 {:.4}, loss {:.4}",
+                    test.accuracy, test.macro_f1, test.loss
+                );
+            }
+            println!("model folder: {}", report.model_dir.display());
+            Ok(())
+        }
+        Command::Predict {
+            model,
+            files,
+            device,
+        } => {
+            let device = device_from(device.as_deref())?;
+            for (class, probability) in polymodal::predict_files(&model, &files.list()?, &device)? {
                 println!("{class}\t{probability:.4}");
             }
+            Ok(())
+        }
+        Command::Embed {
+            model,
+            files,
+            device,
+        } => {
+            let device = device_from(device.as_deref())?;
+            let vector = polymodal::embed_files(&model, &files.list()?, &device)?;
+            println!(
+                "{}",
+                serde_json::to_string(&vector)
+                    .map_err(|e| polymodal::Error::Invalid(e.to_string()))?
+            );
             Ok(())
         }
         Command::Devices => {

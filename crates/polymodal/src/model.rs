@@ -354,22 +354,33 @@ impl MultimodalClassifier {
     /// Logits and, for contrastive fusion, the weighted InfoNCE loss. On an
     /// autodiff device (training) modality dropout hides modalities first.
     fn forward(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
-        let mut parts = self.embed(batch)?;
-        if self.modality_dropout > 0.0 {
-            ModalityDropout::new(self.modality_dropout)?.apply(&mut parts);
-        }
-        let Some(fusion) = &self.fusion else {
-            let part = &parts[0];
-            return Ok((self.head.forward(part.embeddings.pooled.clone()), None));
-        };
-        let logits = self.head.forward(fusion.fusion().fuse(&parts)?);
-        let auxiliary = match fusion {
-            FusionLayer::Contrastive(f) if parts[0].present.device().is_autodiff() => {
+        let (features, parts) = self.fused_parts(batch)?;
+        let logits = self.head.forward(features);
+        let auxiliary = match &self.fusion {
+            Some(FusionLayer::Contrastive(f)) if parts[0].present.device().is_autodiff() => {
                 Some(f.loss(&parts)? * self.contrastive_weight)
             }
             _ => None,
         };
         Ok((logits, auxiliary))
+    }
+
+    fn fused_parts(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Vec<ModalityEmbeddings>)> {
+        let mut parts = self.embed(batch)?;
+        if self.modality_dropout > 0.0 {
+            ModalityDropout::new(self.modality_dropout)?.apply(&mut parts);
+        }
+        let features = match &self.fusion {
+            Some(fusion) => fusion.fusion().fuse(&parts)?,
+            None => parts[0].embeddings.pooled.clone(),
+        };
+        Ok((features, parts))
+    }
+
+    /// The fused representation `[batch, width]` the head reads (for a
+    /// single-modality model, its pooled embedding).
+    pub fn fused(&self, batch: &MultimodalBatch) -> Result<Tensor<2>> {
+        Ok(self.fused_parts(batch)?.0)
     }
 
     /// The contrastive alignment layer, when the model has one (for retrieval).

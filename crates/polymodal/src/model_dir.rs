@@ -97,13 +97,13 @@ pub fn evaluate_dir(
     Ok((evaluation.accuracy, card))
 }
 
-/// Class probabilities of one sample given as files.
-pub fn predict_files(
-    model_dir: &Path,
+/// Decodes one sample given as files, for a model folder's features.
+fn sample_batch(
+    card: &ModelCard,
+    batcher: &Batcher,
     files: &[(Modality, PathBuf)],
     device: &Device,
-) -> Result<Vec<(String, f32)>> {
-    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
+) -> Result<polymodal_core::MultimodalBatch> {
     let mut entry = polymodal_train::ManifestEntry {
         id: "input".into(),
         label: card.classes[0].clone(),
@@ -123,9 +123,33 @@ pub fn predict_files(
     }
     let data = load_dataset(&[entry], &card.features, Some(&card.classes))?;
     let examples: Vec<_> = data.examples.iter().collect();
-    let batch = batcher.batch(&examples, device)?;
+    batcher.batch(&examples, device)
+}
+
+/// Class probabilities of one sample given as files.
+pub fn predict_files(
+    model_dir: &Path,
+    files: &[(Modality, PathBuf)],
+    device: &Device,
+) -> Result<Vec<(String, f32)>> {
+    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
+    let batch = sample_batch(&card, &batcher, files, device)?;
     let probabilities = softmax(model.logits(&batch)?, 1)
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Invalid(format!("{e:?}")))?;
     Ok(card.classes.into_iter().zip(probabilities).collect())
+}
+
+/// The fused representation (the head's input) of one sample given as files.
+pub fn embed_files(
+    model_dir: &Path,
+    files: &[(Modality, PathBuf)],
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
+    let batch = sample_batch(&card, &batcher, files, device)?;
+    model
+        .fused(&batch)?
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Invalid(format!("{e:?}")))
 }

@@ -47,6 +47,7 @@ impl Default for DemoOptions {
                 batch_size: 32,
                 learning_rate: 3e-3,
                 seed: 7,
+                ..TrainConfig::default()
             },
             dim: 32,
         }
@@ -281,7 +282,8 @@ impl Session<'_> {
             batcher: &batcher,
             config: options.train.clone(),
             device: train_device,
-            checkpoint: Some(dir.weights()),
+            output: Some(dir.0.clone()),
+            resume: false,
         };
         let (model, _) = trainer.train(model, &splits.train, &splits.valid, &mut |event| {
             reporter.progress(name, &event)

@@ -1,0 +1,266 @@
+//! The training loop's promises: exact resume, gradient accumulation equal
+//! to a large batch, early stopping, the run folder's files, and a
+//! non-finite loss stopping training with the last good state kept.
+
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use polymodal::train::{
+    Batcher, Classifier, Dataset, Example, FeatureConfig, Features, LrSchedule, Progress, RunDir,
+    TrainConfig, Trainer, avmnist_features, evaluate, load_checkpoint,
+};
+use polymodal::{Error, Modality, MultimodalBatch, Result};
+use polymodal_tests::scratch_dir;
+
+/// A linear classifier over 4×4 grey images (no batch norm, so a batch of
+/// 16 and two accumulated batches of 8 see the same gradient).
+#[derive(Module, Debug)]
+struct Tiny {
+    linear: Linear,
+}
+
+impl Tiny {
+    /// Fixed initial weights: Burn's random stream is shared by every test
+    /// thread of this process, so a seeded random init would not repeat.
+    fn new(device: &Device) -> Self {
+        let mut linear = LinearConfig::new(16, 3).init(device);
+        let weights: Vec<f32> = (0..48)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 40.0)
+            .collect();
+        linear.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(weights, [16, 3]), device));
+        linear.bias = Some(Param::from_tensor(Tensor::zeros([3], device)));
+        Self { linear }
+    }
+}
+
+impl Classifier for Tiny {
+    fn logits(&self, batch: &MultimodalBatch) -> Result<Tensor<2>> {
+        let images = &batch
+            .image
+            .as_ref()
+            .ok_or(Error::MissingModality(Modality::Image))?
+            .input;
+        let n = images.dims()[0];
+        Ok(self.linear.forward(images.clone().reshape([n, 16])))
+    }
+}
+
+fn features() -> FeatureConfig {
+    let mut config = avmnist_features();
+    config.image.width = 4;
+    config.image.height = 4;
+    config
+}
+
+/// Three classes, each a noisy pattern over 16 pixels.
+fn dataset(n: usize, salt: u32) -> Dataset {
+    let examples = (0..n)
+        .map(|i| {
+            let label = i % 3;
+            let image = (0..16)
+                .map(|p| {
+                    let noise = ((i as u32 * 7919 + p * 104_729 + salt) % 1000) as f32 / 1000.0;
+                    let signal = if p as usize % 3 == label { 1.0 } else { 0.0 };
+                    signal + noise - 0.5
+                })
+                .collect();
+            Example {
+                id: format!("s{i}"),
+                features: Features {
+                    image: Some(image),
+                    ..Features::default()
+                },
+                label,
+            }
+        })
+        .collect();
+    Dataset {
+        examples,
+        classes: vec!["a".into(), "b".into(), "c".into()],
+    }
+}
+
+fn settings(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 16,
+        learning_rate: 0.02,
+        seed: 5,
+        schedule: LrSchedule::WarmupCosine {
+            warmup_steps: 3,
+            min_factor: 0.1,
+        },
+        clip_grad_norm: Some(1.0),
+        ..TrainConfig::default()
+    }
+}
+
+fn run(
+    config: TrainConfig,
+    output: Option<&Path>,
+    resume: bool,
+    train: &Dataset,
+) -> Result<(Tiny, polymodal::train::TrainReport)> {
+    run_until(config, output, resume, train, None)
+}
+
+/// Trains; with `crash_after`, the process "crashes" (panics) right after
+/// that epoch has been saved.
+fn run_until(
+    config: TrainConfig,
+    output: Option<&Path>,
+    resume: bool,
+    train: &Dataset,
+    crash_after: Option<usize>,
+) -> Result<(Tiny, polymodal::train::TrainReport)> {
+    let batcher = Batcher::new(vec![Modality::Image], features(), None).unwrap();
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let trainer = Trainer {
+        batcher: &batcher,
+        config,
+        device: device.clone(),
+        output: output.map(Path::to_path_buf),
+        resume,
+    };
+    trainer.train(Tiny::new(&device), train, &dataset(30, 9), &mut |event| {
+        if let Progress::Epoch(report) = event
+            && Some(report.epoch) == crash_after
+        {
+            panic!("simulated crash after epoch {}", report.epoch);
+        }
+    })
+}
+
+fn weights(model: &Tiny) -> Vec<f32> {
+    model.linear.weight.val().try_into_vec_as::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    let train = dataset(90, 1);
+    let straight = scratch_dir("resume-straight");
+    let (_, full) = run(settings(4), Some(&straight), false, &train).unwrap();
+    let split = scratch_dir("resume-split");
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_until(settings(4), Some(&split), false, &train, Some(2))
+    }));
+    assert!(crashed.is_err(), "the simulated crash happened");
+    let (_, resumed) = run(settings(4), Some(&split), true, &train).unwrap();
+    assert_eq!(
+        resumed.epochs.len(),
+        4,
+        "the history includes the first run"
+    );
+    for (a, b) in full.epochs.iter().zip(&resumed.epochs) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-6, "{a:?} vs {b:?}");
+        assert_eq!(a.learning_rate, b.learning_rate);
+    }
+    // The last epoch's weights (model and optimiser state both restored).
+    let last = |dir: &Path| {
+        let device = Device::flex();
+        let file = dir.join("training").join("epoch-4.model.bpk");
+        weights(&load_checkpoint(Tiny::new(&device), &file).unwrap())
+    };
+    let diff = max_diff(&last(&straight), &last(&split));
+    assert!(diff < 1e-6, "resumed weights differ by {diff}");
+    // The run folder: best model, metrics, charts; old epochs cleaned up.
+    for file in [
+        "model.bpk",
+        "metrics.csv",
+        "metrics.jsonl",
+        "loss.svg",
+        "accuracy.svg",
+    ] {
+        assert!(split.join(file).is_file(), "{file} missing");
+    }
+    let csv = std::fs::read_to_string(split.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(!split.join("training").join("epoch-3.model.bpk").exists());
+    // Changing a setting other than epochs is refused, naming the file.
+    let other = TrainConfig {
+        learning_rate: 0.5,
+        ..settings(5)
+    };
+    let message = run(other, Some(&split), true, &train)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("state.json"), "{message}");
+}
+
+#[test]
+fn accumulated_batches_equal_one_large_batch() {
+    let train = dataset(64, 2);
+    let plain = TrainConfig {
+        schedule: LrSchedule::Constant,
+        clip_grad_norm: None,
+        ..settings(2)
+    };
+    let (large, _) = run(plain.clone(), None, false, &train).unwrap();
+    let accumulated = TrainConfig {
+        batch_size: 8,
+        accumulation: 2,
+        ..plain
+    };
+    let (small, _) = run(accumulated, None, false, &train).unwrap();
+    let diff = max_diff(&weights(&large), &weights(&small));
+    assert!(
+        diff < 1e-5,
+        "accumulation differs from the large batch by {diff}"
+    );
+}
+
+#[test]
+fn early_stopping_ends_a_run_that_stopped_improving() {
+    let train = dataset(60, 3);
+    let config = TrainConfig {
+        learning_rate: 1e-9,
+        schedule: LrSchedule::Constant,
+        early_stopping: Some(2),
+        ..settings(20)
+    };
+    let (_, report) = run(config, None, false, &train).unwrap();
+    assert!(report.stopped_early);
+    assert_eq!(report.best_epoch, 1);
+    assert_eq!(report.epochs.len(), 3, "epochs 2 and 3 did not improve");
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_and_keeps_the_last_good_state() {
+    let dir = scratch_dir("non-finite");
+    let mut train = dataset(48, 4);
+    run(settings(1), Some(&dir), false, &train).unwrap();
+    let best_before = std::fs::read(RunDir(dir.clone()).best_weights()).unwrap();
+    train.examples[5].features.image.as_mut().unwrap()[3] = f32::NAN;
+    let error = run(settings(3), Some(&dir), true, &train)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::NonFiniteLoss { epoch: 2, .. }),
+        "{error}"
+    );
+    let state = std::fs::read_to_string(dir.join("training").join("state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["epoch"], 1, "{state}");
+    assert_eq!(
+        std::fs::read(RunDir(dir.clone()).best_weights()).unwrap(),
+        best_before
+    );
+    // The kept model still loads and predicts.
+    let device = Device::flex();
+    let model = load_checkpoint(Tiny::new(&device), &RunDir(dir).best_weights()).unwrap();
+    let batcher = Batcher::new(vec![Modality::Image], features(), None).unwrap();
+    let evaluation = evaluate(&model, &dataset(30, 9), &batcher, &device).unwrap();
+    assert!(evaluation.loss.is_finite());
+}
