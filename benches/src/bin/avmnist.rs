@@ -63,6 +63,17 @@ struct Outcome {
     retrieval: Option<[f32; 2]>,
 }
 
+/// What `avmnist.json` holds: the settings of the run and every outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    seeds: u64,
+    epochs: usize,
+    parallel: usize,
+    total_seconds: f64,
+    machine: String,
+    outcomes: Vec<Outcome>,
+}
+
 struct Args {
     data: PathBuf,
     out: PathBuf,
@@ -71,6 +82,8 @@ struct Args {
     only: Vec<String>,
     /// Jobs run at once (each then gets one compute thread).
     parallel: usize,
+    /// Only rewrite the report from `avmnist.json`.
+    render: bool,
     job: Option<(String, u64, PathBuf)>,
 }
 
@@ -82,6 +95,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         epochs: 10,
         only: Vec::new(),
         parallel: 1,
+        render: false,
         job: None,
     };
     let mut job = (None, 1, None);
@@ -99,6 +113,7 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--epochs" => args.epochs = number(value()?)? as usize,
             "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
             "--parallel" => args.parallel = number(value()?)?.max(1) as usize,
+            "--render" => args.render = true,
             "--job" => job.0 = Some(value()?),
             "--seed" => job.1 = number(value()?)?,
             "--json" => job.2 = Some(PathBuf::from(value()?)),
@@ -124,6 +139,7 @@ fn main() {
         .map_err(Error::Config)
         .and_then(|args| match &args.job {
             Some((name, seed, json)) => run_job(&args, name, *seed, json),
+            None if args.render => render(&args),
             None => run_all(&args),
         });
     if let Err(error) = result {
@@ -178,9 +194,25 @@ fn run_all(args: &Args) -> Result<()> {
         if running.is_empty() {
             break;
         }
-        // Wait for the oldest job; the others keep running meanwhile.
-        let (job, seed, json, mut child) = running.remove(0);
-        let status = child.wait().map_err(|e| Error::io("avmnist child", e))?;
+        // Collect whichever job finishes first.
+        let finished = loop {
+            let mut done = None;
+            for (i, (_, _, _, child)) in running.iter_mut().enumerate() {
+                if let Some(status) = child
+                    .try_wait()
+                    .map_err(|e| Error::io("avmnist child", e))?
+                {
+                    done = Some((i, status));
+                    break;
+                }
+            }
+            match done {
+                Some(found) => break found,
+                None => std::thread::sleep(std::time::Duration::from_millis(200)),
+            }
+        };
+        let (index, status) = finished;
+        let (job, seed, json, _) = running.remove(index);
         if !status.success() {
             return Err(Error::Invalid(format!(
                 "job {job} (seed {seed}) failed: {status}"
@@ -191,20 +223,54 @@ fn run_all(args: &Args) -> Result<()> {
             serde_json::from_str(&text).map_err(|e| Error::Config(e.to_string()))?;
         outcomes.append(&mut results);
     }
-    let report = Report::new(args, outcomes, started.elapsed().as_secs_f64());
+    let saved = Saved {
+        seeds: args.seeds,
+        epochs: args.epochs,
+        parallel: args.parallel,
+        total_seconds: started.elapsed().as_secs_f64(),
+        machine: machine(),
+        outcomes,
+    };
+    let json = serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
+    let path = args.out.join("avmnist.json");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    write_report(args, Report::new(saved))
+}
+
+/// Rewrites `avmnist.md` and `avmnist.svg` from `avmnist.json`.
+fn render(args: &Args) -> Result<()> {
+    let path = args.out.join("avmnist.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let saved: Saved = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    write_report(args, Report::new(saved))
+}
+
+fn write_report(args: &Args, report: Report) -> Result<()> {
     let write = |name: &str, content: String| {
         let path = args.out.join(name);
         std::fs::write(&path, content).map_err(|e| Error::io(&path, e))
     };
     write("avmnist.md", report.markdown())?;
     write("avmnist.svg", report.chart())?;
-    write(
-        "avmnist.json",
-        serde_json::to_string_pretty(&report.outcomes).map_err(|e| Error::Config(e.to_string()))?,
-    )?;
     println!("{}", report.markdown());
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
+}
+
+/// The CPU model and core count, for the report.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores")
 }
 
 /// Mean and sample standard deviation.
@@ -238,17 +304,13 @@ impl Row {
 
 struct Report {
     rows: Vec<Row>,
-    outcomes: Vec<Outcome>,
-    seeds: u64,
-    epochs: usize,
-    parallel: usize,
-    total_seconds: f64,
+    saved: Saved,
 }
 
 impl Report {
-    fn new(args: &Args, outcomes: Vec<Outcome>, total_seconds: f64) -> Self {
+    fn new(saved: Saved) -> Self {
         let mut rows: Vec<Row> = Vec::new();
-        for o in &outcomes {
+        for o in &saved.outcomes {
             match rows.iter_mut().find(|r| r.method == o.method) {
                 Some(row) => row.runs.push(o.clone()),
                 None => rows.push(Row {
@@ -265,14 +327,7 @@ impl Report {
             "joint",
         ];
         rows.sort_by_key(|r| order.iter().position(|f| *f == r.family));
-        Self {
-            rows,
-            outcomes,
-            seeds: args.seeds,
-            epochs: args.epochs,
-            parallel: args.parallel,
-            total_seconds,
-        }
+        Self { rows, saved }
     }
 
     fn best_unimodal(&self) -> f64 {
@@ -287,7 +342,32 @@ impl Report {
         let fmt = |s: Option<(f64, f64)>| {
             s.map_or("—".to_string(), |(m, sd)| format!("{m:.4} ± {sd:.4}"))
         };
-        let mut md = String::from(
+        let saved = &self.saved;
+        let mut md = format!(
+            "# AV-MNIST: unimodal models and every fusion method\n\n\
+             Reproduce: `cargo xtask bench fusion{parallel}` (release build, CPU backend; this run: {machine}).\n\n\
+             **Data** (`shared/data/avmnist`): FSDD spoken digits paired with MNIST images, FSDD's official \
+             split: 2700 training pairs, of which 10 % of each digit (270, the same for every seed) are held \
+             out for validation, and 300 test pairs. Image: 28×28 grey, MNIST statistics. Audio: the first \
+             second, 40 log-mel bands (32 ms window, 20 ms hop), standardised per clip.\n\n\
+             **Models**: each encoder is two convolution blocks (16 and 32 channels) giving 64-d tokens and \
+             a pooled vector on a 4×4 grid. Adam, batch 64, peak rate 2e-3 with one epoch of warm-up then \
+             cosine decay, at most {epochs} epochs; the best validation epoch's model is tested. Fused models \
+             train with modality dropout 0.2, so the *without image / audio* columns (that modality removed \
+             from every test sample) measure graceful degradation; `contrastive` adds 0.5 × InfoNCE. The \
+             model-level rows combine the image and audio models of the same seed (their training time is \
+             included); `stacking` is fitted on 3-fold out-of-fold predictions of the training pairs (6 more \
+             trainings, included). Mean ± sample standard deviation over {seeds} seeds.\n\n",
+            parallel = if saved.parallel > 1 {
+                format!(" --parallel {}", saved.parallel)
+            } else {
+                String::new()
+            },
+            machine = saved.machine,
+            epochs = saved.epochs,
+            seeds = saved.seeds,
+        );
+        md.push_str(
             "| method | family | test accuracy | macro-F1 | without image | without audio | parameters | training time | peak memory |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
@@ -326,11 +406,11 @@ impl Report {
         md.push_str(&format!(
             "\n{} seeds, at most {} epochs per model (the best validation epoch's model is tested), \
              {:.0} s in all, {} job(s) at a time{}.\n\n",
-            self.seeds,
-            self.epochs,
-            self.total_seconds,
-            self.parallel,
-            if self.parallel > 1 {
+            saved.seeds,
+            saved.epochs,
+            saved.total_seconds,
+            saved.parallel,
+            if saved.parallel > 1 {
                 " (each with one compute thread: training times are under that shared load)"
             } else {
                 ""
@@ -355,6 +435,13 @@ impl Report {
             "- Logistic regression on the same pairing (shared/README.md): {}.\n",
             reference.join(", ")
         ));
+        md.push_str(
+            "- With two base models, hard voting settles a disagreement between their top classes by \
+             the mean probability; soft voting may instead pick a class both models rank second.\n",
+        );
+        md.push_str(
+            "- Chart: [avmnist.svg](avmnist.svg); every run: [avmnist.json](avmnist.json).\n",
+        );
         for row in &self.rows {
             if let Some(r1) = row.stat(|o| o.retrieval.map(|r| r[0])) {
                 let r5 = row
@@ -383,7 +470,7 @@ impl Report {
         BarChart {
             title: format!(
                 "AV-MNIST test accuracy (mean ± std over {} seeds)",
-                self.seeds
+                self.saved.seeds
             ),
             bars: self
                 .rows

@@ -1,17 +1,32 @@
-//! Training for polymodal: JSONL manifests of media files, decoding to
-//! features on worker threads, batching with presence masks, a training loop
-//! on Burn's autodiff, accuracy, and checkpoints on disk.
+//! Training for polymodal: JSONL or CSV manifests of media files, decoding
+//! to features (all at once on worker threads, or lazily per batch with
+//! prefetching and an on-disk feature cache), batching with presence masks,
+//! the training loop (Adam, warm-up + cosine schedule, gradient clipping and
+//! accumulation, label smoothing, early stopping, exactly resumable run
+//! folders with metrics and charts), metrics (accuracy, macro-F1, confusion
+//! matrix, recall@K) and the AV-MNIST benchmark loader. See `docs/training.md`.
 //!
-//! The data flow is: manifest → [`load_dataset`] (decode) → [`Batcher`]
-//! (tensors on a device) → a [`Classifier`] → [`Trainer::train`] / [`evaluate`].
+//! The data flow is: manifest → [`load_dataset`] / [`LazyDataset`] →
+//! [`Batcher`] (tensors on a device) → a [`Classifier`] → [`Trainer::train`] /
+//! [`evaluate`].
 //!
 //! ```
-//! use polymodal_train::{accuracy, TrainConfig};
 //! use burn::prelude::*;
+//! use polymodal_train::{ConfusionMatrix, LrSchedule, TrainConfig};
 //!
 //! let scores = Tensor::<2>::from_data([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], &Device::flex());
-//! assert_eq!(accuracy(&scores, &[0, 1, 1])?, 2.0 / 3.0);
-//! assert_eq!(TrainConfig::default().batch_size, 32);
+//! let matrix = ConfusionMatrix::from_scores(&scores, &[0, 1, 1])?;
+//! assert_eq!(matrix.accuracy(), 2.0 / 3.0);
+//! assert_eq!(matrix.counts()[1], vec![1, 1]);
+//!
+//! // Settings as a TOML `[train]` table would give them: defaults for the rest.
+//! let config = TrainConfig {
+//!     epochs: 20,
+//!     schedule: LrSchedule::WarmupCosine { warmup_steps: 100, min_factor: 0.05 },
+//!     ..TrainConfig::default()
+//! };
+//! config.validate()?;
+//! assert!((config.schedule.rate(1e-3, 49, 1000) - 5e-4).abs() < 1e-12);
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 
@@ -19,6 +34,7 @@ mod avmnist;
 mod batch;
 mod chart;
 mod features;
+mod losses;
 mod manifest;
 mod metrics;
 mod source;
@@ -31,6 +47,7 @@ pub use chart::{Bar, BarChart, LineChart, Series};
 pub use features::{
     AudioFeatures, Dataset, Example, FeatureConfig, Features, VideoFeatures, load_dataset,
 };
+pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{ManifestEntry, class_names, read_manifest};
 pub use metrics::{ConfusionMatrix, argmax, recall_at_k};
 pub use source::{FeatureCache, LazyDataset, Samples};

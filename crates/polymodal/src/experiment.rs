@@ -254,7 +254,24 @@ pub fn load_splits(experiment: &Experiment) -> Result<Splits> {
             held
         }
     };
-    let test = data.test.as_ref().map(read_manifest).transpose()?;
+    let mut test = data.test.as_ref().map(read_manifest).transpose()?;
+    // Media of modalities the model does not read are not decoded.
+    if let Some(used) = &experiment.model.modalities {
+        let entries = train
+            .iter_mut()
+            .chain(&mut valid)
+            .chain(test.iter_mut().flatten());
+        for entry in entries {
+            for m in Modality::ALL.into_iter().filter(|m| !used.contains(m)) {
+                match m {
+                    Modality::Text => entry.text = None,
+                    Modality::Image => entry.image = None,
+                    Modality::Audio => entry.audio = None,
+                    Modality::Video => entry.video = None,
+                }
+            }
+        }
+    }
     let modalities = Modality::ALL
         .into_iter()
         .filter(|&m| train.iter().any(|e| e.path(m).is_some()))

@@ -33,6 +33,9 @@ enum Command {
         /// Training epochs per model.
         #[arg(long)]
         epochs: Option<usize>,
+        /// cpu, wgpu or wgpu:N (default: $POLYMODAL_DEVICE or cpu).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Write the embedded dataset (PNG, WAV, MP4, text, JSONL manifests).
     Generate {
@@ -197,8 +200,15 @@ impl Reporter for ConsoleReporter {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Demo { out, epochs } => {
-            let mut options = DemoOptions::default();
+        Command::Demo {
+            out,
+            epochs,
+            device,
+        } => {
+            let mut options = DemoOptions {
+                device: device_from(device.as_deref())?,
+                ..DemoOptions::default()
+            };
             if let Some(epochs) = epochs {
                 options.train.epochs = epochs;
             }

@@ -130,3 +130,115 @@ fn bad_arguments_are_readable_errors() {
     let out = polymodal(&["predict", "--model", "m"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least one of"));
 }
+
+#[test]
+fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
+    let dir = scratch("train");
+    let data = dir.join("data");
+    let out = polymodal(&[
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--per-class",
+        "4",
+        "2",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The generated manifests as one CSV (image + audio only) to read too.
+    let lines = std::fs::read_to_string(data.join("train.jsonl")).unwrap();
+    let mut csv = String::from("label,image,audio\n");
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            v["label"].as_str().unwrap(),
+            v["image"].as_str().unwrap(),
+            v["audio"].as_str().unwrap()
+        ));
+    }
+    std::fs::write(data.join("train.csv"), csv).unwrap();
+    let experiment = "output = \"run\"\n\
+         [data]\ntrain = \"data/train.csv\"\nvalid = \"data/valid.jsonl\"\ntest = \"data/test.jsonl\"\nlazy = true\ncache = \"cache\"\n\
+         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"gated\"\ndim = 8\nmodality_dropout = 0.2\n\
+         [train]\nepochs = 2\nbatch_size = 8\nschedule = { kind = \"warmup-cosine\", warmup_steps = 2 }\n\
+         [features.image]\nwidth = 32\nheight = 32\nnormalize = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }\n\
+         [features.audio]\nclip_samples = 4000\nmel = { sample_rate = 8000, n_fft = 256, hop_length = 128, n_mels = 32 }\n";
+    let config = dir.join("experiment.toml");
+    std::fs::write(&config, experiment).unwrap();
+    let out = polymodal(&["train", "--config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("epoch 2") && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+    let run = dir.join("run");
+    for file in ["model.json", "model.bpk", "metrics.csv", "loss.svg"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    assert!(
+        std::fs::read_dir(dir.join("cache")).unwrap().count() > 0,
+        "cache empty"
+    );
+
+    let image = data.join("image/test-0000.png");
+    let audio = data.join("audio/test-0000.wav");
+    let files = [
+        "--model",
+        run.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--audio",
+        audio.to_str().unwrap(),
+    ];
+    let out = polymodal(&[&["predict"], &files[..]].concat());
+    let probabilities: f32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse::<f32>().unwrap())
+        .sum();
+    assert!((probabilities - 1.0).abs() < 1e-3, "{probabilities}");
+    let out = polymodal(&[&["embed"], &files[..]].concat());
+    let vector: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vector.len(), 16, "gated fusion of width 2 × dim");
+    let out = polymodal(&[
+        "eval",
+        "--model",
+        run.to_str().unwrap(),
+        "--manifest",
+        data.join("train.csv").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("accuracy "));
+
+    // Resuming a finished run with a larger budget trains only the new epochs.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("epochs = 2", "epochs = 3")).unwrap();
+    let out = polymodal(&["train", "--config", config.to_str().unwrap(), "--resume"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("resuming after epoch 2") && stdout.contains("epoch 3"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("train: epoch 1 "), "{stdout}");
+
+    // A typo in the file is an error naming the key.
+    std::fs::write(&config, "[data]\ntrain = \"x.csv\"\n[train]\nepochz = 1\n").unwrap();
+    let out = polymodal(&["train", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("epochz"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

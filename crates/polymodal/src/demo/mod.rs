@@ -36,6 +36,8 @@ pub struct DemoOptions {
     pub train: TrainConfig,
     /// Embedding width of every encoder.
     pub dim: usize,
+    /// The device models train and run on.
+    pub device: Device,
 }
 
 impl Default for DemoOptions {
@@ -50,6 +52,7 @@ impl Default for DemoOptions {
                 ..TrainConfig::default()
             },
             dim: 32,
+            device: Device::flex(),
         }
     }
 }
@@ -129,7 +132,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
         options,
         splits,
         tokenizer,
-        device: Device::flex(),
+        device: options.device.clone(),
     };
     let (splits, device) = (&session.splits, &session.device);
     let mut results = Vec::new();
