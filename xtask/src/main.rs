@@ -150,6 +150,21 @@ fn shared_dir() -> Result<PathBuf, String> {
     Ok(shared)
 }
 
+/// `cargo run --release` of one binary of the benches crate, ready for its arguments.
+fn bench_binary(name: &str) -> Command {
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--release",
+        "-p",
+        "polymodal-benches",
+        "--bin",
+        name,
+        "--",
+    ]);
+    command
+}
+
 fn bench_media(args: &[String]) -> Result<(), String> {
     let reps = match args {
         [] => "5".to_string(),
@@ -159,17 +174,8 @@ fn bench_media(args: &[String]) -> Result<(), String> {
     setup::ensure_system_packages()?;
     let shared = shared_dir()?;
     let python = env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut command = cargo();
+    let mut command = bench_binary("media");
     command
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "polymodal-benches",
-            "--bin",
-            "media",
-            "--",
-        ])
         .arg("--shared")
         .arg(&shared)
         .args(["--python", &python, "--reps", &reps]);
@@ -203,17 +209,8 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
             data.display()
         ));
     }
-    let mut command = cargo();
+    let mut command = bench_binary("avmnist");
     command
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "polymodal-benches",
-            "--bin",
-            "avmnist",
-            "--",
-        ])
         .arg("--data")
         .arg(&data)
         .arg("--out")
