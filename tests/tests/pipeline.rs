@@ -44,6 +44,7 @@ fn fused_model_trains_saves_and_reloads() {
         channels: 3,
         modality_dropout: 0.0,
         contrastive_weight: 1.0,
+        multi_label: false,
     };
     let batcher = Batcher::new(modalities, features.clone(), None).unwrap();
     let model_dir = ModelDir(dir.join("model"));

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use polymodal::train::Classifier;
 use polymodal::{
-    ClassifierConfig, FusionKind, Modality, ModalityBatch, MultimodalBatch, TokenBatch,
+    ClassifierConfig, FusionKind, Modality, ModalityBatch, MultimodalBatch, Targets, TokenBatch,
 };
 
 const TOLERANCE: f32 = 1e-4;
@@ -84,7 +84,10 @@ impl HostBatch {
                 input: Tensor::from_data(float(&self.video, vec![N, 4, 3, 32, 32]), device),
                 present: present([true, true, false]),
             }),
-            labels: Tensor::from_data(TensorData::new(vec![0i64, 1, 2], [N]), device),
+            targets: Targets::Classes(Tensor::from_data(
+                TensorData::new(vec![0i64, 1, 2], [N]),
+                device,
+            )),
         }
     }
 }
@@ -106,6 +109,7 @@ fn forward_pass_matches_the_cpu() {
             channels: 3,
             modality_dropout: 0.0,
             contrastive_weight: 1.0,
+            multi_label: false,
         };
         let model = config.init(&cpu).unwrap();
         let expected = softmax(model.logits(&host.on(&cpu)).unwrap(), 1);

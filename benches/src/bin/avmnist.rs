@@ -577,6 +577,7 @@ fn classifier(modalities: &[Modality], fusion: FusionKind) -> ClassifierConfig {
             MODALITY_DROPOUT
         },
         contrastive_weight: 0.5,
+        multi_label: false,
     }
 }
 

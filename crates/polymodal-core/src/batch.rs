@@ -29,7 +29,32 @@ pub struct TokenBatch {
     pub mask: Tensor<2, Bool>,
 }
 
-/// A batch with any subset of the modalities, and the class labels.
+/// What a batch is trained to predict.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// Single-label classification: the class index per sample, `[batch]`.
+    Classes(Tensor<1, Int>),
+    /// Multi-label classification: 1 for every class a sample has, else 0,
+    /// `[batch, classes]`.
+    MultiHot(Tensor<2>),
+}
+
+impl Targets {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(t) => t.dims()[0],
+            Targets::MultiHot(t) => t.dims()[0],
+        }
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A batch with any subset of the modalities, and the targets.
 #[derive(Debug, Clone)]
 pub struct MultimodalBatch {
     /// Token ids and mask.
@@ -40,14 +65,14 @@ pub struct MultimodalBatch {
     pub audio: Option<ModalityBatch<Tensor<4>>>,
     /// Video clips `[batch, frames, channels, height, width]`.
     pub video: Option<ModalityBatch<Tensor<5>>>,
-    /// Class index per sample, `[batch]`.
-    pub labels: Tensor<1, Int>,
+    /// Class index or classes per sample.
+    pub targets: Targets,
 }
 
 impl MultimodalBatch {
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.labels.dims()[0]
+        self.targets.len()
     }
 
     /// Whether the batch has no samples.

@@ -23,7 +23,7 @@ mod embeddings;
 mod error;
 mod modality;
 
-pub use batch::{ModalityBatch, MultimodalBatch, TokenBatch};
+pub use batch::{ModalityBatch, MultimodalBatch, Targets, TokenBatch};
 pub use blocks::{ConvBlock, GridPool, pre_norm_transformer};
 pub use embeddings::{Embeddings, ModalityEmbeddings, masked_mean};
 pub use error::{Error, Result};

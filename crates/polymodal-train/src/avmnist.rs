@@ -15,7 +15,9 @@ use polymodal_audio::{LogScale, MelConfig, MelSpectrogram};
 use polymodal_core::{Error, Result};
 use polymodal_image::{ImagePreprocess, Normalize};
 
-use crate::features::{AudioFeatures, Dataset, Example, FeatureConfig, Features, VideoFeatures};
+use crate::features::{
+    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, VideoFeatures,
+};
 
 /// MNIST's pixel statistics (on the 0..1 scale).
 const MNIST_MEAN: f32 = 0.1307;
@@ -158,7 +160,7 @@ fn decode_pair(
             audio: Some(audio),
             ..Features::default()
         },
-        label: pair.label,
+        label: Label::Single(pair.label),
     })
 }
 

@@ -2,10 +2,10 @@
 
 use burn::prelude::*;
 
-use polymodal_core::{Modality, ModalityBatch, MultimodalBatch, Result};
+use polymodal_core::{Error, Modality, ModalityBatch, MultimodalBatch, Result, Targets};
 use polymodal_text::TextTokenizer;
 
-use crate::features::{Example, FeatureConfig};
+use crate::features::{Example, FeatureConfig, Label};
 
 /// Builds batches for a fixed set of modalities.
 #[derive(Debug, Clone)]
@@ -62,13 +62,12 @@ impl Batcher {
             (values, present(m))
         };
         let has = |m| self.modalities.contains(&m);
-        let labels: Vec<i64> = examples.iter().map(|e| e.label as i64).collect();
         let mut batch = MultimodalBatch {
             text: None,
             image: None,
             audio: None,
             video: None,
-            labels: Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device),
+            targets: targets(examples, device)?,
         };
         if has(Modality::Text) {
             let tokenizer = self.tokenizer.as_ref().expect("checked in new");
@@ -123,5 +122,52 @@ impl Batcher {
             });
         }
         Ok(batch)
+    }
+}
+
+/// The targets of `examples`: class indices, or multi-hot rows when the
+/// samples are multi-label (every sample must then have the same classes).
+fn targets(examples: &[&Example], device: &Device) -> Result<Targets> {
+    let n = examples.len();
+    match examples.first().map(|e| &e.label) {
+        Some(Label::Multi(first)) => {
+            let classes = first.len();
+            let mut values = Vec::with_capacity(n * classes);
+            for e in examples {
+                match &e.label {
+                    Label::Multi(flags) if flags.len() == classes => {
+                        values.extend(flags.iter().map(|&f| if f { 1.0f32 } else { 0.0 }));
+                    }
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "sample `{}`: label {other:?} in a batch of multi-label samples with {classes} classes",
+                            e.id
+                        )));
+                    }
+                }
+            }
+            Ok(Targets::MultiHot(Tensor::from_data(
+                TensorData::new(values, [n, classes]),
+                device,
+            )))
+        }
+        _ => {
+            let mut classes = Vec::with_capacity(n);
+            for e in examples {
+                match e.label {
+                    Label::Single(c) => classes.push(c as i64),
+                    Label::Multi(_) => {
+                        return Err(Error::Invalid(format!(
+                            "sample `{}`: a multi-label sample in a batch of single-label samples",
+                            e.id
+                        )));
+                    }
+                }
+            }
+            Ok(Targets::Classes(Tensor::from_data(
+                TensorData::new(classes, [n]),
+                device,
+            )))
+        }
     }
 }

@@ -9,7 +9,7 @@ use polymodal_audio::{MelConfig, MelSpectrogram};
 use polymodal_core::{Error, Modality, Result};
 use polymodal_image::ImagePreprocess;
 
-use crate::manifest::ManifestEntry;
+use crate::manifest::{LabelNames, ManifestEntry};
 use crate::source::{FeatureCache, LazyDataset};
 
 /// Audio feature settings: a fixed-length clip turned into a log-mel spectrogram.
@@ -120,15 +120,53 @@ impl Features {
     }
 }
 
-/// A decoded sample with its class index.
+/// What a sample is labelled with, as indices into [`Dataset::classes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Label {
+    /// Single-label classification: the one class of the sample.
+    Single(usize),
+    /// Multi-label classification: whether the sample has each class (one
+    /// flag per class of the dataset; all false is allowed).
+    Multi(Vec<bool>),
+}
+
+impl Label {
+    /// A multi-label target with the classes `positive` out of `classes`.
+    pub fn multi(positive: &[usize], classes: usize) -> Label {
+        let mut flags = vec![false; classes];
+        for &c in positive {
+            if c < classes {
+                flags[c] = true;
+            }
+        }
+        Label::Multi(flags)
+    }
+
+    /// The class used to stratify splits: the class of a single-label sample;
+    /// for a multi-label one its first class, or the number of classes when it
+    /// has none (a stratum of its own).
+    pub fn stratum(&self) -> usize {
+        match self {
+            Label::Single(c) => *c,
+            Label::Multi(flags) => flags.iter().position(|&f| f).unwrap_or(flags.len()),
+        }
+    }
+
+    /// Whether this is a multi-label target.
+    pub fn is_multi(&self) -> bool {
+        matches!(self, Label::Multi(_))
+    }
+}
+
+/// A decoded sample with its label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
     /// Sample name.
     pub id: String,
     /// Features.
     pub features: Features,
-    /// Class index into [`Dataset::classes`].
-    pub label: usize,
+    /// Class or classes, indexing [`Dataset::classes`].
+    pub label: Label,
 }
 
 /// Decoded samples and their class names.
@@ -164,9 +202,15 @@ impl Dataset {
         data
     }
 
-    /// The class index of every sample.
+    /// The class of every sample (its [`Label::stratum`] for multi-label
+    /// data).
     pub fn labels(&self) -> Vec<usize> {
-        self.examples.iter().map(|e| e.label).collect()
+        self.examples.iter().map(|e| e.label.stratum()).collect()
+    }
+
+    /// The label of every sample.
+    pub fn targets(&self) -> Vec<Label> {
+        self.examples.iter().map(|e| e.label.clone()).collect()
     }
 
     /// The modalities at least one sample has.
@@ -226,15 +270,7 @@ pub(crate) fn decode_entry(
     classes: &[String],
     cache: Option<&FeatureCache>,
 ) -> Result<Example> {
-    let label = classes
-        .iter()
-        .position(|c| *c == entry.label)
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "sample `{}`: label `{}` is not one of the training classes {classes:?}",
-                entry.id, entry.label
-            ))
-        })?;
+    let label = label_of(entry, classes)?;
     let cached =
         |path: &Path, modality: &str, settings: String, compute: &dyn Fn() -> Result<Vec<f32>>| {
             match cache {
@@ -276,6 +312,26 @@ pub(crate) fn decode_entry(
         id: entry.id.clone(),
         features,
         label,
+    })
+}
+
+/// The label of `entry` as indices into `classes`; a class name not in the
+/// list is an error naming the sample.
+pub(crate) fn label_of(entry: &ManifestEntry, classes: &[String]) -> Result<Label> {
+    let index = |name: &String| {
+        classes.iter().position(|c| c == name).ok_or_else(|| {
+            Error::Config(format!(
+                "sample `{}`: label `{name}` is not one of the training classes {classes:?}",
+                entry.id
+            ))
+        })
+    };
+    Ok(match &entry.label {
+        LabelNames::Single(name) => Label::Single(index(name)?),
+        LabelNames::Multi(names) => Label::multi(
+            &names.iter().map(index).collect::<Result<Vec<_>>>()?,
+            classes.len(),
+        ),
     })
 }
 

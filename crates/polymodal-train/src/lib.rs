@@ -4,7 +4,9 @@
 //! the training loop (Adam, warm-up + cosine schedule, gradient clipping and
 //! accumulation, label smoothing, early stopping, exactly resumable run
 //! folders with metrics and charts), metrics (accuracy, macro-F1, confusion
-//! matrix, recall@K) and the AV-MNIST benchmark loader. See `docs/training.md`.
+//! matrix, recall@K; multi-label F1 and mAP) and the AV-MNIST benchmark
+//! loader. Single-label and multi-label (`labels` lists in the manifest,
+//! binary cross-entropy) classification. See `docs/training.md`.
 //!
 //! The data flow is: manifest → [`load_dataset`] / [`LazyDataset`] →
 //! [`Batcher`] (tensors on a device) → a [`Classifier`] → [`Trainer::train`] /
@@ -45,11 +47,11 @@ pub use avmnist::{AvMnist, avmnist_features, load_avmnist};
 pub use batch::Batcher;
 pub use chart::{Bar, BarChart, LineChart, Series};
 pub use features::{
-    AudioFeatures, Dataset, Example, FeatureConfig, Features, VideoFeatures, load_dataset,
+    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, VideoFeatures, load_dataset,
 };
 pub use losses::binary_cross_entropy_with_logits;
-pub use manifest::{ManifestEntry, class_names, read_manifest};
-pub use metrics::{ConfusionMatrix, argmax, recall_at_k};
+pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};
+pub use metrics::{ConfusionMatrix, MultiLabelMetrics, argmax, recall_at_k};
 pub use source::{FeatureCache, LazyDataset, Samples};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{

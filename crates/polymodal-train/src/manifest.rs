@@ -8,13 +8,46 @@ use serde::Deserialize;
 
 use polymodal_core::{Error, Modality, Result};
 
+/// The class names a manifest gives a sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelNames {
+    /// Single-label: exactly one class (`label`).
+    Single(String),
+    /// Multi-label: any number of classes, possibly none (`labels`).
+    Multi(Vec<String>),
+}
+
+impl LabelNames {
+    /// Every class name given.
+    pub fn names(&self) -> &[String] {
+        match self {
+            LabelNames::Single(name) => std::slice::from_ref(name),
+            LabelNames::Multi(names) => names,
+        }
+    }
+
+    /// Whether this is a multi-label annotation.
+    pub fn is_multi(&self) -> bool {
+        matches!(self, LabelNames::Multi(_))
+    }
+}
+
+impl std::fmt::Display for LabelNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LabelNames::Single(name) => write!(f, "{name}"),
+            LabelNames::Multi(names) => write!(f, "[{}]", names.join(", ")),
+        }
+    }
+}
+
 /// One sample of a manifest, with paths resolved against the manifest's folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestEntry {
     /// Sample name (defaults to the line number).
     pub id: String,
-    /// Class name.
-    pub label: String,
+    /// Class name (single-label) or names (multi-label).
+    pub label: LabelNames,
     /// A UTF-8 text file (caption, transcript).
     pub text: Option<PathBuf>,
     /// An image file.
@@ -41,7 +74,8 @@ impl ManifestEntry {
 #[serde(deny_unknown_fields)]
 struct Line {
     id: Option<String>,
-    label: serde_json::Value,
+    label: Option<serde_json::Value>,
+    labels: Option<Vec<serde_json::Value>>,
     text: Option<PathBuf>,
     image: Option<PathBuf>,
     audio: Option<PathBuf>,
@@ -52,6 +86,10 @@ struct Line {
 /// naming the columns `id`, `label`, `text`, `image`, `audio`, `video`; empty
 /// cells are absent), JSONL otherwise (one object per line with the same
 /// keys; `label` a string or a number). Errors name the manifest and the line.
+///
+/// A multi-label manifest has `labels` instead of `label`: a JSON array of
+/// class names, or in CSV the names separated by `|` (an empty cell or `[]`
+/// is a sample of no class). One manifest is either single- or multi-label.
 pub fn read_manifest(path: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
     let path = path.as_ref();
     let content = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -65,6 +103,7 @@ pub fn read_manifest(path: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
         jsonl_lines(path, &content)?
     };
     let mut entries = Vec::with_capacity(lines.len());
+    let multi = lines.first().is_some_and(|(_, row)| row.label.is_multi());
     for (number, line) in lines {
         let at = || format!("{}:{number}", path.display());
         let resolve = |p: Option<PathBuf>| p.map(|p| base.join(p));
@@ -76,6 +115,12 @@ pub fn read_manifest(path: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
             audio: resolve(line.audio),
             video: resolve(line.video),
         };
+        if entry.label.is_multi() != multi {
+            return Err(Error::Config(format!(
+                "{}: the manifest mixes `label` (single-label) and `labels` (multi-label) samples",
+                at()
+            )));
+        }
         if Modality::ALL.iter().all(|&m| entry.path(m).is_none()) {
             return Err(Error::Config(format!(
                 "{}: the sample has no media (text, image, audio or video)",
@@ -96,7 +141,7 @@ pub fn read_manifest(path: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
 /// One sample as read, before paths are resolved.
 struct Row {
     id: Option<String>,
-    label: String,
+    label: LabelNames,
     text: Option<PathBuf>,
     image: Option<PathBuf>,
     audio: Option<PathBuf>,
@@ -112,12 +157,22 @@ fn jsonl_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
         let at = || format!("{}:{}", path.display(), index + 1);
         let line: Line =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", at())))?;
-        let label = match line.label {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            other => {
+        let name = |value: serde_json::Value| match value {
+            serde_json::Value::String(s) if !s.is_empty() => Ok(s),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            other => Err(Error::Config(format!(
+                "{}: a class name must be a non-empty string or a number, got {other}",
+                at()
+            ))),
+        };
+        let label = match (line.label, line.labels) {
+            (Some(label), None) => LabelNames::Single(name(label)?),
+            (None, Some(labels)) => LabelNames::Multi(distinct(
+                labels.into_iter().map(name).collect::<Result<_>>()?,
+            )),
+            _ => {
                 return Err(Error::Config(format!(
-                    "{}: label must be a string or number, got {other}",
+                    "{}: give exactly one of `label` (one class) and `labels` (a list of classes)",
                     at()
                 )));
             }
@@ -137,7 +192,16 @@ fn jsonl_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
     Ok(rows)
 }
 
-const COLUMNS: [&str; 6] = ["id", "label", "text", "image", "audio", "video"];
+const COLUMNS: [&str; 7] = ["id", "label", "labels", "text", "image", "audio", "video"];
+
+/// Sorted names without repeats.
+fn distinct(names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
 
 fn csv_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
     let mut reader = csv::ReaderBuilder::new()
@@ -157,7 +221,16 @@ fn csv_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
         ));
     }
     let column = |name: &str| headers.iter().position(|h| h == name);
-    let label_column = column("label").ok_or_else(|| fail(1, &"no `label` column"))?;
+    let (label_column, multi) = match (column("label"), column("labels")) {
+        (Some(c), None) => (c, false),
+        (None, Some(c)) => (c, true),
+        _ => {
+            return Err(fail(
+                1,
+                &"give exactly one of the columns `label` (one class) and `labels` (classes separated by `|`)",
+            ));
+        }
+    };
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
@@ -171,10 +244,21 @@ fn csv_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
-        let label = record.get(label_column).unwrap_or("").to_string();
-        if label.is_empty() {
+        let cell_text = record.get(label_column).unwrap_or("");
+        let label = if multi {
+            let names = cell_text.trim_start_matches('[').trim_end_matches(']');
+            LabelNames::Multi(distinct(
+                names
+                    .split('|')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+            ))
+        } else if cell_text.is_empty() {
             return Err(fail(line as u64, &"empty label"));
-        }
+        } else {
+            LabelNames::Single(cell_text.to_string())
+        };
         rows.push((
             line,
             Row {
@@ -194,7 +278,7 @@ fn csv_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
 pub fn class_names(entries: &[ManifestEntry]) -> Vec<String> {
     entries
         .iter()
-        .map(|e| e.label.clone())
+        .flat_map(|e| e.label.names().iter().cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
@@ -229,7 +313,7 @@ mod tests {
             entries[0].image.as_deref(),
             Some(file.parent().unwrap().join("img/1.png").as_path())
         );
-        assert_eq!(entries[1].label, "3");
+        assert_eq!(entries[1].label, LabelNames::Single("3".into()));
         assert_eq!(
             class_names(&entries),
             vec!["3".to_string(), "a".to_string()]
@@ -266,7 +350,7 @@ mod tests {
         );
         let entries = read_manifest(&file).unwrap();
         let base = file.parent().unwrap();
-        assert_eq!(entries[0].label, "a");
+        assert_eq!(entries[0].label, LabelNames::Single("a".into()));
         assert_eq!(entries[0].id, "first");
         assert_eq!(entries[0].audio, None);
         assert_eq!(entries[1].id, "line3");
@@ -283,5 +367,50 @@ mod tests {
         let empty_label = write_as("csv-empty", "m.csv", "label,image\na,1.png\n,2.png\n");
         let message = read_manifest(&empty_label).unwrap_err().to_string();
         assert!(message.contains("m.csv:3"), "{message}");
+    }
+
+    #[test]
+    fn multi_label_manifests_list_classes() {
+        let file = write(
+            "multi",
+            "{\"labels\": [\"dog\", \"cat\", \"dog\"], \"image\": \"1.png\"}\n{\"labels\": [], \"audio\": \"a.wav\"}\n{\"labels\": [7], \"audio\": \"b.wav\"}\n",
+        );
+        let entries = read_manifest(&file).unwrap();
+        assert_eq!(
+            entries[0].label,
+            LabelNames::Multi(vec!["cat".into(), "dog".into()])
+        );
+        assert_eq!(entries[1].label, LabelNames::Multi(vec![]));
+        assert_eq!(class_names(&entries), vec!["7", "cat", "dog"]);
+        let csv = write_as(
+            "multi-csv",
+            "m.csv",
+            "labels,image\ncat|dog,1.png\n,2.png\n[bird],3.png\n",
+        );
+        let entries = read_manifest(&csv).unwrap();
+        assert_eq!(
+            entries[0].label,
+            LabelNames::Multi(vec!["cat".into(), "dog".into()])
+        );
+        assert_eq!(entries[1].label, LabelNames::Multi(vec![]));
+        assert_eq!(entries[2].label, LabelNames::Multi(vec!["bird".into()]));
+        // Mixing the two kinds, or giving both keys, is an error naming the line.
+        let mixed = write(
+            "mixed",
+            "{\"labels\": [\"a\"], \"image\": \"1.png\"}\n{\"label\": \"a\", \"image\": \"2.png\"}\n",
+        );
+        let message = read_manifest(&mixed).unwrap_err().to_string();
+        assert!(
+            message.contains("m.jsonl:2") && message.contains("mixes"),
+            "{message}"
+        );
+        let both = write(
+            "both",
+            "{\"label\": \"a\", \"labels\": [\"a\"], \"image\": \"1.png\"}\n",
+        );
+        let message = read_manifest(&both).unwrap_err().to_string();
+        assert!(message.contains("exactly one"), "{message}");
+        let columns = write_as("both-csv", "m.csv", "label,labels,image\na,a,1.png\n");
+        assert!(read_manifest(&columns).is_err());
     }
 }

@@ -81,6 +81,138 @@ impl ConfusionMatrix {
     }
 }
 
+/// Multi-label metrics: every class an independent yes/no decision, a class
+/// predicted when its probability is at least the threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiLabelMetrics {
+    /// Per class: (true positives, false positives, false negatives).
+    counts: Vec<(usize, usize, usize)>,
+    /// Samples whose predicted set equals the true set.
+    exact: usize,
+    samples: usize,
+    /// Mean over classes with a positive sample of the average precision.
+    map: f32,
+}
+
+impl MultiLabelMetrics {
+    /// Metrics of `probabilities` `[samples, classes]` against `targets`
+    /// (one flag per class per sample) at `threshold`.
+    pub fn new(probabilities: &Tensor<2>, targets: &[Vec<bool>], threshold: f32) -> Result<Self> {
+        let [samples, classes] = probabilities.dims();
+        if samples != targets.len() || samples == 0 || targets.iter().any(|t| t.len() != classes) {
+            return Err(Error::Invalid(format!(
+                "multi-label metrics: {samples}x{classes} probabilities for {} targets",
+                targets.len()
+            )));
+        }
+        let p = probabilities
+            .clone()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Invalid(format!("reading probabilities: {e:?}")))?;
+        let mut counts = vec![(0, 0, 0); classes];
+        let mut exact = 0;
+        for (i, truth) in targets.iter().enumerate() {
+            let mut all = true;
+            for (c, &t) in truth.iter().enumerate() {
+                let predicted = p[i * classes + c] >= threshold;
+                match (predicted, t) {
+                    (true, true) => counts[c].0 += 1,
+                    (true, false) => counts[c].1 += 1,
+                    (false, true) => counts[c].2 += 1,
+                    (false, false) => {}
+                }
+                all &= predicted == t;
+            }
+            exact += usize::from(all);
+        }
+        let precisions: Vec<f32> = (0..classes)
+            .filter_map(|c| {
+                let scores: Vec<f32> = (0..samples).map(|i| p[i * classes + c]).collect();
+                let truth: Vec<bool> = targets.iter().map(|t| t[c]).collect();
+                average_precision(&scores, &truth)
+            })
+            .collect();
+        let map = precisions.iter().sum::<f32>() / precisions.len().max(1) as f32;
+        Ok(Self {
+            counts,
+            exact,
+            samples,
+            map,
+        })
+    }
+
+    /// Fraction of samples whose predicted set of classes is exactly right.
+    pub fn subset_accuracy(&self) -> f32 {
+        self.exact as f32 / self.samples as f32
+    }
+
+    /// Fraction of (sample, class) decisions that are right (1 − Hamming loss).
+    pub fn hamming_accuracy(&self) -> f32 {
+        let wrong: usize = self.counts.iter().map(|&(_, fp, fn_)| fp + fn_).sum();
+        1.0 - wrong as f32 / (self.samples * self.counts.len()) as f32
+    }
+
+    /// F1 of all decisions pooled.
+    pub fn micro_f1(&self) -> f32 {
+        let (tp, fp, fn_) = self
+            .counts
+            .iter()
+            .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+        f1(tp, fp, fn_).unwrap_or(1.0)
+    }
+
+    /// F1 per class, averaged over the classes that are true or predicted at
+    /// least once (as [`ConfusionMatrix::macro_f1`]).
+    pub fn macro_f1(&self) -> f32 {
+        let scores: Vec<f32> = self
+            .counts
+            .iter()
+            .filter_map(|&(tp, fp, fn_)| f1(tp, fp, fn_))
+            .collect();
+        if scores.is_empty() {
+            return 1.0;
+        }
+        scores.iter().sum::<f32>() / scores.len() as f32
+    }
+
+    /// Mean average precision: per class, the mean of the precision at the
+    /// rank of each positive sample (scores sorted high to low), averaged
+    /// over the classes with at least one positive. Threshold-free.
+    pub fn mean_average_precision(&self) -> f32 {
+        self.map
+    }
+}
+
+/// F1 from counts; `None` when the class is neither true nor predicted.
+fn f1(tp: usize, fp: usize, fn_: usize) -> Option<f32> {
+    let denominator = 2 * tp + fp + fn_;
+    (denominator > 0).then(|| 2.0 * tp as f32 / denominator as f32)
+}
+
+/// Average precision of `scores` against `truth`; `None` with no positive.
+/// Tied scores rank the negatives first (no credit for a constant score).
+fn average_precision(scores: &[f32], truth: &[bool]) -> Option<f32> {
+    let positives = truth.iter().filter(|&&t| t).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .total_cmp(&scores[a])
+            .then(truth[a].cmp(&truth[b]))
+    });
+    let mut hits = 0;
+    let mut sum = 0.0;
+    for (rank, &i) in order.iter().enumerate() {
+        if truth[i] {
+            hits += 1;
+            sum += hits as f32 / (rank + 1) as f32;
+        }
+    }
+    Some(sum / positives as f32)
+}
+
 /// The arg-max of each row.
 pub fn argmax(scores: &Tensor<2>) -> Result<Vec<usize>> {
     Ok(scores
@@ -164,5 +296,32 @@ mod tests {
         assert_eq!(recall_at_k(&similarity, 3, diagonal).unwrap(), 1.0);
         assert!(recall_at_k(&similarity, 0, diagonal).is_err());
         assert!(recall_at_k(&similarity, 1, |_, _| false).is_err());
+    }
+
+    #[test]
+    fn multi_label_metrics_match_hand_counts() {
+        let device = Device::flex();
+        // 3 samples, 3 classes; threshold 0.5.
+        let p =
+            Tensor::<2>::from_data([[0.9, 0.2, 0.6], [0.1, 0.8, 0.3], [0.7, 0.4, 0.1]], &device);
+        let t = vec![
+            vec![true, false, true],   // predicted {0, 2}: exact
+            vec![false, true, true],   // predicted {1}: misses 2
+            vec![false, false, false], // predicted {0}: false positive
+        ];
+        let m = MultiLabelMetrics::new(&p, &t, 0.5).unwrap();
+        assert_eq!(m.subset_accuracy(), 1.0 / 3.0);
+        assert!((m.hamming_accuracy() - 7.0 / 9.0).abs() < 1e-6);
+        // Pooled: tp 3, fp 1, fn 1 -> 6 / 8.
+        assert!((m.micro_f1() - 0.75).abs() < 1e-6);
+        // Class 0: tp1 fp1 -> 2/3; class 1: 1; class 2: tp1 fn1 -> 2/3.
+        assert!((m.macro_f1() - (2.0 / 3.0 + 1.0 + 2.0 / 3.0) / 3.0).abs() < 1e-6);
+        // AP: class 0 positive ranked 1st -> 1; class 1 -> 1; class 2
+        // positives at ranks 1 (0.6) and 2 (0.3) -> 1.
+        assert!((m.mean_average_precision() - 1.0).abs() < 1e-6);
+        let ranked_low = average_precision(&[0.9, 0.1, 0.5], &[false, true, true]).unwrap();
+        // Positives at ranks 2 and 3: (1/2 + 2/3) / 2.
+        assert!((ranked_low - (0.5 + 2.0 / 3.0) / 2.0).abs() < 1e-6);
+        assert!(MultiLabelMetrics::new(&p, &t[..2], 0.5).is_err());
     }
 }

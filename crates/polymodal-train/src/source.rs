@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use polymodal_audio::MelSpectrogram;
 use polymodal_core::{Error, Result};
 
-use crate::features::{Dataset, Example, FeatureConfig, decode_entry, parallel_map};
+use crate::features::{
+    Dataset, Example, FeatureConfig, Label, decode_entry, label_of, parallel_map,
+};
 use crate::manifest::{ManifestEntry, class_names};
 
 /// Batches decoded ahead of the one being trained on.
@@ -29,7 +31,16 @@ pub trait Samples: Sync {
     /// Class names; labels index into them.
     fn classes(&self) -> &[String];
     /// The label of every sample, in order.
-    fn label_list(&self) -> Vec<usize>;
+    fn targets(&self) -> Vec<Label>;
+    /// The class of every sample, in order ([`Label::stratum`] for
+    /// multi-label samples).
+    fn label_list(&self) -> Vec<usize> {
+        self.targets().iter().map(Label::stratum).collect()
+    }
+    /// Whether the samples are multi-label.
+    fn is_multi_label(&self) -> bool {
+        self.targets().first().is_some_and(Label::is_multi)
+    }
     /// The samples at `indices`, decoded.
     fn load(&self, indices: &[usize]) -> Result<Vec<Example>>;
 }
@@ -43,8 +54,8 @@ impl Samples for Dataset {
         &self.classes
     }
 
-    fn label_list(&self) -> Vec<usize> {
-        self.labels()
+    fn targets(&self) -> Vec<Label> {
+        Dataset::targets(self)
     }
 
     fn load(&self, indices: &[usize]) -> Result<Vec<Example>> {
@@ -81,7 +92,7 @@ pub struct LazyDataset {
     entries: Vec<ManifestEntry>,
     config: FeatureConfig,
     classes: Vec<String>,
-    labels: Vec<usize>,
+    labels: Vec<Label>,
     mel: MelSpectrogram,
     cache: Option<FeatureCache>,
 }
@@ -98,14 +109,7 @@ impl LazyDataset {
         let classes = classes.map_or_else(|| class_names(&entries), <[String]>::to_vec);
         let labels = entries
             .iter()
-            .map(|e| {
-                classes.iter().position(|c| *c == e.label).ok_or_else(|| {
-                    Error::Config(format!(
-                        "sample `{}`: label `{}` is not one of the classes {classes:?}",
-                        e.id, e.label
-                    ))
-                })
-            })
+            .map(|e| label_of(e, &classes))
             .collect::<Result<_>>()?;
         let mel = MelSpectrogram::new(config.audio.mel.clone())?;
         Ok(Self {
@@ -137,7 +141,7 @@ impl Samples for LazyDataset {
         &self.classes
     }
 
-    fn label_list(&self) -> Vec<usize> {
+    fn targets(&self) -> Vec<Label> {
         self.labels.clone()
     }
 
@@ -275,7 +279,7 @@ mod tests {
                 .map(|i| Example {
                     id: i.to_string(),
                     features: Default::default(),
-                    label: 0,
+                    label: Label::Single(0),
                 })
                 .collect(),
             classes: vec!["x".into()],

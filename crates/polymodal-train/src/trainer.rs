@@ -14,18 +14,19 @@ use burn::optim::{
 };
 use burn::prelude::*;
 use burn::store::ModuleRecord;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use polymodal_core::{Error, MultimodalBatch, Result};
+use polymodal_core::{Error, MultimodalBatch, Result, Targets};
 
 use crate::batch::Batcher;
 use crate::chart::LineChart;
-use crate::features::Example;
-use crate::metrics::ConfusionMatrix;
+use crate::features::{Example, Label};
+use crate::losses::binary_cross_entropy_with_logits;
+use crate::metrics::{ConfusionMatrix, MultiLabelMetrics};
 use crate::source::{Samples, prefetched};
 
 /// A model that maps a batch to class logits `[batch, classes]`.
@@ -490,7 +491,15 @@ impl<'a> Run<'a> {
                 let refs: Vec<&Example> = examples.iter().collect();
                 let batch = self.trainer.batcher.batch(&refs, &self.device)?;
                 let (logits, extra) = model.training_output(&batch)?;
-                let mut loss = loss_fn.forward(logits, batch.labels.clone());
+                let mut loss = match &batch.targets {
+                    Targets::Classes(classes) => loss_fn.forward(logits, classes.clone()),
+                    Targets::MultiHot(targets) => {
+                        // Label smoothing pulls each yes/no target towards 1/2.
+                        let s = config.label_smoothing;
+                        let targets = targets.clone() * (1.0 - s) + s / 2.0;
+                        binary_cross_entropy_with_logits(logits, targets)?
+                    }
+                };
                 if let Some(extra) = extra {
                     loss = loss + extra;
                 }
@@ -658,16 +667,22 @@ fn write_metrics(dir: &RunDir, history: &[EpochReport]) -> Result<()> {
 /// Accuracy, loss and class probabilities on a dataset.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
-    /// Fraction of samples whose most probable class is the label.
+    /// Fraction of samples whose most probable class is the label; for
+    /// multi-label data, whose predicted set of classes is exactly right.
     pub accuracy: f32,
     /// Macro-averaged F1.
     pub macro_f1: f32,
-    /// Mean cross-entropy (negative log-probability of the label).
+    /// Mean cross-entropy (negative log-probability of the label); for
+    /// multi-label data, mean binary cross-entropy per class.
     pub loss: f32,
-    /// `[samples, classes]` probabilities, in dataset order.
+    /// `[samples, classes]` probabilities, in dataset order: a softmax over
+    /// the classes, or for multi-label data one sigmoid per class.
     pub probabilities: Tensor<2>,
-    /// The labels, in dataset order.
+    /// The class of every sample, in dataset order ([`Label::stratum`] for
+    /// multi-label data).
     pub labels: Vec<usize>,
+    /// Multi-label metrics at threshold 0.5 (multi-label data only).
+    pub multi_label: Option<MultiLabelMetrics>,
 }
 
 /// Runs `model` (without autodiff) over `data` in batches of 64, the next
@@ -681,6 +696,7 @@ pub fn evaluate<M: Classifier>(
     if data.is_empty() {
         return Err(Error::Config("cannot evaluate on an empty dataset".into()));
     }
+    let multi = data.is_multi_label();
     let indices: Vec<usize> = (0..data.len()).collect();
     let chunks = indices.chunks(64).map(<[usize]>::to_vec).collect();
     let parts = prefetched(data, chunks, |batches| {
@@ -689,22 +705,54 @@ pub fn evaluate<M: Classifier>(
             let examples = examples?;
             let refs: Vec<&Example> = examples.iter().collect();
             let batch = batcher.batch(&refs, device)?;
-            parts.push(softmax(model.logits(&batch)?, 1));
+            let logits = model.logits(&batch)?;
+            parts.push(if multi {
+                sigmoid(logits)
+            } else {
+                softmax(logits, 1)
+            });
         }
         Ok(parts)
     })?;
     let probabilities = Tensor::cat(parts, 0);
-    let labels = data.label_list();
-    let matrix = ConfusionMatrix::from_scores(&probabilities, &labels)?;
     let values = probabilities
         .clone()
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Invalid(format!("reading probabilities: {e:?}")))?;
     let classes = probabilities.dims()[1];
+    let labels = data.label_list();
+    let nll = |p: f32| -(p.max(1e-12)).ln();
+    if multi {
+        let targets: Vec<Vec<bool>> = data
+            .targets()
+            .into_iter()
+            .map(|t| match t {
+                Label::Multi(flags) => flags,
+                Label::Single(c) => (0..classes).map(|k| k == c).collect(),
+            })
+            .collect();
+        let metrics = MultiLabelMetrics::new(&probabilities, &targets, 0.5)?;
+        let loss = targets
+            .iter()
+            .flatten()
+            .zip(&values)
+            .map(|(&t, &p)| if t { nll(p) } else { nll(1.0 - p) })
+            .sum::<f32>()
+            / values.len() as f32;
+        return Ok(Evaluation {
+            accuracy: metrics.subset_accuracy(),
+            macro_f1: metrics.macro_f1(),
+            loss,
+            probabilities,
+            labels,
+            multi_label: Some(metrics),
+        });
+    }
+    let matrix = ConfusionMatrix::from_scores(&probabilities, &labels)?;
     let loss = labels
         .iter()
         .enumerate()
-        .map(|(i, &y)| -(values[i * classes + y].max(1e-12)).ln())
+        .map(|(i, &y)| nll(values[i * classes + y]))
         .sum::<f32>()
         / labels.len() as f32;
     Ok(Evaluation {
@@ -713,6 +761,7 @@ pub fn evaluate<M: Classifier>(
         loss,
         probabilities,
         labels,
+        multi_label: None,
     })
 }
 

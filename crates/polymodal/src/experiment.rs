@@ -243,9 +243,16 @@ pub fn load_splits(experiment: &Experiment) -> Result<Splits> {
     let mut valid = match &data.valid {
         Some(path) => read_manifest(path)?,
         None => {
+            // Stratified by the (first) class; a sample of no class is its own stratum.
             let labels: Vec<usize> = train
                 .iter()
-                .map(|e| classes.iter().position(|c| *c == e.label).unwrap_or(0))
+                .map(|e| {
+                    e.label
+                        .names()
+                        .first()
+                        .and_then(|name| classes.iter().position(|c| c == name))
+                        .unwrap_or(classes.len())
+                })
                 .collect();
             let (kept, held) = stratified_holdout(&labels, data.valid_fraction, 2026)?;
             let pick = |indices: &[usize]| indices.iter().map(|&i| train[i].clone()).collect();
@@ -350,6 +357,7 @@ pub fn run(
         channels: features.image.channels(),
         modality_dropout: experiment.model.modality_dropout,
         contrastive_weight: experiment.model.contrastive_weight,
+        multi_label: splits.train.is_multi_label(),
     };
     config.validate()?;
     let dir = ModelDir(experiment.output.clone());

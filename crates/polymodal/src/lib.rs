@@ -20,6 +20,7 @@
 //!     channels: 3,
 //!     modality_dropout: 0.0,
 //!     contrastive_weight: 1.0,
+//!     multi_label: false,
 //! };
 //! let model = config.init(&Device::flex())?;
 //! assert!(burn::module::Module::num_params(&model) > 0);
@@ -36,7 +37,7 @@ pub use model::{ClassifierConfig, FusionKind, FusionLayer, MultimodalClassifier}
 pub use model_dir::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
-    MultimodalBatch, Result, TokenBatch,
+    MultimodalBatch, Result, Targets, TokenBatch,
 };
 pub use {
     polymodal_audio as audio, polymodal_core as core, polymodal_fusion as fusion,

@@ -295,11 +295,20 @@ fn run(command: Command) -> Result<()> {
                 best.valid_accuracy,
                 best.valid_macro_f1
             );
-            if let Some(test) = &report.test {
-                println!(
+            match report.test.as_ref().map(|t| (t, &t.multi_label)) {
+                Some((_, Some(m))) => println!(
+                    "test (multi-label, threshold 0.5): subset accuracy {:.4}, micro-F1 {:.4}, \
+                     macro-F1 {:.4}, mAP {:.4}",
+                    m.subset_accuracy(),
+                    m.micro_f1(),
+                    m.macro_f1(),
+                    m.mean_average_precision()
+                ),
+                Some((test, None)) => println!(
                     "test accuracy {:.4}, macro-F1 {:.4}, loss {:.4}",
                     test.accuracy, test.macro_f1, test.loss
-                );
+                ),
+                None => {}
             }
             println!("model folder: {}", report.model_dir.display());
             Ok(())

@@ -140,6 +140,10 @@ pub struct ClassifierConfig {
     /// Weight of the InfoNCE loss for [`FusionKind::Contrastive`].
     #[serde(default = "default_contrastive_weight")]
     pub contrastive_weight: f64,
+    /// Multi-label: every class is an independent yes/no (sigmoid
+    /// probabilities, binary cross-entropy) instead of one class per sample.
+    #[serde(default)]
+    pub multi_label: bool,
 }
 
 impl ClassifierConfig {
@@ -159,8 +163,10 @@ impl ClassifierConfig {
                 "fusion `{}` needs at least two modalities",
                 self.fusion
             ))
-        } else if self.classes < 2 || self.dim == 0 {
-            Some("need at least two classes and a positive width".to_string())
+        } else if self.classes < 2 - usize::from(self.multi_label) || self.dim == 0 {
+            Some(
+                "need at least two classes (one when multi-label) and a positive width".to_string(),
+            )
         } else if !(0.0..1.0).contains(&self.modality_dropout) {
             Some(format!(
                 "modality_dropout must be in [0, 1), got {}",

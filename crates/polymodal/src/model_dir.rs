@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Modality, Result};
 use polymodal_text::TextTokenizer;
-use polymodal_train::{Batcher, Classifier, FeatureConfig, evaluate, load_dataset, read_manifest};
+use polymodal_train::{
+    Batcher, Classifier, FeatureConfig, LabelNames, evaluate, load_dataset, read_manifest,
+};
 
 use crate::model::{ClassifierConfig, MultimodalClassifier};
 
@@ -104,9 +106,15 @@ fn sample_batch(
     files: &[(Modality, PathBuf)],
     device: &Device,
 ) -> Result<polymodal_core::MultimodalBatch> {
+    // The sample is unlabelled: any label of the right kind will do.
+    let label = if card.classifier.multi_label {
+        LabelNames::Multi(Vec::new())
+    } else {
+        LabelNames::Single(card.classes[0].clone())
+    };
     let mut entry = polymodal_train::ManifestEntry {
         id: "input".into(),
-        label: card.classes[0].clone(),
+        label,
         text: None,
         image: None,
         audio: None,
@@ -126,7 +134,8 @@ fn sample_batch(
     batcher.batch(&examples, device)
 }
 
-/// Class probabilities of one sample given as files.
+/// Class probabilities of one sample given as files: they sum to 1, or for
+/// a multi-label model each is the independent probability of its class.
 pub fn predict_files(
     model_dir: &Path,
     files: &[(Modality, PathBuf)],
@@ -134,7 +143,13 @@ pub fn predict_files(
 ) -> Result<Vec<(String, f32)>> {
     let (model, card, batcher) = ModelDir(model_dir.to_path_buf()).load(device)?;
     let batch = sample_batch(&card, &batcher, files, device)?;
-    let probabilities = softmax(model.logits(&batch)?, 1)
+    let logits = model.logits(&batch)?;
+    let probabilities = if card.classifier.multi_label {
+        sigmoid(logits)
+    } else {
+        softmax(logits, 1)
+    };
+    let probabilities = probabilities
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Invalid(format!("{e:?}")))?;
     Ok(card.classes.into_iter().zip(probabilities).collect())

@@ -22,6 +22,46 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Small images and short audio clips, so the CLI tests train in seconds.
+const SMALL_FEATURES: &str = "[features.image]\nwidth = 32\nheight = 32\n\
+     normalize = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }\n\
+     [features.audio]\nclip_samples = 4000\n\
+     mel = { sample_rate = 8000, n_fft = 256, hop_length = 128, n_mels = 32 }\n";
+
+/// Generates the demo dataset into `dir/data` with `per_class` samples per
+/// class in train, valid and test.
+fn generate(dir: &Path, per_class: [&str; 3]) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let out = polymodal(
+        &[
+            &["generate", "--out", data.to_str().unwrap(), "--per-class"],
+            &per_class[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    data
+}
+
+/// Writes `experiment` (plus [`SMALL_FEATURES`]) into `dir` and runs
+/// `polymodal train` on it, requiring success; returns the file and stdout.
+fn train(dir: &Path, experiment: &str) -> (std::path::PathBuf, String) {
+    let config = dir.join("experiment.toml");
+    std::fs::write(&config, format!("{experiment}{SMALL_FEATURES}")).unwrap();
+    let out = polymodal(&["train", "--config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (config, stdout)
+}
+
 /// An untrained image+audio model folder: enough to exercise `eval`.
 fn write_model(dir: &Path) {
     let config = ClassifierConfig {
@@ -34,6 +74,7 @@ fn write_model(dir: &Path) {
         channels: 3,
         modality_dropout: 0.0,
         contrastive_weight: 1.0,
+        multi_label: false,
     };
     let classes = [
         "circle-high",
@@ -57,21 +98,7 @@ fn write_model(dir: &Path) {
 #[test]
 fn eval_reports_accuracy_then_names_a_corrupt_file() {
     let dir = scratch("eval");
-    let data = dir.join("data");
-    let out = polymodal(&[
-        "generate",
-        "--out",
-        data.to_str().unwrap(),
-        "--per-class",
-        "0",
-        "0",
-        "1",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let data = generate(&dir, ["0", "0", "1"]);
     write_model(&dir.join("model"));
     let args = [
         "eval",
@@ -134,21 +161,7 @@ fn bad_arguments_are_readable_errors() {
 #[test]
 fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     let dir = scratch("train");
-    let data = dir.join("data");
-    let out = polymodal(&[
-        "generate",
-        "--out",
-        data.to_str().unwrap(),
-        "--per-class",
-        "4",
-        "2",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let data = generate(&dir, ["4", "2", "2"]);
     // The generated manifests as one CSV (image + audio only) to read too.
     let lines = std::fs::read_to_string(data.join("train.jsonl")).unwrap();
     let mut csv = String::from("label,image,audio\n");
@@ -166,17 +179,8 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
          [data]\ntrain = \"data/train.csv\"\nvalid = \"data/valid.jsonl\"\ntest = \"data/test.jsonl\"\nlazy = true\ncache = \"cache\"\n\
          [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"gated\"\ndim = 8\nmodality_dropout = 0.2\n\
          [train]\nepochs = 2\nbatch_size = 8\nschedule = { kind = \"warmup-cosine\", warmup_steps = 2 }\n\
-         [features.image]\nwidth = 32\nheight = 32\nnormalize = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }\n\
-         [features.audio]\nclip_samples = 4000\nmel = { sample_rate = 8000, n_fft = 256, hop_length = 128, n_mels = 32 }\n";
-    let config = dir.join("experiment.toml");
-    std::fs::write(&config, experiment).unwrap();
-    let out = polymodal(&["train", "--config", config.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+";
+    let (config, stdout) = train(&dir, experiment);
     assert!(
         stdout.contains("epoch 2") && stdout.contains("test accuracy"),
         "{stdout}"
@@ -241,4 +245,74 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("epochz"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A multi-label manifest from the generated data: each sample pairs one
+/// sample's image with the next one's audio and has both their classes.
+fn multi_label_manifest(data: &Path, split: &str) -> std::path::PathBuf {
+    let lines = std::fs::read_to_string(data.join(format!("{split}.jsonl"))).unwrap();
+    let rows: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let next = &rows[(i + 1) % rows.len()];
+        let line = serde_json::json!({
+            "labels": [row["label"], next["label"]],
+            "image": row["image"],
+            "audio": next["audio"],
+        });
+        out.push_str(&format!("{line}\n"));
+    }
+    let path = data.join(format!("{split}-multi.jsonl"));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn train_and_predict_a_multi_label_model() {
+    let dir = scratch("multi");
+    let data = generate(&dir, ["3", "2", "2"]);
+    for split in ["train", "valid", "test"] {
+        multi_label_manifest(&data, split);
+    }
+    let experiment = "output = \"run\"\n\
+         [data]\ntrain = \"data/train-multi.jsonl\"\nvalid = \"data/valid-multi.jsonl\"\ntest = \"data/test-multi.jsonl\"\n\
+         [model]\nfusion = \"concat\"\ndim = 8\n\
+         [train]\nepochs = 2\nbatch_size = 8\nlabel_smoothing = 0.1\n\
+";
+    let (_, stdout) = train(&dir, experiment);
+    assert!(
+        stdout.contains("multi-label") && stdout.contains("mAP"),
+        "{stdout}"
+    );
+    let run = dir.join("run");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["classifier"]["multi_label"], true);
+    let out = polymodal(&[
+        "predict",
+        "--model",
+        run.to_str().unwrap(),
+        "--image",
+        data.join("image/test-0000.png").to_str().unwrap(),
+        "--audio",
+        data.join("audio/test-0001.wav").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probabilities: Vec<f32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse::<f32>().unwrap())
+        .collect();
+    // One independent probability per class (six classes), not a softmax:
+    // an untrained-ish model puts each near 1/2, so they sum to about 3.
+    assert_eq!(probabilities.len(), 6);
+    assert!(probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+    let sum: f32 = probabilities.iter().sum();
+    assert!((sum - 1.0).abs() > 0.05, "{probabilities:?}");
 }

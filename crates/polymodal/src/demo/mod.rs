@@ -151,7 +151,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
     }
     // Model-level fusion: the unimodal models' predictions, weights fitted on validation.
     let fit_start = Instant::now();
-    let valid_labels: Vec<usize> = splits.valid.examples.iter().map(|e| e.label).collect();
+    let valid_labels = splits.valid.labels();
     let late = WeightedAverage::fit(Pool::Logarithmic, &unimodal_valid, &valid_labels)?;
     let present: Vec<_> = Modality::ALL
         .iter()
@@ -169,7 +169,7 @@ pub fn run(out: &Path, options: &DemoOptions, reporter: &mut dyn Reporter) -> Re
         })
         .collect();
     let combined = late.combine(&unimodal_test, &present)?;
-    let test_labels: Vec<usize> = splits.test.examples.iter().map(|e| e.label).collect();
+    let test_labels = splits.test.labels();
     let weights: Vec<String> = Modality::ALL
         .iter()
         .zip(late.weights())
@@ -265,6 +265,7 @@ impl Session<'_> {
             channels: 3,
             modality_dropout: 0.0,
             contrastive_weight: 1.0,
+            multi_label: false,
         };
         let uses_text = modalities.contains(&Modality::Text);
         let text = uses_text.then(|| tokenizer.clone());
