@@ -92,7 +92,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         data: PathBuf::from("../shared/data/avmnist"),
         out: PathBuf::from("docs/benchmarks"),
         seeds: 3,
-        epochs: 10,
+        epochs: 20,
         only: Vec::new(),
         parallel: 1,
         render: false,
