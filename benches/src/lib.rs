@@ -1,1 +1,82 @@
 //! Criterion benchmarks live in `benches/`; run `cargo bench -p polymodal-benches`.
+//! The binaries in `src/bin` compare polymodal with Python reference tools in
+//! the same run; this library holds what they share.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// `--shared DIR [--python PYTHON] [--reps N]`.
+pub struct Options {
+    /// The shared data folder.
+    pub shared: PathBuf,
+    /// The Python interpreter of the reference side.
+    pub python: String,
+    /// Timed passes per measurement.
+    pub reps: usize,
+}
+
+impl Options {
+    /// Parses the process arguments.
+    pub fn from_args() -> Result<Self, String> {
+        let mut options = Self {
+            shared: PathBuf::from("../shared"),
+            python: "python3".into(),
+            reps: 5,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(flag) = args.next() {
+            let value = args.next().ok_or(format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--shared" => options.shared = value.into(),
+                "--python" => options.python = value,
+                "--reps" => options.reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
+                _ => return Err(format!("unknown option {flag}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Runs `benches/python/<script>` with `spec` as JSON on stdin and returns
+/// the JSON object it prints.
+pub fn python_reference(python: &str, script: &str, spec: &Value) -> Result<Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let mut child = Command::new(python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("skipped: cannot run {python} ({e}); pass --python"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(spec.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!("skipped: {} failed", script.display()));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("python output: {e}"))
+}
+
+/// The reference's time and tool name for `name` in the output of
+/// [`python_reference`]; why it was skipped otherwise.
+pub fn timing(python: &Result<Value, String>, name: &str) -> Result<(Duration, String), String> {
+    let python = python.as_ref().map_err(Clone::clone)?;
+    let entry = &python[name];
+    if let Some(skipped) = entry["skipped"].as_str() {
+        return Err(format!("skipped: {skipped}"));
+    }
+    let seconds = entry["seconds"].as_f64().ok_or("no time")?;
+    Ok((
+        Duration::from_secs_f64(seconds),
+        entry["tool"].as_str().unwrap_or("?").to_string(),
+    ))
+}

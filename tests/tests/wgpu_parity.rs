@@ -1,4 +1,5 @@
-//! The slice's forward pass on wgpu equals the CPU (Flex) result.
+//! The slice's forward pass, and every pretrained encoder's, on wgpu equals
+//! the CPU (Flex) result.
 //!
 //! In CI this runs on Mesa's lavapipe (a Vulkan driver on the CPU) with
 //! WGSL shaders. Tolerance: 1e-4 absolute on softmax probabilities (f32,
@@ -124,5 +125,143 @@ fn forward_pass_matches_the_cpu() {
         // Guard against a trivially constant output.
         let spread = (expected.clone().max() - expected.min()).into_scalar::<f32>();
         assert!(spread > 1e-3, "{fusion:?}: degenerate output");
+    }
+}
+
+/// The pretrained encoders (the parity fixtures' tiny models), loaded on each
+/// device from the same files, give the same outputs on wgpu as on the CPU.
+#[test]
+fn pretrained_encoders_agree_on_wgpu() {
+    use polymodal::Encoder;
+    use polymodal::audio::{Ast, WhisperEncoder};
+    use polymodal::core::weights::Init;
+    use polymodal::core::{RecurrentConfig, RnnKind, Weights};
+    use polymodal::image::{ResNet, ResNetConfig, Vit};
+    use polymodal::text::{Bert, BertPooling, Clip};
+    use polymodal_tests::Fixture;
+
+    let Some(gpu) = wgpu_or_skip() else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/encoders");
+    let io = |name: &str| Fixture::load(&format!("encoders/{name}/io.safetensors"));
+    let float = |f: &Fixture, name: &str| -> TensorData {
+        let (values, shape) = f.f32(name);
+        TensorData::new(values, shape)
+    };
+    let ints = |f: &Fixture, name: &str, shape: [usize; 2], device: &Device| {
+        Tensor::<2, Int>::from_data(TensorData::new(f.i64(name), shape), device)
+    };
+    type Run = Box<dyn Fn(&Device) -> Vec<f32>>;
+    let runs: Vec<(&str, Run)> = vec![
+        ("bert", {
+            let (dir, f) = (dir.join("bert"), io("bert"));
+            Box::new(move |d: &Device| {
+                let (m, _) = Bert::load(&dir, BertPooling::Pooler, d).unwrap();
+                let mask = ints(&f, "attention_mask", [3, 9], d).equal_elem(1);
+                let out = m
+                    .forward(
+                        ints(&f, "input_ids", [3, 9], d),
+                        Some(ints(&f, "token_type_ids", [3, 9], d)),
+                        mask,
+                    )
+                    .unwrap();
+                out.last_hidden_state.try_into_vec_as::<f32>().unwrap()
+            })
+        }),
+        ("vit", {
+            let (dir, f) = (dir.join("vit"), io("vit"));
+            Box::new(move |d: &Device| {
+                let (m, _) = Vit::load(&dir, d).unwrap();
+                let x = Tensor::<4>::from_data(float(&f, "pixel_values"), d);
+                m.forward(x)
+                    .unwrap()
+                    .last_hidden_state
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+            })
+        }),
+        ("resnet", {
+            let (dir, f) = (dir.join("resnet"), io("resnet"));
+            Box::new(move |d: &Device| {
+                let config = ResNetConfig {
+                    blocks: [1, 1, 1, 1],
+                    bottleneck: true,
+                    base_width: 4,
+                };
+                let (m, _) = ResNet::load(&config, dir.join("bottleneck.safetensors"), d).unwrap();
+                let x = Tensor::<4>::from_data(float(&f, "images"), d);
+                m.encode(&x)
+                    .unwrap()
+                    .pooled
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+            })
+        }),
+        ("clip", {
+            let (dir, f) = (dir.join("clip"), io("clip"));
+            Box::new(move |d: &Device| {
+                let (m, _) = Clip::load(&dir, d).unwrap();
+                let mask = ints(&f, "attention_mask", [3, 8], d).equal_elem(1);
+                let x = Tensor::<4>::from_data(float(&f, "pixel_values"), d);
+                let out = m
+                    .forward(ints(&f, "input_ids", [3, 8], d), mask, x)
+                    .unwrap();
+                out.logits_per_text.try_into_vec_as::<f32>().unwrap()
+            })
+        }),
+        ("ast", {
+            let (dir, f) = (dir.join("ast"), io("ast"));
+            Box::new(move |d: &Device| {
+                let (m, _) = Ast::load(&dir, d).unwrap();
+                let x = Tensor::<3>::from_data(float(&f, "input_values"), d);
+                m.encode(&x)
+                    .unwrap()
+                    .pooled
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+            })
+        }),
+        ("whisper", {
+            let (dir, f) = (dir.join("whisper"), io("whisper"));
+            Box::new(move |d: &Device| {
+                let (m, _) = WhisperEncoder::load(&dir, d).unwrap();
+                let x = Tensor::<3>::from_data(float(&f, "input_features"), d);
+                m.forward(x).unwrap().try_into_vec_as::<f32>().unwrap()
+            })
+        }),
+        ("lstm", {
+            let (dir, f) = (dir.join("rnn"), io("rnn"));
+            Box::new(move |d: &Device| {
+                let weights = Weights::open(dir.join("model.safetensors")).unwrap();
+                let rnn = RecurrentConfig::new(5, 6)
+                    .with_kind(RnnKind::Lstm)
+                    .with_layers(2)
+                    .with_bidirectional(true)
+                    .build(Init::From(&weights), "lstm.", d)
+                    .unwrap();
+                let x = Tensor::<3>::from_data(float(&f, "input"), d);
+                let mask = ints(&f, "mask", [3, 7], d).equal_elem(1);
+                rnn.forward(x, mask)
+                    .sequence
+                    .try_into_vec_as::<f32>()
+                    .unwrap()
+            })
+        }),
+    ];
+    let cpu = Device::flex();
+    for (name, run) in runs {
+        let expected = run(&cpu);
+        let actual = run(&gpu);
+        let diff = expected
+            .iter()
+            .zip(&actual)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{name}: max |wgpu - cpu| = {diff:e}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name}: wgpu differs from the CPU by {diff}"
+        );
     }
 }

@@ -23,10 +23,16 @@ commands:
                    tokenizers on the shared files, printing ratios. The Python side runs
                    with $POLYMODAL_PYTHON (default python3) and is skipped if its packages
                    are missing (pip install -r scripts/parity/requirements.txt)
+  bench encoders [--reps N]
+                   encoder throughput on the CPU backend against PyTorch in the same run:
+                   all-MiniLM-L6-v2 sentence embeddings (batch 1 and 32) vs
+                   sentence-transformers, ResNet-18 vs torchvision, a ViT-Tiny-sized ViT
+                   vs transformers, printing ratios. Python as for bench media, with
+                   torch (pip install -r scripts/parity/requirements-torch.txt)
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
-                   method, N seeds each (default 3, at most 10 epochs; --parallel runs
+                   method, N seeds each (default 3, at most 20 epochs; --parallel runs
                    that many jobs at once, one compute thread each); writes
                    docs/benchmarks/avmnist.{md,svg,json}. DIR defaults to
                    $POLYMODAL_SHARED/data/avmnist
@@ -131,8 +137,11 @@ fn demo(args: &[String]) -> Result<(), String> {
 fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("media") => bench_media(&args[1..]),
+        Some("encoders") => bench_encoders(&args[1..]),
         Some("fusion") => bench_fusion(&args[1..]),
-        _ => Err(format!("bench takes `media` or `fusion`\n\n{USAGE}")),
+        _ => Err(format!(
+            "bench takes `media`, `encoders` or `fusion`\n\n{USAGE}"
+        )),
     }
 }
 
@@ -166,20 +175,30 @@ fn bench_binary(name: &str) -> Command {
 }
 
 fn bench_media(args: &[String]) -> Result<(), String> {
+    bench_against_python("media", args)
+}
+
+fn bench_encoders(args: &[String]) -> Result<(), String> {
+    bench_against_python("encoders", args)
+}
+
+/// A benchmark binary that times polymodal and a Python reference on the
+/// shared files: `--shared`, `--python` ($POLYMODAL_PYTHON) and `--reps`.
+fn bench_against_python(name: &str, args: &[String]) -> Result<(), String> {
     let reps = match args {
         [] => "5".to_string(),
         [flag, n] if flag == "--reps" => n.clone(),
-        _ => return Err(format!("bench media takes `[--reps N]`\n\n{USAGE}")),
+        _ => return Err(format!("bench {name} takes `[--reps N]`\n\n{USAGE}")),
     };
     setup::ensure_system_packages()?;
     let shared = shared_dir()?;
     let python = env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut command = bench_binary("media");
+    let mut command = bench_binary(name);
     command
         .arg("--shared")
         .arg(&shared)
         .args(["--python", &python, "--reps", &reps]);
-    run("media benchmark (release build)", &mut command)
+    run(&format!("{name} benchmark (release build)"), &mut command)
 }
 
 fn bench_fusion(args: &[String]) -> Result<(), String> {

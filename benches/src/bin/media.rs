@@ -4,47 +4,22 @@
 //!
 //! Usage: media --shared DIR [--python PYTHON] [--reps N]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use polymodal_audio::{LoadOptions, MelConfig, MelSpectrogram, load};
+use polymodal_benches::{Options, python_reference, timing};
 use polymodal_image::{ImagePreprocess, load_rgb};
 use polymodal_text::TextTokenizer;
 use polymodal_video::VideoReader;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const AUDIO_RATE: u32 = 22_050;
 const N_FFT: usize = 2048;
 const HOP: usize = 512;
 const N_MELS: usize = 128;
-
-struct Options {
-    shared: PathBuf,
-    python: String,
-    reps: usize,
-}
-
-fn parse() -> Result<Options, String> {
-    let mut options = Options {
-        shared: PathBuf::from("../shared"),
-        python: "python3".into(),
-        reps: 5,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--shared" => options.shared = value.into(),
-            "--python" => options.python = value,
-            "--reps" => options.reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
-    Ok(options)
-}
 
 fn best_of(reps: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
     let mut best = Duration::MAX;
@@ -83,7 +58,7 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let options = parse()?;
+    let options = Options::from_args()?;
     let media = options.shared.join("data/media");
     let video = media.join("video/bigbuckbunny.mp4");
     let speech = files(&media.join("audio/librivox"), "wav")?;
@@ -176,19 +151,14 @@ fn run() -> Result<(), String> {
             .map_err(error)
     })?;
 
-    let python = python_reference(&options, &speech, &photos, &tokenizer_file, &sentences);
-    let reference = |name: &str| -> Result<(Duration, String), String> {
-        let python = python.as_ref().map_err(Clone::clone)?;
-        let entry = &python[name];
-        if let Some(skipped) = entry["skipped"].as_str() {
-            return Err(format!("skipped: {skipped}"));
-        }
-        let seconds = entry["seconds"].as_f64().ok_or("no time")?;
-        Ok((
-            Duration::from_secs_f64(seconds),
-            entry["tool"].as_str().unwrap_or("?").to_string(),
-        ))
-    };
+    let spec = json!({
+        "reps": options.reps,
+        "audio": speech, "audio_rate": AUDIO_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
+        "images": photos, "image_size": 224,
+        "tokenizer": tokenizer_file, "sentences": sentences,
+    });
+    let python = python_reference(&options.python, "media_reference.py", &spec);
+    let reference = |name: &str| timing(&python, name);
     let rows = [
         Row {
             what: "video: 132 frames 1280x720 H.264 -> RGB, 1 thread".into(),
@@ -250,42 +220,4 @@ fn run() -> Result<(), String> {
     }
     println!("\nBest of {reps} passes each; ratio = reference time / polymodal time.");
     Ok(())
-}
-
-fn python_reference(
-    options: &Options,
-    speech: &[PathBuf],
-    photos: &[PathBuf],
-    tokenizer: &Path,
-    sentences: &[String],
-) -> Result<Value, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/media_reference.py");
-    let spec = json!({
-        "reps": options.reps,
-        "audio": speech, "audio_rate": AUDIO_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
-        "images": photos, "image_size": 224,
-        "tokenizer": tokenizer, "sentences": sentences,
-    });
-    let mut child = Command::new(&options.python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "skipped: cannot run {} ({e}); pass --python",
-                options.python
-            )
-        })?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(spec.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let output = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(format!("skipped: {} failed", script.display()));
-    }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("python output: {e}"))
 }

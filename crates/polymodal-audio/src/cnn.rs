@@ -3,7 +3,7 @@
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use polymodal_core::{ConvBlock, Embeddings, Encoder, GridPool, Modality};
+use polymodal_core::{ConvBlock, Embeddings, Encoder, GridPool, Modality, Result};
 
 /// Settings of [`SpectrogramEncoder`].
 #[derive(Config, Debug)]
@@ -58,7 +58,7 @@ impl Encoder for SpectrogramEncoder {
         self.dim
     }
 
-    fn encode(&self, spectrograms: &Tensor<4>) -> Embeddings {
+    fn encode(&self, spectrograms: &Tensor<4>) -> Result<Embeddings> {
         let x = self
             .block2
             .forward(self.block1.forward(spectrograms.clone()));
@@ -69,11 +69,6 @@ impl Encoder for SpectrogramEncoder {
             .reshape([batch, channels * FREQUENCY_BANDS, steps])
             .swap_dims(1, 2); // [batch, steps, channels × bands]
         let sequence = self.activation.forward(self.project.forward(tokens));
-        let mask = Tensor::<2>::ones([batch, steps], &sequence.device()).equal_elem(1.0);
-        Embeddings {
-            pooled,
-            sequence,
-            mask,
-        }
+        Ok(Embeddings::dense(pooled, sequence))
     }
 }

@@ -1,7 +1,9 @@
 //! Audio for polymodal: decoding with symphonia (WAV, FLAC, MP3, Ogg Vorbis,
 //! AAC in MP4), streaming reads of a time window, resampling (rubato), mel
 //! spectrograms with librosa's conventions, MFCC, Whisper's input features,
-//! and a convolutional spectrogram encoder. See `docs/media.md`.
+//! and encoders: a CNN over log-mel spectrograms, the Audio Spectrogram
+//! Transformer and Whisper's encoder (Hugging Face weights). See
+//! `docs/media.md` and `docs/encoders.md`.
 //!
 //! From a file to a tensor:
 //!
@@ -41,10 +43,11 @@
 //! let device = Device::flex();
 //! let batch = Tensor::<4>::from_data(TensorData::new(values, [1, 1, 32, frames]), &device);
 //! let encoder = SpectrogramEncoderConfig::new().with_dim(32).init(&device);
-//! assert_eq!(encoder.encode(&batch).pooled.dims(), [1, 32]);
+//! assert_eq!(encoder.encode(&batch)?.pooled.dims(), [1, 32]);
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 
+mod ast;
 mod cnn;
 mod decode;
 mod mel;
@@ -52,7 +55,9 @@ mod mfcc;
 mod resample;
 mod wav;
 mod whisper;
+mod whisper_encoder;
 
+pub use ast::{Ast, AstConfig};
 pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
 pub use decode::{
     AudioClip, AudioInfo, AudioReader, ClipBuilder, LoadOptions, decode_bytes, decode_file,
@@ -63,3 +68,4 @@ pub use mfcc::Mfcc;
 pub use resample::{Resampler, resample};
 pub use wav::write_wav_pcm16;
 pub use whisper::WhisperFeatures;
+pub use whisper_encoder::{WhisperEncoder, WhisperEncoderConfig};

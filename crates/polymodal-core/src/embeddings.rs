@@ -14,6 +14,24 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
+    /// Embeddings in which every token is real (images, fixed-length audio).
+    pub fn dense(pooled: Tensor<2>, sequence: Tensor<3>) -> Self {
+        let [batch, length, _] = sequence.dims();
+        let mask = Tensor::<2>::ones([batch, length], &sequence.device()).equal_elem(1.0);
+        Self {
+            pooled,
+            sequence,
+            mask,
+        }
+    }
+
+    /// Every token real, pooled by the mean over tokens.
+    pub fn dense_mean(sequence: Tensor<3>) -> Self {
+        let [batch, _, dim] = sequence.dims();
+        let pooled = sequence.clone().mean_dim(1).reshape([batch, dim]);
+        Self::dense(pooled, sequence)
+    }
+
     /// Embeddings whose pooled vector is the mean over the valid tokens.
     pub fn from_sequence(sequence: Tensor<3>, mask: Tensor<2, Bool>) -> Self {
         let pooled = masked_mean(sequence.clone(), mask.clone());

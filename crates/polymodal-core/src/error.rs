@@ -48,6 +48,15 @@ pub enum Error {
     /// A compute device could not be had (no wgpu adapter, bad device name).
     #[error("device: {0}")]
     Device(String),
+    /// Pretrained weights could not be loaded (missing tensors, wrong
+    /// shapes, an unsupported file).
+    #[error("weights {path}: {reason}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
     /// A checkpoint could not be written or loaded.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

@@ -1,8 +1,10 @@
 //! The shared vocabulary of polymodal: modalities, batches with presence masks,
-//! encoder outputs, the encoder and fusion traits, and the error type.
+//! encoder outputs, the encoder and fusion traits, the error type, and
+//! pretrained weights by name from safetensors files ([`Weights`]).
 //!
 //! This crate is small on purpose: it depends on Burn's tensor API only (no
-//! backend, no media library), so every other crate can agree on it.
+//! backend, no media library; `safetensors` and `half` to read weights), so
+//! every other crate can agree on it.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -17,17 +19,26 @@
 //! assert_eq!(Modality::Audio.to_string(), "audio");
 //! ```
 
+mod attention;
 mod batch;
 mod blocks;
 mod embeddings;
 mod error;
 mod modality;
+mod rnn;
+pub mod weights;
 
+pub use attention::{
+    Activation, AttentionNames, BlockNames, BlockShape, PreNormBlock, SelfAttention,
+    hf_vit_is_modern,
+};
 pub use batch::{ModalityBatch, MultimodalBatch, Targets, TokenBatch};
 pub use blocks::{ConvBlock, GridPool, pre_norm_transformer};
 pub use embeddings::{Embeddings, ModalityEmbeddings, masked_mean};
 pub use error::{Error, Result};
 pub use modality::Modality;
+pub use rnn::{Recurrent, RecurrentConfig, RecurrentOutput, RnnKind};
+pub use weights::{Init, LoadReport, Weights, read_config};
 
 use burn::prelude::*;
 
@@ -42,8 +53,10 @@ pub trait Encoder {
     fn modality(&self) -> Modality;
     /// Width of the embeddings it produces.
     fn dim(&self) -> usize;
-    /// Encodes a batch.
-    fn encode(&self, input: &Self::Input) -> Embeddings;
+    /// Encodes a batch; an input of the wrong shape (an image size a
+    /// pretrained model was not built for, too many tokens) is
+    /// [`Error::Invalid`].
+    fn encode(&self, input: &Self::Input) -> Result<Embeddings>;
 }
 
 /// Combines the embeddings of several modalities into one representation

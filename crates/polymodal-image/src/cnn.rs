@@ -3,7 +3,7 @@
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use polymodal_core::{ConvBlock, Embeddings, Encoder, GridPool, Modality};
+use polymodal_core::{ConvBlock, Embeddings, Encoder, GridPool, Modality, Result};
 
 /// Settings of [`ConvEncoder`].
 #[derive(Config, Debug)]
@@ -62,7 +62,7 @@ impl Encoder for ConvEncoder {
         self.dim
     }
 
-    fn encode(&self, images: &Tensor<4>) -> Embeddings {
+    fn encode(&self, images: &Tensor<4>) -> Result<Embeddings> {
         let features = self.features(images.clone());
         let [batch, channels, height, width] = features.dims();
         let pooled = self.pool.forward(features.clone());
@@ -70,11 +70,6 @@ impl Encoder for ConvEncoder {
             .reshape([batch, channels, height * width])
             .swap_dims(1, 2);
         let sequence = self.activation.forward(self.project.forward(tokens));
-        let mask = Tensor::<2>::ones([batch, height * width], &sequence.device()).equal_elem(1.0);
-        Embeddings {
-            pooled,
-            sequence,
-            mask,
-        }
+        Ok(Embeddings::dense(pooled, sequence))
     }
 }

@@ -1,6 +1,21 @@
 //! Text for polymodal: Hugging Face tokenizers (load a `tokenizer.json` or
 //! train a WordPiece or byte-level BPE vocabulary; padding and truncation
-//! chosen by the caller) and a Transformer text encoder.
+//! chosen by the caller), a small Transformer text encoder to train from
+//! scratch, and BERT loading Hugging Face `BertModel` weights, with
+//! sentence-transformers embeddings ([`SentenceEncoder`]):
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use polymodal_text::SentenceEncoder;
+//!
+//! let device = Device::flex();
+//! let (model, _) = SentenceEncoder::load("../shared/models/all-MiniLM-L6-v2", &device)?;
+//! let vectors = model.embed(&["a cat sleeps", "a dog barks"], &device)?;
+//! assert_eq!(vectors.dims(), [2, 384]);
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+//!
+//! Training from scratch with a tokenizer trained on the corpus:
 //!
 //! ```
 //! use burn::prelude::*;
@@ -14,15 +29,23 @@
 //! let device = Device::flex();
 //! let batch = tokenizer.encode_batch(&corpus)?.to_tensors(&device)?;
 //! let encoder = TextEncoderConfig::new(tokenizer.vocab_size()).with_dim(32).init(&device);
-//! let embeddings = encoder.encode(&batch);
+//! let embeddings = encoder.encode(&batch)?;
 //! assert_eq!(batch.ids.dims(), [2, 8]);
 //! assert_eq!(embeddings.pooled.dims(), [2, 32]);
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 
+mod bert;
+mod clip;
 mod encoder;
+mod sentence;
 mod tokenize;
 
-pub use encoder::{TextEncoder, TextEncoderConfig};
+pub use bert::{Bert, BertConfig, BertOutput, BertPooling};
+pub use clip::{
+    Clip, ClipConfig, ClipOutput, ClipText, ClipTextConfig, ClipVision, ClipVisionConfig,
+};
+pub use encoder::{RnnTextEncoder, RnnTextEncoderConfig, TextEncoder, TextEncoderConfig};
+pub use sentence::{SentenceEncoder, l2_normalize};
 pub use tokenize::{EncodedBatch, Padding, SPECIAL_TOKENS, Side, TextTokenizer, Truncation};
 pub use tokenizers::TruncationStrategy;

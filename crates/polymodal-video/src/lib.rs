@@ -1,6 +1,8 @@
 //! Video for polymodal: decoding with FFmpeg (through video-rs), metadata,
-//! frame sampling strategies that seek, audio tracks, H.264 encoding, and a
-//! per-frame encoder with temporal pooling. See `docs/media.md`.
+//! frame sampling strategies that seek, audio tracks, H.264 encoding, and
+//! video encoders: any image encoder per frame, then temporal mean pooling,
+//! attention pooling or a temporal Transformer. See `docs/media.md` and
+//! `docs/encoders.md`.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -24,8 +26,8 @@
 //! }
 //! let device = Device::flex();
 //! let clips = Tensor::<5>::from_data(TensorData::new(values, [1, 8, 3, 32, 32]), &device);
-//! let encoder = FrameEncoderConfig::new(ConvEncoderConfig::new(3).with_dim(32)).init(&device);
-//! assert_eq!(encoder.encode(&clips).sequence.dims(), [1, 8, 32]);
+//! let encoder = FrameEncoderConfig::new(ConvEncoderConfig::new(3).with_dim(32)).init(&device)?;
+//! assert_eq!(encoder.encode(&clips)?.sequence.dims(), [1, 8, 32]);
 //! # std::fs::remove_file(path).ok();
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
@@ -38,6 +40,6 @@ mod sample;
 
 pub use audio::load_audio_track;
 pub use decode::{decode_all, encode_mp4, probe, sample_uniform};
-pub use encoder::{FrameEncoder, FrameEncoderConfig};
+pub use encoder::{FrameEncoder, FrameEncoderConfig, Temporal, TemporalPooling};
 pub use reader::{VideoFrame, VideoInfo, VideoReader};
 pub use sample::{Sampling, Strategy, sample_frames, uniform_indices};

@@ -37,7 +37,7 @@ pub use model::{ClassifierConfig, FusionKind, FusionLayer, MultimodalClassifier}
 pub use model_dir::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
-    MultimodalBatch, Result, Targets, TokenBatch,
+    MultimodalBatch, Result, Targets, TokenBatch, Weights,
 };
 pub use {
     polymodal_audio as audio, polymodal_core as core, polymodal_fusion as fusion,

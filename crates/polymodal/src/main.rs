@@ -84,11 +84,17 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// The fused representation (the head's input) of one sample, as JSON.
+    /// Embeddings as JSON: with a trained model folder, the fused
+    /// representation (the head's input) of one sample given as files; with a
+    /// Hugging Face sentence-transformers folder (config.json,
+    /// model.safetensors, tokenizer.json), one sentence embedding per TEXT,
+    /// one line each.
     Embed {
         /// Model folder.
         #[arg(long)]
         model: PathBuf,
+        /// Texts to embed (Hugging Face text models).
+        texts: Vec<String>,
         #[command(flatten)]
         files: SampleFiles,
         /// cpu, wgpu or wgpu:N.
@@ -326,16 +332,36 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Embed {
             model,
+            texts,
             files,
             device,
         } => {
             let device = device_from(device.as_deref())?;
-            let vector = polymodal::embed_files(&model, &files.list()?, &device)?;
-            println!(
-                "{}",
-                serde_json::to_string(&vector)
-                    .map_err(|e| polymodal::Error::Invalid(e.to_string()))?
-            );
+            let vectors = if model.join("model.json").is_file() {
+                if !texts.is_empty() {
+                    return Err(polymodal::Error::Config(format!(
+                        "{} is a trained polymodal model: give the sample as files \
+                         (--text FILE, --image, --audio, --video), not as arguments",
+                        model.display()
+                    )));
+                }
+                vec![polymodal::embed_files(&model, &files.list()?, &device)?]
+            } else if model.join("config.json").is_file() {
+                embed_texts(&model, &texts, &device)?
+            } else {
+                return Err(polymodal::Error::Config(format!(
+                    "{}: neither a polymodal model folder (model.json) nor a Hugging Face \
+                     model folder (config.json)",
+                    model.display()
+                )));
+            };
+            for vector in vectors {
+                println!(
+                    "{}",
+                    serde_json::to_string(&vector)
+                        .map_err(|e| polymodal::Error::Invalid(e.to_string()))?
+                );
+            }
             Ok(())
         }
         Command::Devices => {
@@ -350,6 +376,27 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Sentence embeddings of `texts` with a Hugging Face sentence-transformers
+/// folder, one batch.
+fn embed_texts(
+    dir: &std::path::Path,
+    texts: &[String],
+    device: &burn::prelude::Device,
+) -> Result<Vec<Vec<f32>>> {
+    if texts.is_empty() {
+        return Err(polymodal::Error::Config(
+            "give the texts to embed as arguments: polymodal embed --model DIR \"some text\""
+                .into(),
+        ));
+    }
+    let (encoder, _) = polymodal::text::SentenceEncoder::load(dir, device)?;
+    let values = encoder
+        .embed(texts, device)?
+        .try_into_vec_as::<f32>()
+        .map_err(|e| polymodal::Error::Invalid(format!("{e:?}")))?;
+    Ok(values.chunks(encoder.dim()).map(<[f32]>::to_vec).collect())
 }
 
 fn main() -> ExitCode {

@@ -203,7 +203,8 @@ impl ClassifierConfig {
                     .init(device)
             }),
             video: uses(Modality::Video)
-                .then(|| FrameEncoderConfig::new(image.clone()).init(device)),
+                .then(|| FrameEncoderConfig::new(image.clone()).init(device))
+                .transpose()?,
             fusion,
             head: LinearConfig::new(fused_dim, self.classes).init(device),
             modality_dropout: self.modality_dropout,
@@ -219,9 +220,23 @@ impl ClassifierConfig {
 
 impl ClassifierConfig {
     fn fusion_layer(&self, device: &Device) -> Result<Option<FusionLayer>> {
-        let dims = vec![self.dim; self.modalities.len()];
-        let hidden = 2 * self.dim;
-        Ok(Some(match self.fusion {
+        self.fusion
+            .layer(vec![self.dim; self.modalities.len()], self.dim, device)
+    }
+}
+
+impl FusionKind {
+    /// The fusion layer of this kind for modalities of widths `dims` (any
+    /// encoders' embeddings, in order), working at width `dim` (hidden
+    /// layers are `2 × dim`); `None` for [`FusionKind::None`].
+    pub fn layer(
+        self,
+        dims: Vec<usize>,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Option<FusionLayer>> {
+        let hidden = 2 * dim;
+        Ok(Some(match self {
             FusionKind::None => return Ok(None),
             FusionKind::Concat => FusionLayer::Concat(
                 ConcatFusionConfig::new(dims)
@@ -248,24 +263,22 @@ impl ClassifierConfig {
                     .with_hidden(hidden)
                     .init(device)?,
             ),
-            FusionKind::AttentionSum => FusionLayer::AttentionSum(
-                AttentionSumConfig::new(dims)
-                    .with_dim(self.dim)
-                    .init(device)?,
-            ),
+            FusionKind::AttentionSum => {
+                FusionLayer::AttentionSum(AttentionSumConfig::new(dims).with_dim(dim).init(device)?)
+            }
             FusionKind::CrossModal => FusionLayer::CrossModal(
                 CrossModalTransformerConfig::new(dims)
-                    .with_dim(self.dim)
+                    .with_dim(dim)
                     .init(device)?,
             ),
             FusionKind::SingleStream => FusionLayer::SingleStream(
                 SingleStreamTransformerConfig::new(dims)
-                    .with_dim(self.dim)
+                    .with_dim(dim)
                     .init(device)?,
             ),
             FusionKind::Contrastive => FusionLayer::Contrastive(
                 ContrastiveAlignmentConfig::new(dims)
-                    .with_dim(self.dim)
+                    .with_dim(dim)
                     .init(device)?,
             ),
         }))
@@ -310,7 +323,7 @@ pub struct MultimodalClassifier {
     text: Option<TextEncoder>,
     image: Option<ConvEncoder>,
     audio: Option<SpectrogramEncoder>,
-    video: Option<FrameEncoder>,
+    video: Option<FrameEncoder<ConvEncoder>>,
     fusion: Option<FusionLayer>,
     head: Linear,
     modality_dropout: f64,
@@ -332,7 +345,7 @@ fn encode<E: Encoder>(
         .ok_or(Error::MissingModality(encoder.modality()))?;
     Ok(Some(ModalityEmbeddings {
         modality: encoder.modality(),
-        embeddings: encoder.encode(&part.input),
+        embeddings: encoder.encode(&part.input)?,
         present: part.present.clone(),
     }))
 }

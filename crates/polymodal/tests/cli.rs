@@ -316,3 +316,56 @@ fn train_and_predict_a_multi_label_model() {
     let sum: f32 = probabilities.iter().sum();
     assert!((sum - 1.0).abs() > 0.05, "{probabilities:?}");
 }
+
+/// `polymodal embed` with a Hugging Face sentence-transformers folder prints
+/// one normalised embedding per text, equal to the library's (which
+/// tests/tests/parity_encoders.rs checks against sentence-transformers).
+#[test]
+fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
+    let shared = std::env::var_os("POLYMODAL_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let model = shared.join("models/all-MiniLM-L6-v2");
+    if !model.join("config.json").is_file() {
+        eprintln!(
+            "SKIPPED: no all-MiniLM-L6-v2 at {} (set POLYMODAL_SHARED)",
+            model.display()
+        );
+        return;
+    }
+    let texts = ["A man is eating food.", "Two dogs play in the snow."];
+    let out = polymodal(&[&["embed", "--model", model.to_str().unwrap()], &texts[..]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<f32>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let device = Device::flex();
+    let (encoder, _) = polymodal::text::SentenceEncoder::load(&model, &device).unwrap();
+    let expected = encoder
+        .embed(&texts, &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line.len(), 384);
+        let norm: f32 = line.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        let diff = line
+            .iter()
+            .zip(&expected[i * 384..(i + 1) * 384])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        // JSON prints f32 exactly (shortest round-trip form).
+        assert_eq!(diff, 0.0, "text {i}");
+    }
+    // No texts: a readable error.
+    let out = polymodal(&["embed", "--model", model.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give the texts"));
+}

@@ -1,0 +1,84 @@
+"""The Python side of `cargo xtask bench encoders`: the same encoder work as
+the Rust side, with PyTorch on the CPU, timed in-process (best of N passes
+after a warm-up pass, no gradients, the same thread count).
+
+Reads a JSON spec on stdin, prints a JSON object of seconds per pass. A
+missing package is reported as {"skipped": "..."} and the run goes on.
+"""
+import json
+import sys
+import time
+
+
+def best_of(reps, work):
+    work()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def minilm(spec, batch):
+    from sentence_transformers import SentenceTransformer, __version__
+
+    model = SentenceTransformer(spec["minilm"], device="cpu")
+    sentences = spec["sentences"]
+
+    def work():
+        if batch == 1:
+            for s in sentences:
+                model.encode([s], batch_size=1)
+        else:
+            model.encode(sentences, batch_size=batch)
+    return best_of(spec["reps"], work), f"sentence-transformers {__version__}"
+
+
+def resnet18(spec):
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet18().eval()
+    images = torch.randn(spec["image_batch"], 3, 224, 224)
+    return best_of(spec["reps"], lambda: model(images)), f"torchvision {torchvision.__version__}"
+
+
+def vit_tiny(spec):
+    import torch
+    import transformers
+    from transformers import ViTConfig, ViTModel
+
+    model = ViTModel(ViTConfig(**spec["vit"]), add_pooling_layer=False).eval()
+    images = torch.randn(spec["image_batch"], 3, 224, 224)
+    return best_of(spec["reps"], lambda: model(pixel_values=images)), \
+        f"transformers {transformers.__version__} ViTModel"
+
+
+def main():
+    spec = json.load(sys.stdin)
+    out = {}
+    try:
+        import torch
+        torch.set_num_threads(spec["threads"])
+        torch.set_grad_enabled(False)
+    except ImportError as e:
+        json.dump({k: {"skipped": str(e)} for k in ["minilm_1", "minilm_32", "resnet18", "vit_tiny"]},
+                  sys.stdout)
+        return
+    jobs = {
+        "minilm_1": lambda: minilm(spec, 1),
+        "minilm_32": lambda: minilm(spec, 32),
+        "resnet18": lambda: resnet18(spec),
+        "vit_tiny": lambda: vit_tiny(spec),
+    }
+    for name, job in jobs.items():
+        try:
+            seconds, tool = job()
+            out[name] = {"seconds": seconds, "tool": tool}
+        except ImportError as e:
+            out[name] = {"skipped": str(e)}
+    json.dump(out, sys.stdout)
+
+
+main()

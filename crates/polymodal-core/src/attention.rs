@@ -1,0 +1,318 @@
+//! The pieces every pretrained Transformer here shares (BERT, ViT, CLIP,
+//! AST, Whisper): multi-head self-attention with separate query, key, value
+//! and output projections under the checkpoint's own names, and the
+//! feed-forward activations of Hugging Face configs.
+
+use burn::nn::{LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid, softmax};
+use serde::{Deserialize, Serialize};
+
+use crate::weights::Init;
+use crate::{Error, Result};
+
+/// A feed-forward activation, by its Hugging Face `hidden_act` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// `gelu`: x·Φ(x) with the exact error function.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
+    GeluTanh,
+    /// `quick_gelu` (CLIP): x·σ(1.702·x).
+    QuickGelu,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The activation named `name` in a Hugging Face config.
+    pub fn from_hf(name: &str) -> Result<Self> {
+        match name {
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            "quick_gelu" => Ok(Self::QuickGelu),
+            "relu" => Ok(Self::Relu),
+            _ => Err(Error::Config(format!(
+                "activation `{name}` is not supported"
+            ))),
+        }
+    }
+
+    /// Applies it element-wise.
+    pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Gelu => gelu(x),
+            Self::GeluTanh => gelu_approximate(x),
+            Self::QuickGelu => x.clone() * sigmoid(x * 1.702),
+            Self::Relu => relu(x),
+        }
+    }
+}
+
+/// Where the projections of a [`SelfAttention`] are stored in a checkpoint.
+#[derive(Debug, Clone)]
+pub struct AttentionNames {
+    /// Query projection prefix (`….query`, `….q_proj`).
+    pub query: String,
+    /// Key projection prefix.
+    pub key: String,
+    /// Value projection prefix.
+    pub value: String,
+    /// Output projection prefix.
+    pub output: String,
+    /// Whether the key projection has a bias (Whisper's has none).
+    pub key_bias: bool,
+}
+
+impl AttentionNames {
+    /// `{prefix}{q}`, `{prefix}{k}`, `{prefix}{v}`, `{prefix}{o}`, all biased.
+    pub fn new(prefix: &str, [q, k, v, o]: [&str; 4]) -> Self {
+        Self {
+            query: format!("{prefix}{q}"),
+            key: format!("{prefix}{k}"),
+            value: format!("{prefix}{v}"),
+            output: format!("{prefix}{o}"),
+            key_bias: true,
+        }
+    }
+}
+
+/// Multi-head scaled dot-product self-attention (separate q, k, v, output
+/// projections; PyTorch weight layout when loaded).
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    /// `heads` heads over width `dim`; the weights from `init` under `names`.
+    pub fn build(
+        init: Init,
+        names: &AttentionNames,
+        dim: usize,
+        heads: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            return Err(Error::Config(format!(
+                "attention width {dim} must be a positive multiple of the {heads} heads"
+            )));
+        }
+        let linear = |prefix: &str, bias: bool| {
+            let bias_name = format!("{prefix}.bias");
+            init.linear_named(
+                &format!("{prefix}.weight"),
+                bias.then_some(bias_name.as_str()),
+                dim,
+                dim,
+                device,
+            )
+        };
+        Ok(Self {
+            query: linear(&names.query, true)?,
+            key: linear(&names.key, names.key_bias)?,
+            value: linear(&names.value, true)?,
+            output: linear(&names.output, true)?,
+            heads,
+        })
+    }
+
+    /// Attends over `x` `[batch, length, dim]`. `padding` `[batch, length]`
+    /// is true at keys to ignore; `causal` hides later positions (CLIP's
+    /// text tower). Masked scores get the most negative f32, as Hugging Face.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        causal: bool,
+    ) -> Tensor<3> {
+        let [batch, length, dim] = x.dims();
+        let head_dim = dim / self.heads;
+        let split = |t: Tensor<3>| {
+            t.reshape([batch, length, self.heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let mut scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let shape = [batch, self.heads, length, length];
+        if let Some(padding) = padding {
+            let hidden = padding.reshape([batch, 1, 1, length]).expand(shape);
+            scores = scores.mask_fill(hidden, f32::MIN);
+        }
+        if causal {
+            // `tril_mask` is true above the diagonal: the later positions.
+            let later = Tensor::<2, Bool>::tril_mask([length, length], 0, &scores.device())
+                .reshape([1, 1, length, length])
+                .expand(shape);
+            scores = scores.mask_fill(later, f32::MIN);
+        }
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, length, dim]);
+        self.output.forward(context)
+    }
+}
+
+/// Where the parts of a [`PreNormBlock`] are stored in a checkpoint.
+#[derive(Debug, Clone)]
+pub struct BlockNames {
+    /// Layer norm before attention.
+    pub norm1: String,
+    /// The attention projections.
+    pub attention: AttentionNames,
+    /// Layer norm before the feed-forward layer.
+    pub norm2: String,
+    /// Feed-forward expansion.
+    pub fc1: String,
+    /// Feed-forward projection back.
+    pub fc2: String,
+}
+
+impl BlockNames {
+    /// Layer `index` of a Hugging Face ViT-family model (ViT, AST, DeiT).
+    /// Checkpoints saved by transformers 5 name it
+    /// `layers.{i}.attention.q_proj`, `layers.{i}.mlp.fc1`, …; older ones (most
+    /// of the Hub) `encoder.layer.{i}.attention.attention.query`,
+    /// `encoder.layer.{i}.intermediate.dense`, …. `modern` picks the former.
+    pub fn hf_vit(index: usize, modern: bool) -> Self {
+        if modern {
+            let l = format!("layers.{index}.");
+            return Self {
+                norm1: format!("{l}layernorm_before"),
+                attention: AttentionNames::new(
+                    &format!("{l}attention."),
+                    ["q_proj", "k_proj", "v_proj", "o_proj"],
+                ),
+                norm2: format!("{l}layernorm_after"),
+                fc1: format!("{l}mlp.fc1"),
+                fc2: format!("{l}mlp.fc2"),
+            };
+        }
+        let l = format!("encoder.layer.{index}.");
+        Self {
+            norm1: format!("{l}layernorm_before"),
+            attention: AttentionNames::new(
+                &l,
+                [
+                    "attention.attention.query",
+                    "attention.attention.key",
+                    "attention.attention.value",
+                    "attention.output.dense",
+                ],
+            ),
+            norm2: format!("{l}layernorm_after"),
+            fc1: format!("{l}intermediate.dense"),
+            fc2: format!("{l}output.dense"),
+        }
+    }
+}
+
+/// Whether `init` holds a ViT-family checkpoint in transformers 5's layout
+/// (see [`BlockNames::hf_vit`]).
+pub fn hf_vit_is_modern(init: Init) -> bool {
+    matches!(init, Init::From(w) if w.contains("layers.0.layernorm_before.weight"))
+}
+
+/// A pre-norm Transformer layer (ViT, CLIP, AST, Whisper's encoder):
+/// `x + attention(norm1(x))`, then `x + fc2(act(fc1(norm2(x))))`.
+#[derive(Module, Debug)]
+pub struct PreNormBlock {
+    norm1: LayerNorm,
+    attention: SelfAttention,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    #[module(skip)]
+    activation: Activation,
+}
+
+/// The sizes of a [`PreNormBlock`].
+#[derive(Debug, Clone, Copy)]
+pub struct BlockShape {
+    /// Token width.
+    pub dim: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub ff_dim: usize,
+    /// Layer norm epsilon.
+    pub eps: f64,
+    /// Feed-forward activation.
+    pub activation: Activation,
+}
+
+impl PreNormBlock {
+    /// The layer of `shape` with weights from `init` under `names`.
+    pub fn build(
+        init: Init,
+        names: &BlockNames,
+        shape: BlockShape,
+        device: &Device,
+    ) -> Result<Self> {
+        let BlockShape {
+            dim,
+            heads,
+            ff_dim,
+            eps,
+            activation,
+        } = shape;
+        Ok(Self {
+            norm1: init.layer_norm(&names.norm1, dim, eps, device)?,
+            attention: SelfAttention::build(init, &names.attention, dim, heads, device)?,
+            norm2: init.layer_norm(&names.norm2, dim, eps, device)?,
+            fc1: init.linear(&names.fc1, dim, ff_dim, device)?,
+            fc2: init.linear(&names.fc2, ff_dim, dim, device)?,
+            activation,
+        })
+    }
+
+    /// Runs the layer (`padding` and `causal` as in [`SelfAttention::forward`]).
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+        causal: bool,
+    ) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .attention
+                .forward(self.norm1.forward(x), padding, causal);
+        let inner = self
+            .activation
+            .apply(self.fc1.forward(self.norm2.forward(x.clone())));
+        x + self.fc2.forward(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_keys_do_not_matter_and_causal_hides_the_future() {
+        let device = Device::flex();
+        let names = AttentionNames::new("", ["q", "k", "v", "o"]);
+        let attention = SelfAttention::build(Init::Random, &names, 8, 2, &device).unwrap();
+        let base: Vec<f32> = (0..24).map(|i| (i as f32 * 0.3).cos()).collect();
+        let mut changed = base.clone();
+        changed[16..24].fill(9.0); // the third token
+        let x = |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [1, 3, 8]), &device);
+        let padding = Tensor::<2, Bool>::from_data([[false, false, true]], &device);
+        let first = |t: Tensor<3>| t.slice([0..1, 0..2]).try_into_vec_as::<f32>().unwrap();
+        let a = first(attention.forward(x(base.clone()), Some(padding.clone()), false));
+        let b = first(attention.forward(x(changed.clone()), Some(padding), false));
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6));
+        let a = first(attention.forward(x(base), None, true));
+        let b = first(attention.forward(x(changed), None, true));
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6));
+        assert!(SelfAttention::build(Init::Random, &names, 8, 3, &device).is_err());
+        assert!(Activation::from_hf("swish").is_err());
+    }
+}

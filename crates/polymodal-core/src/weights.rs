@@ -1,0 +1,605 @@
+//! Pretrained weights by name from a safetensors file (the Hugging Face
+//! layout), with the checks a user needs: every tensor a model asks for is
+//! reported by name when missing, a shape mismatch is an error naming the
+//! tensor, and tensors the model did not use are listed.
+//!
+//! Only safetensors is read: PyTorch pickle files (`.bin`, `.pt`) can run
+//! code when loaded, so they are refused with a hint to convert them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use burn::module::{Param, RunningState};
+use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::prelude::*;
+use safetensors::tensor::{Dtype, TensorInfo};
+
+use crate::{Error, Result};
+
+/// The tensors of one safetensors file, taken by name.
+///
+/// A loader asks for each tensor with its expected shape; a missing one is
+/// recorded (and zeros returned) so that [`Weights::finish`] can name *all*
+/// missing tensors at once; a wrong shape fails at once.
+pub struct Weights {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    data_start: usize,
+    infos: BTreeMap<String, TensorInfo>,
+    prefix: String,
+    used: Mutex<BTreeSet<String>>,
+    missing: Mutex<Vec<String>>,
+}
+
+/// What loading left over: tensors of the file no module used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadReport {
+    /// Names in the file that the model did not ask for.
+    pub unexpected: Vec<String>,
+}
+
+impl Weights {
+    /// Reads a `.safetensors` file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext, "bin" | "pt" | "pth" | "ckpt" | "pkl") {
+            return Err(Error::Weights {
+                path: path.into(),
+                reason: "PyTorch pickle files can run code when loaded and are not read; \
+                         convert them to safetensors (e.g. `safetensors.torch.save_file`)"
+                    .into(),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Parses safetensors `bytes` (`path` is only used in messages).
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        let path = path.into();
+        let (header, metadata) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Weights {
+                path: path.clone(),
+                reason: format!("not a safetensors file: {e}"),
+            })?;
+        let infos = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.clone()))
+            .collect();
+        Ok(Self {
+            path,
+            bytes,
+            data_start: 8 + header,
+            infos,
+            prefix: String::new(),
+            used: Mutex::new(BTreeSet::new()),
+            missing: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every tensor name in the file, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.infos.keys().map(String::as_str)
+    }
+
+    /// Looks names up under `prefix` (e.g. `"bert."` for a `BertFor…`
+    /// checkpoint whose encoder is stored under `bert.`).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Whether the file has `name` (under the prefix).
+    pub fn contains(&self, name: &str) -> bool {
+        self.infos.contains_key(&self.full(name))
+    }
+
+    /// The shape of `name`, if the file has it.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.infos.get(&self.full(name)).map(|i| i.shape.as_slice())
+    }
+
+    fn full(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Marks `name` as used without reading it (a buffer the model
+    /// recomputes, such as BERT's `position_ids`).
+    pub fn skip(&self, name: &str) {
+        let full = self.full(name);
+        if self.infos.contains_key(&full) {
+            self.used.lock().expect("not poisoned").insert(full);
+        }
+    }
+
+    /// The values of `name` as f32 (F32, F16, BF16 and F64 are converted),
+    /// checked against `shape`.
+    pub fn values(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
+        let full = self.full(name);
+        let Some(info) = self.infos.get(&full) else {
+            self.missing.lock().expect("not poisoned").push(full);
+            return Ok(None);
+        };
+        if info.shape != shape {
+            return Err(self.error(format!(
+                "tensor `{full}` has shape {:?}, the model expects {shape:?}",
+                info.shape
+            )));
+        }
+        let (start, end) = info.data_offsets;
+        let data = self
+            .bytes
+            .get(self.data_start + start..self.data_start + end)
+            .ok_or_else(|| self.error(format!("tensor `{full}` lies outside the file")))?;
+        let values = to_f32(data, info.dtype)
+            .ok_or_else(|| self.error(format!("tensor `{full}` has dtype {:?}", info.dtype)))?;
+        self.used.lock().expect("not poisoned").insert(full);
+        Ok(Some(values))
+    }
+
+    /// Tensor `name` of `shape` on `device` (zeros when missing; see
+    /// [`Weights::finish`]).
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>> {
+        Ok(match self.values(name, &shape)? {
+            Some(values) => Tensor::from_data(TensorData::new(values, shape), device),
+            None => Tensor::zeros(shape, device),
+        })
+    }
+
+    /// A scalar stored with shape `[]` or `[1]` (e.g. CLIP's `logit_scale`);
+    /// `None` when missing (recorded like any missing tensor).
+    pub fn scalar(&self, name: &str) -> Result<Option<f32>> {
+        let shape: &[usize] = match self.shape(name) {
+            Some([]) => &[],
+            _ => &[1],
+        };
+        Ok(self.values(name, shape)?.map(|v| v[0]))
+    }
+
+    /// A PyTorch `nn.Linear` at `prefix` (`weight` `[out, in]`, `bias`):
+    /// the weight is transposed to Burn's `[in, out]`.
+    pub fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Linear> {
+        self.linear_named(
+            &format!("{prefix}.weight"),
+            Some(&format!("{prefix}.bias")),
+            d_in,
+            d_out,
+            device,
+        )
+    }
+
+    /// A linear map from a PyTorch-layout weight `[out, in]` and an optional
+    /// bias stored under any names (e.g. an LSTM's `weight_ih_l0`).
+    pub fn linear_named(
+        &self,
+        weight: &str,
+        bias: Option<&str>,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Linear> {
+        let mut linear = LinearConfig::new(d_in, d_out)
+            .with_bias(bias.is_some())
+            .init(device);
+        linear.weight = Param::from_tensor(self.tensor(weight, [d_out, d_in], device)?.transpose());
+        if let Some(bias) = bias {
+            linear.bias = Some(Param::from_tensor(self.tensor(bias, [d_out], device)?));
+        }
+        Ok(linear)
+    }
+
+    /// A PyTorch `nn.LayerNorm` at `prefix` (`weight`, `bias`).
+    pub fn layer_norm(
+        &self,
+        prefix: &str,
+        dim: usize,
+        epsilon: f64,
+        device: &Device,
+    ) -> Result<LayerNorm> {
+        let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
+        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [dim], device)?);
+        norm.beta = Some(Param::from_tensor(self.tensor(
+            &format!("{prefix}.bias"),
+            [dim],
+            device,
+        )?));
+        Ok(norm)
+    }
+
+    /// A PyTorch `nn.Embedding` at `prefix` (`weight` `[count, dim]`).
+    pub fn embedding(
+        &self,
+        prefix: &str,
+        count: usize,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Embedding> {
+        let mut embedding = EmbeddingConfig::new(count, dim).init(device);
+        embedding.weight =
+            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [count, dim], device)?);
+        Ok(embedding)
+    }
+
+    /// A PyTorch `nn.Conv2d` at `prefix` (`weight` `[out, in / groups, kh,
+    /// kw]`, the same layout as Burn's; `bias` when `config.bias`).
+    pub fn conv2d(&self, prefix: &str, config: &Conv2dConfig, device: &Device) -> Result<Conv2d> {
+        let mut conv = config.init(device);
+        let [c_in, c_out] = config.channels;
+        let [kh, kw] = config.kernel_size;
+        let shape = [c_out, c_in / config.groups, kh, kw];
+        conv.weight =
+            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), shape, device)?);
+        if config.bias {
+            conv.bias = Some(Param::from_tensor(self.tensor(
+                &format!("{prefix}.bias"),
+                [c_out],
+                device,
+            )?));
+        }
+        Ok(conv)
+    }
+
+    /// A PyTorch `nn.Conv1d` at `prefix` (`weight` `[out, in / groups, k]`,
+    /// Burn's layout too; `bias` when `config.bias`).
+    pub fn conv1d(&self, prefix: &str, config: &Conv1dConfig, device: &Device) -> Result<Conv1d> {
+        let mut conv = config.init(device);
+        let shape = [
+            config.channels_out,
+            config.channels_in / config.groups,
+            config.kernel_size,
+        ];
+        conv.weight =
+            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), shape, device)?);
+        if config.bias {
+            conv.bias = Some(Param::from_tensor(self.tensor(
+                &format!("{prefix}.bias"),
+                [config.channels_out],
+                device,
+            )?));
+        }
+        Ok(conv)
+    }
+
+    /// A PyTorch `nn.BatchNorm2d` at `prefix` (`weight`, `bias`,
+    /// `running_mean`, `running_var`; `num_batches_tracked` is not needed).
+    pub fn batch_norm(
+        &self,
+        prefix: &str,
+        channels: usize,
+        epsilon: f64,
+        device: &Device,
+    ) -> Result<BatchNorm> {
+        let mut norm = BatchNormConfig::new(channels)
+            .with_epsilon(epsilon)
+            .init(device);
+        let get = |name: &str| self.tensor(&format!("{prefix}.{name}"), [channels], device);
+        norm.gamma = Param::from_tensor(get("weight")?);
+        norm.beta = Param::from_tensor(get("bias")?);
+        norm.running_mean = RunningState::new(get("running_mean")?);
+        norm.running_var = RunningState::new(get("running_var")?);
+        self.skip(&format!("{prefix}.num_batches_tracked"));
+        Ok(norm)
+    }
+
+    /// Ends loading: an error naming every missing tensor, else the tensors
+    /// of the file that were not used.
+    pub fn finish(self) -> Result<LoadReport> {
+        let missing = self.missing.into_inner().expect("not poisoned");
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(8).map(String::as_str).collect();
+            return Err(Error::Weights {
+                path: self.path,
+                reason: format!(
+                    "{} tensor(s) the model needs are missing: {}{}",
+                    missing.len(),
+                    shown.join(", "),
+                    if missing.len() > shown.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        let used = self.used.into_inner().expect("not poisoned");
+        Ok(LoadReport {
+            unexpected: self
+                .infos
+                .into_keys()
+                .filter(|name| !used.contains(name))
+                .collect(),
+        })
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::Weights {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
+
+/// Reads a JSON settings file such as a Hugging Face `config.json`, then
+/// checks it with `validate`; errors name the file.
+pub fn read_config<T: serde::de::DeserializeOwned>(
+    path: impl AsRef<Path>,
+    validate: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let config: T = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    validate(&config).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(config)
+}
+
+/// Where a model's parameters come from: fresh random initialisation (to
+/// train from scratch) or a weights file. Models are built once against this,
+/// so the pretrained and the fresh model cannot drift apart.
+#[derive(Clone, Copy)]
+pub enum Init<'a> {
+    /// Burn's default initialisation.
+    Random,
+    /// Tensors by name from a file.
+    From(&'a Weights),
+}
+
+impl Init<'_> {
+    /// A linear layer (`prefix.weight` `[out, in]`, `prefix.bias`).
+    pub fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Linear> {
+        match self {
+            Init::Random => Ok(LinearConfig::new(d_in, d_out).init(device)),
+            Init::From(w) => w.linear(prefix, d_in, d_out, device),
+        }
+    }
+
+    /// A linear map from a PyTorch-layout weight `[out, in]` and optional
+    /// bias under any names.
+    pub fn linear_named(
+        &self,
+        weight: &str,
+        bias: Option<&str>,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Linear> {
+        match self {
+            Init::Random => Ok(LinearConfig::new(d_in, d_out)
+                .with_bias(bias.is_some())
+                .init(device)),
+            Init::From(w) => w.linear_named(weight, bias, d_in, d_out, device),
+        }
+    }
+
+    /// A layer norm (`prefix.weight`, `prefix.bias`).
+    pub fn layer_norm(
+        &self,
+        prefix: &str,
+        dim: usize,
+        epsilon: f64,
+        device: &Device,
+    ) -> Result<LayerNorm> {
+        match self {
+            Init::Random => Ok(LayerNormConfig::new(dim).with_epsilon(epsilon).init(device)),
+            Init::From(w) => w.layer_norm(prefix, dim, epsilon, device),
+        }
+    }
+
+    /// An embedding table (`prefix.weight` `[count, dim]`).
+    pub fn embedding(
+        &self,
+        prefix: &str,
+        count: usize,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Embedding> {
+        match self {
+            Init::Random => Ok(EmbeddingConfig::new(count, dim).init(device)),
+            Init::From(w) => w.embedding(prefix, count, dim, device),
+        }
+    }
+
+    /// A 2-D convolution (`prefix.weight`, and `prefix.bias` when
+    /// `config.bias`).
+    pub fn conv2d(&self, prefix: &str, config: &Conv2dConfig, device: &Device) -> Result<Conv2d> {
+        match self {
+            Init::Random => Ok(config.init(device)),
+            Init::From(w) => w.conv2d(prefix, config, device),
+        }
+    }
+
+    /// A 1-D convolution (`prefix.weight`, and `prefix.bias` when
+    /// `config.bias`).
+    pub fn conv1d(&self, prefix: &str, config: &Conv1dConfig, device: &Device) -> Result<Conv1d> {
+        match self {
+            Init::Random => Ok(config.init(device)),
+            Init::From(w) => w.conv1d(prefix, config, device),
+        }
+    }
+
+    /// A batch norm (`prefix.weight`, `.bias`, `.running_mean`, `.running_var`).
+    pub fn batch_norm(
+        &self,
+        prefix: &str,
+        channels: usize,
+        epsilon: f64,
+        device: &Device,
+    ) -> Result<BatchNorm> {
+        match self {
+            Init::Random => Ok(BatchNormConfig::new(channels)
+                .with_epsilon(epsilon)
+                .init(device)),
+            Init::From(w) => w.batch_norm(prefix, channels, epsilon, device),
+        }
+    }
+
+    /// A learned tensor such as a class token or position table (random:
+    /// normal with standard deviation 0.02, as Hugging Face initialises them).
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>> {
+        match self {
+            Init::Random => Ok(Tensor::random(
+                shape,
+                burn::tensor::Distribution::Normal(0.0, 0.02),
+                device,
+            )),
+            Init::From(w) => w.tensor(name, shape, device),
+        }
+    }
+
+    /// A learned scalar: `initial` when random.
+    pub fn scalar(&self, name: &str, initial: f32) -> Result<f32> {
+        match self {
+            Init::Random => Ok(initial),
+            Init::From(w) => Ok(w.scalar(name)?.unwrap_or(initial)),
+        }
+    }
+
+    /// A file buffer the model does not need (it recomputes it).
+    pub fn skip(&self, name: &str) {
+        if let Init::From(w) = self {
+            w.skip(name);
+        }
+    }
+}
+
+/// Little-endian `data` of `dtype` as f32; `None` for non-float types.
+fn to_f32(data: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    let words = |size: usize| data.chunks_exact(size);
+    Some(match dtype {
+        Dtype::F32 => words(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F64 => words(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        Dtype::F16 => words(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => words(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    fn file(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(name, dtype, shape, data)| {
+                (
+                    name.to_string(),
+                    TensorView::new(*dtype, shape.clone(), data).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    fn f32_bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_linear_loads_transposed_and_reports_leftovers() {
+        // PyTorch weight [out = 2, in = 3]: y = W x + b.
+        let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let bytes = file(&[
+            ("fc.weight", Dtype::F32, vec![2, 3], f32_bytes(&w)),
+            ("fc.bias", Dtype::F32, vec![2], f32_bytes(&[0.5, -0.5])),
+            ("extra", Dtype::F32, vec![1], f32_bytes(&[0.0])),
+        ]);
+        let weights = Weights::from_bytes("t.safetensors", bytes).unwrap();
+        let device = Device::flex();
+        let linear = weights.linear("fc", 3, 2, &device).unwrap();
+        let x = Tensor::<2>::from_data([[1.0, 0.0, -1.0]], &device);
+        let y = linear.forward(x).try_into_vec_as::<f32>().unwrap();
+        assert_eq!(y, vec![1.0 - 3.0 + 0.5, 4.0 - 6.0 - 0.5]);
+        let report = weights.finish().unwrap();
+        assert_eq!(report.unexpected, vec!["extra".to_string()]);
+    }
+
+    #[test]
+    fn missing_tensors_are_all_named_and_shapes_checked() {
+        let bytes = file(&[("a.weight", Dtype::F32, vec![2], f32_bytes(&[1.0, 2.0]))]);
+        let weights = Weights::from_bytes("t.safetensors", bytes.clone()).unwrap();
+        let device = Device::flex();
+        let error = weights.tensor("a.weight", [3], &device).unwrap_err();
+        assert!(
+            error.to_string().contains("`a.weight` has shape [2]"),
+            "{error}"
+        );
+        let weights = Weights::from_bytes("t.safetensors", bytes).unwrap();
+        weights.tensor("b", [1], &device).unwrap();
+        weights.tensor("c", [1], &device).unwrap();
+        let error = weights.finish().unwrap_err().to_string();
+        assert!(
+            error.contains("2 tensor(s)") && error.contains("b, c"),
+            "{error}"
+        );
+        assert!(Weights::from_bytes("t", b"not a file".to_vec()).is_err());
+        let error = Weights::open("model.bin").err().unwrap().to_string();
+        assert!(error.contains("pickle"), "{error}");
+    }
+
+    #[test]
+    fn half_precision_converts_and_prefixes_apply() {
+        let halves: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let brains: Vec<u8> = [0.25f32, 3.0]
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        let bytes = file(&[
+            ("bert.h", Dtype::F16, vec![2], halves),
+            ("bert.b", Dtype::BF16, vec![2], brains),
+        ]);
+        let weights = Weights::from_bytes("t", bytes)
+            .unwrap()
+            .with_prefix("bert.");
+        assert!(weights.contains("h"));
+        assert_eq!(weights.values("h", &[2]).unwrap().unwrap(), vec![1.5, -2.0]);
+        assert_eq!(weights.values("b", &[2]).unwrap().unwrap(), vec![0.25, 3.0]);
+        assert!(weights.finish().unwrap().unexpected.is_empty());
+    }
+}

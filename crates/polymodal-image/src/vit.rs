@@ -1,0 +1,230 @@
+//! The Vision Transformer (Dosovitskiy et al., 2021) as Hugging Face's
+//! `ViTModel`: patch embedding by a strided convolution, a class token,
+//! learned positions, pre-norm Transformer layers, a final layer norm and
+//! the optional tanh pooler. Weights load by their Hugging Face names.
+
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, Linear};
+use burn::prelude::*;
+use serde::Deserialize;
+
+use polymodal_core::{
+    Activation, BlockNames, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality,
+    PreNormBlock, Result, Weights, hf_vit_is_modern, read_config,
+};
+
+/// The fields of a Hugging Face ViT `config.json` that shape the model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VitConfig {
+    /// Token width.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Feed-forward width.
+    pub intermediate_size: usize,
+    /// Feed-forward activation.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Layer norm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Input side in pixels (square images).
+    pub image_size: usize,
+    /// Patch side in pixels.
+    pub patch_size: usize,
+    /// Input channels.
+    #[serde(default = "default_channels")]
+    pub num_channels: usize,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_channels() -> usize {
+    3
+}
+
+impl VitConfig {
+    /// Reads a Hugging Face `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        read_config(path, Self::validate)
+    }
+
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(Error::Config(format!(
+                "image_size {} must be a multiple of patch_size {}",
+                self.image_size, self.patch_size
+            )));
+        }
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return Err(Error::Config(format!(
+                "hidden_size {} must be a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        Activation::from_hf(&self.hidden_act).map(|_| ())
+    }
+
+    /// Patches per image.
+    pub fn patches(&self) -> usize {
+        (self.image_size / self.patch_size).pow(2)
+    }
+
+    /// A randomly initialised model (with a pooler).
+    pub fn init(&self, device: &Device) -> Result<Vit> {
+        Vit::build(self, Init::Random, true, device)
+    }
+}
+
+/// What [`Vit::forward`] returns, as `ViTModel`'s output.
+#[derive(Debug, Clone)]
+pub struct VitOutput {
+    /// `[batch, 1 + patches, hidden]` (class token first), after the final
+    /// layer norm.
+    pub last_hidden_state: Tensor<3>,
+    /// tanh(dense(class token)) `[batch, hidden]`, when the model has a pooler.
+    pub pooler_output: Option<Tensor<2>>,
+}
+
+/// A Vision Transformer (Hugging Face `ViTModel`).
+#[derive(Module, Debug)]
+pub struct Vit {
+    patch_embedding: Conv2d,
+    cls_token: Param<Tensor<3>>,
+    positions: Param<Tensor<3>>,
+    layers: Vec<PreNormBlock>,
+    norm: LayerNorm,
+    pooler: Option<Linear>,
+    hidden: usize,
+    image_size: usize,
+}
+
+impl Vit {
+    /// Loads a Hugging Face model folder (`config.json` + `model.safetensors`;
+    /// a `ViTFor…` checkpoint's encoder under `vit.` is found too).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+        let dir = dir.as_ref();
+        let config = VitConfig::from_file(dir.join("config.json"))?;
+        let weights = Weights::open(dir.join("model.safetensors"))?;
+        let weights = if weights.contains("embeddings.cls_token") {
+            weights
+        } else {
+            weights.with_prefix("vit.")
+        };
+        let pooler = weights.contains("pooler.dense.weight");
+        let model = Self::build(&config, Init::From(&weights), pooler, device)?;
+        Ok((model, weights.finish()?))
+    }
+
+    /// Builds the model from `init`.
+    pub fn build(config: &VitConfig, init: Init, pooler: bool, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let h = config.hidden_size;
+        let p = config.patch_size;
+        let shape = BlockShape {
+            dim: h,
+            heads: config.num_attention_heads,
+            ff_dim: config.intermediate_size,
+            eps: config.layer_norm_eps,
+            activation: Activation::from_hf(&config.hidden_act)?,
+        };
+        let modern = hf_vit_is_modern(init);
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let names = BlockNames::hf_vit(i, modern);
+                PreNormBlock::build(init, &names, shape, device)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            patch_embedding: init.conv2d(
+                "embeddings.patch_embeddings.projection",
+                &Conv2dConfig::new([config.num_channels, h], [p, p]).with_stride([p, p]),
+                device,
+            )?,
+            cls_token: Param::from_tensor(init.tensor(
+                "embeddings.cls_token",
+                [1, 1, h],
+                device,
+            )?),
+            positions: Param::from_tensor(init.tensor(
+                "embeddings.position_embeddings",
+                [1, config.patches() + 1, h],
+                device,
+            )?),
+            layers,
+            norm: init.layer_norm("layernorm", h, config.layer_norm_eps, device)?,
+            pooler: pooler
+                .then(|| init.linear("pooler.dense", h, h, device))
+                .transpose()?,
+            hidden: h,
+            image_size: config.image_size,
+        })
+    }
+
+    /// Runs the model on normalised images `[batch, channels, size, size]`
+    /// (the configured size: position embeddings are not interpolated).
+    pub fn forward(&self, images: Tensor<4>) -> Result<VitOutput> {
+        let [batch, _, height, width] = images.dims();
+        if height != self.image_size || width != self.image_size {
+            return Err(Error::Invalid(format!(
+                "ViT expects {0}×{0} images, got {height}×{width}",
+                self.image_size
+            )));
+        }
+        let patches = self.patch_embedding.forward(images); // [b, h, gh, gw]
+        let [_, hidden, gh, gw] = patches.dims();
+        let patches = patches.reshape([batch, hidden, gh * gw]).swap_dims(1, 2);
+        let cls = self.cls_token.val().expand([batch, 1, hidden]);
+        let mut x = Tensor::cat(vec![cls, patches], 1) + self.positions.val();
+        for layer in &self.layers {
+            x = layer.forward(x, None, false);
+        }
+        let x = self.norm.forward(x);
+        let pooler_output = self.pooler.as_ref().map(|dense| {
+            let cls = x.clone().slice([0..batch, 0..1]).reshape([batch, hidden]);
+            dense.forward(cls).tanh()
+        });
+        Ok(VitOutput {
+            last_hidden_state: x,
+            pooler_output,
+        })
+    }
+}
+
+impl Encoder for Vit {
+    type Input = Tensor<4>;
+
+    fn modality(&self) -> Modality {
+        Modality::Image
+    }
+
+    fn dim(&self) -> usize {
+        self.hidden
+    }
+
+    /// The pooled vector is the class token (as `ViTForImageClassification`
+    /// reads it); the sequence is every token. Images must have the
+    /// configured size (preprocess with `ImagePreprocess::vit`).
+    fn encode(&self, images: &Tensor<4>) -> Result<Embeddings> {
+        let out = self.forward(images.clone())?;
+        let sequence = out.last_hidden_state;
+        let [batch, _, hidden] = sequence.dims();
+        let pooled = sequence
+            .clone()
+            .slice([0..batch, 0..1])
+            .reshape([batch, hidden]);
+        Ok(Embeddings::dense(pooled, sequence))
+    }
+}

@@ -1,0 +1,433 @@
+//! CLIP (Radford et al., 2021) as Hugging Face's `CLIPModel`: a causal text
+//! Transformer and a Vision Transformer, each projected into one space where
+//! matching captions and images have high cosine similarity, scaled by a
+//! learned temperature. The vision tower reads preprocessed pixels
+//! (`polymodal_image::ImagePreprocess::clip`), so this crate needs no image
+//! decoder.
+
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::prelude::*;
+use serde::Deserialize;
+
+use polymodal_core::{
+    Activation, AttentionNames, BlockNames, BlockShape, Error, Init, LoadReport, PreNormBlock,
+    Result, Weights, read_config,
+};
+
+use crate::sentence::l2_normalize;
+
+/// `text_config` of a Hugging Face CLIP `config.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClipTextConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Token width.
+    pub hidden_size: usize,
+    /// Feed-forward width.
+    pub intermediate_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Longest input.
+    pub max_position_embeddings: usize,
+    /// Activation (`quick_gelu` in OpenAI's models).
+    #[serde(default = "quick_gelu")]
+    pub hidden_act: String,
+    /// Layer norm epsilon.
+    #[serde(default = "clip_eps")]
+    pub layer_norm_eps: f64,
+    /// End-of-text token. With the legacy value 2 the pooled token is the one
+    /// with the highest id (the original CLIP vocabulary puts end-of-text
+    /// last), as `transformers` does.
+    #[serde(default = "legacy_eos")]
+    pub eos_token_id: i64,
+}
+
+/// `vision_config` of a Hugging Face CLIP `config.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClipVisionConfig {
+    /// Token width.
+    pub hidden_size: usize,
+    /// Feed-forward width.
+    pub intermediate_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Input side in pixels.
+    pub image_size: usize,
+    /// Patch side in pixels.
+    pub patch_size: usize,
+    /// Input channels.
+    #[serde(default = "three")]
+    pub num_channels: usize,
+    /// Activation.
+    #[serde(default = "quick_gelu")]
+    pub hidden_act: String,
+    /// Layer norm epsilon.
+    #[serde(default = "clip_eps")]
+    pub layer_norm_eps: f64,
+}
+
+/// A Hugging Face CLIP `config.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClipConfig {
+    /// The text tower.
+    pub text_config: ClipTextConfig,
+    /// The vision tower.
+    pub vision_config: ClipVisionConfig,
+    /// Width of the shared space.
+    pub projection_dim: usize,
+    /// Initial log temperature (when training from scratch).
+    #[serde(default = "logit_scale_init")]
+    pub logit_scale_init_value: f32,
+}
+
+fn quick_gelu() -> String {
+    "quick_gelu".into()
+}
+fn clip_eps() -> f64 {
+    1e-5
+}
+fn legacy_eos() -> i64 {
+    2
+}
+fn three() -> usize {
+    3
+}
+fn logit_scale_init() -> f32 {
+    2.6592
+}
+
+impl ClipConfig {
+    /// Reads a Hugging Face `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        read_config(path, Self::validate)
+    }
+
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        let v = &self.vision_config;
+        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
+            return Err(Error::Config(format!(
+                "image_size {} must be a multiple of patch_size {}",
+                v.image_size, v.patch_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// A randomly initialised model.
+    pub fn init(&self, device: &Device) -> Result<Clip> {
+        Clip::build(self, Init::Random, device)
+    }
+}
+
+fn clip_layers(
+    init: Init,
+    prefix: &str,
+    count: usize,
+    shape: BlockShape,
+    device: &Device,
+) -> Result<Vec<PreNormBlock>> {
+    (0..count)
+        .map(|i| {
+            let l = format!("{prefix}.encoder.layers.{i}.");
+            let names = BlockNames {
+                norm1: format!("{l}layer_norm1"),
+                attention: AttentionNames::new(
+                    &format!("{l}self_attn."),
+                    ["q_proj", "k_proj", "v_proj", "out_proj"],
+                ),
+                norm2: format!("{l}layer_norm2"),
+                fc1: format!("{l}mlp.fc1"),
+                fc2: format!("{l}mlp.fc2"),
+            };
+            PreNormBlock::build(init, &names, shape, device)
+        })
+        .collect()
+}
+
+/// CLIP's text tower.
+#[derive(Module, Debug)]
+pub struct ClipText {
+    tokens: Embedding,
+    positions: Embedding,
+    layers: Vec<PreNormBlock>,
+    norm: LayerNorm,
+    eos_token_id: i64,
+    max_positions: usize,
+}
+
+impl ClipText {
+    fn build(config: &ClipTextConfig, init: Init, device: &Device) -> Result<Self> {
+        let h = config.hidden_size;
+        let shape = BlockShape {
+            dim: h,
+            heads: config.num_attention_heads,
+            ff_dim: config.intermediate_size,
+            eps: config.layer_norm_eps,
+            activation: Activation::from_hf(&config.hidden_act)?,
+        };
+        init.skip("text_model.embeddings.position_ids");
+        Ok(Self {
+            tokens: init.embedding(
+                "text_model.embeddings.token_embedding",
+                config.vocab_size,
+                h,
+                device,
+            )?,
+            positions: init.embedding(
+                "text_model.embeddings.position_embedding",
+                config.max_position_embeddings,
+                h,
+                device,
+            )?,
+            layers: clip_layers(init, "text_model", config.num_hidden_layers, shape, device)?,
+            norm: init.layer_norm(
+                "text_model.final_layer_norm",
+                h,
+                config.layer_norm_eps,
+                device,
+            )?,
+            eos_token_id: config.eos_token_id,
+            max_positions: config.max_position_embeddings,
+        })
+    }
+
+    /// Last hidden state `[batch, length, hidden]` and the pooled
+    /// end-of-text vector `[batch, hidden]`.
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        mask: Tensor<2, Bool>,
+    ) -> Result<(Tensor<3>, Tensor<2>)> {
+        let [batch, length] = ids.dims();
+        if length > self.max_positions || length == 0 {
+            return Err(Error::Invalid(format!(
+                "CLIP's text tower takes 1 to {} tokens, got {length}",
+                self.max_positions
+            )));
+        }
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..length as i64, &device)
+            .unsqueeze::<2>()
+            .expand([batch, length]);
+        let mut x = self.tokens.forward(ids.clone()) + self.positions.forward(positions);
+        let padding = mask.bool_not();
+        for layer in &self.layers {
+            x = layer.forward(x, Some(padding.clone()), true);
+        }
+        let x = self.norm.forward(x);
+        // The end-of-text position of each row (see `eos_token_id`).
+        let eos = if self.eos_token_id == 2 {
+            ids.argmax(1)
+        } else {
+            ids.equal_elem(self.eos_token_id).int().argmax(1)
+        }; // [batch, 1]
+        let hidden = x.dims()[2];
+        let index = eos.reshape([batch, 1, 1]).expand([batch, 1, hidden]);
+        let pooled = x.clone().gather(1, index).reshape([batch, hidden]);
+        Ok((x, pooled))
+    }
+}
+
+/// CLIP's vision tower.
+#[derive(Module, Debug)]
+pub struct ClipVision {
+    patch_embedding: Conv2d,
+    class_embedding: Param<Tensor<1>>,
+    positions: Embedding,
+    pre_norm: LayerNorm,
+    layers: Vec<PreNormBlock>,
+    post_norm: LayerNorm,
+    image_size: usize,
+}
+
+impl ClipVision {
+    fn build(config: &ClipVisionConfig, init: Init, device: &Device) -> Result<Self> {
+        let h = config.hidden_size;
+        let p = config.patch_size;
+        let patches = (config.image_size / p).pow(2);
+        let shape = BlockShape {
+            dim: h,
+            heads: config.num_attention_heads,
+            ff_dim: config.intermediate_size,
+            eps: config.layer_norm_eps,
+            activation: Activation::from_hf(&config.hidden_act)?,
+        };
+        init.skip("vision_model.embeddings.position_ids");
+        Ok(Self {
+            patch_embedding: init.conv2d(
+                "vision_model.embeddings.patch_embedding",
+                &Conv2dConfig::new([config.num_channels, h], [p, p])
+                    .with_stride([p, p])
+                    .with_bias(false),
+                device,
+            )?,
+            class_embedding: Param::from_tensor(init.tensor(
+                "vision_model.embeddings.class_embedding",
+                [h],
+                device,
+            )?),
+            positions: init.embedding(
+                "vision_model.embeddings.position_embedding",
+                patches + 1,
+                h,
+                device,
+            )?,
+            // "pre_layrnorm" is Hugging Face's spelling.
+            pre_norm: init.layer_norm(
+                "vision_model.pre_layrnorm",
+                h,
+                config.layer_norm_eps,
+                device,
+            )?,
+            layers: clip_layers(
+                init,
+                "vision_model",
+                config.num_hidden_layers,
+                shape,
+                device,
+            )?,
+            post_norm: init.layer_norm(
+                "vision_model.post_layernorm",
+                h,
+                config.layer_norm_eps,
+                device,
+            )?,
+            image_size: config.image_size,
+        })
+    }
+
+    /// Last hidden state `[batch, 1 + patches, hidden]` and the pooled
+    /// (post-norm class token) vector `[batch, hidden]`.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, Tensor<2>)> {
+        let [batch, _, height, width] = pixels.dims();
+        if height != self.image_size || width != self.image_size {
+            return Err(Error::Invalid(format!(
+                "CLIP expects {0}×{0} images, got {height}×{width}",
+                self.image_size
+            )));
+        }
+        let patches = self.patch_embedding.forward(pixels);
+        let [_, hidden, gh, gw] = patches.dims();
+        let patches = patches.reshape([batch, hidden, gh * gw]).swap_dims(1, 2);
+        let class = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, hidden])
+            .expand([batch, 1, hidden]);
+        let length = gh * gw + 1;
+        let positions = Tensor::<1, Int>::arange(0..length as i64, &patches.device())
+            .unsqueeze::<2>()
+            .expand([batch, length]);
+        let x = Tensor::cat(vec![class, patches], 1) + self.positions.forward(positions);
+        let mut x = self.pre_norm.forward(x);
+        for layer in &self.layers {
+            x = layer.forward(x, None, false);
+        }
+        let cls = x.clone().slice([0..batch, 0..1]).reshape([batch, hidden]);
+        Ok((x, self.post_norm.forward(cls)))
+    }
+}
+
+/// What [`Clip::forward`] returns, as `CLIPModel`'s output.
+#[derive(Debug, Clone)]
+pub struct ClipOutput {
+    /// `[texts, images]`: scaled cosine similarities.
+    pub logits_per_text: Tensor<2>,
+    /// `[images, texts]`.
+    pub logits_per_image: Tensor<2>,
+    /// L2-normalised text embeddings `[texts, projection_dim]`.
+    pub text_embeds: Tensor<2>,
+    /// L2-normalised image embeddings `[images, projection_dim]`.
+    pub image_embeds: Tensor<2>,
+}
+
+/// CLIP: both towers, their projections and the logit scale.
+#[derive(Module, Debug)]
+pub struct Clip {
+    text: ClipText,
+    vision: ClipVision,
+    text_projection: Linear,
+    visual_projection: Linear,
+    logit_scale: Param<Tensor<1>>,
+}
+
+impl Clip {
+    /// Loads a Hugging Face folder (`config.json` + `model.safetensors`).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+        let dir = dir.as_ref();
+        let config = ClipConfig::from_file(dir.join("config.json"))?;
+        let weights = Weights::open(dir.join("model.safetensors"))?;
+        let model = Self::build(&config, Init::From(&weights), device)?;
+        Ok((model, weights.finish()?))
+    }
+
+    fn build(config: &ClipConfig, init: Init, device: &Device) -> Result<Self> {
+        let projection = |name: &str, width: usize| {
+            init.linear_named(
+                &format!("{name}.weight"),
+                None,
+                width,
+                config.projection_dim,
+                device,
+            )
+        };
+        let scale = init.scalar("logit_scale", config.logit_scale_init_value)?;
+        Ok(Self {
+            text: ClipText::build(&config.text_config, init, device)?,
+            vision: ClipVision::build(&config.vision_config, init, device)?,
+            text_projection: projection("text_projection", config.text_config.hidden_size)?,
+            visual_projection: projection("visual_projection", config.vision_config.hidden_size)?,
+            logit_scale: Param::from_tensor(Tensor::from_data([scale], device)),
+        })
+    }
+
+    /// Normalised text embeddings of token `ids` (with `mask`).
+    pub fn text_embeds(&self, ids: Tensor<2, Int>, mask: Tensor<2, Bool>) -> Result<Tensor<2>> {
+        let (_, pooled) = self.text.forward(ids, mask)?;
+        Ok(l2_normalize(self.text_projection.forward(pooled)))
+    }
+
+    /// Normalised image embeddings of preprocessed `pixels`.
+    pub fn image_embeds(&self, pixels: Tensor<4>) -> Result<Tensor<2>> {
+        let (_, pooled) = self.vision.forward(pixels)?;
+        Ok(l2_normalize(self.visual_projection.forward(pooled)))
+    }
+
+    /// Similarities of every text with every image.
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        mask: Tensor<2, Bool>,
+        pixels: Tensor<4>,
+    ) -> Result<ClipOutput> {
+        let text_embeds = self.text_embeds(ids, mask)?;
+        let image_embeds = self.image_embeds(pixels)?;
+        let scale = self.logit_scale.val().exp().reshape([1, 1]);
+        let logits_per_text = text_embeds.clone().matmul(image_embeds.clone().transpose()) * scale;
+        Ok(ClipOutput {
+            logits_per_image: logits_per_text.clone().transpose(),
+            logits_per_text,
+            text_embeds,
+            image_embeds,
+        })
+    }
+
+    /// The text tower.
+    pub fn text_model(&self) -> &ClipText {
+        &self.text
+    }
+
+    /// The vision tower.
+    pub fn vision_model(&self) -> &ClipVision {
+        &self.vision
+    }
+}
