@@ -409,3 +409,28 @@ fn vit_loads_the_pre_transformers_5_layout_too() {
     let diff = max_abs_diff(&out, &io.f32("last_hidden_state").0);
     assert!(diff < TINY, "classic layout differs by {diff}");
 }
+
+/// The presets have torchvision's structure: their parameter counts equal
+/// torchvision's `resnet18/34/50` without the 1000-class `fc`
+/// (11,689,512 − 513,000; 21,797,672 − 513,000; 25,557,032 − 2,049,000), plus
+/// the batch norms' running mean and variance, which Burn counts and PyTorch
+/// keeps as buffers (4,800 / 8,512 / 26,560 channels of batch norm).
+#[test]
+fn resnet_presets_have_torchvision_parameter_counts() {
+    use burn::module::Module;
+    use polymodal::image::ResNetConfig;
+    let device = Device::flex();
+    for (config, torchvision, norm_channels) in [
+        (ResNetConfig::resnet18(), 11_176_512, 4_800),
+        (ResNetConfig::resnet34(), 21_284_672, 8_512),
+        (ResNetConfig::resnet50(), 23_508_032, 26_560),
+    ] {
+        let model = config.init(&device).unwrap();
+        assert_eq!(
+            model.num_params(),
+            torchvision + 2 * norm_channels,
+            "{config:?}"
+        );
+        assert_eq!(config.dim(), if config.bottleneck { 2048 } else { 512 });
+    }
+}
