@@ -98,24 +98,22 @@ impl WhisperEncoder {
             eps: 1e-5,
             activation: Activation::from_hf(&config.activation_function)?,
         };
-        let layers = (0..config.encoder_layers)
-            .map(|i| {
-                let l = format!("layers.{i}.");
-                let mut attention = AttentionNames::new(
-                    &format!("{l}self_attn."),
-                    ["q_proj", "k_proj", "v_proj", "out_proj"],
-                );
-                attention.key_bias = false;
-                let names = BlockNames {
-                    norm1: format!("{l}self_attn_layer_norm"),
-                    attention,
-                    norm2: format!("{l}final_layer_norm"),
-                    fc1: format!("{l}fc1"),
-                    fc2: format!("{l}fc2"),
-                };
-                PreNormBlock::build(init, &names, shape, device)
-            })
-            .collect::<Result<_>>()?;
+        let names = |i: usize| {
+            let l = format!("layers.{i}.");
+            let mut attention = AttentionNames::new(
+                &format!("{l}self_attn."),
+                ["q_proj", "k_proj", "v_proj", "out_proj"],
+            );
+            attention.key_bias = false;
+            BlockNames {
+                norm1: format!("{l}self_attn_layer_norm"),
+                attention,
+                norm2: format!("{l}final_layer_norm"),
+                fc1: format!("{l}fc1"),
+                fc2: format!("{l}fc2"),
+            }
+        };
+        let layers = PreNormBlock::stack(init, config.encoder_layers, names, shape, device)?;
         let conv = |name: &str, c_in: usize, stride: usize| {
             init.conv1d(
                 name,

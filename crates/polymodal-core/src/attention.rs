@@ -214,10 +214,22 @@ impl BlockNames {
     }
 }
 
-/// Whether `init` holds a ViT-family checkpoint in transformers 5's layout
-/// (see [`BlockNames::hf_vit`]).
-pub fn hf_vit_is_modern(init: Init) -> bool {
-    matches!(init, Init::From(w) if w.contains("layers.0.layernorm_before.weight"))
+/// The `count` layers of a Hugging Face ViT-family model (ViT, AST, DeiT),
+/// in whichever layout `init`'s checkpoint uses (see [`BlockNames::hf_vit`]).
+pub fn hf_vit_layers(
+    init: Init,
+    count: usize,
+    shape: BlockShape,
+    device: &Device,
+) -> Result<Vec<PreNormBlock>> {
+    let modern = matches!(init, Init::From(w) if w.contains("layers.0.layernorm_before.weight"));
+    PreNormBlock::stack(
+        init,
+        count,
+        |i| BlockNames::hf_vit(i, modern),
+        shape,
+        device,
+    )
 }
 
 /// A pre-norm Transformer layer (ViT, CLIP, AST, Whisper's encoder):
@@ -271,6 +283,19 @@ impl PreNormBlock {
             fc2: init.linear(&names.fc2, ff_dim, dim, device)?,
             activation,
         })
+    }
+
+    /// `count` layers, layer `i` stored under `names(i)`.
+    pub fn stack(
+        init: Init,
+        count: usize,
+        names: impl Fn(usize) -> BlockNames,
+        shape: BlockShape,
+        device: &Device,
+    ) -> Result<Vec<Self>> {
+        (0..count)
+            .map(|i| Self::build(init, &names(i), shape, device))
+            .collect()
     }
 
     /// Runs the layer (`padding` and `causal` as in [`SelfAttention::forward`]).

@@ -29,8 +29,7 @@ mod rnn;
 pub mod weights;
 
 pub use attention::{
-    Activation, AttentionNames, BlockNames, BlockShape, PreNormBlock, SelfAttention,
-    hf_vit_is_modern,
+    Activation, AttentionNames, BlockNames, BlockShape, PreNormBlock, SelfAttention, hf_vit_layers,
 };
 pub use batch::{ModalityBatch, MultimodalBatch, Targets, TokenBatch};
 pub use blocks::{ConvBlock, GridPool, pre_norm_transformer};

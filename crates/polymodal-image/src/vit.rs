@@ -12,8 +12,8 @@ use burn::prelude::*;
 use serde::Deserialize;
 
 use polymodal_core::{
-    Activation, BlockNames, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality,
-    PreNormBlock, Result, Weights, hf_vit_is_modern, read_config,
+    Activation, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock,
+    Result, Weights, hf_vit_layers, read_config,
 };
 
 /// The fields of a Hugging Face ViT `config.json` that shape the model.
@@ -140,13 +140,7 @@ impl Vit {
             eps: config.layer_norm_eps,
             activation: Activation::from_hf(&config.hidden_act)?,
         };
-        let modern = hf_vit_is_modern(init);
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let names = BlockNames::hf_vit(i, modern);
-                PreNormBlock::build(init, &names, shape, device)
-            })
-            .collect::<Result<_>>()?;
+        let layers = hf_vit_layers(init, config.num_hidden_layers, shape, device)?;
         Ok(Self {
             patch_embedding: init.conv2d(
                 "embeddings.patch_embeddings.projection",

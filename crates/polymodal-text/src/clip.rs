@@ -135,22 +135,20 @@ fn clip_layers(
     shape: BlockShape,
     device: &Device,
 ) -> Result<Vec<PreNormBlock>> {
-    (0..count)
-        .map(|i| {
-            let l = format!("{prefix}.encoder.layers.{i}.");
-            let names = BlockNames {
-                norm1: format!("{l}layer_norm1"),
-                attention: AttentionNames::new(
-                    &format!("{l}self_attn."),
-                    ["q_proj", "k_proj", "v_proj", "out_proj"],
-                ),
-                norm2: format!("{l}layer_norm2"),
-                fc1: format!("{l}mlp.fc1"),
-                fc2: format!("{l}mlp.fc2"),
-            };
-            PreNormBlock::build(init, &names, shape, device)
-        })
-        .collect()
+    let names = |i: usize| {
+        let l = format!("{prefix}.encoder.layers.{i}.");
+        BlockNames {
+            norm1: format!("{l}layer_norm1"),
+            attention: AttentionNames::new(
+                &format!("{l}self_attn."),
+                ["q_proj", "k_proj", "v_proj", "out_proj"],
+            ),
+            norm2: format!("{l}layer_norm2"),
+            fc1: format!("{l}mlp.fc1"),
+            fc2: format!("{l}mlp.fc2"),
+        }
+    };
+    PreNormBlock::stack(init, count, names, shape, device)
 }
 
 /// CLIP's text tower.
