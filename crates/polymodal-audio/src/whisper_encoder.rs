@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{LayerNorm, PaddingConfig1d};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+use polymodal_core::cpu::gelu;
 use serde::Deserialize;
 
 use polymodal_core::{

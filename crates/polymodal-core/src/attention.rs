@@ -5,7 +5,9 @@
 
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid, softmax};
+use burn::tensor::activation::{gelu_approximate, relu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::weights::Init;
@@ -41,7 +43,7 @@ impl Activation {
     /// Applies it element-wise.
     pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Self::Gelu => gelu(x),
+            Self::Gelu => crate::cpu::gelu(x),
             Self::GeluTanh => gelu_approximate(x),
             Self::QuickGelu => x.clone() * sigmoid(x * 1.702),
             Self::Relu => relu(x),
@@ -123,7 +125,9 @@ impl SelfAttention {
 
     /// Attends over `x` `[batch, length, dim]`. `padding` `[batch, length]`
     /// is true at keys to ignore; `causal` hides later positions (CLIP's
-    /// text tower). Masked scores get the most negative f32, as Hugging Face.
+    /// text tower). Runs as the backend's fused attention (one pass over the
+    /// scores instead of matmul, scale, mask, softmax, matmul); a query whose
+    /// keys are all hidden gets zeros.
     pub fn forward(
         &self,
         x: Tensor<3>,
@@ -139,21 +143,15 @@ impl SelfAttention {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
-        let mut scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        let shape = [batch, self.heads, length, length];
-        if let Some(padding) = padding {
-            let hidden = padding.reshape([batch, 1, 1, length]).expand(shape);
-            scores = scores.mask_fill(hidden, f32::MIN);
-        }
-        if causal {
-            // `tril_mask` is true above the diagonal: the later positions.
-            let later = Tensor::<2, Bool>::tril_mask([length, length], 0, &scores.device())
-                .reshape([1, 1, length, length])
-                .expand(shape);
-            scores = scores.mask_fill(later, f32::MIN);
-        }
-        let context = softmax(scores, 3)
-            .matmul(v)
+        let mask = padding.map(|p| {
+            p.reshape([batch, 1, 1, length])
+                .expand([batch, self.heads, length, length])
+        });
+        let options = AttentionModuleOptions {
+            is_causal: causal,
+            ..Default::default()
+        };
+        let context = attention(q, k, v, mask, None, options)
             .swap_dims(1, 2)
             .reshape([batch, length, dim]);
         self.output.forward(context)

@@ -22,6 +22,7 @@
 mod attention;
 mod batch;
 mod blocks;
+pub mod cpu;
 mod embeddings;
 mod error;
 mod modality;

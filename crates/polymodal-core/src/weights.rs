@@ -204,7 +204,15 @@ impl Weights {
         let mut linear = LinearConfig::new(d_in, d_out)
             .with_bias(bias.is_some())
             .init(device);
-        linear.weight = Param::from_tensor(self.tensor(weight, [d_out, d_in], device)?.transpose());
+        // Transposed here, in host memory: a transposed view would make every
+        // forward pass read (or copy) a strided weight.
+        let values = self
+            .values(weight, &[d_out, d_in])?
+            .map(|v| transpose(&v, d_out, d_in));
+        linear.weight = Param::from_tensor(match values {
+            Some(v) => Tensor::from_data(TensorData::new(v, [d_in, d_out]), device),
+            None => Tensor::zeros([d_in, d_out], device),
+        });
         if let Some(bias) = bias {
             linear.bias = Some(Param::from_tensor(self.tensor(bias, [d_out], device)?));
         }
@@ -494,6 +502,13 @@ impl Init<'_> {
             w.skip(name);
         }
     }
+}
+
+/// `values`, a row-major `[rows, cols]` matrix, transposed to `[cols, rows]`.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
+        .collect()
 }
 
 /// Little-endian `data` of `dtype` as f32; `None` for non-float types.
