@@ -29,10 +29,10 @@ pub struct AstConfig {
     /// Feed-forward width.
     pub intermediate_size: usize,
     /// Activation.
-    #[serde(default = "gelu")]
+    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
     pub hidden_act: String,
     /// Layer norm epsilon.
-    #[serde(default = "eps")]
+    #[serde(default = "polymodal_core::weights::hf_default::layer_norm_eps")]
     pub layer_norm_eps: f64,
     /// Patch side.
     #[serde(default = "sixteen")]
@@ -51,12 +51,6 @@ pub struct AstConfig {
     pub num_mel_bins: usize,
 }
 
-fn gelu() -> String {
-    "gelu".into()
-}
-fn eps() -> f64 {
-    1e-12
-}
 fn sixteen() -> usize {
     16
 }

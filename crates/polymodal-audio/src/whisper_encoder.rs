@@ -33,12 +33,8 @@ pub struct WhisperEncoderConfig {
     /// Positions after the strided convolution (1500: 30 s).
     pub max_source_positions: usize,
     /// Activation.
-    #[serde(default = "gelu_name")]
+    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
     pub activation_function: String,
-}
-
-fn gelu_name() -> String {
-    "gelu".into()
 }
 
 impl WhisperEncoderConfig {

@@ -618,3 +618,33 @@ mod tests {
         assert!(weights.finish().unwrap().unexpected.is_empty());
     }
 }
+
+/// Default values of Hugging Face `config.json` fields that transformers
+/// fills in when a file leaves them out, shared by the configs of every
+/// model here (`#[serde(default = "polymodal_core::weights::hf_default::gelu")]`).
+pub mod hf_default {
+    /// `hidden_act` / `activation_function`: the exact GELU.
+    pub fn gelu() -> String {
+        "gelu".into()
+    }
+
+    /// `hidden_act` of CLIP.
+    pub fn quick_gelu() -> String {
+        "quick_gelu".into()
+    }
+
+    /// `layer_norm_eps` of BERT, ViT and AST.
+    pub fn layer_norm_eps() -> f64 {
+        1e-12
+    }
+
+    /// `layer_norm_eps` of CLIP.
+    pub fn clip_layer_norm_eps() -> f64 {
+        1e-5
+    }
+
+    /// `num_channels` of image models (RGB).
+    pub fn channels() -> usize {
+        3
+    }
+}

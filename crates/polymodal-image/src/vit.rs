@@ -28,28 +28,18 @@ pub struct VitConfig {
     /// Feed-forward width.
     pub intermediate_size: usize,
     /// Feed-forward activation.
-    #[serde(default = "default_act")]
+    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
     pub hidden_act: String,
     /// Layer norm epsilon.
-    #[serde(default = "default_eps")]
+    #[serde(default = "polymodal_core::weights::hf_default::layer_norm_eps")]
     pub layer_norm_eps: f64,
     /// Input side in pixels (square images).
     pub image_size: usize,
     /// Patch side in pixels.
     pub patch_size: usize,
     /// Input channels.
-    #[serde(default = "default_channels")]
+    #[serde(default = "polymodal_core::weights::hf_default::channels")]
     pub num_channels: usize,
-}
-
-fn default_act() -> String {
-    "gelu".into()
-}
-fn default_eps() -> f64 {
-    1e-12
-}
-fn default_channels() -> usize {
-    3
 }
 
 impl VitConfig {

@@ -29,7 +29,7 @@ pub struct BertConfig {
     pub intermediate_size: usize,
     /// Feed-forward activation: `gelu` (exact), `gelu_new` /
     /// `gelu_pytorch_tanh` (tanh approximation) or `relu`.
-    #[serde(default = "default_act")]
+    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
     pub hidden_act: String,
     /// Size of the position table (longest input).
     pub max_position_embeddings: usize,
@@ -37,21 +37,15 @@ pub struct BertConfig {
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: usize,
     /// Layer norm epsilon.
-    #[serde(default = "default_eps")]
+    #[serde(default = "polymodal_core::weights::hf_default::layer_norm_eps")]
     pub layer_norm_eps: f64,
     /// Only `absolute` position embeddings are supported.
     #[serde(default = "default_positions")]
     pub position_embedding_type: String,
 }
 
-fn default_act() -> String {
-    "gelu".into()
-}
 fn default_type_vocab() -> usize {
     2
-}
-fn default_eps() -> f64 {
-    1e-12
 }
 fn default_positions() -> String {
     "absolute".into()

@@ -36,10 +36,10 @@ pub struct ClipTextConfig {
     /// Longest input.
     pub max_position_embeddings: usize,
     /// Activation (`quick_gelu` in OpenAI's models).
-    #[serde(default = "quick_gelu")]
+    #[serde(default = "polymodal_core::weights::hf_default::quick_gelu")]
     pub hidden_act: String,
     /// Layer norm epsilon.
-    #[serde(default = "clip_eps")]
+    #[serde(default = "polymodal_core::weights::hf_default::clip_layer_norm_eps")]
     pub layer_norm_eps: f64,
     /// End-of-text token. With the legacy value 2 the pooled token is the one
     /// with the highest id (the original CLIP vocabulary puts end-of-text
@@ -64,13 +64,13 @@ pub struct ClipVisionConfig {
     /// Patch side in pixels.
     pub patch_size: usize,
     /// Input channels.
-    #[serde(default = "three")]
+    #[serde(default = "polymodal_core::weights::hf_default::channels")]
     pub num_channels: usize,
     /// Activation.
-    #[serde(default = "quick_gelu")]
+    #[serde(default = "polymodal_core::weights::hf_default::quick_gelu")]
     pub hidden_act: String,
     /// Layer norm epsilon.
-    #[serde(default = "clip_eps")]
+    #[serde(default = "polymodal_core::weights::hf_default::clip_layer_norm_eps")]
     pub layer_norm_eps: f64,
 }
 
@@ -88,17 +88,8 @@ pub struct ClipConfig {
     pub logit_scale_init_value: f32,
 }
 
-fn quick_gelu() -> String {
-    "quick_gelu".into()
-}
-fn clip_eps() -> f64 {
-    1e-5
-}
 fn legacy_eos() -> i64 {
     2
-}
-fn three() -> usize {
-    3
 }
 fn logit_scale_init() -> f32 {
     2.6592
