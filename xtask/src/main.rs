@@ -29,6 +29,10 @@ commands:
                    sentence-transformers, ResNet-18 vs torchvision, a ViT-Tiny-sized ViT
                    vs transformers, printing ratios. Python as for bench media, with
                    torch (pip install -r scripts/parity/requirements-torch.txt)
+  bench kernels [--device wgpu|wgpu:N|cpu] [--reps N]
+                   each of polymodal's own kernels (polymodal-wgpu) against the same work
+                   in Burn's tensor ops on the same device (default wgpu), printing
+                   times and ratios
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
@@ -138,9 +142,10 @@ fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("media") => bench_media(&args[1..]),
         Some("encoders") => bench_encoders(&args[1..]),
+        Some("kernels") => bench_kernels(&args[1..]),
         Some("fusion") => bench_fusion(&args[1..]),
         _ => Err(format!(
-            "bench takes `media`, `encoders` or `fusion`\n\n{USAGE}"
+            "bench takes `media`, `encoders`, `kernels` or `fusion`\n\n{USAGE}"
         )),
     }
 }
@@ -199,6 +204,15 @@ fn bench_against_python(name: &str, args: &[String]) -> Result<(), String> {
         .arg(&shared)
         .args(["--python", &python, "--reps", &reps]);
     run(&format!("{name} benchmark (release build)"), &mut command)
+}
+
+/// The kernel benchmark: its arguments go to the binary as they are.
+fn bench_kernels(args: &[String]) -> Result<(), String> {
+    setup::ensure_system_packages()?;
+    let mut command = bench_binary("kernels");
+    command.args(args);
+    runtime_env(&mut command);
+    run("kernel benchmark (release build)", &mut command)
 }
 
 fn bench_fusion(args: &[String]) -> Result<(), String> {

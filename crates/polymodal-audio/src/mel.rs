@@ -220,10 +220,30 @@ impl MelSpectrogram {
         &self.config
     }
 
+    /// The `n_fft` window values.
+    pub fn window(&self) -> &[f32] {
+        &self.window
+    }
+
+    /// The mel filters, `[n_mels][n_fft / 2 + 1]` row-major.
+    pub fn filters(&self) -> &[f32] {
+        &self.filters
+    }
+
+    /// Per band, the FFT bins where its filter is non-zero.
+    pub fn supports(&self) -> &[std::ops::Range<usize>] {
+        &self.supports
+    }
+
     /// Number of frames produced for `len` input samples.
     pub fn frames_for(&self, len: usize) -> usize {
         let n_fft = self.config.n_fft;
-        let padded = if self.config.center { len + n_fft } else { len };
+        // n_fft / 2 on each side: one short of n_fft when n_fft is odd.
+        let padded = if self.config.center {
+            len + n_fft / 2 * 2
+        } else {
+            len
+        };
         if padded < n_fft {
             0
         } else {
@@ -462,6 +482,15 @@ mod tests {
                 assert!((mel_to_hz(hz_to_mel(hz, scale), scale) - hz).abs() < 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn an_odd_fft_size_pads_one_short_on_each_side() {
+        // librosa pads n_fft // 2 = 125 on each side: 1 + (1000 + 250 - 251) // 100.
+        let mel = MelSpectrogram::new(MelConfig::librosa(8000, 251, 100, 24)).unwrap();
+        assert_eq!(mel.frames_for(1000), 10);
+        let (out, frames) = mel.compute(&vec![0.1; 1000]).unwrap();
+        assert_eq!((out.len(), frames), (24 * 10, 10));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The wgpu compute backend for polymodal: adapter discovery and fallible
-//! device creation (Vulkan, Metal, DX12 or GL through wgpu, WGSL shaders).
+//! device creation (Vulkan, Metal, DX12 or GL through wgpu, WGSL shaders),
+//! and the project's own kernels.
 //!
 //! Burn's `Device::wgpu` is lazy and panics on first use when no adapter
 //! exists; [`wgpu_device`] asks for the adapter up front and returns an error
@@ -13,6 +14,25 @@
 //! println!("{}", x.matmul(Tensor::ones([2, 2], &device)));
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
+//!
+//! It also owns the project's compute kernels ([`kernels`]): CubeCL code for
+//! every wgpu backend with a CPU reference behind the same call. Log-mel
+//! features of audio already on the device, in one kernel:
+//!
+//! ```
+//! use burn::prelude::*;
+//! use polymodal_wgpu::kernels::LogMel;
+//!
+//! // On the CPU here; with `wgpu_device(..)?` the fused kernel runs.
+//! let device = Device::flex();
+//! let log_mel = LogMel::new(polymodal_audio::MelConfig::whisper())?;
+//! let audio = Tensor::<2>::random([2, 16_000], burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
+//! let features = log_mel.forward(audio)?;
+//! assert_eq!(features.dims(), [2, 80, 101]);
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+
+pub mod kernels;
 
 use std::sync::Mutex;
 

@@ -1,0 +1,328 @@
+//! The project's own compute kernels, as a Burn backend extension
+//! ([`KernelOps`]): a CubeCL implementation for the wgpu device (the same
+//! code for Vulkan, Metal and DX12: no vendor-specific paths) and a CPU
+//! implementation on Burn's Flex backend that serves as the reference.
+//!
+//! - [`LogMel`]: the log-mel spectrogram of raw audio on the device (framing,
+//!   window, power spectrum, mel projection, log) in one kernel.
+//!
+//! Each kernel has an unfused twin made of Burn tensor ops (e.g.
+//! [`LogMel::forward_unfused`]) that runs on any device; `cargo xtask bench
+//! kernels` times the two on the same device.
+
+mod flex;
+mod log_mel;
+
+use std::sync::Mutex;
+
+use burn::backend::DispatchAutodiffContext;
+use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use polymodal_audio::{LogScale, MelConfig, MelSpectrogram, PadMode};
+use polymodal_core::{Error, Result};
+
+/// The custom operations; call them through the wrappers ([`LogMel`]).
+#[allow(clippy::too_many_arguments)]
+#[backend_extension(Flex, Cube)]
+pub trait KernelOps: Backend {
+    /// `signal` `[batch, samples]` → `[batch, n_mels, frames]`, compressed
+    /// element-wise (`shape.log`); `window` `[n_fft]`, `twiddles` `[2·n_fft]`
+    /// (cos and −sin of 2πj/n_fft), `dft_cos` and `dft_sin` `[n_fft, bins]`
+    /// (the same at j = k·n), `filters` `[n_mels, bins]`, `bands`
+    /// `[n_mels, 2]` (each filter's first and past-the-end non-zero bin).
+    fn log_mel(
+        signal: FloatTensor<Self>,
+        window: FloatTensor<Self>,
+        twiddles: FloatTensor<Self>,
+        dft_cos: FloatTensor<Self>,
+        dft_sin: FloatTensor<Self>,
+        filters: FloatTensor<Self>,
+        bands: FloatTensor<Self>,
+        shape: LogMelShape,
+    ) -> FloatTensor<Self>;
+}
+
+/// The element-wise part of a [`LogScale`]; the part that needs the
+/// spectrogram's maximum (top_db, Whisper's floor) is applied afterwards.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ElementLog {
+    /// Power, uncompressed.
+    Power,
+    /// `ln(x + offset)`.
+    Natural {
+        /// Added before the logarithm.
+        offset: f32,
+    },
+    /// `10·log10(max(x, 1e-10))`.
+    Decibel,
+    /// `log10(max(x, 1e-10))` (Whisper).
+    Log10,
+}
+
+/// The sizes of one log-mel launch, and the config for the CPU reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogMelShape {
+    /// The full settings.
+    pub config: MelConfig,
+    /// FFT size.
+    pub n_fft: usize,
+    /// Samples between frames.
+    pub hop: usize,
+    /// Mel bands.
+    pub n_mels: usize,
+    /// Frames per signal.
+    pub frames: usize,
+    /// Centring padding on each side (`n_fft / 2` or 0).
+    pub pad: usize,
+    /// Whether the padding mirrors the signal (else zeros).
+    pub reflect: bool,
+    /// Element-wise compression.
+    pub log: ElementLog,
+}
+
+/// The largest FFT the fused kernel takes: a frame and its power spectrum
+/// stay in shared memory, (n_fft + n_fft/2 + 1)·4 bytes, within WebGPU's
+/// guaranteed 16 KiB.
+pub const MAX_FUSED_N_FFT: usize = 2048;
+
+/// Tables uploaded once per device.
+#[derive(Clone)]
+struct Tables {
+    device: Device,
+    window: Tensor<1>,
+    /// `[2·n_fft]`: cos and −sin of 2πj/n_fft.
+    twiddles: Tensor<1>,
+    filters: Tensor<2>,
+    /// `[n_mels, 2]`: each filter's first and past-the-end non-zero bin.
+    bands: Tensor<2>,
+    /// `[n_fft, bins]`: cos and −sin of 2π·kn/n_fft.
+    dft_cos: Tensor<2>,
+    dft_sin: Tensor<2>,
+}
+
+/// A log-mel spectrogram on the device: the same values as
+/// [`polymodal_audio::MelSpectrogram::compute`] for every row of a batch.
+pub struct LogMel {
+    config: MelConfig,
+    mel: MelSpectrogram,
+    tables: Mutex<Vec<Tables>>,
+}
+
+impl std::fmt::Debug for LogMel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogMel")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl LogMel {
+    /// Builds the tables for `config` (checked like `MelSpectrogram::new`).
+    pub fn new(config: MelConfig) -> Result<Self> {
+        let mel = MelSpectrogram::new(config.clone())?;
+        Ok(Self {
+            config,
+            mel,
+            tables: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MelConfig {
+        &self.config
+    }
+
+    /// `signal` `[batch, samples]` f32 (one mono signal per row, on any
+    /// device) → `[batch, n_mels, frames]`: the fused kernel on wgpu, the
+    /// CPU reference on the CPU backend. Non-finite samples are an error.
+    pub fn forward(&self, signal: Tensor<2>) -> Result<Tensor<3>> {
+        let shape = self.check(&signal)?;
+        let samples = signal.dims()[1];
+        if shape.reflect && samples <= shape.pad {
+            // The kernel mirrors once; numpy folds again (forward_unfused does).
+            return Err(Error::Invalid(format!(
+                "the fused kernel's reflect padding of {} needs more than {} samples, got {samples}; use forward_unfused",
+                shape.pad, shape.pad
+            )));
+        }
+        if self.config.n_fft > MAX_FUSED_N_FFT {
+            return Err(Error::Invalid(format!(
+                "the fused log-mel kernel takes n_fft up to {MAX_FUSED_N_FFT}, got {}; use forward_unfused",
+                self.config.n_fft
+            )));
+        }
+        let tables = self.tables(&signal.device());
+        let out = <Dispatch as KernelOps>::log_mel(
+            signal.into_dispatch(),
+            tables.window.into_dispatch(),
+            tables.twiddles.into_dispatch(),
+            tables.dft_cos.into_dispatch(),
+            tables.dft_sin.into_dispatch(),
+            tables.filters.into_dispatch(),
+            tables.bands.into_dispatch(),
+            shape,
+        );
+        Ok(self.finish(Tensor::from_dispatch(out)))
+    }
+
+    /// The same with Burn's own ops (pad, unfold, window, DFT as two matrix
+    /// products, power, mel matrix product, log), on any device: the
+    /// baseline the fused kernel is measured against.
+    pub fn forward_unfused(&self, signal: Tensor<2>) -> Result<Tensor<3>> {
+        let shape = self.check(&signal)?;
+        let tables = self.tables(&signal.device());
+        let [batch, samples] = signal.dims();
+        let signal = match (shape.pad, shape.reflect) {
+            (0, _) => signal,
+            (pad, true) => {
+                let indices: Vec<i64> = reflect_indices(samples, pad);
+                signal.select(1, Tensor::from_data(indices.as_slice(), &tables.device))
+            }
+            (pad, false) => {
+                let zeros = Tensor::<2>::zeros([batch, pad], &tables.device);
+                Tensor::cat(vec![zeros.clone(), signal, zeros], 1)
+            }
+        };
+        let n_fft = shape.n_fft;
+        let frames: Tensor<3> = signal.unfold(1, n_fft, shape.hop);
+        let frames = frames * tables.window.clone().reshape([1, 1, n_fft]);
+        let re = frames.clone().matmul(tables.dft_cos.clone().unsqueeze());
+        let im = frames.matmul(tables.dft_sin.clone().unsqueeze());
+        let power = re.clone() * re + im.clone() * im;
+        let energy = power
+            .matmul(tables.filters.clone().transpose().unsqueeze())
+            .swap_dims(1, 2);
+        let value = match shape.log {
+            ElementLog::Power => energy,
+            ElementLog::Natural { offset } => (energy + offset).log(),
+            ElementLog::Decibel => energy.clamp_min(1e-10).log() * (10.0 / std::f64::consts::LN_10),
+            ElementLog::Log10 => energy.clamp_min(1e-10).log() / std::f64::consts::LN_10,
+        };
+        Ok(self.finish(value))
+    }
+
+    /// Checks the input and works out the launch sizes.
+    fn check(&self, signal: &Tensor<2>) -> Result<LogMelShape> {
+        let [batch, samples] = signal.dims();
+        let n_fft = self.config.n_fft;
+        let frames = self.mel.frames_for(samples);
+        let pad = if self.config.center { n_fft / 2 } else { 0 };
+        let reflect = self.config.center && self.config.pad_mode == PadMode::Reflect;
+        if batch == 0 || frames == 0 {
+            return Err(Error::Invalid(format!(
+                "log-mel needs at least one signal of n_fft = {n_fft} samples (without centring), got [{batch}, {samples}]"
+            )));
+        }
+        if signal.dtype() != DType::F32 {
+            return Err(Error::Invalid(format!(
+                "log-mel takes f32 samples, got {:?}",
+                signal.dtype()
+            )));
+        }
+        if signal.clone().into_dispatch().autodiff != DispatchAutodiffContext::Disabled {
+            return Err(Error::Invalid(
+                "log-mel features are not differentiated: pass a tensor from a device without autodiff"
+                    .into(),
+            ));
+        }
+        let finite = signal
+            .clone()
+            .is_nan()
+            .bool_or(signal.clone().is_inf())
+            .any();
+        if finite.into_scalar::<bool>() {
+            return Err(Error::Invalid(
+                "audio samples contain NaN or infinity".into(),
+            ));
+        }
+        let log = match self.config.log {
+            LogScale::Power => ElementLog::Power,
+            LogScale::Natural { offset } => ElementLog::Natural { offset },
+            LogScale::Decibel { .. } => ElementLog::Decibel,
+            LogScale::Whisper => ElementLog::Log10,
+        };
+        Ok(LogMelShape {
+            config: self.config.clone(),
+            n_fft,
+            hop: self.config.hop_length,
+            n_mels: self.config.n_mels,
+            frames,
+            pad,
+            reflect,
+            log,
+        })
+    }
+
+    /// The part of the compression that needs each spectrogram's maximum.
+    fn finish(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, n_mels, frames] = x.dims();
+        let floor = |x: Tensor<3>, below: f64| {
+            let max = x.clone().reshape([batch, n_mels * frames]).max_dim(1);
+            let floor = (max - below)
+                .reshape([batch, 1, 1])
+                .expand([batch, n_mels, frames]);
+            x.max_pair(floor)
+        };
+        match self.config.log {
+            LogScale::Decibel { top_db: Some(top) } => floor(x, top as f64),
+            LogScale::Whisper => (floor(x, 8.0) + 4.0) / 4.0,
+            _ => x,
+        }
+    }
+
+    fn tables(&self, device: &Device) -> Tables {
+        let mut cache = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = cache.iter().find(|t| &t.device == device) {
+            return t.clone();
+        }
+        let n_fft = self.config.n_fft;
+        let bins = n_fft / 2 + 1;
+        let angle = |j: usize| 2.0 * std::f64::consts::PI * j as f64 / n_fft as f64;
+        let twiddles: Vec<f32> = (0..n_fft)
+            .map(|j| angle(j).cos() as f32)
+            .chain((0..n_fft).map(|j| -angle(j).sin() as f32))
+            .collect();
+        let bands: Vec<f32> = self
+            .mel
+            .supports()
+            .iter()
+            .flat_map(|band| [band.start as f32, band.end as f32])
+            .collect();
+        let dft = |f: fn(f64) -> f64| -> Vec<f32> {
+            (0..n_fft)
+                .flat_map(|n| (0..bins).map(move |k| f(angle((k * n) % n_fft)) as f32))
+                .collect()
+        };
+        let tables = Tables {
+            device: device.clone(),
+            window: Tensor::from_data(self.mel.window(), device),
+            twiddles: Tensor::from_data(twiddles.as_slice(), device),
+            filters: Tensor::from_data(
+                TensorData::new(self.mel.filters().to_vec(), [self.config.n_mels, bins]),
+                device,
+            ),
+            bands: Tensor::from_data(TensorData::new(bands, [self.config.n_mels, 2]), device),
+            dft_cos: Tensor::from_data(TensorData::new(dft(f64::cos), [n_fft, bins]), device),
+            dft_sin: Tensor::from_data(TensorData::new(dft(|a| -a.sin()), [n_fft, bins]), device),
+        };
+        cache.push(tables.clone());
+        tables
+    }
+}
+
+/// numpy's `reflect` padding as indices into a signal of `len` samples.
+fn reflect_indices(len: usize, pad: usize) -> Vec<i64> {
+    let n = len as i64;
+    let period = 2 * (n - 1).max(1);
+    (-(pad as i64)..n + pad as i64)
+        .map(|i| {
+            if n == 1 {
+                return 0;
+            }
+            let i = i.rem_euclid(period);
+            if i >= n { period - i } else { i }
+        })
+        .collect()
+}
