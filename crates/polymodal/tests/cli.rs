@@ -369,3 +369,79 @@ fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the texts"));
 }
+
+/// Whether a wgpu adapter exists (always required in CI, where lavapipe is).
+fn wgpu_or_skip() -> bool {
+    let out = polymodal(&["devices"]);
+    let listed = String::from_utf8_lossy(&out.stdout).contains("wgpu:0");
+    if !listed && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI must train on wgpu (install mesa-vulkan-drivers): {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    if !listed {
+        eprintln!("SKIPPED: no wgpu adapter");
+    }
+    listed
+}
+
+#[test]
+fn the_whole_pipeline_runs_on_wgpu() {
+    if !wgpu_or_skip() {
+        return;
+    }
+    let dir = scratch("wgpu");
+    let data = generate(&dir, ["4", "2", "2"]);
+    // Joint fusion (attention across modalities) trains on the device:
+    // forward, backward, optimiser, checkpoints, evaluation.
+    let experiment = "output = \"run\"\n\
+         [data]\ntrain = \"data/train.jsonl\"\nvalid = \"data/valid.jsonl\"\ntest = \"data/test.jsonl\"\n\
+         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"single-stream\"\ndim = 8\n\
+         [train]\nepochs = 2\nbatch_size = 8\n";
+    let config = dir.join("experiment.toml");
+    std::fs::write(&config, format!("{experiment}{SMALL_FEATURES}")).unwrap();
+    let out = polymodal(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--device",
+        "wgpu",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("epoch 2") && stdout.contains("test accuracy"),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = dir.join("run");
+    assert!(run.join("model.bpk").is_file());
+    let image = data.join("image/test-0000.png");
+    let audio = data.join("audio/test-0000.wav");
+    let files = [
+        "--model",
+        run.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--audio",
+        audio.to_str().unwrap(),
+    ];
+    // The model trained on wgpu predicts the same on wgpu and on the CPU.
+    let probabilities = |device: &str| -> Vec<f32> {
+        let out = polymodal(&[&["predict", "--device", device], &files[..]].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').nth(1).unwrap().parse::<f32>().unwrap())
+            .collect()
+    };
+    let (gpu, cpu) = (probabilities("wgpu"), probabilities("cpu"));
+    assert_eq!(gpu.len(), cpu.len());
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert!((g - c).abs() < 1e-4, "wgpu {gpu:?} vs cpu {cpu:?}");
+    }
+}
