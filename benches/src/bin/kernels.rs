@@ -4,14 +4,16 @@
 //! kernel is faster).
 //!
 //! - log-mel: Whisper's front end (n_fft 400, hop 160, 80 mels) on a batch
-//!   of 8 signals of 10 s at 16 kHz already on the device.
+//!   of 8 signals of 10 s at 16 kHz already on the device;
+//! - the gated unit's combination (batch 256, 3 modalities, 512 hidden
+//!   units), forward alone and forward + backward under autodiff.
 //!
 //! Usage: kernels [--device wgpu|wgpu:N|cpu] [--reps N]
 
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
-use polymodal::wgpu::kernels::LogMel;
+use polymodal::wgpu::kernels::{LogMel, gated_unit, gated_unit_unfused};
 use polymodal_audio::MelConfig;
 
 fn main() {
@@ -72,6 +74,7 @@ fn run() -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     })?;
+    let gated = gated_rows(reps, &device)?;
     let adapter = polymodal::wgpu::adapter_names().join(", ");
     println!("| kernel | work | fused | unfused (Burn ops) | ratio |");
     println!("| --- | --- | ---: | ---: | ---: |");
@@ -81,6 +84,62 @@ fn run() -> Result<(), String> {
         unfused.as_secs_f64() * 1e3,
         unfused.as_secs_f64() / fused.as_secs_f64()
     );
+    for (work, fused, unfused) in gated {
+        println!(
+            "| gated unit | {work} | {:.2} ms | {:.2} ms | {:.2}x |",
+            fused.as_secs_f64() * 1e3,
+            unfused.as_secs_f64() * 1e3,
+            unfused.as_secs_f64() / fused.as_secs_f64()
+        );
+    }
     println!("\nDevice {device_name} (adapters: {adapter}); best of {reps} after a warm-up pass.");
     Ok(())
+}
+
+type GatedOp = fn(Tensor<3>, Tensor<3>, Tensor<2>) -> polymodal::Result<Tensor<2>>;
+
+/// The gated unit, fused and unfused: forward, then forward + backward.
+fn gated_rows(reps: usize, device: &Device) -> Result<Vec<(String, Duration, Duration)>, String> {
+    let (batch, modalities, hidden) = (256, 3, 512);
+    let random = |device: &Device| {
+        Tensor::<3>::random(
+            [batch, modalities, hidden],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        )
+    };
+    let forward = |op: GatedOp| {
+        let (s, c) = (random(device), random(device));
+        let present = Tensor::<2>::ones([batch, modalities], device);
+        best_of(reps, device, || {
+            op(s.clone(), c.clone(), present.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    };
+    let tracked = device.clone().autodiff();
+    let backward = |op: GatedOp| {
+        let (s, c) = (random(&tracked), random(&tracked));
+        let present = Tensor::<2>::ones([batch, modalities], &tracked);
+        best_of(reps, &tracked, || {
+            let (s, c) = (s.clone().require_grad(), c.clone().require_grad());
+            let h = op(s.clone(), c.clone(), present.clone()).map_err(|e| e.to_string())?;
+            let grads = h.sum().backward();
+            let _ = (s.grad(&grads), c.grad(&grads));
+            Ok(())
+        })
+    };
+    let shape = format!("{batch} x {modalities} x {hidden}");
+    Ok(vec![
+        (
+            format!("{shape}, forward"),
+            forward(gated_unit)?,
+            forward(gated_unit_unfused)?,
+        ),
+        (
+            format!("{shape}, forward + backward"),
+            backward(gated_unit)?,
+            backward(gated_unit_unfused)?,
+        ),
+    ])
 }

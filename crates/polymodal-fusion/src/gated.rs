@@ -60,6 +60,13 @@ pub struct GatedFusion {
 impl GatedFusion {
     /// The gates `[batch, modalities, hidden]` (they sum to one over the present modalities).
     pub fn gates(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<3>> {
+        let (scores, present) = self.scores(inputs)?;
+        Ok(masked_softmax(scores, present))
+    }
+
+    /// The gate logits `[batch, modalities, hidden]` and the presence
+    /// `[batch, modalities]` (1 or 0).
+    fn scores(&self, inputs: &[ModalityEmbeddings]) -> Result<(Tensor<3>, Tensor<2>)> {
         check_pooled("GatedFusion", inputs, &self.input_dims)?;
         let joined = Tensor::cat(inputs.iter().map(masked_pooled).collect(), 1);
         let batch = joined.dims()[0];
@@ -68,8 +75,20 @@ impl GatedFusion {
             .forward(joined)
             .reshape([batch, inputs.len(), self.hidden]);
         let present = Tensor::cat(inputs.iter().map(presence).collect(), 1);
-        Ok(masked_softmax(scores, present))
+        Ok((scores, present))
     }
+}
+
+/// `Σ_m softmax_m(scores)·tanh(candidates)` over the present modalities:
+/// with the `kernels` feature one fused kernel (forward and backward) on
+/// wgpu devices, else Burn's ops.
+fn combine(scores: Tensor<3>, candidates: Tensor<3>, present: Tensor<2>) -> Result<Tensor<2>> {
+    #[cfg(feature = "kernels")]
+    return polymodal_wgpu::kernels::gated_unit_best(scores, candidates, present);
+    #[cfg(not(feature = "kernels"))]
+    Ok((masked_softmax(scores, present) * candidates.tanh())
+        .sum_dim(1)
+        .squeeze_dim::<2>(1))
 }
 
 impl Fusion for GatedFusion {
@@ -78,14 +97,15 @@ impl Fusion for GatedFusion {
     }
 
     fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>> {
-        let gates = self.gates(inputs)?;
+        let (scores, present) = self.scores(inputs)?;
+        // Candidates before their tanh, which `combine` applies.
         let candidates = inputs
             .iter()
             .zip(&self.transforms)
-            .map(|(input, transform)| transform.forward(masked_pooled(input)).tanh())
+            .map(|(input, transform)| transform.forward(masked_pooled(input)))
             .collect();
         let candidates = Tensor::stack::<3>(candidates, 1);
-        let fused = (gates * candidates).sum_dim(1).squeeze_dim::<2>(1);
+        let fused = combine(scores, candidates, present)?;
         Ok(self.dropout.forward(fused))
     }
 }

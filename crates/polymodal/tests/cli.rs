@@ -391,14 +391,23 @@ fn the_whole_pipeline_runs_on_wgpu() {
     if !wgpu_or_skip() {
         return;
     }
-    let dir = scratch("wgpu");
-    let data = generate(&dir, ["4", "2", "2"]);
-    // Joint fusion (attention across modalities) trains on the device:
+    // Joint fusion (attention across modalities) and gated fusion (through
+    // polymodal-wgpu's fused gated-unit kernel) train on the device:
     // forward, backward, optimiser, checkpoints, evaluation.
-    let experiment = "output = \"run\"\n\
+    for fusion in ["single-stream", "gated"] {
+        pipeline_on_wgpu(fusion);
+    }
+}
+
+fn pipeline_on_wgpu(fusion: &str) {
+    let dir = scratch(&format!("wgpu-{fusion}"));
+    let data = generate(&dir, ["4", "2", "2"]);
+    let experiment = format!(
+        "output = \"run\"\n\
          [data]\ntrain = \"data/train.jsonl\"\nvalid = \"data/valid.jsonl\"\ntest = \"data/test.jsonl\"\n\
-         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"single-stream\"\ndim = 8\n\
-         [train]\nepochs = 2\nbatch_size = 8\n";
+         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"{fusion}\"\ndim = 8\n\
+         [train]\nepochs = 2\nbatch_size = 8\n"
+    );
     let config = dir.join("experiment.toml");
     std::fs::write(&config, format!("{experiment}{SMALL_FEATURES}")).unwrap();
     let out = polymodal(&[
@@ -411,7 +420,7 @@ fn the_whole_pipeline_runs_on_wgpu() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("epoch 2") && stdout.contains("test accuracy"),
-        "{}\n{stdout}",
+        "{fusion}: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     let run = dir.join("run");
@@ -442,6 +451,9 @@ fn the_whole_pipeline_runs_on_wgpu() {
     let (gpu, cpu) = (probabilities("wgpu"), probabilities("cpu"));
     assert_eq!(gpu.len(), cpu.len());
     for (g, c) in gpu.iter().zip(&cpu) {
-        assert!((g - c).abs() < 1e-4, "wgpu {gpu:?} vs cpu {cpu:?}");
+        assert!(
+            (g - c).abs() < 1e-4,
+            "{fusion}: wgpu {gpu:?} vs cpu {cpu:?}"
+        );
     }
 }

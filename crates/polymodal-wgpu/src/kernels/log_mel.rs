@@ -12,7 +12,7 @@
 //! else a direct DFT that reads each coefficient once for a group of frames.
 
 use burn::backend::DType;
-use burn::backend::wgpu::{CubeBackend, CubeTensor};
+use burn::backend::wgpu::CubeTensor;
 use burn_cubecl::cubecl;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
@@ -432,29 +432,6 @@ pub(super) fn launch(
         ),
     }
     output
-}
-
-/// The extension's wgpu implementation.
-impl super::KernelOps for CubeBackend {
-    fn log_mel(
-        signal: CubeTensor,
-        window: CubeTensor,
-        twiddles: CubeTensor,
-        dft_cos: CubeTensor,
-        dft_sin: CubeTensor,
-        filters: CubeTensor,
-        bands: CubeTensor,
-        shape: LogMelShape,
-    ) -> CubeTensor {
-        launch(
-            signal,
-            window,
-            twiddles,
-            (dft_cos, dft_sin),
-            (filters, bands),
-            shape,
-        )
-    }
 }
 
 #[cfg(test)]

@@ -4,19 +4,25 @@
 //! implementation on Burn's Flex backend that serves as the reference.
 //!
 //! - [`LogMel`]: the log-mel spectrogram of raw audio on the device (framing,
-//!   window, power spectrum, mel projection, log) in one kernel.
+//!   window, power spectrum, mel projection, log) in one kernel;
+//! - [`gated_unit`]: the gated multimodal unit's combining step (masked
+//!   softmax gates, tanh candidates, weighted sum) in one kernel, with its
+//!   backward pass, so models with gated fusion train through it.
 //!
 //! Each kernel has an unfused twin made of Burn tensor ops (e.g.
 //! [`LogMel::forward_unfused`]) that runs on any device; `cargo xtask bench
 //! kernels` times the two on the same device.
 
+mod autodiff;
+mod cube;
 mod flex;
+mod gated;
 mod log_mel;
 
 use std::sync::Mutex;
 
-use burn::backend::DispatchAutodiffContext;
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
+use burn::backend::{DispatchAutodiffContext, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
 
@@ -25,7 +31,7 @@ use polymodal_core::{Error, Result};
 
 /// The custom operations; call them through the wrappers ([`LogMel`]).
 #[allow(clippy::too_many_arguments)]
-#[backend_extension(Flex, Cube)]
+#[backend_extension(Flex, Cube, Autodiff)]
 pub trait KernelOps: Backend {
     /// `signal` `[batch, samples]` → `[batch, n_mels, frames]`, compressed
     /// element-wise (`shape.log`); `window` `[n_fft]`, `twiddles` `[2·n_fft]`
@@ -42,6 +48,105 @@ pub trait KernelOps: Backend {
         bands: FloatTensor<Self>,
         shape: LogMelShape,
     ) -> FloatTensor<Self>;
+
+    /// The gated unit's combination: `h[b, j] = Σ_m z[b, m, j]·tanh(u[b, m,
+    /// j])`, `z` the softmax of `scores` over the present modalities
+    /// (`present` `[batch, modalities]`, 1 or 0). `scores`, `candidates`
+    /// `[batch, modalities, hidden]` → `[batch, hidden]`.
+    fn gated_unit(
+        scores: FloatTensor<Self>,
+        candidates: FloatTensor<Self>,
+        present: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `∂L/∂scores` from `grad` = `∂L/∂h` `[batch, hidden]`.
+    fn gated_unit_grad_scores(
+        scores: FloatTensor<Self>,
+        candidates: FloatTensor<Self>,
+        present: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `∂L/∂candidates` from `grad` = `∂L/∂h` `[batch, hidden]`.
+    fn gated_unit_grad_candidates(
+        scores: FloatTensor<Self>,
+        candidates: FloatTensor<Self>,
+        present: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The gated multimodal unit's combining step in one kernel (forward, and
+/// backward under autodiff): `h = Σ_m softmax_m(scores)·tanh(candidates)`
+/// over the modalities present in each sample (`present` `[batch,
+/// modalities]`, 1 or 0); `scores`, `candidates` `[batch, modalities,
+/// hidden]` f32 → `[batch, hidden]`. A sample with no modality present gets
+/// zeros. Shapes are checked.
+pub fn gated_unit(
+    scores: Tensor<3>,
+    candidates: Tensor<3>,
+    present: Tensor<2>,
+) -> Result<Tensor<2>> {
+    check_gated(&scores, &candidates, &present)?;
+    Ok(Tensor::from_dispatch(<Dispatch as KernelOps>::gated_unit(
+        scores.into_dispatch(),
+        candidates.into_dispatch(),
+        present.into_dispatch(),
+    )))
+}
+
+/// [`gated_unit`] on wgpu, [`gated_unit_unfused`] elsewhere: on the CPU
+/// the kernel's implementation is a plain-loop reference and Burn's ops are
+/// faster (`cargo xtask bench kernels --device cpu`). What
+/// `polymodal_fusion::GatedFusion` calls with its `kernels` feature.
+pub fn gated_unit_best(
+    scores: Tensor<3>,
+    candidates: Tensor<3>,
+    present: Tensor<2>,
+) -> Result<Tensor<2>> {
+    let on_wgpu = matches!(
+        scores.clone().into_dispatch().kind,
+        DispatchTensorKind::Cube(_)
+    );
+    if on_wgpu {
+        gated_unit(scores, candidates, present)
+    } else {
+        gated_unit_unfused(scores, candidates, present)
+    }
+}
+
+/// The same with Burn's ops (masked softmax, tanh, product, sum): the
+/// baseline [`gated_unit`] is measured against.
+pub fn gated_unit_unfused(
+    scores: Tensor<3>,
+    candidates: Tensor<3>,
+    present: Tensor<2>,
+) -> Result<Tensor<2>> {
+    check_gated(&scores, &candidates, &present)?;
+    let [batch, modalities, _] = scores.dims();
+    let present: Tensor<3> = present.reshape([batch, modalities, 1]);
+    // Absent modalities are pushed to -1e4 before the softmax and their
+    // gates zeroed after it (all-absent samples then get zeros).
+    let masked = scores + (present.clone().neg() + 1.0) * -1e4;
+    let gates = burn::tensor::activation::softmax(masked, 1) * present;
+    Ok((gates * candidates.tanh()).sum_dim(1).squeeze_dim(1))
+}
+
+fn check_gated(scores: &Tensor<3>, candidates: &Tensor<3>, present: &Tensor<2>) -> Result<()> {
+    let [batch, modalities, _] = scores.dims();
+    if candidates.dims() != scores.dims() || present.dims() != [batch, modalities] {
+        return Err(Error::Invalid(format!(
+            "gated unit: scores {:?} and candidates {:?} must match, present must be {:?}, got {:?}",
+            scores.dims(),
+            candidates.dims(),
+            [batch, modalities],
+            present.dims()
+        )));
+    }
+    if [scores.dtype(), candidates.dtype(), present.dtype()] != [DType::F32; 3] {
+        return Err(Error::Invalid("gated unit: f32 tensors only".into()));
+    }
+    Ok(())
 }
 
 /// The element-wise part of a [`LogScale`]; the part that needs the
