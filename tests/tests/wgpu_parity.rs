@@ -14,19 +14,6 @@ use polymodal::{
 
 const TOLERANCE: f32 = 1e-4;
 
-fn wgpu_or_skip() -> Option<Device> {
-    match polymodal::wgpu::wgpu_device(DeviceKind::DefaultDevice) {
-        Ok(device) => Some(device),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must run the wgpu test (install mesa-vulkan-drivers): {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
-
 /// Random inputs on the host, built into a batch on any device the way the
 /// `Batcher` builds them (from host data, not by moving tensors).
 struct HostBatch {
@@ -95,7 +82,9 @@ impl HostBatch {
 
 #[test]
 fn forward_pass_matches_the_cpu() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = polymodal::wgpu::wgpu_for_tests() else {
+        return;
+    };
     let cpu = Device::flex();
     cpu.seed(11);
     let host = HostBatch::random();
@@ -140,7 +129,7 @@ fn pretrained_encoders_agree_on_wgpu() {
     use polymodal::text::{Bert, BertPooling, Clip};
     use polymodal_tests::Fixture;
 
-    let Some(gpu) = wgpu_or_skip() else {
+    let Some(gpu) = polymodal::wgpu::wgpu_for_tests() else {
         return;
     };
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/encoders");

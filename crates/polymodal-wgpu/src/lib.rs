@@ -85,3 +85,19 @@ pub fn wgpu_adapter(index: usize) -> Result<Device> {
         ))
     })
 }
+
+/// The default wgpu device for a test suite: `None` (with a message) when
+/// the machine has no adapter, a panic when `CI=true`, where an adapter
+/// (Mesa's lavapipe) must exist.
+pub fn wgpu_for_tests() -> Option<Device> {
+    match wgpu_device(DeviceKind::DefaultDevice) {
+        Ok(device) => Some(device),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI must run the wgpu tests (install mesa-vulkan-drivers): {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}

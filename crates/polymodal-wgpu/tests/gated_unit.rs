@@ -6,19 +6,6 @@
 use burn::prelude::*;
 use polymodal_wgpu::kernels::{gated_unit, gated_unit_unfused};
 
-fn wgpu_or_skip() -> Option<Device> {
-    match polymodal_wgpu::wgpu_device(DeviceKind::DefaultDevice) {
-        Ok(device) => Some(device),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must run the wgpu kernel tests (install mesa-vulkan-drivers): {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
-
 const BATCH: usize = 5;
 const MODALITIES: usize = 3;
 const HIDDEN: usize = 37;
@@ -118,7 +105,9 @@ fn forward_and_backward_match_burn_ops_on_the_cpu() {
 
 #[test]
 fn forward_and_backward_match_burn_ops_on_wgpu() {
-    let Some(device) = wgpu_or_skip() else { return };
+    let Some(device) = polymodal_wgpu::wgpu_for_tests() else {
+        return;
+    };
     compare(&device.clone().autodiff(), "wgpu");
     // Without autodiff the same kernel runs.
     let x = inputs(&device);
@@ -130,7 +119,7 @@ fn forward_and_backward_match_burn_ops_on_wgpu() {
 #[test]
 fn it_trains() {
     // Gradient descent through the kernel fits targets the unit can reach.
-    let device = match wgpu_or_skip() {
+    let device = match polymodal_wgpu::wgpu_for_tests() {
         Some(device) => device,
         None => Device::flex(),
     }

@@ -9,19 +9,6 @@ use burn::prelude::*;
 use polymodal_audio::{LogScale, MelConfig, MelSpectrogram, PadMode};
 use polymodal_wgpu::kernels::LogMel;
 
-fn wgpu_or_skip() -> Option<Device> {
-    match polymodal_wgpu::wgpu_device(DeviceKind::DefaultDevice) {
-        Ok(device) => Some(device),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must run the wgpu kernel tests (install mesa-vulkan-drivers): {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
-
 /// Three different 16 kHz signals: a chirp, two tones with noise, noise.
 fn signals(samples: usize) -> Vec<Vec<f32>> {
     let mut state = 7u64;
@@ -120,7 +107,9 @@ fn check(name: &str, out: Tensor<3>, expected: &[f32], tolerance: f32) {
 
 #[test]
 fn fused_kernel_on_wgpu_matches_the_cpu_spectrogram() {
-    let Some(device) = wgpu_or_skip() else { return };
+    let Some(device) = polymodal_wgpu::wgpu_for_tests() else {
+        return;
+    };
     let rows = signals(16_000);
     for (name, config, tolerance) in configs() {
         let expected = reference(&config, &rows);

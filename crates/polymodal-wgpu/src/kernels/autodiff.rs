@@ -47,6 +47,23 @@ impl<B: Backend> Backward<B, 1> for Constant {
     fn backward(self, _: Ops<(), 1>, _: &mut Gradients, _: &mut Checkpointer) {}
 }
 
+/// `out`, computed by the inner backend from `input` (and others), as a
+/// tensor with no backward step.
+fn constant<B: Backend, C: CheckpointStrategy>(
+    input: &FloatTensor<Autodiff<B, C>>,
+    out: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    // (The autodiff tensor type does not name the strategy: callers pass C.)
+    match Constant
+        .prepare::<C>([input.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
 impl<B: Backend + KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
     fn log_mel(
         signal: FloatTensor<Self>,
@@ -58,9 +75,8 @@ impl<B: Backend + KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C>
         bands: FloatTensor<Self>,
         shape: LogMelShape,
     ) -> FloatTensor<Self> {
-        let guard = signal.node();
         let out = B::log_mel(
-            signal.into_primitive(),
+            signal.primitive().clone(),
             window.into_primitive(),
             twiddles.into_primitive(),
             dft_cos.into_primitive(),
@@ -69,10 +85,7 @@ impl<B: Backend + KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C>
             bands.into_primitive(),
             shape,
         );
-        match Constant.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        constant::<B, C>(&signal, out)
     }
 
     fn gated_unit(
@@ -104,17 +117,13 @@ impl<B: Backend + KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C>
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         // Second-order derivatives are not propagated through the gradient.
-        let guard = grad.node();
         let out = B::gated_unit_grad_scores(
             scores.into_primitive(),
             candidates.into_primitive(),
             present.into_primitive(),
-            grad.into_primitive(),
+            grad.primitive().clone(),
         );
-        match Constant.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        constant::<B, C>(&grad, out)
     }
 
     fn gated_unit_grad_candidates(
@@ -123,16 +132,13 @@ impl<B: Backend + KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C>
         present: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let guard = grad.node();
+        // Second-order derivatives are not propagated through the gradient.
         let out = B::gated_unit_grad_candidates(
             scores.into_primitive(),
             candidates.into_primitive(),
             present.into_primitive(),
-            grad.into_primitive(),
+            grad.primitive().clone(),
         );
-        match Constant.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        constant::<B, C>(&grad, out)
     }
 }
