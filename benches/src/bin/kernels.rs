@@ -5,6 +5,9 @@
 //!
 //! - log-mel: Whisper's front end (n_fft 400, hop 160, 80 mels) on a batch
 //!   of 8 signals of 10 s at 16 kHz already on the device;
+//! - frame preprocessing: 16 video frames of 640×360 (u8 RGB, already on
+//!   the device) to CLIP input (shorter side 224, bicubic, centre crop,
+//!   normalised CHW);
 //! - the gated unit's combination (batch 256, 3 modalities, 512 hidden
 //!   units), forward alone and forward + backward under autodiff.
 //!
@@ -13,7 +16,8 @@
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
-use polymodal::wgpu::kernels::{LogMel, gated_unit, gated_unit_unfused};
+use polymodal::image::ImagePreprocess;
+use polymodal::wgpu::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
 use polymodal_audio::MelConfig;
 
 fn main() {
@@ -74,6 +78,7 @@ fn run() -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     })?;
+    let (frames_fused, frames_unfused) = frame_times(reps, &device)?;
     let gated = gated_rows(reps, &device)?;
     let adapter = polymodal::wgpu::adapter_names().join(", ");
     println!("| kernel | work | fused | unfused (Burn ops) | ratio |");
@@ -83,6 +88,12 @@ fn run() -> Result<(), String> {
         fused.as_secs_f64() * 1e3,
         unfused.as_secs_f64() * 1e3,
         unfused.as_secs_f64() / fused.as_secs_f64()
+    );
+    println!(
+        "| frames | 16 x 640x360 video frames to CLIP input (224, bicubic, crop) | {:.2} ms | {:.2} ms | {:.2}x |",
+        frames_fused.as_secs_f64() * 1e3,
+        frames_unfused.as_secs_f64() * 1e3,
+        frames_unfused.as_secs_f64() / frames_fused.as_secs_f64()
     );
     for (work, fused, unfused) in gated {
         println!(
@@ -142,4 +153,31 @@ fn gated_rows(reps: usize, device: &Device) -> Result<Vec<(String, Duration, Dur
             backward(gated_unit_unfused)?,
         ),
     ])
+}
+
+/// Frame preprocessing, fused and unfused, on frames already on the device.
+fn frame_times(reps: usize, device: &Device) -> Result<(Duration, Duration), String> {
+    let frames: Vec<image::RgbImage> = (0..16)
+        .map(|f| {
+            image::RgbImage::from_fn(640, 360, |x, y| {
+                image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y + f) % 256) as u8])
+            })
+        })
+        .collect();
+    let kernel =
+        FramePreprocess::new(ImagePreprocess::clip(224), 640, 360).map_err(|e| e.to_string())?;
+    let pixels = kernel.pixels(&frames, device).map_err(|e| e.to_string())?;
+    let fused = best_of(reps, device, || {
+        kernel
+            .forward(pixels.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    let unfused = best_of(reps, device, || {
+        kernel
+            .forward_unfused(pixels.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    Ok((fused, unfused))
 }

@@ -161,6 +161,55 @@ impl Weights {
     }
 }
 
+/// The fixed-point weights of one resampling pass along one axis, in a form
+/// other implementations of the same algorithm (polymodal-wgpu's
+/// preprocessing kernel) can use: output pixel `i` is
+/// `clip8(2^21 + Σ_k weights[i·stride + k] · in[start[i] + k])` for
+/// `k < len[i]`, where `clip8(v) = clamp(v >> 22, 0, 255)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassWeights {
+    /// First source pixel of each output pixel.
+    pub start: Vec<usize>,
+    /// Number of source pixels of each output pixel.
+    pub len: Vec<usize>,
+    /// Row length of `weights`.
+    pub stride: usize,
+    /// `[outputs, stride]`, 22-bit fixed point.
+    pub weights: Vec<i32>,
+}
+
+/// Pillow's weights for resampling `in0..in1` of an axis of `in_size`
+/// pixels to `out_size` pixels with `filter` (nearest neighbour as one tap
+/// of weight 1).
+pub fn pass_weights(
+    in_size: u32,
+    in0: f64,
+    in1: f64,
+    out_size: u32,
+    filter: Filter,
+) -> PassWeights {
+    let out = out_size as usize;
+    if filter == Filter::Nearest {
+        let start = nearest_table(in0, in1 - in0, out_size, in_size)
+            .into_iter()
+            .map(|i| i as usize)
+            .collect();
+        return PassWeights {
+            start,
+            len: vec![1; out],
+            stride: 1,
+            weights: vec![1 << PRECISION_BITS; out],
+        };
+    }
+    let w = Weights::new(in_size as usize, in0, in1, out, filter);
+    PassWeights {
+        start: w.start,
+        len: w.len,
+        stride: w.stride,
+        weights: w.weights,
+    }
+}
+
 fn clip8(value: i32) -> u8 {
     (value >> PRECISION_BITS).clamp(0, 255) as u8
 }
@@ -258,22 +307,24 @@ fn horizontal_pass(row: &[u8], weights: &Weights, out: &mut [u8]) {
 /// Pillow's nearest neighbour: source coordinates accumulated in f64 from
 /// the first pixel centre, then truncated.
 fn nearest(image: &RgbImage, region: CropBox, width: u32, height: u32) -> RgbImage {
-    let table = |offset: f64, extent: f64, out: u32, limit: u32| -> Vec<u32> {
-        let step = extent / out as f64;
-        let mut position = offset + step * 0.5;
-        (0..out)
-            .map(|_| {
-                let index = (position as u32).min(limit - 1);
-                position += step;
-                index
-            })
-            .collect()
-    };
-    let xs = table(region.left, region.width, width, image.width());
-    let ys = table(region.top, region.height, height, image.height());
+    let xs = nearest_table(region.left, region.width, width, image.width());
+    let ys = nearest_table(region.top, region.height, height, image.height());
     RgbImage::from_fn(width, height, |x, y| {
         *image.get_pixel(xs[x as usize], ys[y as usize])
     })
+}
+
+/// Source index of each of `out` pixels covering `offset..offset + extent`.
+fn nearest_table(offset: f64, extent: f64, out: u32, limit: u32) -> Vec<u32> {
+    let step = extent / out as f64;
+    let mut position = offset + step * 0.5;
+    (0..out)
+        .map(|_| {
+            let index = (position as u32).min(limit - 1);
+            position += step;
+            index
+        })
+        .collect()
 }
 
 /// The size after scaling the shorter side to `shorter` (the longer one is

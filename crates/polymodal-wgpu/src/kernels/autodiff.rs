@@ -6,9 +6,12 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
+use burn::backend::{
+    Autodiff, Backend,
+    tensor::{FloatTensor, IntTensor},
+};
 
-use super::{KernelOps, LogMelShape};
+use super::{FrameShape, KernelOps, LogMelShape};
 
 /// The backward step of the gated unit; its state is the forward inputs.
 #[derive(Debug)]
@@ -86,6 +89,31 @@ impl<B: Backend + KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C>
             shape,
         );
         constant::<B, C>(&signal, out)
+    }
+
+    fn preprocess_frames(
+        pixels: IntTensor<Self>,
+        horizontal_start: IntTensor<Self>,
+        horizontal_len: IntTensor<Self>,
+        horizontal_weights: IntTensor<Self>,
+        vertical_start: IntTensor<Self>,
+        vertical_len: IntTensor<Self>,
+        vertical_weights: IntTensor<Self>,
+        norm: FloatTensor<Self>,
+        shape: FrameShape,
+    ) -> FloatTensor<Self> {
+        let out = B::preprocess_frames(
+            pixels,
+            horizontal_start,
+            horizontal_len,
+            horizontal_weights,
+            vertical_start,
+            vertical_len,
+            vertical_weights,
+            norm.primitive().clone(),
+            shape,
+        );
+        constant::<B, C>(&norm, out)
     }
 
     fn gated_unit(

@@ -3,7 +3,7 @@
 
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 
-use super::{LogMelShape, gated, log_mel};
+use super::{FrameShape, LogMelShape, frames_cube, gated, log_mel};
 
 impl super::KernelOps for CubeBackend {
     fn log_mel(
@@ -23,6 +23,26 @@ impl super::KernelOps for CubeBackend {
             (dft_cos, dft_sin),
             (filters, bands),
             shape,
+        )
+    }
+
+    fn preprocess_frames(
+        pixels: CubeTensor,
+        horizontal_start: CubeTensor,
+        horizontal_len: CubeTensor,
+        horizontal_weights: CubeTensor,
+        vertical_start: CubeTensor,
+        vertical_len: CubeTensor,
+        vertical_weights: CubeTensor,
+        norm: CubeTensor,
+        shape: FrameShape,
+    ) -> CubeTensor {
+        frames_cube::launch(
+            pixels,
+            [horizontal_start, horizontal_len, horizontal_weights],
+            [vertical_start, vertical_len, vertical_weights],
+            norm,
+            &shape,
         )
     }
 

@@ -8,7 +8,7 @@ use burn::backend::{Bytes, DType, Flex};
 
 use polymodal_audio::{LogScale, MelConfig, MelSpectrogram};
 
-use super::{ElementLog, LogMelShape};
+use super::{ElementLog, FrameShape, LogMelShape};
 
 /// The f32 values of `t` in row-major order, and its shape.
 fn values(t: &FlexTensor) -> (Vec<f32>, Vec<usize>) {
@@ -79,6 +79,41 @@ fn gated_grad(
 }
 
 impl super::KernelOps for Flex {
+    fn preprocess_frames(
+        pixels: FlexTensor,
+        _horizontal_start: FlexTensor,
+        _horizontal_len: FlexTensor,
+        _horizontal_weights: FlexTensor,
+        _vertical_start: FlexTensor,
+        _vertical_len: FlexTensor,
+        _vertical_weights: FlexTensor,
+        _norm: FlexTensor,
+        shape: FrameShape,
+    ) -> FlexTensor {
+        // Each frame through ImagePreprocess::apply (Pillow-exact).
+        let pixels = pixels.to_contiguous();
+        let values = pixels.as_slice::<i32>().expect("i32 pixels");
+        let (w, h) = (shape.width as u32, shape.height as u32);
+        let mut out = Vec::with_capacity(shape.frames * shape.config.len());
+        for frame in values.chunks_exact(shape.width * shape.height) {
+            let image = image::RgbImage::from_fn(w, h, |x, y| {
+                let p = frame[(y * w + x) as usize];
+                image::Rgb([p as u8, (p >> 8) as u8, (p >> 16) as u8])
+            });
+            out.extend(
+                shape
+                    .config
+                    .apply(&image)
+                    .expect("checked by FramePreprocess::new"),
+            );
+        }
+        let channels = shape.config.channels();
+        tensor(
+            out,
+            vec![shape.frames, channels, shape.out_height, shape.out_width],
+        )
+    }
+
     fn gated_unit(scores: FlexTensor, candidates: FlexTensor, present: FlexTensor) -> FlexTensor {
         let ((s, shape), (u, _), (p, _)) = (values(&scores), values(&candidates), values(&present));
         let (batch, hidden) = (shape[0], shape[2]);

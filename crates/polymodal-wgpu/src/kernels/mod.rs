@@ -5,6 +5,8 @@
 //!
 //! - [`LogMel`]: the log-mel spectrogram of raw audio on the device (framing,
 //!   window, power spectrum, mel projection, log) in one kernel;
+//! - [`FramePreprocess`]: video frames (u8 RGB) to model input (resized,
+//!   cropped, normalised f32 CHW), bit-identical to Pillow, in two passes;
 //! - [`gated_unit`]: the gated multimodal unit's combining step (masked
 //!   softmax gates, tanh candidates, weighted sum) in one kernel, with its
 //!   backward pass, so models with gated fusion train through it.
@@ -16,12 +18,19 @@
 mod autodiff;
 mod cube;
 mod flex;
+mod frames;
+mod frames_cube;
 mod gated;
 mod log_mel;
 
+pub use frames::{FramePreprocess, FrameShape};
+
 use std::sync::Mutex;
 
-use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
+use burn::backend::{
+    Backend, Dispatch, backend_extension,
+    tensor::{FloatTensor, IntTensor},
+};
 use burn::backend::{DispatchAutodiffContext, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -47,6 +56,22 @@ pub trait KernelOps: Backend {
         filters: FloatTensor<Self>,
         bands: FloatTensor<Self>,
         shape: LogMelShape,
+    ) -> FloatTensor<Self>;
+
+    /// Frames `pixels` `[frames, height·width]` (i32, `r | g << 8 | b << 16`)
+    /// → `[frames, channels, out_height, out_width]`: Pillow's two passes
+    /// (start, length and weights of each, i32) and the normalisation
+    /// (`norm`: three scales, three shifts).
+    fn preprocess_frames(
+        pixels: IntTensor<Self>,
+        horizontal_start: IntTensor<Self>,
+        horizontal_len: IntTensor<Self>,
+        horizontal_weights: IntTensor<Self>,
+        vertical_start: IntTensor<Self>,
+        vertical_len: IntTensor<Self>,
+        vertical_weights: IntTensor<Self>,
+        norm: FloatTensor<Self>,
+        shape: FrameShape,
     ) -> FloatTensor<Self>;
 
     /// The gated unit's combination: `h[b, j] = Σ_m z[b, m, j]·tanh(u[b, m,
