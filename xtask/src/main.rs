@@ -4,6 +4,7 @@
 //! must build in seconds.
 
 mod fuzz;
+mod gpu;
 mod setup;
 
 use std::env;
@@ -29,10 +30,11 @@ commands:
                    sentence-transformers, ResNet-18 vs torchvision, a ViT-Tiny-sized ViT
                    vs transformers, printing ratios. Python as for bench media, with
                    torch (pip install -r scripts/parity/requirements-torch.txt)
-  bench kernels [--device wgpu|wgpu:N|cpu] [--reps N]
+  bench kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
                    each of polymodal's own kernels (polymodal-wgpu) against the same work
                    in Burn's tensor ops on the same device (default wgpu), printing
-                   times and ratios
+                   times and ratios; with --python also PyTorch's version of the work
+                   (on CUDA when torch has a GPU)
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
@@ -40,6 +42,11 @@ commands:
                    that many jobs at once, one compute thread each); writes
                    docs/benchmarks/avmnist.{md,svg,json}. DIR defaults to
                    $POLYMODAL_SHARED/data/avmnist
+  gpu [--reps N]   the GPU run: records whether a hardware wgpu adapter can be had (driver,
+                   kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
+                   first hardware adapter runs `bench kernels` with PyTorch's equivalents
+                   on the same GPU ($POLYMODAL_PYTHON with torch) and one AV-MNIST epoch on
+                   the GPU and on the CPU; fails with the report when there is no GPU
   fuzz [--seconds N] [TARGET...]
                    run the cargo-fuzz targets of fuzz/ (audio_decode, audio_features,
                    image_decode, video_decode, tokenizer_load) for N seconds each
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("gpu") => gpu::gpu(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

@@ -11,7 +11,12 @@
 //! - the gated unit's combination (batch 256, 3 modalities, 512 hidden
 //!   units), forward alone and forward + backward under autodiff.
 //!
-//! Usage: kernels [--device wgpu|wgpu:N|cpu] [--reps N]
+//! With `--python PYTHON`, the same work in PyTorch
+//! (`benches/python/kernels_reference.py`, on CUDA when torch sees a GPU)
+//! gets its own columns: PyTorch time / polymodal fused time (above 1:
+//! polymodal is faster).
+//!
+//! Usage: kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,7 @@ use burn::prelude::*;
 use polymodal::image::ImagePreprocess;
 use polymodal::wgpu::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
 use polymodal_audio::MelConfig;
+use polymodal_benches::{python_reference, timing};
 
 fn main() {
     if let Err(e) = run() {
@@ -46,15 +52,27 @@ fn best_of(
     Ok(best)
 }
 
+/// One line of the table.
+struct Row {
+    kernel: &'static str,
+    work: String,
+    fused: Duration,
+    unfused: Duration,
+    /// The name of the same work in `kernels_reference.py`.
+    reference: &'static str,
+}
+
 fn run() -> Result<(), String> {
     let mut device_name = "wgpu".to_string();
     let mut reps = 10;
+    let mut python = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--device" => device_name = value,
             "--reps" => reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--python" => python = Some(value),
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
@@ -79,30 +97,76 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())
     })?;
     let (frames_fused, frames_unfused) = frame_times(reps, &device)?;
-    let gated = gated_rows(reps, &device)?;
-    let adapter = polymodal::wgpu::adapter_names().join(", ");
-    println!("| kernel | work | fused | unfused (Burn ops) | ratio |");
-    println!("| --- | --- | ---: | ---: | ---: |");
-    println!(
-        "| log-mel | Whisper front end, {batch} x 10 s at 16 kHz | {:.2} ms | {:.2} ms | {:.2}x |",
-        fused.as_secs_f64() * 1e3,
-        unfused.as_secs_f64() * 1e3,
-        unfused.as_secs_f64() / fused.as_secs_f64()
-    );
-    println!(
-        "| frames | 16 x 640x360 video frames to CLIP input (224, bicubic, crop) | {:.2} ms | {:.2} ms | {:.2}x |",
-        frames_fused.as_secs_f64() * 1e3,
-        frames_unfused.as_secs_f64() * 1e3,
-        frames_unfused.as_secs_f64() / frames_fused.as_secs_f64()
-    );
-    for (work, fused, unfused) in gated {
-        println!(
-            "| gated unit | {work} | {:.2} ms | {:.2} ms | {:.2}x |",
-            fused.as_secs_f64() * 1e3,
-            unfused.as_secs_f64() * 1e3,
-            unfused.as_secs_f64() / fused.as_secs_f64()
-        );
+    let mut rows = vec![
+        Row {
+            kernel: "log-mel",
+            work: format!("Whisper front end, {batch} x 10 s at 16 kHz"),
+            fused,
+            unfused,
+            reference: "log_mel",
+        },
+        Row {
+            kernel: "frames",
+            work: "16 x 640x360 video frames to CLIP input (224, bicubic, crop)".into(),
+            fused: frames_fused,
+            unfused: frames_unfused,
+            reference: "frames",
+        },
+    ];
+    for ((work, fused, unfused), reference) in gated_rows(reps, &device)?
+        .into_iter()
+        .zip(["gated_forward", "gated_backward"])
+    {
+        rows.push(Row {
+            kernel: "gated unit",
+            work,
+            fused,
+            unfused,
+            reference,
+        });
     }
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    let torch = python.map(|python| {
+        let spec = serde_json::json!({
+            "reps": reps,
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        });
+        python_reference(&python, "kernels_reference.py", &spec)
+    });
+    match &torch {
+        None => {
+            println!("| kernel | work | fused | unfused (Burn ops) | ratio |");
+            println!("| --- | --- | ---: | ---: | ---: |");
+        }
+        Some(_) => {
+            println!(
+                "| kernel | work | fused | unfused (Burn ops) | ratio | PyTorch | reference | PyTorch / fused |"
+            );
+            println!("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |");
+        }
+    }
+    for row in &rows {
+        let ratio = row.unfused.as_secs_f64() / row.fused.as_secs_f64();
+        let line = format!(
+            "| {} | {} | {} | {} | {ratio:.2}x |",
+            row.kernel,
+            row.work,
+            ms(row.fused),
+            ms(row.unfused)
+        );
+        match &torch {
+            None => println!("{line}"),
+            Some(torch) => match timing(torch, row.reference) {
+                Ok((time, tool)) => println!(
+                    "{line} {} | {tool} | {:.2}x |",
+                    ms(time),
+                    time.as_secs_f64() / row.fused.as_secs_f64()
+                ),
+                Err(why) => println!("{line} - | {why} | - |"),
+            },
+        }
+    }
+    let adapter = polymodal::wgpu::adapter_names().join(", ");
     println!("\nDevice {device_name} (adapters: {adapter}); best of {reps} after a warm-up pass.");
     Ok(())
 }
