@@ -85,6 +85,23 @@ impl HostBatch {
     }
 }
 
+/// A small classifier over `modalities` (6 classes, width 16), no modality
+/// dropout.
+fn classifier(fusion: FusionKind, modalities: Vec<Modality>) -> ClassifierConfig {
+    ClassifierConfig {
+        modalities,
+        fusion,
+        classes: 6,
+        dim: 16,
+        vocab_size: 12,
+        max_tokens: 8,
+        channels: 3,
+        modality_dropout: 0.0,
+        contrastive_weight: 1.0,
+        multi_label: false,
+    }
+}
+
 #[test]
 fn forward_pass_matches_the_cpu() {
     let Some(gpu) = polymodal::wgpu::wgpu_for_tests() else {
@@ -95,18 +112,7 @@ fn forward_pass_matches_the_cpu() {
     cpu.seed(11);
     let host = HostBatch::random();
     for fusion in [FusionKind::Concat, FusionKind::SingleStream] {
-        let config = ClassifierConfig {
-            modalities: Modality::ALL.to_vec(),
-            fusion,
-            classes: 6,
-            dim: 16,
-            vocab_size: 12,
-            max_tokens: 8,
-            channels: 3,
-            modality_dropout: 0.0,
-            contrastive_weight: 1.0,
-            multi_label: false,
-        };
+        let config = classifier(fusion, Modality::ALL.to_vec());
         let model = config.init(&cpu).unwrap();
         let expected = softmax(model.logits(&host.on(&cpu)).unwrap(), 1);
         let on_gpu = model.to_device(&gpu);
@@ -317,18 +323,7 @@ fn every_fusion_method_trains_the_same_on_wgpu() {
         } else {
             Modality::ALL.to_vec()
         };
-        let config = ClassifierConfig {
-            modalities,
-            fusion,
-            classes: 6,
-            dim: 16,
-            vocab_size: 12,
-            max_tokens: 8,
-            channels: 3,
-            modality_dropout: 0.0,
-            contrastive_weight: 1.0,
-            multi_label: false,
-        };
+        let config = classifier(fusion, modalities);
         let model = config.init(&cpu).unwrap().map(&mut Deterministic);
         let run = |model: &polymodal::MultimodalClassifier, device: &Device| {
             let (logits, extra) = model.training_output(&host.on(device)).unwrap();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::{bench_binary, cargo, root, run, runtime_env, setup, shared_dir};
+use crate::{bench_binary, build_polymodal, root, run, runtime_env, setup, shared_dir};
 
 /// Software rasterisers wgpu may list: not a GPU.
 const SOFTWARE: [&str; 3] = ["llvmpipe", "lavapipe", "swiftshader"];
@@ -79,19 +79,8 @@ fn diagnostics() {
 
 /// `polymodal devices` (release build): the first `wgpu:N` that is not a
 /// software rasteriser.
-fn hardware_adapter() -> Result<Option<String>, String> {
-    run(
-        "build polymodal (release)",
-        cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "polymodal",
-            "--bin",
-            "polymodal",
-        ]),
-    )?;
-    let mut command = Command::new(polymodal_binary());
+fn hardware_adapter(polymodal: &Path) -> Result<Option<String>, String> {
+    let mut command = Command::new(polymodal);
     command.arg("devices");
     runtime_env(&mut command);
     let out = command
@@ -110,16 +99,8 @@ fn hardware_adapter() -> Result<Option<String>, String> {
         .map(str::to_string))
 }
 
-fn polymodal_binary() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("release")
-        .join("polymodal")
-}
-
 /// One AV-MNIST epoch (the benchmark's concat model) on `device`, timed.
-fn avmnist_epoch(device: &str, out: &Path) -> Result<f64, String> {
+fn avmnist_epoch(polymodal: &Path, device: &str, out: &Path) -> Result<f64, String> {
     let data = shared_dir()?.join("data").join("avmnist");
     let config = out.join(format!("avmnist-{}.toml", device.replace(':', "-")));
     std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
@@ -130,7 +111,7 @@ fn avmnist_epoch(device: &str, out: &Path) -> Result<f64, String> {
         data.display()
     );
     std::fs::write(&config, toml).map_err(|e| e.to_string())?;
-    let mut command = Command::new(polymodal_binary());
+    let mut command = Command::new(polymodal);
     command
         .args(["train", "--config"])
         .arg(&config)
@@ -149,7 +130,8 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
     };
     setup::ensure_system_packages()?;
     diagnostics();
-    let Some(adapter) = hardware_adapter()? else {
+    let polymodal = build_polymodal()?;
+    let Some(adapter) = hardware_adapter(&polymodal)? else {
         return Err(
             "no hardware wgpu adapter (only software rasterisers or none; see above): \
              nothing was run on a GPU"
@@ -163,8 +145,8 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
     runtime_env(&mut command);
     run("kernel benchmark on the GPU, with PyTorch", &mut command)?;
     let out = root().join("target").join("gpu-run");
-    let gpu_seconds = avmnist_epoch(&adapter, &out)?;
-    let cpu_seconds = avmnist_epoch("cpu", &out)?;
+    let gpu_seconds = avmnist_epoch(&polymodal, &adapter, &out)?;
+    let cpu_seconds = avmnist_epoch(&polymodal, "cpu", &out)?;
     println!(
         "\nAV-MNIST, one epoch (concat fusion, data loading and evaluation included): \
          {adapter} {gpu_seconds:.1} s, cpu {cpu_seconds:.1} s ({:.2}x)",

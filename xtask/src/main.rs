@@ -118,15 +118,10 @@ fn runtime_env(command: &mut Command) {
     }
 }
 
-fn demo(args: &[String]) -> Result<(), String> {
-    let out = match args {
-        [] => root().join("out").join("demo"),
-        [flag, dir] if flag == "--out" => PathBuf::from(dir),
-        _ => return Err(format!("demo takes only `--out DIR`\n\n{USAGE}")),
-    };
-    setup::ensure_system_packages()?;
+/// Builds the `polymodal` CLI in release and returns its path.
+fn build_polymodal() -> Result<PathBuf, String> {
     run(
-        "build (release)",
+        "build polymodal (release)",
         cargo().args([
             "build",
             "--release",
@@ -136,10 +131,21 @@ fn demo(args: &[String]) -> Result<(), String> {
             "polymodal",
         ]),
     )?;
-    let binary = root().join("target").join("release").join("polymodal");
-    let binary = env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| PathBuf::from(dir).join("release").join("polymodal"))
-        .unwrap_or(binary);
+    Ok(env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("release")
+        .join("polymodal"))
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    let out = match args {
+        [] => root().join("out").join("demo"),
+        [flag, dir] if flag == "--out" => PathBuf::from(dir),
+        _ => return Err(format!("demo takes only `--out DIR`\n\n{USAGE}")),
+    };
+    setup::ensure_system_packages()?;
+    let binary = build_polymodal()?;
     let mut command = Command::new(binary);
     command.arg("demo").arg("--out").arg(&out);
     runtime_env(&mut command);
