@@ -131,8 +131,8 @@ fn forward_pass_matches_the_cpu() {
 
 /// The pretrained encoders (the parity fixtures' tiny models), loaded on each
 /// device from the same files, give the same outputs on wgpu as on the CPU
-/// (within 1e-4), and the same gradient of Σ out² for every parameter
-/// (within 2e-3 relative in norm).
+/// (within 1e-4), and the same gradient of a fixed linear read-out for
+/// every parameter (within 2e-3 relative in norm).
 #[test]
 fn pretrained_encoders_agree_on_wgpu() {
     use polymodal::Encoder;
@@ -246,7 +246,7 @@ fn pretrained_encoders_agree_on_wgpu() {
             .zip(&actual)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        // Backward: the gradient of Σ out² for every parameter.
+        // Backward: the gradient of Σ w ⊙ out for every parameter.
         let (_, grads_cpu) = run(&cpu.clone().autodiff());
         let (_, grads_gpu) = run(&gpu.clone().autodiff());
         let worst = worst_gradient(&grads_cpu, &grads_gpu);
@@ -262,26 +262,29 @@ fn pretrained_encoders_agree_on_wgpu() {
             !grads_cpu.is_empty() && grads_cpu.len() == grads_gpu.len(),
             "{name}: gradients"
         );
-        // AST's gradients differ between the backends (by up to their own
-        // norm, with equal forward outputs): an open finding of issue 6,
-        // reported rather than hidden; every other encoder is checked.
-        if name != "ast" {
-            assert!(
-                worst < 2e-3,
-                "{name}: a gradient differs by {worst} of its norm"
-            );
-        }
+        assert!(
+            worst < 2e-3,
+            "{name}: a gradient differs by {worst} of its norm"
+        );
     }
 }
 
-/// The output's values and, on an autodiff device, the gradient of Σ out²
-/// for every parameter of `model`.
+/// The output's values and, on an autodiff device, the gradient of a fixed
+/// linear read-out Σ w ⊙ out for every parameter of `model`.
 fn finish<M: Module, const D: usize>(model: &M, out: Tensor<D>) -> (Vec<f32>, Vec<Vec<f32>>) {
     let values = out.clone().try_into_vec_as::<f32>().unwrap();
     if !out.device().is_autodiff() {
         return (values, Vec::new());
     }
-    let grads = out.powi_scalar(2).sum().backward();
+    // A fixed linear read-out, not Σ out²: several outputs are layer-normed,
+    // and the squared norm of a normalised vector barely depends on the
+    // input, which leaves gradients made of rounding noise.
+    let count = out.shape().num_elements();
+    let weights: Vec<f32> = (0..count)
+        .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let weights = Tensor::<1>::from_data(weights.as_slice(), &out.device()).reshape(out.dims());
+    let grads = (out * weights).sum().backward();
     let mut visitor = ParamGrads {
         grads: &grads,
         cpu: Device::flex(),
