@@ -74,6 +74,18 @@ pub fn adapter_names() -> Vec<String> {
         .collect()
 }
 
+/// Whether the `index`-th adapter of [`adapter_names`] computes in f16
+/// (WebGPU's `shader-f16`); `false` when there is no such adapter.
+pub fn adapter_supports_f16(index: usize) -> bool {
+    std::panic::catch_unwind(|| {
+        Device::enumerate(DeviceType::Wgpu)
+            .into_vec()
+            .get(index)
+            .is_some_and(|d| d.supports_dtype(burn::tensor::DType::F16))
+    })
+    .unwrap_or(false)
+}
+
 /// The `index`-th adapter of [`adapter_names`].
 pub fn wgpu_adapter(index: usize) -> Result<Device> {
     let devices = std::panic::catch_unwind(|| Device::enumerate(DeviceType::Wgpu).into_vec())

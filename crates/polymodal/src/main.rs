@@ -371,7 +371,13 @@ fn run(command: Command) -> Result<()> {
                 println!("(no wgpu adapter found)");
             }
             for (i, name) in names.iter().enumerate() {
-                println!("wgpu:{i}\t{name}");
+                // What the adapter can compute in; polymodal's models run in f32.
+                let f16 = if polymodal::wgpu::adapter_supports_f16(i) {
+                    "adapter has f16"
+                } else {
+                    "adapter lacks f16"
+                };
+                println!("wgpu:{i}\t{name}\t{f16}");
             }
             Ok(())
         }
