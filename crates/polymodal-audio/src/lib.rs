@@ -63,7 +63,7 @@ pub use decode::{
     AudioClip, AudioInfo, AudioReader, ClipBuilder, LoadOptions, decode_bytes, decode_file,
     downmix, load,
 };
-pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window};
+pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window, reflect_indices};
 pub use mfcc::Mfcc;
 pub use resample::{Resampler, resample};
 pub use wav::write_wav_pcm16;

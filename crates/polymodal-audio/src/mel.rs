@@ -326,19 +326,27 @@ impl MelSpectrogram {
 /// Pads by reflection around the edges (numpy's `mode="reflect"`), folding
 /// again when the signal is shorter than the padding.
 fn reflect_pad(samples: &[f32], pad: usize) -> Vec<f32> {
-    let n = samples.len() as isize;
-    let reflect = |mut i: isize| -> f32 {
-        if n == 1 {
-            return samples[0];
-        }
-        let period = 2 * (n - 1);
-        i = i.rem_euclid(period);
-        if i >= n {
-            i = period - i;
-        }
-        samples[i as usize]
-    };
-    (-(pad as isize)..n + pad as isize).map(reflect).collect()
+    reflect_indices(samples.len(), pad)
+        .into_iter()
+        .map(|i| samples[i])
+        .collect()
+}
+
+/// The source index of every sample of a signal of `len` (> 0) samples
+/// padded by `pad` on each side with numpy's `mode="reflect"` (folding again
+/// when the signal is shorter than the padding): `len + 2·pad` indices.
+pub fn reflect_indices(len: usize, pad: usize) -> Vec<usize> {
+    let n = len as isize;
+    let period = 2 * (n - 1);
+    (-(pad as isize)..n + pad as isize)
+        .map(|i| {
+            if n == 1 {
+                return 0;
+            }
+            let i = i.rem_euclid(period);
+            (if i >= n { period - i } else { i }) as usize
+        })
+        .collect()
 }
 
 fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {

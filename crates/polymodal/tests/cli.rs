@@ -50,9 +50,15 @@ fn generate(dir: &Path, per_class: [&str; 3]) -> std::path::PathBuf {
 /// Writes `experiment` (plus [`SMALL_FEATURES`]) into `dir` and runs
 /// `polymodal train` on it, requiring success; returns the file and stdout.
 fn train(dir: &Path, experiment: &str) -> (std::path::PathBuf, String) {
+    train_with(dir, experiment, &[])
+}
+
+/// `polymodal train` on `experiment` (plus the small features) with
+/// `extra` arguments; fails the test unless it succeeds.
+fn train_with(dir: &Path, experiment: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
     let config = dir.join("experiment.toml");
     std::fs::write(&config, format!("{experiment}{SMALL_FEATURES}")).unwrap();
-    let out = polymodal(&["train", "--config", config.to_str().unwrap()]);
+    let out = polymodal(&[&["train", "--config", config.to_str().unwrap()], extra].concat());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -60,6 +66,20 @@ fn train(dir: &Path, experiment: &str) -> (std::path::PathBuf, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (config, stdout)
+}
+
+/// The class probabilities `polymodal predict` prints for `args`.
+fn predict(args: &[&str]) -> Vec<f32> {
+    let out = polymodal(&[&["predict"], args].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse::<f32>().unwrap())
+        .collect()
 }
 
 /// An untrained image+audio model folder: enough to exercise `eval`.
@@ -204,11 +224,7 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
         "--audio",
         audio.to_str().unwrap(),
     ];
-    let out = polymodal(&[&["predict"], &files[..]].concat());
-    let probabilities: f32 = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').nth(1).unwrap().parse::<f32>().unwrap())
-        .sum();
+    let probabilities: f32 = predict(&files).iter().sum();
     assert!((probabilities - 1.0).abs() < 1e-3, "{probabilities}");
     let out = polymodal(&[&["embed"], &files[..]].concat());
     let vector: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
@@ -408,20 +424,10 @@ fn pipeline_on_wgpu(fusion: &str) {
          [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"{fusion}\"\ndim = 8\n\
          [train]\nepochs = 2\nbatch_size = 8\n"
     );
-    let config = dir.join("experiment.toml");
-    std::fs::write(&config, format!("{experiment}{SMALL_FEATURES}")).unwrap();
-    let out = polymodal(&[
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--device",
-        "wgpu",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (_, stdout) = train_with(&dir, &experiment, &["--device", "wgpu"]);
     assert!(
-        out.status.success() && stdout.contains("epoch 2") && stdout.contains("test accuracy"),
-        "{fusion}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("epoch 2") && stdout.contains("test accuracy"),
+        "{fusion}: {stdout}"
     );
     let run = dir.join("run");
     assert!(run.join("model.bpk").is_file());
@@ -436,18 +442,7 @@ fn pipeline_on_wgpu(fusion: &str) {
         audio.to_str().unwrap(),
     ];
     // The model trained on wgpu predicts the same on wgpu and on the CPU.
-    let probabilities = |device: &str| -> Vec<f32> {
-        let out = polymodal(&[&["predict", "--device", device], &files[..]].concat());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').nth(1).unwrap().parse::<f32>().unwrap())
-            .collect()
-    };
+    let probabilities = |device: &str| predict(&[&["--device", device], &files[..]].concat());
     let (gpu, cpu) = (probabilities("wgpu"), probabilities("cpu"));
     assert_eq!(gpu.len(), cpu.len());
     for (g, c) in gpu.iter().zip(&cpu) {

@@ -35,7 +35,7 @@ use burn::backend::{DispatchAutodiffContext, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use polymodal_audio::{LogScale, MelConfig, MelSpectrogram, PadMode};
+use polymodal_audio::{LogScale, MelConfig, MelSpectrogram, PadMode, reflect_indices};
 use polymodal_core::{Error, Result};
 
 /// The custom operations; call them through the wrappers ([`LogMel`]).
@@ -307,7 +307,10 @@ impl LogMel {
         let signal = match (shape.pad, shape.reflect) {
             (0, _) => signal,
             (pad, true) => {
-                let indices: Vec<i64> = reflect_indices(samples, pad);
+                let indices: Vec<i64> = reflect_indices(samples, pad)
+                    .into_iter()
+                    .map(|i| i as i64)
+                    .collect();
                 signal.select(1, Tensor::from_data(indices.as_slice(), &tables.device))
             }
             (pad, false) => {
@@ -440,19 +443,4 @@ impl LogMel {
         cache.push(tables.clone());
         tables
     }
-}
-
-/// numpy's `reflect` padding as indices into a signal of `len` samples.
-fn reflect_indices(len: usize, pad: usize) -> Vec<i64> {
-    let n = len as i64;
-    let period = 2 * (n - 1).max(1);
-    (-(pad as i64)..n + pad as i64)
-        .map(|i| {
-            if n == 1 {
-                return 0;
-            }
-            let i = i.rem_euclid(period);
-            if i >= n { period - i } else { i }
-        })
-        .collect()
 }
