@@ -8,9 +8,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use polymodal::train::Classifier;
-use polymodal::{
-    ClassifierConfig, FusionKind, Modality, ModalityBatch, MultimodalBatch, Targets, TokenBatch,
-};
+use polymodal::{FusionKind, Modality};
+use polymodal_tests::{HostBatch, N, ParamGrads, classifier, classifier_for};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -18,89 +17,6 @@ const TOLERANCE: f32 = 1e-4;
 /// tests that seed it and initialise models hold this, so their weights are
 /// the same on every run.
 static RANDOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Random inputs on the host, built into a batch on any device the way the
-/// `Batcher` builds them (from host data, not by moving tensors).
-struct HostBatch {
-    image: Vec<f32>,
-    audio: Vec<f32>,
-    video: Vec<f32>,
-}
-
-const N: usize = 3;
-
-impl HostBatch {
-    fn random() -> Self {
-        // A fixed linear congruential sequence: the same inputs on every run.
-        let mut state = 12345u64;
-        let mut values = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        };
-        Self {
-            image: values(N * 3 * 32 * 32),
-            audio: values(N * 32 * 32),
-            video: values(N * 4 * 3 * 32 * 32),
-        }
-    }
-
-    fn on(&self, device: &Device) -> MultimodalBatch {
-        let present = |flags: [bool; N]| {
-            Tensor::<1, Bool>::from_data(TensorData::new(flags.to_vec(), [N]), device)
-        };
-        let ids: Vec<i64> = vec![2, 7, 9, 3, 0, 2, 11, 3, 0, 0, 2, 5, 6, 8, 3];
-        let mask: Vec<bool> = ids.iter().map(|&id| id != 0).collect();
-        let float = |values: &[f32], shape: Vec<usize>| TensorData::new(values.to_vec(), shape);
-        MultimodalBatch {
-            text: Some(ModalityBatch {
-                input: TokenBatch {
-                    ids: Tensor::from_data(TensorData::new(ids, [N, 5]), device),
-                    mask: Tensor::from_data(TensorData::new(mask, [N, 5]), device),
-                },
-                present: present([true; N]),
-            }),
-            image: Some(ModalityBatch {
-                input: Tensor::from_data(float(&self.image, vec![N, 3, 32, 32]), device),
-                present: present([true; N]),
-            }),
-            audio: Some(ModalityBatch {
-                input: Tensor::from_data(float(&self.audio, vec![N, 1, 32, 32]), device),
-                present: present([true, false, true]),
-            }),
-            video: Some(ModalityBatch {
-                input: Tensor::from_data(float(&self.video, vec![N, 4, 3, 32, 32]), device),
-                present: present([true, true, false]),
-            }),
-            targets: Targets::Classes(Tensor::from_data(
-                TensorData::new(vec![0i64, 1, 2], [N]),
-                device,
-            )),
-        }
-    }
-}
-
-/// A small classifier over `modalities` (6 classes, width 16), no modality
-/// dropout.
-fn classifier(fusion: FusionKind, modalities: Vec<Modality>) -> ClassifierConfig {
-    ClassifierConfig {
-        modalities,
-        fusion,
-        classes: 6,
-        dim: 16,
-        vocab_size: 12,
-        max_tokens: 8,
-        channels: 3,
-        modality_dropout: 0.0,
-        contrastive_weight: 1.0,
-        multi_label: false,
-    }
-}
 
 #[test]
 fn forward_pass_matches_the_cpu() {
@@ -135,108 +51,10 @@ fn forward_pass_matches_the_cpu() {
 /// every parameter (within 2e-3 relative in norm).
 #[test]
 fn pretrained_encoders_agree_on_wgpu() {
-    use polymodal::Encoder;
-    use polymodal::audio::{Ast, WhisperEncoder};
-    use polymodal::core::weights::Init;
-    use polymodal::core::{RecurrentConfig, RnnKind, Weights};
-    use polymodal::image::{ResNet, ResNetConfig, Vit};
-    use polymodal::text::{Bert, BertPooling, Clip};
-    use polymodal_tests::Fixture;
-
     let Some(gpu) = polymodal::wgpu::wgpu_for_tests() else {
         return;
     };
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/encoders");
-    let io = |name: &str| Fixture::load(&format!("encoders/{name}/io.safetensors"));
-    let float = |f: &Fixture, name: &str| -> TensorData {
-        let (values, shape) = f.f32(name);
-        TensorData::new(values, shape)
-    };
-    let ints = |f: &Fixture, name: &str, shape: [usize; 2], device: &Device| {
-        Tensor::<2, Int>::from_data(TensorData::new(f.i64(name), shape), device)
-    };
-    type Run = Box<dyn Fn(&Device) -> (Vec<f32>, Vec<Vec<f32>>)>;
-    let runs: Vec<(&str, Run)> = vec![
-        ("bert", {
-            let (dir, f) = (dir.join("bert"), io("bert"));
-            Box::new(move |d: &Device| {
-                let (m, _) = Bert::load(&dir, BertPooling::Pooler, d).unwrap();
-                let mask = ints(&f, "attention_mask", [3, 9], d).equal_elem(1);
-                let out = m
-                    .forward(
-                        ints(&f, "input_ids", [3, 9], d),
-                        Some(ints(&f, "token_type_ids", [3, 9], d)),
-                        mask,
-                    )
-                    .unwrap();
-                finish(&m, out.last_hidden_state)
-            })
-        }),
-        ("vit", {
-            let (dir, f) = (dir.join("vit"), io("vit"));
-            Box::new(move |d: &Device| {
-                let (m, _) = Vit::load(&dir, d).unwrap();
-                let x = Tensor::<4>::from_data(float(&f, "pixel_values"), d);
-                finish(&m, m.forward(x).unwrap().last_hidden_state)
-            })
-        }),
-        ("resnet", {
-            let (dir, f) = (dir.join("resnet"), io("resnet"));
-            Box::new(move |d: &Device| {
-                let config = ResNetConfig {
-                    blocks: [1, 1, 1, 1],
-                    bottleneck: true,
-                    base_width: 4,
-                };
-                let (m, _) = ResNet::load(&config, dir.join("bottleneck.safetensors"), d).unwrap();
-                let x = Tensor::<4>::from_data(float(&f, "images"), d);
-                finish(&m, m.encode(&x).unwrap().pooled)
-            })
-        }),
-        ("clip", {
-            let (dir, f) = (dir.join("clip"), io("clip"));
-            Box::new(move |d: &Device| {
-                let (m, _) = Clip::load(&dir, d).unwrap();
-                let mask = ints(&f, "attention_mask", [3, 8], d).equal_elem(1);
-                let x = Tensor::<4>::from_data(float(&f, "pixel_values"), d);
-                let out = m
-                    .forward(ints(&f, "input_ids", [3, 8], d), mask, x)
-                    .unwrap();
-                finish(&m, out.logits_per_text)
-            })
-        }),
-        ("ast", {
-            let (dir, f) = (dir.join("ast"), io("ast"));
-            Box::new(move |d: &Device| {
-                let (m, _) = Ast::load(&dir, d).unwrap();
-                let x = Tensor::<3>::from_data(float(&f, "input_values"), d);
-                finish(&m, m.encode(&x).unwrap().pooled)
-            })
-        }),
-        ("whisper", {
-            let (dir, f) = (dir.join("whisper"), io("whisper"));
-            Box::new(move |d: &Device| {
-                let (m, _) = WhisperEncoder::load(&dir, d).unwrap();
-                let x = Tensor::<3>::from_data(float(&f, "input_features"), d);
-                finish(&m, m.forward(x).unwrap())
-            })
-        }),
-        ("lstm", {
-            let (dir, f) = (dir.join("rnn"), io("rnn"));
-            Box::new(move |d: &Device| {
-                let weights = Weights::open(dir.join("model.safetensors")).unwrap();
-                let rnn = RecurrentConfig::new(5, 6)
-                    .with_kind(RnnKind::Lstm)
-                    .with_layers(2)
-                    .with_bidirectional(true)
-                    .build(Init::From(&weights), "lstm.", d)
-                    .unwrap();
-                let x = Tensor::<3>::from_data(float(&f, "input"), d);
-                let mask = ints(&f, "mask", [3, 7], d).equal_elem(1);
-                finish(&rnn, rnn.forward(x, mask).sequence)
-            })
-        }),
-    ];
+    let runs = polymodal_tests::pretrained_encoders();
     let cpu = Device::flex();
     for (name, run) in runs {
         let (expected, _) = run(&cpu);
@@ -269,31 +87,6 @@ fn pretrained_encoders_agree_on_wgpu() {
     }
 }
 
-/// The output's values and, on an autodiff device, the gradient of a fixed
-/// linear read-out Σ w ⊙ out for every parameter of `model`.
-fn finish<M: Module, const D: usize>(model: &M, out: Tensor<D>) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let values = out.clone().try_into_vec_as::<f32>().unwrap();
-    if !out.device().is_autodiff() {
-        return (values, Vec::new());
-    }
-    // A fixed linear read-out, not Σ out²: several outputs are layer-normed,
-    // and the squared norm of a normalised vector barely depends on the
-    // input, which leaves gradients made of rounding noise.
-    let count = out.shape().num_elements();
-    let weights: Vec<f32> = (0..count)
-        .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
-        .collect();
-    let weights = Tensor::<1>::from_data(weights.as_slice(), &out.device()).reshape(out.dims());
-    let grads = (out * weights).sum().backward();
-    let mut visitor = ParamGrads {
-        grads: &grads,
-        cpu: Device::flex(),
-        out: Vec::new(),
-    };
-    model.visit(&mut visitor);
-    (values, visitor.out)
-}
-
 /// The largest distance between matching gradients, relative to the CPU
 /// gradient's norm (or to a thousandth of the largest norm, for a parameter
 /// with next to no gradient). A norm, not the largest element: where a ReLU
@@ -322,22 +115,6 @@ impl burn::module::ModuleMapper for Deterministic {
     }
 }
 
-/// The gradient of every float parameter, flattened, in visiting order.
-struct ParamGrads<'a> {
-    grads: &'a burn::tensor::Gradients,
-    cpu: Device,
-    out: Vec<Vec<f32>>,
-}
-
-impl burn::module::ModuleVisitor for ParamGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        if let Some(grad) = param.val().grad(self.grads) {
-            let grad = grad.to_device(&self.cpu);
-            self.out.push(grad.try_into_vec_as::<f32>().unwrap());
-        }
-    }
-}
-
 /// The conformance suite: the whole classifier (every modality's encoder,
 /// then each fusion method, head and loss) forward and backward on wgpu
 /// equals the CPU: the loss within 1e-4 relative, every parameter's
@@ -346,7 +123,6 @@ impl burn::module::ModuleVisitor for ParamGrads<'_> {
 /// worst).
 #[test]
 fn every_fusion_method_trains_the_same_on_wgpu() {
-    use polymodal::core::Modality;
     let Some(gpu) = polymodal::wgpu::wgpu_for_tests() else {
         return;
     };
@@ -359,12 +135,7 @@ fn every_fusion_method_trains_the_same_on_wgpu() {
         .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.4)
         .collect();
     for fusion in FusionKind::ALL {
-        let modalities = if fusion == FusionKind::None {
-            vec![Modality::Image]
-        } else {
-            Modality::ALL.to_vec()
-        };
-        let config = classifier(fusion, modalities);
+        let config = classifier_for(fusion);
         let model = config.init(&cpu).unwrap().map(&mut Deterministic);
         let run = |model: &polymodal::MultimodalClassifier, device: &Device| {
             let (logits, extra) = model.training_output(&host.on(device)).unwrap();

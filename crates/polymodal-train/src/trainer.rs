@@ -812,9 +812,10 @@ fn read_record(path: &Path) -> Result<ModuleRecord> {
 }
 
 /// Loads weights written by [`save_checkpoint`] into `model` (built with the
-/// same configuration); names the file and the mismatch on failure.
+/// same configuration), cast to the dtype of `model`'s parameters (f16 on a
+/// device configured for it); names the file and the mismatch on failure.
 pub fn load_checkpoint<M: Module>(model: M, path: &Path) -> Result<M> {
-    let record = read_record(path)?;
+    let record = read_record(path)?.cast_to_module_dtype();
     model
         .try_load_record(record)
         .map_err(|e| Error::Checkpoint {

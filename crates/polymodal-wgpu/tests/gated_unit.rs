@@ -161,3 +161,52 @@ fn mismatched_shapes_are_errors() {
     assert!(err.contains("must match"), "{err}");
     assert!(gated_unit(scores.clone(), scores, Tensor::ones([2, 2], &device)).is_err());
 }
+
+#[test]
+fn mixed_or_unsupported_dtypes_are_errors() {
+    use burn::tensor::DType;
+    let device = Device::flex();
+    let scores = Tensor::<3>::zeros([2, 3, 4], &device);
+    let present = Tensor::<2>::ones([2, 3], &device);
+    let err = gated_unit(
+        scores.clone(),
+        scores.clone().cast(DType::F16),
+        present.clone(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must all be f32 or all f16"), "{err}");
+    let doubles = |t: Tensor<3>| t.cast(DType::F64);
+    assert!(
+        gated_unit(
+            doubles(scores.clone()),
+            doubles(scores),
+            present.cast(DType::F64)
+        )
+        .is_err()
+    );
+}
+
+/// In f16 the CPU path computes in f32 and gives f16 back.
+#[test]
+fn f16_on_the_cpu_goes_through_f32() {
+    use burn::tensor::DType;
+    let device = Device::flex();
+    let scores = Tensor::<3>::from_data([[[0.5f32, -1.0], [2.0, 0.25]]], &device);
+    let candidates = Tensor::<3>::from_data([[[1.0f32, 0.5], [-0.5, 2.0]]], &device);
+    let present = Tensor::<2>::from_data([[1.0f32, 1.0]], &device);
+    let half = |t: Tensor<3>| t.cast(DType::F16);
+    let out = gated_unit(
+        half(scores.clone()),
+        half(candidates.clone()),
+        present.clone().cast(DType::F16),
+    )
+    .unwrap();
+    assert_eq!(out.dtype(), DType::F16);
+    let expected = gated_unit(scores, candidates, present).unwrap();
+    let diff = (out.cast(DType::F32) - expected)
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(diff < 2e-3, "{diff}");
+}

@@ -1,11 +1,85 @@
-//! Device names on the command line: `cpu`, `wgpu`, `wgpu:N`.
+//! Device names on the command line (`cpu`, `wgpu`, `wgpu:N`) and the
+//! precision models compute in (`f32`, `f16`).
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use polymodal_core::{Error, Result};
 
 /// The environment variable that picks the device when `--device` is not given.
 pub const DEVICE_ENV: &str = "POLYMODAL_DEVICE";
+
+/// The environment variable that picks the precision when `--precision` is
+/// not given.
+pub const PRECISION_ENV: &str = "POLYMODAL_PRECISION";
+
+/// The float type a device computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// 32-bit floats: every device, training and inference.
+    #[default]
+    F32,
+    /// 16-bit floats (IEEE half): inference on devices that support them
+    /// (wgpu adapters with `shader-f16`; `polymodal devices` says which).
+    /// Weights are cast on load; preprocessing and the project's kernels
+    /// still compute in f32.
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            _ => Err(Error::Config(format!(
+                "unknown precision `{name}` (expected f32 or f16)"
+            ))),
+        }
+    }
+}
+
+impl Precision {
+    /// The precision named by `flag`, else by `POLYMODAL_PRECISION`, else f32.
+    pub fn from_flag(flag: Option<&str>) -> Result<Self> {
+        let from_env = std::env::var(PRECISION_ENV).ok();
+        flag.or(from_env.as_deref())
+            .map_or(Ok(Self::F32), str::parse)
+    }
+
+    fn dtype(self) -> FloatDType {
+        match self {
+            Self::F32 => FloatDType::F32,
+            Self::F16 => FloatDType::F16,
+        }
+    }
+
+    /// Makes `device` create its float tensors (model weights included) in
+    /// this precision. Must come before the first tensor on the device: the
+    /// setting is per device and process, and fixed once a tensor exists.
+    /// An error when the device cannot compute in it or was already used
+    /// with another precision.
+    pub fn configure(self, device: &mut Device) -> Result<()> {
+        let dtype = self.dtype();
+        if device.settings().float_dtype == dtype {
+            return Ok(());
+        }
+        if !device.supports_dtype(dtype) {
+            return Err(Error::Device(format!(
+                "{device:?} cannot compute in {self:?} (see `polymodal devices`); use f32"
+            )));
+        }
+        match device.configure(dtype) {
+            Ok(()) => Ok(()),
+            // Another thread configured it the same way first.
+            Err(_) if device.settings().float_dtype == dtype => Ok(()),
+            Err(e) => Err(Error::Device(format!(
+                "cannot switch {device:?} to {self:?}: {e} (the precision is set before a device's first tensor)"
+            ))),
+        }
+    }
+}
 
 /// Parses `cpu` (Burn's Flex backend), `wgpu` (the default adapter) or
 /// `wgpu:N` (the N-th adapter of `polymodal devices`).
@@ -28,6 +102,13 @@ pub fn device_from(flag: Option<&str>) -> Result<Device> {
     parse_device(flag.or(from_env.as_deref()).unwrap_or("cpu"))
 }
 
+/// [`device_from`], configured for `precision`.
+pub fn device_with_precision(flag: Option<&str>, precision: Precision) -> Result<Device> {
+    let mut device = device_from(flag)?;
+    precision.configure(&mut device)?;
+    Ok(device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +119,22 @@ mod tests {
         for bad in ["gpu", "wgpu:x", "wgpu:99999"] {
             assert!(matches!(parse_device(bad), Err(Error::Device(_))), "{bad}");
         }
+        assert_eq!("f16".parse::<Precision>().unwrap(), Precision::F16);
+        for bad in ["F16", "half", "bf16", ""] {
+            assert!(
+                matches!(bad.parse::<Precision>(), Err(Error::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn f32_is_every_device_default() {
+        let mut device = Device::flex();
+        Precision::F32.configure(&mut device).unwrap();
+        assert_eq!(
+            Tensor::<1>::zeros([2], &device).dtype(),
+            burn::tensor::DType::F32
+        );
     }
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use polymodal::demo::{self, DatasetSize, DemoOptions, Reporter};
-use polymodal::device::device_from;
+use polymodal::device::{Precision, device_from};
 use polymodal::train::Progress;
 use polymodal::{Modality, Result};
 
@@ -72,6 +72,10 @@ enum Command {
         /// cpu, wgpu or wgpu:N (default: $POLYMODAL_DEVICE or cpu).
         #[arg(long)]
         device: Option<String>,
+        /// f32 or f16 (inference in half precision where the device supports
+        /// it; default: $POLYMODAL_PRECISION or f32).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// Class probabilities of one sample given as files.
     Predict {
@@ -83,6 +87,10 @@ enum Command {
         /// cpu, wgpu or wgpu:N.
         #[arg(long)]
         device: Option<String>,
+        /// f32 or f16 (inference in half precision where the device supports
+        /// it; default: $POLYMODAL_PRECISION or f32).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// Embeddings as JSON: with a trained model folder, the fused
     /// representation (the head's input) of one sample given as files; with a
@@ -100,6 +108,10 @@ enum Command {
         /// cpu, wgpu or wgpu:N.
         #[arg(long)]
         device: Option<String>,
+        /// f32 or f16 (inference in half precision where the device supports
+        /// it; default: $POLYMODAL_PRECISION or f32).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// List the wgpu adapters.
     Devices,
@@ -261,8 +273,9 @@ fn run(command: Command) -> Result<()> {
             model,
             manifest,
             device,
+            precision,
         } => {
-            let device = device_from(device.as_deref())?;
+            let device = inference_device(device.as_deref(), precision.as_deref())?;
             let (accuracy, card) = polymodal::evaluate_dir(&model, &manifest, &device)?;
             println!(
                 "accuracy {accuracy:.4} ({} classes, modalities {:?})",
@@ -276,6 +289,7 @@ fn run(command: Command) -> Result<()> {
             resume,
             device,
         } => {
+            training_precision()?;
             let device = device_from(device.as_deref())?;
             let experiment = polymodal::experiment::Experiment::from_file(&config)?;
             let mut reporter = ConsoleReporter {
@@ -323,8 +337,9 @@ fn run(command: Command) -> Result<()> {
             model,
             files,
             device,
+            precision,
         } => {
-            let device = device_from(device.as_deref())?;
+            let device = inference_device(device.as_deref(), precision.as_deref())?;
             for (class, probability) in polymodal::predict_files(&model, &files.list()?, &device)? {
                 println!("{class}\t{probability:.4}");
             }
@@ -335,8 +350,9 @@ fn run(command: Command) -> Result<()> {
             texts,
             files,
             device,
+            precision,
         } => {
-            let device = device_from(device.as_deref())?;
+            let device = inference_device(device.as_deref(), precision.as_deref())?;
             let vectors = if model.join("model.json").is_file() {
                 if !texts.is_empty() {
                     return Err(polymodal::Error::Config(format!(
@@ -371,16 +387,37 @@ fn run(command: Command) -> Result<()> {
                 println!("(no wgpu adapter found)");
             }
             for (i, name) in names.iter().enumerate() {
-                // What the adapter can compute in; polymodal's models run in f32.
+                // Whether `--precision f16` works there.
                 let f16 = if polymodal::wgpu::adapter_supports_f16(i) {
-                    "adapter has f16"
+                    "f32, f16"
                 } else {
-                    "adapter lacks f16"
+                    "f32"
                 };
                 println!("wgpu:{i}\t{name}\t{f16}");
             }
             Ok(())
         }
+    }
+}
+
+/// The device of `--device`, computing in the precision of `--precision`.
+fn inference_device(
+    device: Option<&str>,
+    precision: Option<&str>,
+) -> Result<burn::prelude::Device> {
+    let precision = Precision::from_flag(precision)?;
+    polymodal::device::device_with_precision(device, precision)
+}
+
+/// Training runs in f32: f16 needs f32 master weights and loss scaling,
+/// which polymodal does not do.
+fn training_precision() -> Result<()> {
+    match Precision::from_flag(None)? {
+        Precision::F32 => Ok(()),
+        Precision::F16 => Err(polymodal::Error::Config(format!(
+            "{} = f16 is for inference (eval, predict, embed); training runs in f32",
+            polymodal::device::PRECISION_ENV
+        ))),
     }
 }
 

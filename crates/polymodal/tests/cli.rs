@@ -176,6 +176,19 @@ fn bad_arguments_are_readable_errors() {
 
     let out = polymodal(&["predict", "--model", "m"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least one of"));
+
+    let out = polymodal(&["predict", "--model", "m", "--precision", "bf16"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown precision `bf16`"));
+
+    // Training is f32 only, whatever the environment asks for.
+    let out = Command::new(env!("CARGO_BIN_EXE_polymodal"))
+        .args(["train", "--config", "/nonexistent/experiment.toml"])
+        .env("POLYMODAL_PRECISION", "f16")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("training runs in f32"), "{stderr}");
 }
 
 #[test]
@@ -449,6 +462,16 @@ fn pipeline_on_wgpu(fusion: &str) {
         assert!(
             (g - c).abs() < 1e-4,
             "{fusion}: wgpu {gpu:?} vs cpu {cpu:?}"
+        );
+    }
+    // In half precision (weights cast on load, every layer in f16) within
+    // f16's rounding: 11 significant bits, errors add up over the layers.
+    let half = predict(&[&["--device", "wgpu", "--precision", "f16"], &files[..]].concat());
+    assert_eq!(half.len(), cpu.len());
+    for (h, c) in half.iter().zip(&cpu) {
+        assert!(
+            (h - c).abs() < 1e-2,
+            "{fusion}: wgpu f16 {half:?} vs cpu f32 {cpu:?}"
         );
     }
 }

@@ -168,15 +168,15 @@ impl FramePreprocess {
     }
 
     /// `pixels` from [`FramePreprocess::pixels`] → `[frames, channels,
-    /// height, width]` f32: the two-pass kernel on wgpu, the CPU reference
-    /// on the CPU backend.
+    /// height, width]` in the device's float dtype (computed in f32): the
+    /// two-pass kernel on wgpu, the CPU reference on the CPU backend.
     pub fn forward(&self, pixels: Tensor<2, Int>) -> Result<Tensor<4>> {
         let shape = self.check(&pixels)?;
         let t = self.tables(&pixels.device());
         let [h0, h1, h2] = t.horizontal;
         let [v0, v1, v2] = t.vertical;
-        Ok(Tensor::from_dispatch(
-            <Dispatch as KernelOps>::preprocess_frames(
+        Ok(
+            Tensor::<4>::from_dispatch(<Dispatch as KernelOps>::preprocess_frames(
                 pixels.into_dispatch(),
                 h0.into_dispatch(),
                 h1.into_dispatch(),
@@ -186,8 +186,9 @@ impl FramePreprocess {
                 v2.into_dispatch(),
                 t.norm.into_dispatch(),
                 shape,
-            ),
-        ))
+            ))
+            .cast(super::float_dtype(&t.device)),
+        )
     }
 
     /// The same with Burn's ops (unpacking, each pass as a matrix product
@@ -308,7 +309,11 @@ impl FramePreprocess {
             device: device.clone(),
             horizontal: pass(&self.horizontal),
             vertical: pass(&self.vertical),
-            norm: Tensor::from_data(norm.as_slice(), device),
+            // f32 whatever the device's default: the kernel reads f32.
+            norm: Tensor::from_data(
+                TensorData::new(norm.to_vec(), [norm.len()]),
+                (device, DType::F32),
+            ),
         };
         cache.push(tables.clone());
         tables

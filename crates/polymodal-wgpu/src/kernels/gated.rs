@@ -11,7 +11,7 @@
 //! inputs instead of storing them:
 //! `∂L/∂u_m = g · z_m · (1 − tanh²u_m)` and `∂L/∂s_m = g · z_m · (tanh u_m − h)`.
 
-use burn::backend::DType;
+use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::wgpu::CubeTensor;
 use burn_cubecl::cubecl;
 use burn_cubecl::kernel::into_contiguous;
@@ -26,19 +26,21 @@ const GRAD_CANDIDATES: u32 = 2;
 /// `mode` 0 (forward): one unit per (b, j) writes `h[b, j]`; 1 and 2: one
 /// unit per (b, m, j) writes `∂L/∂s` or `∂L/∂u` at (b, m, j) from `grad`
 /// `[batch, hidden]`. Scores and candidates are `[batch, modalities,
-/// hidden]`, `present` `[batch, modalities]` (1 or 0).
+/// hidden]`, `present` `[batch, modalities]` (1 or 0). Tensors are of one
+/// float type `F` (f32 or f16); the arithmetic is f32 either way.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn gated_unit_kernel(
-    scores: &Tensor<f32>,
-    candidates: &Tensor<f32>,
-    present: &Tensor<f32>,
-    grad: &Tensor<f32>,
-    output: &mut Tensor<f32>,
+fn gated_unit_kernel<F: Float>(
+    scores: &Tensor<F>,
+    candidates: &Tensor<F>,
+    present: &Tensor<F>,
+    grad: &Tensor<F>,
+    output: &mut Tensor<F>,
     batch: u32,
     hidden: u32,
     #[comptime] modalities: usize,
     #[comptime] mode: u32,
+    #[define(F)] _dtype: ElemType,
 ) {
     let hidden = hidden as usize;
     let pos = ABSOLUTE_POS;
@@ -61,8 +63,11 @@ fn gated_unit_kernel(
     let mut max = f32::new(-3.0e38);
     let mut any = 0u32;
     for k in 0..modalities {
-        if present[b * modalities + k] > 0.5f32 {
-            max = f32::max(max, scores[(b * modalities + k) * hidden + j]);
+        if f32::cast_from(present[b * modalities + k]) > 0.5f32 {
+            max = f32::max(
+                max,
+                f32::cast_from(scores[(b * modalities + k) * hidden + j]),
+            );
             any = 1u32;
         }
     }
@@ -70,11 +75,11 @@ fn gated_unit_kernel(
     let mut weighted = 0.0f32;
     let mut mine = 0.0f32;
     for k in 0..modalities {
-        if present[b * modalities + k] > 0.5f32 {
+        if f32::cast_from(present[b * modalities + k]) > 0.5f32 {
             let at = (b * modalities + k) * hidden + j;
-            let e = f32::exp(scores[at] - max);
+            let e = f32::exp(f32::cast_from(scores[at]) - max);
             total += e;
-            weighted += e * f32::tanh(candidates[at]);
+            weighted += e * f32::tanh(f32::cast_from(candidates[at]));
             if k == m {
                 mine = e;
             }
@@ -89,14 +94,14 @@ fn gated_unit_kernel(
     }
 
     if mode == 0u32 {
-        output[pos] = fused;
+        output[pos] = F::cast_from(fused);
     } else {
-        let t = f32::tanh(candidates[pos]);
-        let g = grad[b * hidden + j];
+        let t = f32::tanh(f32::cast_from(candidates[pos]));
+        let g = f32::cast_from(grad[b * hidden + j]);
         if mode == 1u32 {
-            output[pos] = g * gate * (t - fused);
+            output[pos] = F::cast_from(g * gate * (t - fused));
         } else {
-            output[pos] = g * gate * (1.0f32 - t * t);
+            output[pos] = F::cast_from(g * gate * (1.0f32 - t * t));
         }
     }
 }
@@ -119,12 +124,9 @@ fn launch(
         vec![batch, modalities, hidden]
     };
     let count: usize = shape.iter().product();
-    let output = empty_device_contiguous_dtype(
-        client.clone(),
-        scores.device.clone(),
-        shape.into(),
-        DType::F32,
-    );
+    let dtype = scores.dtype;
+    let output =
+        empty_device_contiguous_dtype(client.clone(), scores.device.clone(), shape.into(), dtype);
     // The forward pass reads no gradient: pass the output as a stand-in.
     let grad = grad.map_or_else(|| output.clone(), into_contiguous);
     let dim = CubeDim::new(&client, count.max(1));
@@ -141,6 +143,7 @@ fn launch(
         hidden as u32,
         modalities,
         mode,
+        dtype_to_storage_type(dtype),
     );
     output
 }

@@ -105,19 +105,28 @@ pub trait KernelOps: Backend {
 /// backward under autodiff): `h = Σ_m softmax_m(scores)·tanh(candidates)`
 /// over the modalities present in each sample (`present` `[batch,
 /// modalities]`, 1 or 0); `scores`, `candidates` `[batch, modalities,
-/// hidden]` f32 → `[batch, hidden]`. A sample with no modality present gets
-/// zeros. Shapes are checked.
+/// hidden]` → `[batch, hidden]`, in f32 or f16 (the dtype of `scores`; the
+/// arithmetic is f32). A sample with no modality present gets zeros. Shapes
+/// and dtypes are checked.
 pub fn gated_unit(
     scores: Tensor<3>,
     candidates: Tensor<3>,
     present: Tensor<2>,
 ) -> Result<Tensor<2>> {
     check_gated(&scores, &candidates, &present)?;
-    Ok(Tensor::from_dispatch(<Dispatch as KernelOps>::gated_unit(
-        scores.into_dispatch(),
-        candidates.into_dispatch(),
-        present.into_dispatch(),
-    )))
+    let dtype = scores.dtype();
+    let on_wgpu = matches!(
+        scores.clone().into_dispatch().kind,
+        DispatchTensorKind::Cube(_)
+    );
+    // The CPU reference reads f32: other precisions go through it in f32.
+    let io = if on_wgpu { dtype } else { DType::F32 };
+    let fused = Tensor::<2>::from_dispatch(<Dispatch as KernelOps>::gated_unit(
+        scores.cast(io).into_dispatch(),
+        candidates.cast(io).into_dispatch(),
+        present.cast(io).into_dispatch(),
+    ));
+    Ok(fused.cast(dtype))
 }
 
 /// [`gated_unit`] on wgpu, [`gated_unit_unfused`] elsewhere: on the CPU
@@ -168,10 +177,19 @@ fn check_gated(scores: &Tensor<3>, candidates: &Tensor<3>, present: &Tensor<2>) 
             present.dims()
         )));
     }
-    if [scores.dtype(), candidates.dtype(), present.dtype()] != [DType::F32; 3] {
-        return Err(Error::Invalid("gated unit: f32 tensors only".into()));
+    let dtypes = [scores.dtype(), candidates.dtype(), present.dtype()];
+    if !matches!(dtypes[0], DType::F32 | DType::F16) || dtypes.iter().any(|d| *d != dtypes[0]) {
+        return Err(Error::Invalid(format!(
+            "gated unit: scores, candidates and present must all be f32 or all f16, got {dtypes:?}"
+        )));
     }
     Ok(())
+}
+
+/// The float dtype tensors created on `device` get by default: f32, or f16
+/// on a device configured for it.
+pub fn float_dtype(device: &Device) -> DType {
+    device.settings().float_dtype.into()
 }
 
 /// The element-wise part of a [`LogScale`]; the part that needs the
@@ -264,11 +282,14 @@ impl LogMel {
         &self.config
     }
 
-    /// `signal` `[batch, samples]` f32 (one mono signal per row, on any
+    /// `signal` `[batch, samples]` (one mono signal per row, on any
     /// device) → `[batch, n_mels, frames]`: the fused kernel on wgpu, the
-    /// CPU reference on the CPU backend. Non-finite samples are an error.
+    /// CPU reference on the CPU backend. Computed in f32 whatever the
+    /// signal's dtype; returned in the device's float dtype (f16 on a device
+    /// configured for it). Non-finite samples are an error.
     pub fn forward(&self, signal: Tensor<2>) -> Result<Tensor<3>> {
         let shape = self.check(&signal)?;
+        let signal = signal.cast(DType::F32);
         let samples = signal.dims()[1];
         if shape.reflect && samples <= shape.pad {
             // The kernel mirrors once; numpy folds again (forward_unfused does).
@@ -294,7 +315,8 @@ impl LogMel {
             tables.bands.into_dispatch(),
             shape,
         );
-        Ok(self.finish(Tensor::from_dispatch(out)))
+        let out = self.finish(Tensor::from_dispatch(out));
+        Ok(out.cast(float_dtype(&tables.device)))
     }
 
     /// The same with Burn's own ops (pad, unfold, window, DFT as two matrix
@@ -302,6 +324,7 @@ impl LogMel {
     /// baseline the fused kernel is measured against.
     pub fn forward_unfused(&self, signal: Tensor<2>) -> Result<Tensor<3>> {
         let shape = self.check(&signal)?;
+        let signal = signal.cast(DType::F32);
         let tables = self.tables(&signal.device());
         let [batch, samples] = signal.dims();
         let signal = match (shape.pad, shape.reflect) {
@@ -314,7 +337,7 @@ impl LogMel {
                 signal.select(1, Tensor::from_data(indices.as_slice(), &tables.device))
             }
             (pad, false) => {
-                let zeros = Tensor::<2>::zeros([batch, pad], &tables.device);
+                let zeros = Tensor::<2>::zeros([batch, pad], (&tables.device, DType::F32));
                 Tensor::cat(vec![zeros.clone(), signal, zeros], 1)
             }
         };
@@ -346,12 +369,6 @@ impl LogMel {
         if batch == 0 || frames == 0 {
             return Err(Error::Invalid(format!(
                 "log-mel needs at least one signal of n_fft = {n_fft} samples (without centring), got [{batch}, {samples}]"
-            )));
-        }
-        if signal.dtype() != DType::F32 {
-            return Err(Error::Invalid(format!(
-                "log-mel takes f32 samples, got {:?}",
-                signal.dtype()
             )));
         }
         if signal.clone().into_dispatch().autodiff != DispatchAutodiffContext::Disabled {
@@ -428,17 +445,26 @@ impl LogMel {
                 .flat_map(|n| (0..bins).map(move |k| f(angle((k * n) % n_fft)) as f32))
                 .collect()
         };
+        // f32 whatever the device's default: the kernels read f32.
+        fn f32_tensor<const D: usize>(
+            values: Vec<f32>,
+            shape: Vec<usize>,
+            device: &Device,
+        ) -> Tensor<D> {
+            Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
+        }
         let tables = Tables {
             device: device.clone(),
-            window: Tensor::from_data(self.mel.window(), device),
-            twiddles: Tensor::from_data(twiddles.as_slice(), device),
-            filters: Tensor::from_data(
-                TensorData::new(self.mel.filters().to_vec(), [self.config.n_mels, bins]),
+            window: f32_tensor(self.mel.window().to_vec(), vec![n_fft], device),
+            twiddles: f32_tensor(twiddles, vec![2 * n_fft], device),
+            filters: f32_tensor(
+                self.mel.filters().to_vec(),
+                vec![self.config.n_mels, bins],
                 device,
             ),
-            bands: Tensor::from_data(TensorData::new(bands, [self.config.n_mels, 2]), device),
-            dft_cos: Tensor::from_data(TensorData::new(dft(f64::cos), [n_fft, bins]), device),
-            dft_sin: Tensor::from_data(TensorData::new(dft(|a| -a.sin()), [n_fft, bins]), device),
+            bands: f32_tensor(bands, vec![self.config.n_mels, 2], device),
+            dft_cos: f32_tensor(dft(f64::cos), vec![n_fft, bins], device),
+            dft_sin: f32_tensor(dft(|a| -a.sin()), vec![n_fft, bins], device),
         };
         cache.push(tables.clone());
         tables
