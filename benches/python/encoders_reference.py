@@ -1,6 +1,8 @@
 """The Python side of `cargo xtask bench encoders`: the same encoder work as
-the Rust side, with PyTorch on the CPU, timed in-process (best of N passes
-after a warm-up pass, no gradients, the same thread count).
+the Rust side, with PyTorch, timed in-process (best of N passes after a
+warm-up pass, no gradients, the same thread count). On CUDA when the Rust
+side runs on a GPU and torch has one, else on the CPU; in float32 or float16
+as the Rust side.
 
 Reads a JSON spec on stdin, prints a JSON object of seconds per pass. A
 missing package is reported as {"skipped": "..."} and the run goes on.
@@ -11,19 +13,32 @@ import time
 
 
 def best_of(reps, work):
-    work()
-    best = float("inf")
-    for _ in range(reps):
+    import torch
+
+    def timed():
         start = time.perf_counter()
         work()
-        best = min(best, time.perf_counter() - start)
-    return best
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+    timed()
+    return min(timed() for _ in range(reps))
+
+
+def placement(spec):
+    """The torch device and dtype of this run, and how to name them."""
+    import torch
+
+    device = "cuda" if spec.get("gpu") and torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if spec.get("precision") == "f16" else torch.float32
+    return device, dtype, f"{device}, {str(dtype).removeprefix('torch.')}"
 
 
 def minilm(spec, batch):
     from sentence_transformers import SentenceTransformer, __version__
 
-    model = SentenceTransformer(spec["minilm"], device="cpu")
+    device, dtype, where = placement(spec)
+    model = SentenceTransformer(spec["minilm"], device=device).to(dtype)
     sentences = spec["sentences"]
 
     def work():
@@ -32,16 +47,18 @@ def minilm(spec, batch):
                 model.encode([s], batch_size=1)
         else:
             model.encode(sentences, batch_size=batch)
-    return best_of(spec["reps"], work), f"sentence-transformers {__version__}"
+    return best_of(spec["reps"], work), f"sentence-transformers {__version__} ({where})"
 
 
 def resnet18(spec):
     import torch
     import torchvision
 
-    model = torchvision.models.resnet18().eval()
-    images = torch.randn(spec["image_batch"], 3, 224, 224)
-    return best_of(spec["reps"], lambda: model(images)), f"torchvision {torchvision.__version__}"
+    device, dtype, where = placement(spec)
+    model = torchvision.models.resnet18().eval().to(device, dtype)
+    images = torch.randn(spec["image_batch"], 3, 224, 224, device=device, dtype=dtype)
+    return best_of(spec["reps"], lambda: model(images)), \
+        f"torchvision {torchvision.__version__} ({where})"
 
 
 def vit_tiny(spec):
@@ -49,10 +66,11 @@ def vit_tiny(spec):
     import transformers
     from transformers import ViTConfig, ViTModel
 
-    model = ViTModel(ViTConfig(**spec["vit"]), add_pooling_layer=False).eval()
-    images = torch.randn(spec["image_batch"], 3, 224, 224)
+    device, dtype, where = placement(spec)
+    model = ViTModel(ViTConfig(**spec["vit"]), add_pooling_layer=False).eval().to(device, dtype)
+    images = torch.randn(spec["image_batch"], 3, 224, 224, device=device, dtype=dtype)
     return best_of(spec["reps"], lambda: model(pixel_values=images)), \
-        f"transformers {transformers.__version__} ViTModel"
+        f"transformers {transformers.__version__} ViTModel ({where})"
 
 
 def main():

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// `--shared DIR [--python PYTHON] [--reps N]`.
+/// `--shared DIR [--python PYTHON] [--reps N] [--device D] [--precision P]`
+/// (device and precision: the encoder benchmark's).
 pub struct Options {
     /// The shared data folder.
     pub shared: PathBuf,
@@ -17,6 +18,10 @@ pub struct Options {
     pub python: String,
     /// Timed passes per measurement.
     pub reps: usize,
+    /// `cpu`, `wgpu` or `wgpu:N`.
+    pub device: String,
+    /// `f32` or `f16`.
+    pub precision: String,
 }
 
 impl Options {
@@ -26,6 +31,8 @@ impl Options {
             shared: PathBuf::from("../shared"),
             python: "python3".into(),
             reps: 5,
+            device: "cpu".into(),
+            precision: "f32".into(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -34,6 +41,8 @@ impl Options {
                 "--shared" => options.shared = value.into(),
                 "--python" => options.python = value,
                 "--reps" => options.reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
+                "--device" => options.device = value,
+                "--precision" => options.precision = value,
                 _ => return Err(format!("unknown option {flag}")),
             }
         }

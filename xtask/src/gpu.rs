@@ -1,16 +1,16 @@
 //! `cargo xtask gpu`: the GPU run in one command. It first records whether
 //! a hardware wgpu adapter can be had (driver, kernel modules, Vulkan
 //! drivers, what wgpu sees: read only, no GPU setting is changed), then on
-//! the first hardware adapter runs the kernel benchmark with PyTorch's
-//! equivalents on the same GPU, and one AV-MNIST training epoch on the GPU
-//! and on the CPU. Without a hardware adapter it prints what it saw and
-//! fails, so the report says exactly why.
+//! the first hardware adapter runs the kernel benchmark, the encoder
+//! benchmark in f32 and in f16, and one AV-MNIST training epoch, each with
+//! PyTorch's equivalents on the same GPU, then the epoch on the CPU. Without
+//! a hardware adapter it prints what it saw and fails, so the report says
+//! exactly why.
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
-use crate::{bench_binary, build_polymodal, root, run, runtime_env, setup, shared_dir};
+use crate::{bench_binary, build_polymodal, python_bench, run, runtime_env, setup};
 
 /// Software rasterisers wgpu may list: not a GPU.
 const SOFTWARE: [&str; 3] = ["llvmpipe", "lavapipe", "swiftshader"];
@@ -99,29 +99,6 @@ fn hardware_adapter(polymodal: &Path) -> Result<Option<String>, String> {
         .map(str::to_string))
 }
 
-/// One AV-MNIST epoch (the benchmark's concat model) on `device`, timed.
-fn avmnist_epoch(polymodal: &Path, device: &str, out: &Path) -> Result<f64, String> {
-    let data = shared_dir()?.join("data").join("avmnist");
-    let config = out.join(format!("avmnist-{}.toml", device.replace(':', "-")));
-    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
-    let toml = format!(
-        "output = \"{}\"\n[data]\navmnist = \"{}\"\n[model]\nfusion = \"concat\"\n[train]\nepochs = 1\n",
-        out.join(format!("run-{}", device.replace(':', "-")))
-            .display(),
-        data.display()
-    );
-    std::fs::write(&config, toml).map_err(|e| e.to_string())?;
-    let mut command = Command::new(polymodal);
-    command
-        .args(["train", "--config"])
-        .arg(&config)
-        .args(["--device", device]);
-    runtime_env(&mut command);
-    let start = Instant::now();
-    run(&format!("AV-MNIST, one epoch on {device}"), &mut command)?;
-    Ok(start.elapsed().as_secs_f64())
-}
-
 pub fn gpu(args: &[String]) -> Result<(), String> {
     let reps = match args {
         [] => "10".to_string(),
@@ -144,13 +121,25 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
     command.args(["--device", &adapter, "--reps", &reps, "--python", &python]);
     runtime_env(&mut command);
     run("kernel benchmark on the GPU, with PyTorch", &mut command)?;
-    let out = root().join("target").join("gpu-run");
-    let gpu_seconds = avmnist_epoch(&polymodal, &adapter, &out)?;
-    let cpu_seconds = avmnist_epoch(&polymodal, "cpu", &out)?;
-    println!(
-        "\nAV-MNIST, one epoch (concat fusion, data loading and evaluation included): \
-         {adapter} {gpu_seconds:.1} s, cpu {cpu_seconds:.1} s ({:.2}x)",
-        cpu_seconds / gpu_seconds
-    );
-    Ok(())
+    let against_python = |name: &str, args: &[&str]| {
+        run(
+            &format!("{name} {}", args.join(" ")),
+            &mut python_bench(name, args)?,
+        )
+    };
+    for precision in ["f32", "f16"] {
+        against_python(
+            "encoders",
+            &[
+                "--device",
+                &adapter,
+                "--precision",
+                precision,
+                "--reps",
+                &reps,
+            ],
+        )?;
+    }
+    against_python("epoch", &["--device", &adapter])?;
+    against_python("epoch", &["--device", "cpu"])
 }

@@ -24,9 +24,10 @@ commands:
                    tokenizers on the shared files, printing ratios. The Python side runs
                    with $POLYMODAL_PYTHON (default python3) and is skipped if its packages
                    are missing (pip install -r scripts/parity/requirements.txt)
-  bench encoders [--reps N]
-                   encoder throughput on the CPU backend against PyTorch in the same run:
-                   all-MiniLM-L6-v2 sentence embeddings (batch 1 and 32) vs
+  bench encoders [--reps N] [--device cpu|wgpu|wgpu:N] [--precision f32|f16]
+                   encoder throughput against PyTorch in the same run (default on the
+                   CPU in f32; PyTorch on CUDA when the device is a GPU and torch has
+                   one): all-MiniLM-L6-v2 sentence embeddings (batch 1 and 32) vs
                    sentence-transformers, ResNet-18 vs torchvision, a ViT-Tiny-sized ViT
                    vs transformers, printing ratios. Python as for bench media, with
                    torch (pip install -r scripts/parity/requirements-torch.txt)
@@ -42,11 +43,17 @@ commands:
                    that many jobs at once, one compute thread each); writes
                    docs/benchmarks/avmnist.{md,svg,json}. DIR defaults to
                    $POLYMODAL_SHARED/data/avmnist
+  bench epoch [--device cpu|wgpu|wgpu:N]
+                   one AV-MNIST training epoch of `polymodal train` (concat fusion) against
+                   the same model and training in PyTorch in the same run (on CUDA when the
+                   device is a GPU and torch has one): decoding, epoch and whole run,
+                   printing ratios. Python as for bench encoders
   gpu [--reps N]   the GPU run: records whether a hardware wgpu adapter can be had (driver,
                    kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
-                   first hardware adapter runs `bench kernels` with PyTorch's equivalents
-                   on the same GPU ($POLYMODAL_PYTHON with torch) and one AV-MNIST epoch on
-                   the GPU and on the CPU; fails with the report when there is no GPU
+                   first hardware adapter runs `bench kernels`, `bench encoders` in f32 and
+                   in f16 and `bench epoch`, each with PyTorch's equivalents on the same GPU
+                   ($POLYMODAL_PYTHON with torch), and `bench epoch` on the CPU; fails with
+                   the report when there is no GPU
   fuzz [--seconds N] [TARGET...]
                    run the cargo-fuzz targets of fuzz/ (audio_decode, audio_features,
                    image_decode, video_decode, tokenizer_load) for N seconds each
@@ -158,8 +165,9 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("encoders") => bench_encoders(&args[1..]),
         Some("kernels") => bench_kernels(&args[1..]),
         Some("fusion") => bench_fusion(&args[1..]),
+        Some("epoch") => bench_against_python("epoch", &args[1..], &["--device"]),
         _ => Err(format!(
-            "bench takes `media`, `encoders`, `kernels` or `fusion`\n\n{USAGE}"
+            "bench takes `media`, `encoders`, `kernels`, `fusion` or `epoch`\n\n{USAGE}"
         )),
     }
 }
@@ -194,30 +202,43 @@ fn bench_binary(name: &str) -> Command {
 }
 
 fn bench_media(args: &[String]) -> Result<(), String> {
-    bench_against_python("media", args)
+    bench_against_python("media", args, &["--reps"])
 }
 
 fn bench_encoders(args: &[String]) -> Result<(), String> {
-    bench_against_python("encoders", args)
+    bench_against_python("encoders", args, &["--reps", "--device", "--precision"])
 }
 
 /// A benchmark binary that times polymodal and a Python reference on the
-/// shared files: `--shared`, `--python` ($POLYMODAL_PYTHON) and `--reps`.
-fn bench_against_python(name: &str, args: &[String]) -> Result<(), String> {
-    let reps = match args {
-        [] => "5".to_string(),
-        [flag, n] if flag == "--reps" => n.clone(),
-        _ => return Err(format!("bench {name} takes `[--reps N]`\n\n{USAGE}")),
-    };
+/// shared files: `--shared`, `--python` ($POLYMODAL_PYTHON), and the
+/// `flags` it takes (each with a value) passed on.
+fn bench_against_python(name: &str, args: &[String], flags: &[&str]) -> Result<(), String> {
+    let pairs = args.chunks(2);
+    if args.len() % 2 == 1 || pairs.clone().any(|p| !flags.contains(&p[0].as_str())) {
+        return Err(format!(
+            "bench {name} takes {} each with a value\n\n{USAGE}",
+            flags.join(", ")
+        ));
+    }
     setup::ensure_system_packages()?;
-    let shared = shared_dir()?;
+    run(
+        &format!("{name} benchmark (release build)"),
+        &mut python_bench(name, args)?,
+    )
+}
+
+/// The benchmark binary `name` with the shared folder, `$POLYMODAL_PYTHON`
+/// (default python3) and `args`, ready to run.
+fn python_bench<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Result<Command, String> {
     let python = env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut command = bench_binary(name);
     command
         .arg("--shared")
-        .arg(&shared)
-        .args(["--python", &python, "--reps", &reps]);
-    run(&format!("{name} benchmark (release build)"), &mut command)
+        .arg(shared_dir()?)
+        .args(["--python", &python])
+        .args(args);
+    runtime_env(&mut command);
+    Ok(command)
 }
 
 /// The kernel benchmark: its arguments go to the binary as they are.

@@ -1,7 +1,9 @@
-//! `cargo xtask bench encoders`: encoder throughput on the CPU backend
-//! against PyTorch on the same machine in the same run, as ratios
-//! (polymodal throughput / PyTorch throughput: above 1 means polymodal is
-//! faster). Inference only, f32, every core on both sides.
+//! `cargo xtask bench encoders`: encoder throughput against PyTorch on the
+//! same machine in the same run, as ratios (polymodal throughput / PyTorch
+//! throughput: above 1 means polymodal is faster). Inference only, every
+//! core on both sides; on the CPU backend by default, or on a wgpu device
+//! (PyTorch then on CUDA when it has a GPU, else on the CPU), in f32 or f16
+//! (both sides).
 //!
 //! - all-MiniLM-L6-v2 sentence embeddings (tokenise + encode + pool +
 //!   normalise) at batch 1 and 32, vs sentence-transformers;
@@ -10,12 +12,14 @@
 //! - a ViT-Tiny-sized ViT (192 wide, 12 layers, 3 heads, patch 16, 224×224,
 //!   batch 8) vs transformers' `ViTModel`.
 //!
-//! Usage: encoders --shared DIR [--python PYTHON] [--reps N]
+//! Usage: encoders --shared DIR [--python PYTHON] [--reps N] [--device cpu|wgpu|wgpu:N]
+//! [--precision f32|f16]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
+use polymodal::device::{Precision, device_with_precision};
 use polymodal_benches::{Options, python_reference, timing};
 use polymodal_core::{Encoder, Init};
 use polymodal_image::{ResNetConfig, Vit, VitConfig};
@@ -89,18 +93,22 @@ fn main() {
 fn run() -> Result<(), String> {
     let options = Options::from_args()?;
     let reps = options.reps;
-    let device = Device::flex();
+    let precision: Precision = options.precision.parse().map_err(error)?;
+    let device = device_with_precision(Some(&options.device), precision).map_err(error)?;
     let minilm = options.shared.join("models/all-MiniLM-L6-v2");
     let (encoder, _) = SentenceEncoder::load(&minilm, &device).map_err(error)?;
     let texts = sentences();
     let one = best_of(reps, || {
         for text in &texts {
-            encoder.embed(&[text], &device).map_err(error)?;
+            encoder.embed(&[text], &device).map_err(error)?.into_data();
         }
         Ok(())
     })?;
+    // Each pass reads its result back: a GPU queue is asynchronous.
     let batched = best_of(reps, || {
-        encoder.embed(&texts, &device).map(|_| ()).map_err(error)
+        let out = encoder.embed(&texts, &device).map_err(error)?;
+        out.into_data();
+        Ok(())
     })?;
 
     let images = Tensor::<4>::random(
@@ -154,6 +162,7 @@ fn run() -> Result<(), String> {
             reference: reference("vit_tiny"),
         },
     ];
+    println!("{} in {}\n", options.device, options.precision);
     println!("| work | polymodal | PyTorch | reference | ratio |");
     println!("| --- | ---: | ---: | --- | ---: |");
     for row in rows {
@@ -188,6 +197,7 @@ fn spec(options: &Options, minilm: &Path, sentences: &[String]) -> Value {
     let vit = vit_tiny();
     json!({
         "reps": options.reps,
+        "gpu": options.device != "cpu", "precision": options.precision,
         "minilm": minilm, "sentences": sentences,
         "image_batch": IMAGE_BATCH,
         "vit": {

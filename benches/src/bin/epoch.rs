@@ -1,0 +1,112 @@
+//! `cargo xtask bench epoch`: one AV-MNIST training epoch of `polymodal
+//! train` (concat fusion, every other setting at its default) on a device,
+//! against the same model trained the same way in PyTorch
+//! (`benches/python/avmnist_reference.py`) in the same run: on CUDA when the
+//! device is a GPU and torch has one, else on the CPU.
+//!
+//! Reported per phase: decoding the data (WAV + MNIST files to features),
+//! the epoch (training steps + validation, as `metrics.csv` counts it) and
+//! the whole run (decoding, epoch, test evaluation, writing the model).
+//!
+//! Usage: epoch --shared DIR [--python PYTHON] [--device cpu|wgpu|wgpu:N]
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use polymodal::ModelDir;
+use polymodal::device::parse_device;
+use polymodal::experiment::{self, Experiment};
+use polymodal_benches::{Options, python_reference};
+use serde_json::json;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Seconds of `key` in the reference's answer.
+fn seconds(reference: &serde_json::Value, key: &str) -> Option<Duration> {
+    reference[key].as_f64().map(Duration::from_secs_f64)
+}
+
+fn run() -> Result<(), String> {
+    let options = Options::from_args()?;
+    let data = options.shared.join("data/avmnist");
+    let out = std::env::temp_dir().join(format!("polymodal-epoch-{}", std::process::id()));
+    std::fs::create_dir_all(&out).map_err(error)?;
+    let config = out.join("experiment.toml");
+    let toml = format!(
+        "output = \"run\"\n[data]\navmnist = \"{}\"\n[model]\nfusion = \"concat\"\n[train]\nepochs = 1\n",
+        data.display()
+    );
+    std::fs::write(&config, toml).map_err(error)?;
+    let experiment = Experiment::from_file(&config).map_err(error)?;
+    let device = parse_device(&options.device).map_err(error)?;
+
+    // Decoding alone, then the whole run (which decodes again).
+    let start = Instant::now();
+    experiment::load_splits(&experiment).map_err(error)?;
+    let decode = start.elapsed();
+    let start = Instant::now();
+    let report = experiment::run(&experiment, &device, false, &mut |_| {}).map_err(error)?;
+    let whole = start.elapsed();
+    let epoch = report.train.epochs[0].elapsed;
+    let accuracy = report.test.as_ref().map_or(f32::NAN, |t| t.accuracy);
+    let (model, _, _) = ModelDir(report.model_dir.clone())
+        .load(&device)
+        .map_err(error)?;
+    let parameters = model.num_params();
+    let _ = std::fs::remove_dir_all(&out);
+
+    let train = &experiment.train;
+    let spec = json!({
+        "data": data, "gpu": options.device != "cpu",
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "epochs": 1, "batch_size": train.batch_size, "learning_rate": train.learning_rate,
+        "dim": experiment.model.dim, "seed": train.seed,
+    });
+    let python = python_reference(&options.python, "avmnist_reference.py", &spec);
+    let reference = python.as_ref().ok().filter(|r| r["skipped"].is_null());
+    let why = match &python {
+        Err(e) => e.clone(),
+        Ok(r) => format!("skipped: {}", r["skipped"].as_str().unwrap_or("?")),
+    };
+    let tool = reference.map_or(why, |r| r["tool"].as_str().unwrap_or("?").to_string());
+    println!(
+        "AV-MNIST, one epoch of concat fusion: polymodal on {} (test accuracy {accuracy:.3}), {tool}{}\n",
+        options.device,
+        reference
+            .and_then(|r| r["test_accuracy"].as_f64())
+            .map_or(String::new(), |a| format!(" (test accuracy {a:.3})"))
+    );
+    println!("| phase | polymodal | PyTorch | ratio |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (phase, ours, key) in [
+        ("decoding + features", decode, "decode_seconds"),
+        ("epoch (training + validation)", epoch, "epoch_seconds"),
+        ("whole run", whole, "total_seconds"),
+    ] {
+        match reference.and_then(|r| seconds(r, key)) {
+            Some(theirs) => println!(
+                "| {phase} | {:.2} s | {:.2} s | {:.2}x |",
+                ours.as_secs_f64(),
+                theirs.as_secs_f64(),
+                theirs.as_secs_f64() / ours.as_secs_f64()
+            ),
+            None => println!("| {phase} | {:.2} s | - | - |", ours.as_secs_f64()),
+        }
+    }
+    let theirs = reference.and_then(|r| r["parameters"].as_u64());
+    println!(
+        "\nParameters (batch-norm statistics included): polymodal {parameters}, PyTorch {}.",
+        theirs.map_or("-".into(), |n| n.to_string())
+    );
+    println!("ratio = PyTorch time / polymodal time: above 1 means polymodal is faster.");
+    Ok(())
+}
