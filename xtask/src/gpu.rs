@@ -100,15 +100,21 @@ fn hardware_adapter(polymodal: &Path) -> Result<Option<String>, String> {
 }
 
 pub fn gpu(args: &[String]) -> Result<(), String> {
-    let reps = match args {
-        [] => "10".to_string(),
-        [flag, n] if flag == "--reps" => n.clone(),
-        _ => return Err("gpu takes `[--reps N]`".into()),
-    };
+    let (mut reps, mut chosen) = ("10".to_string(), None);
+    for pair in args.chunks(2) {
+        match pair {
+            [flag, n] if flag == "--reps" => reps = n.clone(),
+            [flag, a] if flag == "--adapter" => chosen = Some(a.clone()),
+            _ => return Err("gpu takes `[--reps N] [--adapter wgpu:N]`".into()),
+        }
+    }
     setup::ensure_system_packages()?;
     diagnostics();
     let polymodal = build_polymodal()?;
-    let Some(adapter) = hardware_adapter(&polymodal)? else {
+    let found = hardware_adapter(&polymodal)?;
+    // `--adapter` picks one among several GPUs, or runs the whole script on
+    // a software adapter to check it.
+    let Some(adapter) = chosen.or(found) else {
         return Err(
             "no hardware wgpu adapter (only software rasterisers or none; see above): \
              nothing was run on a GPU"

@@ -48,9 +48,10 @@ commands:
                    the same model and training in PyTorch in the same run (on CUDA when the
                    device is a GPU and torch has one): decoding, epoch and whole run,
                    printing ratios. Python as for bench encoders
-  gpu [--reps N]   the GPU run: records whether a hardware wgpu adapter can be had (driver,
+  gpu [--reps N] [--adapter wgpu:N]
+                   the GPU run: records whether a hardware wgpu adapter can be had (driver,
                    kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
-                   first hardware adapter runs `bench kernels`, `bench encoders` in f32 and
+                   first hardware adapter (or the --adapter given, even a software one) runs `bench kernels`, `bench encoders` in f32 and
                    in f16 and `bench epoch`, each with PyTorch's equivalents on the same GPU
                    ($POLYMODAL_PYTHON with torch), and `bench epoch` on the CPU; fails with
                    the report when there is no GPU
