@@ -40,6 +40,15 @@ impl std::str::FromStr for Precision {
     }
 }
 
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        })
+    }
+}
+
 impl Precision {
     /// The precision named by `flag`, else by `POLYMODAL_PRECISION`, else f32.
     pub fn from_flag(flag: Option<&str>) -> Result<Self> {
@@ -67,7 +76,7 @@ impl Precision {
         }
         if !device.supports_dtype(dtype) {
             return Err(Error::Device(format!(
-                "{device:?} cannot compute in {self:?} (see `polymodal devices`); use f32"
+                "{device:?} cannot compute in {self} (see `polymodal devices`); use f32"
             )));
         }
         match device.configure(dtype) {
@@ -75,7 +84,7 @@ impl Precision {
             // Another thread configured it the same way first.
             Err(_) if device.settings().float_dtype == dtype => Ok(()),
             Err(e) => Err(Error::Device(format!(
-                "cannot switch {device:?} to {self:?}: {e} (the precision is set before a device's first tensor)"
+                "cannot switch {device:?} to {self}: {e} (the precision is set before a device's first tensor)"
             ))),
         }
     }
@@ -126,6 +135,22 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_device_in_use_keeps_its_precision() {
+        let mut device = Device::flex();
+        // The first tensor fixes the CPU device at f32 for this process.
+        let _ = Tensor::<1>::zeros([1], &device);
+        let err = Precision::F16
+            .configure(&mut device)
+            .unwrap_err()
+            .to_string();
+        eprintln!("{err}");
+        assert!(
+            err.contains("cannot switch") && err.contains("to f16"),
+            "{err}"
+        );
     }
 
     #[test]
