@@ -61,7 +61,17 @@ fn diagnostics() {
             &["--query-gpu=name,driver_version", "--format=csv,noheader"]
         )
     );
-    for dir in ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"] {
+    for var in ["VK_DRIVER_FILES", "VK_ICD_FILENAMES"] {
+        println!(
+            "  ${var}: {}",
+            std::env::var(var).unwrap_or_else(|_| "unset".into())
+        );
+    }
+    for dir in [
+        "/usr/share/vulkan/icd.d",
+        "/etc/vulkan/icd.d",
+        "/usr/local/nvidia/share/vulkan/icd.d",
+    ] {
         let files: Vec<String> = std::fs::read_dir(dir)
             .map(|d| {
                 d.flatten()
