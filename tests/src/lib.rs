@@ -208,7 +208,17 @@ pub fn classifier_for(fusion: FusionKind) -> ClassifierConfig {
 /// One pretrained encoder's forward pass on a device: its output values and,
 /// on an autodiff device, every parameter's gradient of a fixed linear
 /// read-out (see [`finish`]).
-pub type EncoderRun = Box<dyn Fn(&Device) -> (Vec<f32>, Vec<Vec<f32>>)>;
+pub type EncoderRun = Box<dyn Fn(&Device) -> EncoderOutput>;
+
+/// What [`finish`] reads from an encoder's output.
+pub struct EncoderOutput {
+    /// The output's values, as f32.
+    pub values: Vec<f32>,
+    /// Each parameter's gradient (autodiff devices only).
+    pub grads: Vec<Vec<f32>>,
+    /// The float type the output was computed in.
+    pub dtype: burn::tensor::DType,
+}
 
 /// The pretrained encoders of the parity fixtures (tiny BERT, ViT, ResNet,
 /// CLIP, AST, Whisper and a bidirectional LSTM), each loaded by name from
@@ -315,10 +325,15 @@ pub fn pretrained_encoders() -> Vec<(&'static str, EncoderRun)> {
 
 /// The output's values and, on an autodiff device, the gradient of a fixed
 /// linear read-out Σ w ⊙ out for every parameter of `model`.
-pub fn finish<M: Module, const D: usize>(model: &M, out: Tensor<D>) -> (Vec<f32>, Vec<Vec<f32>>) {
+pub fn finish<M: Module, const D: usize>(model: &M, out: Tensor<D>) -> EncoderOutput {
     let values = out.clone().try_into_vec_as::<f32>().unwrap();
+    let dtype = out.dtype();
     if !out.device().is_autodiff() {
-        return (values, Vec::new());
+        return EncoderOutput {
+            values,
+            grads: Vec::new(),
+            dtype,
+        };
     }
     // A fixed linear read-out, not Σ out²: several outputs are layer-normed,
     // and the squared norm of a normalised vector barely depends on the
@@ -335,7 +350,11 @@ pub fn finish<M: Module, const D: usize>(model: &M, out: Tensor<D>) -> (Vec<f32>
         out: Vec::new(),
     };
     model.visit(&mut visitor);
-    (values, visitor.out)
+    EncoderOutput {
+        values,
+        grads: visitor.out,
+        dtype,
+    }
 }
 
 /// The gradient of every float parameter, flattened, in visiting order.

@@ -57,16 +57,16 @@ fn pretrained_encoders_agree_on_wgpu() {
     let runs = polymodal_tests::pretrained_encoders();
     let cpu = Device::flex();
     for (name, run) in runs {
-        let (expected, _) = run(&cpu);
-        let (actual, _) = run(&gpu);
+        let expected = run(&cpu).values;
+        let actual = run(&gpu).values;
         let diff = expected
             .iter()
             .zip(&actual)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         // Backward: the gradient of Σ w ⊙ out for every parameter.
-        let (_, grads_cpu) = run(&cpu.clone().autodiff());
-        let (_, grads_gpu) = run(&gpu.clone().autodiff());
+        let grads_cpu = run(&cpu.clone().autodiff()).grads;
+        let grads_gpu = run(&gpu.clone().autodiff()).grads;
         let worst = worst_gradient(&grads_cpu, &grads_gpu);
         eprintln!(
             "{name}: max |wgpu - cpu| = {diff:e}; {} parameter gradients, worst rel diff {worst:e}",

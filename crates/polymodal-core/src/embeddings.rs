@@ -65,6 +65,17 @@ pub fn masked_mean(sequence: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
         .squeeze_dim::<2>(1)
 }
 
+/// Rows `[batch, dim]` divided by their L2 norm (at least 1e-12, as
+/// PyTorch's `normalize`: zero rows stay zero). Computed in f32 whatever the
+/// input's float type (in f16 the squares overflow past a norm of 256 and
+/// 1e-12 rounds to 0) and returned in it.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let dtype = x.dtype();
+    let x = x.cast(burn::tensor::DType::F32);
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    (x / norm).cast(dtype)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +100,21 @@ mod tests {
             .try_into_vec_as::<f32>()
             .unwrap();
         assert_eq!(mean, vec![0.0; 3]);
+    }
+
+    #[test]
+    fn l2_normalize_is_safe_in_f16() {
+        use burn::tensor::DType;
+        let device = Device::flex();
+        let x = Tensor::<2>::from_data([[300.0f32, 400.0], [0.0, 0.0]], &device);
+        for dtype in [DType::F32, DType::F16] {
+            let y = l2_normalize(x.clone().cast(dtype));
+            assert_eq!(y.dtype(), dtype);
+            let values = y.try_into_vec_as::<f32>().unwrap();
+            let expected = [0.6f32, 0.8, 0.0, 0.0];
+            for (v, e) in values.iter().zip(expected) {
+                assert!((v - e).abs() < 1e-3, "{dtype:?}: {values:?}");
+            }
+        }
     }
 }

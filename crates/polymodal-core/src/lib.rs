@@ -34,7 +34,7 @@ pub use attention::{
 };
 pub use batch::{ModalityBatch, MultimodalBatch, Targets, TokenBatch};
 pub use blocks::{ConvBlock, GridPool, pre_norm_transformer};
-pub use embeddings::{Embeddings, ModalityEmbeddings, masked_mean};
+pub use embeddings::{Embeddings, ModalityEmbeddings, l2_normalize, masked_mean};
 pub use error::{Error, Result};
 pub use modality::Modality;
 pub use rnn::{Recurrent, RecurrentConfig, RecurrentOutput, RnnKind};

@@ -6,7 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
-use polymodal_core::{Error, Fusion, ModalityEmbeddings, Result};
+use polymodal_core::{Error, Fusion, ModalityEmbeddings, Result, l2_normalize};
 
 use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled, presence};
 
@@ -129,17 +129,6 @@ impl Fusion for ContrastiveAlignment {
             .collect();
         Ok(Tensor::cat(parts, 1))
     }
-}
-
-/// Rows scaled to unit length (zero rows stay zero).
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    x / norm
 }
 
 /// Symmetric InfoNCE (the CLIP loss) on `logits` `[n, n]` whose diagonal holds

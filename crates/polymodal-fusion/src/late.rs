@@ -118,7 +118,11 @@ impl WeightedAverage {
         }
         let (total, weight_sum) = (total.expect("non-empty"), weight_sum.expect("non-empty"));
         Ok(match self.pool {
-            Pool::Linear => total / weight_sum.clamp_min(1e-12),
+            // A sample with no model present gets zeros (0 / 1), in any float type.
+            Pool::Linear => {
+                let none = weight_sum.clone().equal_elem(0.0);
+                total / weight_sum.mask_fill(none, 1.0)
+            }
             Pool::Logarithmic => softmax(total, 1),
         })
     }

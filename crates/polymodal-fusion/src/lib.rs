@@ -58,13 +58,14 @@ mod voting;
 
 pub use attention_sum::{AttentionSum, AttentionSumConfig};
 pub use concat::{ConcatFusion, ConcatFusionConfig};
-pub use contrastive::{ContrastiveAlignment, ContrastiveAlignmentConfig, info_nce, l2_normalize};
+pub use contrastive::{ContrastiveAlignment, ContrastiveAlignmentConfig, info_nce};
 pub use cross_modal::{CrossAttentionBlock, CrossModalTransformer, CrossModalTransformerConfig};
 pub use film::{FilmFusion, FilmFusionConfig};
 pub use gated::{GatedFusion, GatedFusionConfig};
 pub use late::{Pool, WeightedAverage};
 pub use low_rank::{LowRankFusion, LowRankFusionConfig};
 pub use modality_dropout::ModalityDropout;
+pub use polymodal_core::l2_normalize;
 pub use single_stream::{SingleStreamTransformer, SingleStreamTransformerConfig};
 pub use stacking::{Stacking, StackingConfig};
 pub use tensor::{TensorFusion, TensorFusionConfig};

@@ -18,7 +18,7 @@ use polymodal_core::{
     Result, Weights, read_config,
 };
 
-use crate::sentence::l2_normalize;
+use polymodal_core::l2_normalize;
 
 /// `text_config` of a Hugging Face CLIP `config.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

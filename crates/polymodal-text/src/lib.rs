@@ -46,6 +46,7 @@ pub use clip::{
     Clip, ClipConfig, ClipOutput, ClipText, ClipTextConfig, ClipVision, ClipVisionConfig,
 };
 pub use encoder::{RnnTextEncoder, RnnTextEncoderConfig, TextEncoder, TextEncoderConfig};
-pub use sentence::{SentenceEncoder, l2_normalize};
+pub use polymodal_core::l2_normalize;
+pub use sentence::SentenceEncoder;
 pub use tokenize::{EncodedBatch, Padding, SPECIAL_TOKENS, Side, TextTokenizer, Truncation};
 pub use tokenizers::TruncationStrategy;

@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::prelude::*;
 use serde::Deserialize;
 
-use polymodal_core::{Encoder, Error, LoadReport, Result, read_config};
+use polymodal_core::{Encoder, Error, LoadReport, Result, l2_normalize, read_config};
 
 use crate::bert::{Bert, BertPooling};
 use crate::tokenize::TextTokenizer;
@@ -110,12 +110,6 @@ impl SentenceEncoder {
             pooled
         })
     }
-}
-
-/// Rows divided by their L2 norm (at least 1e-12, as PyTorch's `normalize`).
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
 }
 
 fn pooling_of(path: &Path) -> Result<BertPooling> {

@@ -104,7 +104,8 @@ impl Temporal {
                 let logits = score
                     .forward(sequence.clone())
                     .reshape([batch, length])
-                    .mask_fill(mask.clone().bool_not(), f32::MIN);
+                    // -1e4, not f32::MIN: that is -inf in f16 and a fully masked row would give NaN.
+                    .mask_fill(mask.clone().bool_not(), -1e4);
                 let weights = softmax(logits, 1).unsqueeze_dim::<3>(2); // [batch, frames, 1]
                 (sequence.clone() * weights)
                     .sum_dim(1)

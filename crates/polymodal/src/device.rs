@@ -50,9 +50,10 @@ impl std::fmt::Display for Precision {
 }
 
 impl Precision {
-    /// The precision named by `flag`, else by `POLYMODAL_PRECISION`, else f32.
+    /// The precision named by `flag`, else by `POLYMODAL_PRECISION` (when
+    /// set and not empty), else f32.
     pub fn from_flag(flag: Option<&str>) -> Result<Self> {
-        let from_env = std::env::var(PRECISION_ENV).ok();
+        let from_env = std::env::var(PRECISION_ENV).ok().filter(|v| !v.is_empty());
         flag.or(from_env.as_deref())
             .map_or(Ok(Self::F32), str::parse)
     }
@@ -146,20 +147,9 @@ mod tests {
             .configure(&mut device)
             .unwrap_err()
             .to_string();
-        eprintln!("{err}");
         assert!(
             err.contains("cannot switch") && err.contains("to f16"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn f32_is_every_device_default() {
-        let mut device = Device::flex();
-        Precision::F32.configure(&mut device).unwrap();
-        assert_eq!(
-            Tensor::<1>::zeros([2], &device).dtype(),
-            burn::tensor::DType::F32
         );
     }
 }

@@ -223,6 +223,7 @@ fn run(command: Command) -> Result<()> {
             epochs,
             device,
         } => {
+            training_precision()?;
             let mut options = DemoOptions {
                 device: device_from(device.as_deref())?,
                 ..DemoOptions::default()
@@ -409,13 +410,13 @@ fn inference_device(
     polymodal::device::device_with_precision(device, precision)
 }
 
-/// Training runs in f32: f16 needs f32 master weights and loss scaling,
-/// which polymodal does not do.
+/// Training (`train`, `demo`) runs in f32: f16 needs f32 master weights and
+/// loss scaling, which polymodal does not do.
 fn training_precision() -> Result<()> {
     match Precision::from_flag(None)? {
         Precision::F32 => Ok(()),
         Precision::F16 => Err(polymodal::Error::Config(format!(
-            "{} = f16 is for inference (eval, predict, embed); training runs in f32",
+            "{} = f16 is for inference (eval, predict, embed); training (train, demo) runs in f32",
             polymodal::device::PRECISION_ENV
         ))),
     }

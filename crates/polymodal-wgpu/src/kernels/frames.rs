@@ -1,6 +1,7 @@
 //! Kernel 2: video frames (u8 RGB, HWC) to model input (resized, cropped,
-//! normalised f32 CHW) on the device, bit-identical to
-//! `polymodal_image::ImagePreprocess::apply` (Pillow's resampling).
+//! normalised CHW) on the device, computed in f32 bit-identical to
+//! `polymodal_image::ImagePreprocess::apply` (Pillow's resampling), returned
+//! in the device's float type.
 
 use std::sync::Mutex;
 
@@ -193,8 +194,8 @@ impl FramePreprocess {
 
     /// The same with Burn's ops (unpacking, each pass as a matrix product
     /// with rounding, normalisation, stacking): the baseline the kernel is
-    /// measured against. In f32, so a value can differ by one step of 255
-    /// from Pillow's integer arithmetic.
+    /// measured against. In the device's float type, so a value can differ
+    /// by one step of 255 from Pillow's integer arithmetic (more in f16).
     pub fn forward_unfused(&self, pixels: Tensor<2, Int>) -> Result<Tensor<4>> {
         let shape = self.check(&pixels)?;
         let t = self.tables(&pixels.device());

@@ -6,7 +6,8 @@
 //! - [`LogMel`]: the log-mel spectrogram of raw audio on the device (framing,
 //!   window, power spectrum, mel projection, log) in one kernel;
 //! - [`FramePreprocess`]: video frames (u8 RGB) to model input (resized,
-//!   cropped, normalised f32 CHW), bit-identical to Pillow, in two passes;
+//!   cropped, normalised CHW; computed in f32, bit-identical to Pillow), in
+//!   two passes;
 //! - [`gated_unit`]: the gated multimodal unit's combining step (masked
 //!   softmax gates, tanh candidates, weighted sum) in one kernel, with its
 //!   backward pass, so models with gated fusion train through it.
@@ -115,12 +116,8 @@ pub fn gated_unit(
 ) -> Result<Tensor<2>> {
     check_gated(&scores, &candidates, &present)?;
     let dtype = scores.dtype();
-    let on_wgpu = matches!(
-        scores.clone().into_dispatch().kind,
-        DispatchTensorKind::Cube(_)
-    );
     // The CPU reference reads f32: other precisions go through it in f32.
-    let io = if on_wgpu { dtype } else { DType::F32 };
+    let io = if on_wgpu(&scores) { dtype } else { DType::F32 };
     let fused = Tensor::<2>::from_dispatch(<Dispatch as KernelOps>::gated_unit(
         scores.cast(io).into_dispatch(),
         candidates.cast(io).into_dispatch(),
@@ -138,15 +135,16 @@ pub fn gated_unit_best(
     candidates: Tensor<3>,
     present: Tensor<2>,
 ) -> Result<Tensor<2>> {
-    let on_wgpu = matches!(
-        scores.clone().into_dispatch().kind,
-        DispatchTensorKind::Cube(_)
-    );
-    if on_wgpu {
+    if on_wgpu(&scores) {
         gated_unit(scores, candidates, present)
     } else {
         gated_unit_unfused(scores, candidates, present)
     }
+}
+
+/// Whether `x` lives on a wgpu (CubeCL) device.
+fn on_wgpu<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.clone().into_dispatch().kind, DispatchTensorKind::Cube(_))
 }
 
 /// The same with Burn's ops (masked softmax, tanh, product, sum): the
@@ -356,7 +354,7 @@ impl LogMel {
             ElementLog::Decibel => energy.clamp_min(1e-10).log() * (10.0 / std::f64::consts::LN_10),
             ElementLog::Log10 => energy.clamp_min(1e-10).log() / std::f64::consts::LN_10,
         };
-        Ok(self.finish(value))
+        Ok(self.finish(value).cast(float_dtype(&tables.device)))
     }
 
     /// Checks the input and works out the launch sizes.
