@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// `--shared DIR [--python PYTHON] [--reps N] [--device D] [--precision P]`
-/// (device and precision: the encoder benchmark's).
+/// (`--device`: the encoder and epoch benchmarks'; `--precision`: the
+/// encoder benchmark's).
 pub struct Options {
     /// The shared data folder.
     pub shared: PathBuf,

@@ -2,15 +2,15 @@
 //! a hardware wgpu adapter can be had (driver, kernel modules, Vulkan
 //! drivers, what wgpu sees: read only, no GPU setting is changed), then on
 //! the first hardware adapter runs the kernel benchmark, the encoder
-//! benchmark in f32 and in f16, and one AV-MNIST training epoch, each with
-//! PyTorch's equivalents on the same GPU, then the epoch on the CPU. Without
+//! benchmark in f32 and in f16, and AV-MNIST training epochs, each with
+//! PyTorch's equivalents on the same GPU, then the epochs on the CPU. Without
 //! a hardware adapter it prints what it saw and fails, so the report says
 //! exactly why.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::{bench_binary, build_polymodal, python_bench, run, runtime_env, setup};
+use crate::{bench_binary, build_polymodal, cargo, python_bench, run, runtime_env, setup};
 
 /// Software rasterisers wgpu may list: not a GPU.
 const SOFTWARE: [&str; 3] = ["llvmpipe", "lavapipe", "swiftshader"];
@@ -87,9 +87,8 @@ fn diagnostics() {
     );
 }
 
-/// `polymodal devices` (release build): the first `wgpu:N` that is not a
-/// software rasteriser.
-fn hardware_adapter(polymodal: &Path) -> Result<Option<String>, String> {
+/// `polymodal devices` (release build), printed and returned.
+fn devices(polymodal: &Path) -> Result<String, String> {
     let mut command = Command::new(polymodal);
     command.arg("devices");
     runtime_env(&mut command);
@@ -98,7 +97,12 @@ fn hardware_adapter(polymodal: &Path) -> Result<Option<String>, String> {
         .map_err(|e| format!("polymodal devices: {e}"))?;
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("==> polymodal devices\n{listing}");
-    Ok(listing
+    Ok(listing)
+}
+
+/// The first `wgpu:N` of `listing` that is not a software rasteriser.
+fn hardware_adapter(listing: &str) -> Option<String> {
+    listing
         .lines()
         .filter(|l| l.starts_with("wgpu:"))
         .find(|l| {
@@ -106,7 +110,7 @@ fn hardware_adapter(polymodal: &Path) -> Result<Option<String>, String> {
             !SOFTWARE.iter().any(|s| name.contains(s))
         })
         .and_then(|l| l.split('\t').next())
-        .map(str::to_string))
+        .map(str::to_string)
 }
 
 pub fn gpu(args: &[String]) -> Result<(), String> {
@@ -121,41 +125,60 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
     setup::ensure_system_packages()?;
     diagnostics();
     let polymodal = build_polymodal()?;
-    let found = hardware_adapter(&polymodal)?;
+    let listing = devices(&polymodal)?;
     // `--adapter` picks one among several GPUs, or runs the whole script on
     // a software adapter to check it.
-    let Some(adapter) = chosen.or(found) else {
+    let Some(adapter) = chosen.or_else(|| hardware_adapter(&listing)) else {
         return Err(
             "no hardware wgpu adapter (only software rasterisers or none; see above): \
              nothing was run on a GPU"
                 .into(),
         );
     };
-    println!("==> using {adapter}");
+    let has_f16 = listing
+        .lines()
+        .any(|l| l.starts_with(&format!("{adapter}\t")) && l.ends_with("f16"));
+    println!("==> using {adapter} (f16: {has_f16})");
+    // Every binary built once, before anything is timed.
+    run(
+        "build the benchmarks (release)",
+        cargo().args(["build", "--release", "-p", "polymodal-benches", "--bins"]),
+    )?;
     let python = std::env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut command = bench_binary("kernels");
-    command.args(["--device", &adapter, "--reps", &reps, "--python", &python]);
-    runtime_env(&mut command);
-    run("kernel benchmark on the GPU, with PyTorch", &mut command)?;
-    let against_python = |name: &str, args: &[&str]| {
-        run(
-            &format!("{name} {}", args.join(" ")),
-            &mut python_bench(name, args)?,
-        )
-    };
-    for precision in ["f32", "f16"] {
-        against_python(
-            "encoders",
-            &[
-                "--device",
-                &adapter,
-                "--precision",
-                precision,
-                "--reps",
-                &reps,
-            ],
-        )?;
+    let mut kernels = bench_binary("kernels");
+    kernels.args(["--device", &adapter, "--reps", &reps, "--python", &python]);
+    runtime_env(&mut kernels);
+    let mut steps = vec![("kernels, with PyTorch".to_string(), kernels)];
+    let precisions: &[&str] = if has_f16 { &["f32", "f16"] } else { &["f32"] };
+    for precision in precisions {
+        let args = [
+            "--device",
+            &adapter,
+            "--precision",
+            precision,
+            "--reps",
+            &reps,
+        ];
+        steps.push((
+            format!("encoders in {precision}"),
+            python_bench("encoders", &args)?,
+        ));
     }
-    against_python("epoch", &["--device", &adapter])?;
-    against_python("epoch", &["--device", "cpu"])
+    for device in [adapter.as_str(), "cpu"] {
+        let args = ["--device", device];
+        steps.push((
+            format!("AV-MNIST epoch on {device}"),
+            python_bench("epoch", &args)?,
+        ));
+    }
+    // One failing step does not cost the others their figures.
+    let failed: Vec<String> = steps
+        .iter_mut()
+        .filter_map(|(what, command)| run(what, command).err())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("steps failed: {}", failed.join("; ")))
+    }
 }

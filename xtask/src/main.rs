@@ -44,17 +44,20 @@ commands:
                    docs/benchmarks/avmnist.{md,svg,json}. DIR defaults to
                    $POLYMODAL_SHARED/data/avmnist
   bench epoch [--device cpu|wgpu|wgpu:N]
-                   one AV-MNIST training epoch of `polymodal train` (concat fusion) against
+                   two AV-MNIST training epochs of `polymodal train` (concat fusion) against
                    the same model and training in PyTorch in the same run (on CUDA when the
-                   device is a GPU and torch has one): decoding, epoch and whole run,
-                   printing ratios. Python as for bench encoders
+                   device is a GPU and torch has one): decoding, each epoch (the first
+                   with the start-up costs) and the whole run, printing ratios. Python as
+                   for bench encoders
   gpu [--reps N] [--adapter wgpu:N]
                    the GPU run: records whether a hardware wgpu adapter can be had (driver,
                    kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
-                   first hardware adapter (or the --adapter given, even a software one) runs `bench kernels`, `bench encoders` in f32 and
-                   in f16 and `bench epoch`, each with PyTorch's equivalents on the same GPU
-                   ($POLYMODAL_PYTHON with torch), and `bench epoch` on the CPU; fails with
-                   the report when there is no GPU
+                   first hardware adapter (or the --adapter given, even a software one)
+                   runs `bench kernels`, `bench encoders` in f32 and in f16 (when the
+                   adapter has f16) and `bench epoch`, each with PyTorch's equivalents on
+                   the same GPU ($POLYMODAL_PYTHON with torch), and `bench epoch` on the
+                   CPU; a failing step does not stop the others; fails with the report
+                   when there is no GPU
   fuzz [--seconds N] [TARGET...]
                    run the cargo-fuzz targets of fuzz/ (audio_decode, audio_features,
                    image_decode, video_decode, tokenizer_load) for N seconds each
