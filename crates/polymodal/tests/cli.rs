@@ -82,6 +82,20 @@ fn predict(args: &[&str]) -> Vec<f32> {
         .collect()
 }
 
+/// `--model MODEL --image … --audio …` for the first test sample of the
+/// generated dataset in `data`.
+fn first_test_sample(model: &Path, data: &Path) -> [String; 6] {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    [
+        "--model".into(),
+        path(model),
+        "--image".into(),
+        path(&data.join("image/test-0000.png")),
+        "--audio".into(),
+        path(&data.join("audio/test-0000.wav")),
+    ]
+}
+
 /// An untrained image+audio model folder: enough to exercise `eval`.
 fn write_model(dir: &Path) {
     let config = ClassifierConfig {
@@ -230,16 +244,8 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
         "cache empty"
     );
 
-    let image = data.join("image/test-0000.png");
-    let audio = data.join("audio/test-0000.wav");
-    let files = [
-        "--model",
-        run.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--audio",
-        audio.to_str().unwrap(),
-    ];
+    let files = first_test_sample(&run, &data);
+    let files = files.each_ref().map(String::as_str);
     let probabilities: f32 = predict(&files).iter().sum();
     assert!((probabilities - 1.0).abs() < 1e-3, "{probabilities}");
     let out = polymodal(&[&["embed"], &files[..]].concat());
@@ -447,16 +453,8 @@ fn pipeline_on_wgpu(fusion: &str) {
     );
     let run = dir.join("run");
     assert!(run.join("model.bpk").is_file());
-    let image = data.join("image/test-0000.png");
-    let audio = data.join("audio/test-0000.wav");
-    let files = [
-        "--model",
-        run.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--audio",
-        audio.to_str().unwrap(),
-    ];
+    let files = first_test_sample(&run, &data);
+    let files = files.each_ref().map(String::as_str);
     // The model trained on wgpu predicts the same on wgpu and on the CPU.
     let probabilities = |device: &str| predict(&[&["--device", device], &files[..]].concat());
     let (gpu, cpu) = (probabilities("wgpu"), probabilities("cpu"));
