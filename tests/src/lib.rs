@@ -9,7 +9,8 @@ use polymodal::{
 
 /// The shared data folder: `$POLYMODAL_SHARED`, else `../shared` next to the
 /// workspace. `None` (with a message on stderr naming the setting) when it is
-/// absent, so tests that need it skip.
+/// absent, so tests that need it skip; under `CI=true`, which always has it,
+/// a missing folder fails the test instead.
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("POLYMODAL_SHARED")
         .map(PathBuf::from)
@@ -17,10 +18,10 @@ pub fn shared_dir() -> Option<PathBuf> {
     if dir.join("README.md").is_file() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: shared data not found at {} (set POLYMODAL_SHARED to the shared/ folder)",
+        polymodal::core::testing::skip(format!(
+            "shared data not found at {} (set POLYMODAL_SHARED to the shared/ folder)",
             dir.display()
-        );
+        ));
         None
     }
 }

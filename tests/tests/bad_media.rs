@@ -86,3 +86,50 @@ fn clean_files_load() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Windows of audio given by a user: an infinite or NaN duration or offset
+/// is an error naming the setting; a huge finite duration means "to the
+/// end"; a huge finite offset finds no samples. Nothing overflows.
+#[test]
+fn absurd_audio_windows_are_errors_or_whole_files() {
+    use polymodal::audio::{LoadOptions, load};
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/media/tone-s24.wav");
+    let whole = load(&wav, &LoadOptions::default()).unwrap();
+    let window = |offset_secs: f64, duration_secs: Option<f64>| LoadOptions {
+        offset_secs,
+        duration_secs,
+        ..LoadOptions::mono_at(16_000)
+    };
+    for (options, named) in [
+        (window(0.0, Some(f64::INFINITY)), "duration_secs"),
+        (window(0.0, Some(f64::NAN)), "duration_secs"),
+        (window(0.0, Some(0.0)), "duration_secs"),
+        (window(f64::INFINITY, None), "offset_secs"),
+        (window(-1.0, None), "offset_secs"),
+        (
+            LoadOptions {
+                sample_rate: Some(0),
+                ..LoadOptions::default()
+            },
+            "sample_rate",
+        ),
+    ] {
+        let error = load(&wav, &options).unwrap_err().to_string();
+        assert!(error.contains(named), "{options:?}: {error}");
+    }
+    for duration in [1e300, f64::MAX] {
+        let clip = load(
+            &wav,
+            &LoadOptions {
+                duration_secs: Some(duration),
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(clip.frames(), whole.frames(), "duration {duration}");
+    }
+    for offset in [1e300, 1e12] {
+        let result = std::panic::catch_unwind(|| load(&wav, &window(offset, Some(1.0))));
+        assert!(matches!(result, Ok(Err(_))), "offset {offset}: {result:?}");
+    }
+}

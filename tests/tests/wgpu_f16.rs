@@ -25,11 +25,9 @@ fn half_device() -> Option<Device> {
     let mut device = polymodal::wgpu::wgpu_for_tests()?;
     match Precision::F16.configure(&mut device) {
         Ok(()) => Some(device),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI's adapter (lavapipe) has f16: {e}")
-        }
         Err(e) => {
-            eprintln!("SKIPPED: {e}");
+            // CI's adapter (lavapipe) has f16: there this fails the test.
+            polymodal::core::testing::skip(e);
             None
         }
     }

@@ -82,13 +82,25 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Checks the window: offset at least 0, duration positive.
+    /// Checks the window: a finite offset of at least 0 s, a finite duration
+    /// above 0 s, and a sample rate above 0 Hz; the error names the setting.
     pub fn validate(&self) -> Result<()> {
-        let (offset, duration) = (self.offset_secs, self.duration_secs);
-        if !offset.is_finite() || offset < 0.0 || duration.is_some_and(|d| d.is_nan() || d <= 0.0) {
-            return Err(Error::Config(format!(
-                "audio load: offset must be >= 0 and duration > 0, got {offset} and {duration:?}"
-            )));
+        let bad = |what: String| Err(Error::Config(format!("audio load: {what}")));
+        let offset = self.offset_secs;
+        if !offset.is_finite() || offset < 0.0 {
+            return bad(format!(
+                "offset_secs must be a finite number >= 0, got {offset}"
+            ));
+        }
+        if let Some(duration) = self.duration_secs
+            && !(duration.is_finite() && duration > 0.0)
+        {
+            return bad(format!(
+                "duration_secs must be a finite number > 0 (or none: to the end), got {duration}"
+            ));
+        }
+        if self.sample_rate == Some(0) {
+            return bad("sample_rate must be above 0 Hz".into());
         }
         Ok(())
     }
@@ -167,7 +179,8 @@ impl ClipBuilder {
         Ok(Self {
             channels,
             mono: options.mono,
-            // Whole frames, truncated, as librosa counts them.
+            // Whole frames, truncated, as librosa counts them (`as`
+            // saturates a huge duration: it then means "to the end").
             wanted: options.duration_secs.map(|d| (d * rate as f64) as usize),
             resampler,
             sample_rate: options.sample_rate.unwrap_or(rate),
@@ -178,7 +191,7 @@ impl ClipBuilder {
     /// Adds interleaved samples; `true` once the duration is reached.
     pub fn push(&mut self, mut chunk: Vec<f32>) -> Result<bool> {
         if let Some(left) = self.wanted.as_mut() {
-            chunk.truncate(*left * self.channels);
+            chunk.truncate(left.saturating_mul(self.channels));
             *left -= chunk.len() / self.channels;
         }
         let chunk = if self.mono {
@@ -345,7 +358,11 @@ impl AudioReader {
         })
         .map_err(|e| self.error(format!("seek to {secs} s: {e}")))?;
         self.decoder.reset();
-        let gap = seeked.required_ts.get() - seeked.actual_ts.get();
+        // Both timestamps come from the file: any i64 is possible.
+        let gap = seeked
+            .required_ts
+            .get()
+            .saturating_sub(seeked.actual_ts.get());
         let gap_secs = match self.time_base {
             Some(tb) => tb
                 .calc_time(symphonia::core::units::Timestamp::new(gap.max(0)))
@@ -389,7 +406,10 @@ impl AudioReader {
                     self.info.sample_rate, self.info.channels
                 )));
             }
-            let skip = (self.skip_frames * channels).min(self.buffer.len());
+            let skip = self
+                .skip_frames
+                .saturating_mul(channels)
+                .min(self.buffer.len());
             self.skip_frames -= skip / channels;
             if skip == self.buffer.len() {
                 continue;

@@ -27,6 +27,7 @@ mod embeddings;
 mod error;
 mod modality;
 mod rnn;
+pub mod testing;
 pub mod weights;
 
 pub use attention::{

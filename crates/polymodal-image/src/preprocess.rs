@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Result};
 
+use crate::decode::MAX_SIDE;
 use crate::resize::{Filter, resize_rgb, shorter_side_size};
 
 /// Per-channel normalisation `(x / 255 - mean) / std`.
@@ -129,7 +130,38 @@ impl ImagePreprocess {
 
     /// Number of values [`Self::apply`] returns.
     pub fn len(&self) -> usize {
-        self.channels() * (self.width * self.height) as usize
+        self.channels() * self.width as usize * self.height as usize
+    }
+
+    /// Checks the settings (they often come from a config file): an output
+    /// size of 1 to [`MAX_SIDE`] pixels a side, finite means, finite non-zero
+    /// standard deviations, and a shorter side no smaller than the crop.
+    /// The error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Config(format!("image preprocessing: {what}")));
+        for (name, side) in [("width", self.width), ("height", self.height)] {
+            if side == 0 || side > MAX_SIDE {
+                return bad(format!("{name} must be 1 to {MAX_SIDE} pixels, got {side}"));
+            }
+        }
+        let Normalize { mean, std } = self.normalize;
+        if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+            return bad(format!("normalize.mean must be finite, got {m}"));
+        }
+        if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
+            return bad(format!(
+                "normalize.std must be finite and non-zero, got {s}"
+            ));
+        }
+        if let ResizeMode::ShorterSideThenCenterCrop { shorter_side } = self.resize
+            && (shorter_side < self.width.min(self.height) || shorter_side > MAX_SIDE)
+        {
+            return bad(format!(
+                "resize.shorter_side must be {} to {MAX_SIDE} pixels (no smaller than the crop), got {shorter_side}",
+                self.width.min(self.height)
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the output is empty (a zero-sized target).
@@ -139,6 +171,7 @@ impl ImagePreprocess {
 
     /// The image brought to the output size, still RGB u8.
     pub fn resized(&self, image: &RgbImage) -> Result<RgbImage> {
+        self.validate()?;
         let (width, height) = image.dimensions();
         if width == 0 || height == 0 {
             return Err(Error::Invalid("the image is empty".into()));
@@ -165,6 +198,7 @@ impl ImagePreprocess {
 
     /// Resizes, crops and normalises: `channels() * height * width` values.
     pub fn apply(&self, image: &RgbImage) -> Result<Vec<f32>> {
+        self.validate()?;
         // An image already at the output size is used as it is, not copied.
         let resized;
         let image = if image.dimensions() == (self.width, self.height) {
@@ -173,7 +207,7 @@ impl ImagePreprocess {
             resized = self.resized(image)?;
             &resized
         };
-        let plane = (self.width * self.height) as usize;
+        let plane = self.width as usize * self.height as usize;
         let mut out = vec![0.0f32; self.len()];
         let Normalize { mean, std } = self.normalize;
         // (v / 255 - mean) / std as one multiply-add per value.

@@ -29,6 +29,7 @@ impl Batcher {
                 "text needs a tokenizer".into(),
             ));
         }
+        config.validate()?;
         let audio_shape = config.audio_shape()?;
         Ok(Self {
             modalities,
@@ -51,15 +52,25 @@ impl Batcher {
             let flags: Vec<bool> = examples.iter().map(|e| e.features.has(m)).collect();
             Tensor::<1, Bool>::from_data(TensorData::new(flags, [n]), device)
         };
+        // Features come from files (and the feature cache): a length other
+        // than the configured shape's is an error naming the sample, never a
+        // tensor built from it.
         let stack = |m: Modality, get: fn(&Example) -> Option<&Vec<f32>>, len: usize| {
             let mut values = Vec::with_capacity(n * len);
             for e in examples {
                 match get(e) {
-                    Some(v) => values.extend_from_slice(v),
+                    Some(v) if v.len() == len => values.extend_from_slice(v),
+                    Some(v) => {
+                        return Err(Error::Invalid(format!(
+                            "sample `{}`: {m} features hold {} values, the model input takes {len}",
+                            e.id,
+                            v.len()
+                        )));
+                    }
                     None => values.resize(values.len() + len, 0.0),
                 }
             }
-            (values, present(m))
+            Ok((values, present(m)))
         };
         let has = |m| self.modalities.contains(&m);
         let mut batch = MultimodalBatch {
@@ -82,12 +93,11 @@ impl Batcher {
             });
         }
         if has(Modality::Image) {
-            let pre = &self.config.image;
+            let [c, h, w] = self.config.image_shape();
             let (values, present) =
-                stack(Modality::Image, |e| e.features.image.as_ref(), pre.len());
-            let shape = [n, pre.channels(), pre.height as usize, pre.width as usize];
+                stack(Modality::Image, |e| e.features.image.as_ref(), c * h * w)?;
             batch.image = Some(ModalityBatch {
-                input: Tensor::from_data(TensorData::new(values, shape), device),
+                input: Tensor::from_data(TensorData::new(values, [n, c, h, w]), device),
                 present,
             });
         }
@@ -97,27 +107,19 @@ impl Batcher {
                 Modality::Audio,
                 |e| e.features.audio.as_ref(),
                 mels * frames,
-            );
+            )?;
             let input = Tensor::from_data(TensorData::new(values, [n, 1, mels, frames]), device);
             batch.audio = Some(ModalityBatch { input, present });
         }
         if has(Modality::Video) {
-            let video = &self.config.video;
-            let pre = &video.preprocess;
+            let [f, c, h, w] = self.config.video_shape();
             let (values, present) = stack(
                 Modality::Video,
                 |e| e.features.video.as_ref(),
-                video.frames * pre.len(),
-            );
-            let shape = [
-                n,
-                video.frames,
-                pre.channels(),
-                pre.height as usize,
-                pre.width as usize,
-            ];
+                f * c * h * w,
+            )?;
             batch.video = Some(ModalityBatch {
-                input: Tensor::from_data(TensorData::new(values, shape), device),
+                input: Tensor::from_data(TensorData::new(values, [n, f, c, h, w]), device),
                 present,
             });
         }
@@ -169,5 +171,42 @@ fn targets(examples: &[&Example], device: &Device) -> Result<Targets> {
                 device,
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::Features;
+
+    /// Features of a length other than the model input's (a short video, a
+    /// damaged cache entry) are an error naming the sample, not a panic in
+    /// Burn's tensor constructor.
+    #[test]
+    fn features_of_the_wrong_length_are_errors_naming_the_sample() {
+        let config = FeatureConfig::default();
+        let [f, c, h, w] = config.video_shape();
+        let batcher = Batcher::new(vec![Modality::Video], config, None).unwrap();
+        let example = |id: &str, len: usize| Example {
+            id: id.into(),
+            features: Features {
+                video: Some(vec![0.5; len]),
+                ..Features::default()
+            },
+            label: Label::Single(0),
+        };
+        let full = f * c * h * w;
+        let device = Device::flex();
+        let good = example("good", full);
+        let batch = batcher.batch(&[&good, &good], &device).unwrap();
+        assert_eq!(batch.video.unwrap().input.dims(), [2, f, c, h, w]);
+        // One frame short, as sampling a cut file could once return.
+        let short = example("cut.mp4", full - c * h * w);
+        let error = batcher.batch(&[&good, &short], &device).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("cut.mp4") && message.contains(&full.to_string()),
+            "{message}"
+        );
     }
 }

@@ -84,7 +84,55 @@ impl Default for FeatureConfig {
     }
 }
 
+/// The longest audio clip the features take, in samples: an hour at 48 kHz.
+pub const MAX_CLIP_SAMPLES: usize = 3600 * 48_000;
+
 impl FeatureConfig {
+    /// Checks every setting (they often come from an experiment file); the
+    /// error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        fn named(what: &'static str) -> impl Fn(Error) -> Error {
+            move |e| Error::Config(format!("features.{what}: {e}"))
+        }
+        self.image.validate().map_err(named("image"))?;
+        self.video
+            .preprocess
+            .validate()
+            .map_err(named("video.preprocess"))?;
+        let frames = self.video.frames;
+        if frames == 0 || frames > polymodal_video::MAX_SAMPLED_FRAMES {
+            return Err(Error::Config(format!(
+                "features.video.frames must be 1 to {}, got {frames}",
+                polymodal_video::MAX_SAMPLED_FRAMES
+            )));
+        }
+        let clip = self.audio.clip_samples;
+        if clip == 0 || clip > MAX_CLIP_SAMPLES {
+            return Err(Error::Config(format!(
+                "features.audio.clip_samples must be 1 to {MAX_CLIP_SAMPLES}, got {clip}"
+            )));
+        }
+        MelSpectrogram::new(self.audio.mel.clone()).map_err(named("audio.mel"))?;
+        Ok(())
+    }
+
+    /// Image shape `[channels, height, width]`.
+    pub fn image_shape(&self) -> [usize; 3] {
+        let pre = &self.image;
+        [pre.channels(), pre.height as usize, pre.width as usize]
+    }
+
+    /// Clip shape `[frames, channels, height, width]`.
+    pub fn video_shape(&self) -> [usize; 4] {
+        let pre = &self.video.preprocess;
+        [
+            self.video.frames,
+            pre.channels(),
+            pre.height as usize,
+            pre.width as usize,
+        ]
+    }
+
     /// Spectrogram shape `[mels, frames]`.
     pub fn audio_shape(&self) -> Result<[usize; 2]> {
         let mel = MelSpectrogram::new(self.audio.mel.clone())?;
@@ -271,40 +319,59 @@ pub(crate) fn decode_entry(
     cache: Option<&FeatureCache>,
 ) -> Result<Example> {
     let label = label_of(entry, classes)?;
-    let cached =
-        |path: &Path, modality: &str, settings: String, compute: &dyn Fn() -> Result<Vec<f32>>| {
-            match cache {
-                Some(cache) => cache.get_or_compute(path, modality, &settings, compute),
-                None => compute(),
-            }
-        };
+    let cached = |path: &Path,
+                  modality: &str,
+                  settings: String,
+                  shape: &[usize],
+                  compute: &dyn Fn() -> Result<Vec<f32>>| {
+        match cache {
+            Some(cache) => cache.get_or_compute(path, modality, &settings, shape, compute),
+            None => compute(),
+        }
+    };
+    let audio_shape = [
+        config.audio.mel.n_mels,
+        mel.frames_for(config.audio.clip_samples),
+    ];
     let features = Features {
         text: entry.text.as_deref().map(read_text).transpose()?,
         image: entry
             .image
             .as_deref()
             .map(|p| {
-                cached(p, "image", settings_key(&config.image), &|| {
-                    polymodal_image::load_rgb(p).and_then(|i| config.image.apply(&i))
-                })
+                cached(
+                    p,
+                    "image",
+                    settings_key(&config.image),
+                    &config.image_shape(),
+                    &|| polymodal_image::load_rgb(p).and_then(|i| config.image.apply(&i)),
+                )
             })
             .transpose()?,
         audio: entry
             .audio
             .as_deref()
             .map(|p| {
-                cached(p, "audio", settings_key(&config.audio), &|| {
-                    audio_features(p, &config.audio, mel)
-                })
+                cached(
+                    p,
+                    "audio",
+                    settings_key(&config.audio),
+                    &audio_shape,
+                    &|| audio_features(p, &config.audio, mel),
+                )
             })
             .transpose()?,
         video: entry
             .video
             .as_deref()
             .map(|p| {
-                cached(p, "video", settings_key(&config.video), &|| {
-                    video_features(p, &config.video)
-                })
+                cached(
+                    p,
+                    "video",
+                    settings_key(&config.video),
+                    &config.video_shape(),
+                    &|| video_features(p, &config.video),
+                )
             })
             .transpose()?,
     };
@@ -379,8 +446,24 @@ fn standardize(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = (*v - mean) / std);
 }
 
+/// `config.frames` uniformly sampled frames. A file that holds fewer frames
+/// than its header claims (cut short, or a header that lies about its
+/// duration) still gives that many: instants past its last decodable frame
+/// show that frame, as a player would. A file with no decodable frame is an
+/// error naming it.
 fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<f32>> {
     let frames = polymodal_video::sample_uniform(path, config.frames)?;
+    if frames.len() != config.frames {
+        return Err(Error::decode(
+            path,
+            "video",
+            format!(
+                "{} frames sampled, {} asked for",
+                frames.len(),
+                config.frames
+            ),
+        ));
+    }
     let mut values = Vec::with_capacity(frames.len() * config.preprocess.len());
     for frame in &frames {
         values.extend(config.preprocess.apply(frame)?);

@@ -47,7 +47,8 @@ pub use avmnist::{AvMnist, avmnist_features, load_avmnist};
 pub use batch::Batcher;
 pub use chart::{Bar, BarChart, LineChart, Series};
 pub use features::{
-    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, VideoFeatures, load_dataset,
+    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, MAX_CLIP_SAMPLES,
+    VideoFeatures, load_dataset,
 };
 pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};

@@ -106,6 +106,7 @@ impl LazyDataset {
         classes: Option<&[String]>,
         cache: Option<FeatureCache>,
     ) -> Result<Self> {
+        config.validate()?;
         let classes = classes.map_or_else(|| class_names(&entries), <[String]>::to_vec);
         let labels = entries
             .iter()
@@ -166,12 +167,23 @@ impl Samples for LazyDataset {
 
 /// Decoded features on disk, keyed by the SHA-256 of the media file's bytes,
 /// the modality and the preprocessing settings: editing a file or changing
-/// a setting makes a new entry, so a stale feature is never served. Entries
-/// are written atomically; an unreadable entry is recomputed.
+/// a setting makes a new entry, so a stale feature is never served.
+///
+/// Each entry is a header (magic, format version, shape, SHA-256 of the
+/// values) followed by the values as little-endian f32. An entry is served
+/// only when all of it checks out; anything else (a torn or damaged file,
+/// another shape, another format version) is recomputed and rewritten.
+/// Entries are written to a temporary name and renamed, so a reader never
+/// sees half an entry.
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
     dir: PathBuf,
 }
+
+/// The first bytes of every entry.
+const CACHE_MAGIC: &[u8; 4] = b"PMFC";
+/// Bumped whenever the entry layout changes: older entries are recomputed.
+const CACHE_VERSION: u32 = 1;
 
 impl FeatureCache {
     /// A cache in `dir` (created if missing).
@@ -182,12 +194,15 @@ impl FeatureCache {
     }
 
     /// The features of `file` for `modality` under `settings` (any stable
-    /// text, e.g. the settings as JSON): from the cache, or computed and stored.
+    /// text, e.g. the settings as JSON), of the given `shape`: from the
+    /// cache, or computed and stored. `compute` must return exactly the
+    /// values of `shape`.
     pub fn get_or_compute(
         &self,
         file: &Path,
         modality: &str,
         settings: &str,
+        shape: &[usize],
         compute: impl FnOnce() -> Result<Vec<f32>>,
     ) -> Result<Vec<f32>> {
         let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
@@ -196,39 +211,94 @@ impl FeatureCache {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         }
-        let key: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key = hex(&hasher.finalize());
         let path = self.dir.join(&key[..2]).join(format!("{key}.f32"));
-        if let Ok(stored) = std::fs::read(&path)
-            && stored.len() % 4 == 0
-            && !stored.is_empty()
+        if let Some(values) = std::fs::read(&path)
+            .ok()
+            .and_then(|stored| decode_entry_bytes(&stored, shape))
         {
-            return Ok(stored
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect());
+            return Ok(values);
         }
         let values = compute()?;
-        self.store(&path, &values)?;
+        let expected: usize = shape.iter().product();
+        if values.len() != expected {
+            return Err(Error::Invalid(format!(
+                "{}: {} {modality} feature values, the shape {shape:?} holds {expected}",
+                file.display(),
+                values.len()
+            )));
+        }
+        self.store(&path, &encode_entry(shape, &values))?;
         Ok(values)
     }
 
-    fn store(&self, path: &Path, values: &[f32]) -> Result<()> {
+    fn store(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let parent = path.parent().expect("a file in a shard folder");
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         // A unique temporary name: several workers may store the same entry.
         let tmp = path.with_extension(format!("{:?}.partial", std::thread::current().id()));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(bytes)?;
             std::fs::rename(&tmp, path)
         };
         write().map_err(|e| Error::io(path, e))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cache entry: magic, version, rank, dimensions, SHA-256 of the values,
+/// values (all little-endian).
+fn encode_entry(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut out = Vec::with_capacity(48 + 8 * shape.len() + payload.len());
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&CACHE_VERSION.to_le_bytes());
+    out.extend_from_slice(&(shape.len() as u32).to_le_bytes());
+    for &d in shape {
+        out.extend_from_slice(&(d as u64).to_le_bytes());
+    }
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The values of an entry, when every part of it checks out against
+/// `shape`; `None` for anything else.
+fn decode_entry_bytes(bytes: &[u8], shape: &[usize]) -> Option<Vec<f32>> {
+    let mut rest = bytes;
+    let mut take = |n: usize| {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    if take(4)? != CACHE_MAGIC || u32_at(take(4)?) != CACHE_VERSION {
+        return None;
+    }
+    if u32_at(take(4)?) as usize != shape.len() {
+        return None;
+    }
+    for &d in shape {
+        if u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) != d as u64 {
+            return None;
+        }
+    }
+    let checksum = take(32)?.to_vec();
+    let expected = shape.iter().product::<usize>().checked_mul(4)?;
+    let payload = take(expected)?;
+    if !rest.is_empty() || Sha256::digest(payload).as_slice() != checksum.as_slice() {
+        return None;
+    }
+    Some(
+        payload
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -250,7 +320,7 @@ mod tests {
         };
         let get = |settings: &str| {
             cache
-                .get_or_compute(&file, "image", settings, compute)
+                .get_or_compute(&file, "image", settings, &[2], compute)
                 .unwrap()
         };
         assert_eq!(get("s1"), vec![1.5, -2.0]);
@@ -261,14 +331,74 @@ mod tests {
         std::fs::write(&file, b"edited").unwrap();
         get("s1");
         assert_eq!(calls.load(Ordering::SeqCst), 3, "an edited file misses");
-        // A damaged entry is recomputed, not served.
-        for shard in std::fs::read_dir(dir.join("cache")).unwrap() {
-            for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-                std::fs::write(entry.unwrap().path(), b"xyz").unwrap();
-            }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The files of every entry in `dir`.
+    fn entries(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+            .map(|entry| entry.unwrap().path())
+            .collect()
+    }
+
+    /// Every kind of damage an entry can suffer, each of a length that the
+    /// old cache (any non-empty multiple of 4 bytes) served as features.
+    #[test]
+    fn damaged_entries_are_recomputed_never_served() {
+        let dir = std::env::temp_dir().join(format!("polymodal-cache-dmg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(dir.join("cache")).unwrap();
+        let file = dir.join("a.bin");
+        std::fs::write(&file, b"media").unwrap();
+        let truth = vec![0.25f32, -1.0, 3.5, 8.0, 0.0, -0.5];
+        let calls = AtomicUsize::new(0);
+        let get = |shape: &[usize]| {
+            cache
+                .get_or_compute(&file, "audio", "s", shape, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(truth.clone())
+                })
+                .unwrap()
+        };
+        assert_eq!(get(&[2, 3]), truth);
+        let [path] = entries(&dir.join("cache")).try_into().unwrap();
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(good.len() % 4, 0);
+        let flip = |at: usize| {
+            let mut b = good.clone();
+            b[at] ^= 0x40;
+            b
+        };
+        let header = good.len() - 4 * truth.len();
+        let damages: Vec<(&str, Vec<u8>)> = vec![
+            ("a value flipped", flip(good.len() - 5)),
+            ("the checksum flipped", flip(header - 1)),
+            ("a dimension changed", flip(12)),
+            ("another format version", flip(4)),
+            ("another magic", flip(0)),
+            ("cut by one value", good[..good.len() - 4].to_vec()),
+            ("one value too many", [&good[..], &[0u8; 4]].concat()),
+            ("the old headerless layout", good[header..].to_vec()),
+            ("zeros", vec![0u8; good.len()]),
+        ];
+        for (n, (what, bytes)) in damages.into_iter().enumerate() {
+            assert_eq!(bytes.len() % 4, 0, "{what}");
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(get(&[2, 3]), truth, "{what}");
+            assert_eq!(calls.load(Ordering::SeqCst), n + 2, "{what}: recomputed");
+            assert_eq!(std::fs::read(&path).unwrap(), good, "{what}: rewritten");
         }
-        assert_eq!(get("s1"), vec![1.5, -2.0]);
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // An intact entry asked for with another shape is recomputed too.
+        assert_eq!(get(&[3, 2]), truth);
+        assert_eq!(decode_entry_bytes(&good, &[2, 3]), Some(truth.clone()));
+        // A computation that disagrees with the shape is an error naming the file.
+        let error = cache
+            .get_or_compute(&file, "audio", "other", &[4], || Ok(vec![1.0]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a.bin") && error.contains("[4]"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -63,9 +63,17 @@ pub fn load_audio_track(path: impl AsRef<Path>, options: &LoadOptions) -> Result
             return Err(fail("the track changes format mid-way".into()));
         }
         // Drop what precedes the requested offset (the seek lands on a packet).
-        let ts = decoded.timestamp().or(decoded.pts()).unwrap_or(0) - start_ts;
+        // Timestamps come from the file (any i64) and `as` saturates: no
+        // arithmetic on them may overflow.
+        let ts = decoded
+            .timestamp()
+            .or(decoded.pts())
+            .unwrap_or(0)
+            .saturating_sub(start_ts);
         let frame_at = (ts as f64 * f64::from(time_base) * rate as f64).round() as i64;
-        let skip = (first_frame - frame_at).clamp(0, (chunk.len() / channels) as i64) as usize;
+        let skip = first_frame
+            .saturating_sub(frame_at)
+            .clamp(0, (chunk.len() / channels) as i64) as usize;
         chunk.drain(..skip * channels);
         clip.push(std::mem::take(&mut chunk))
     };

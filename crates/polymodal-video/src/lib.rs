@@ -42,4 +42,4 @@ pub use audio::load_audio_track;
 pub use decode::{decode_all, encode_mp4, probe, sample_uniform};
 pub use encoder::{FrameEncoder, FrameEncoderConfig, Temporal, TemporalPooling};
 pub use reader::{VideoFrame, VideoInfo, VideoReader};
-pub use sample::{Sampling, Strategy, sample_frames, uniform_indices};
+pub use sample::{MAX_SAMPLED_FRAMES, Sampling, Strategy, sample_frames, uniform_indices};

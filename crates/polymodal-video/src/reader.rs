@@ -188,7 +188,8 @@ impl VideoReader {
             ffmpeg::ffi::AV_NOPTS_VALUE => 0,
             us => us,
         };
-        let target = container_start + (secs * 1e6) as i64;
+        // `as` saturates a huge `secs`; the sum must not overflow either.
+        let target = container_start.saturating_add((secs * 1e6) as i64);
         self.input
             .seek(target, ..target)
             .map_err(|e| self.fail(format!("seek to {secs} s: {e}")))?;
@@ -241,7 +242,8 @@ impl VideoReader {
                 Ok(()) => {
                     let ts = self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(0);
                     return Ok(Some(
-                        (ts - self.start_ts) as f64 * f64::from(self.time_base),
+                        // Timestamps come from the file: any i64 is possible.
+                        ts.saturating_sub(self.start_ts) as f64 * f64::from(self.time_base),
                     ));
                 }
                 Err(ffmpeg::Error::Eof) => {

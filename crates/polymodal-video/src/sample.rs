@@ -70,6 +70,9 @@ impl Sampling {
     fn validate(&self) -> Result<()> {
         let bad = match self.strategy {
             Strategy::Uniform { count: 0 } => Some("uniform sampling needs count > 0".to_string()),
+            Strategy::Uniform { count } if count > MAX_SAMPLED_FRAMES => Some(format!(
+                "uniform sampling of {count} frames (at most {MAX_SAMPLED_FRAMES})"
+            )),
             Strategy::EveryNth { step: 0 } => Some("every-nth sampling needs step > 0".into()),
             Strategy::Fps { fps } if !(fps.is_finite() && fps > 0.0) => {
                 Some(format!("fps sampling needs a positive rate, got {fps}"))
@@ -93,6 +96,11 @@ impl Sampling {
     }
 }
 
+/// The most frames one sampling request may take from instants (uniform
+/// and fps sampling): a bound on memory that neither an absurd rate nor a
+/// header claiming an absurd duration gets past.
+pub const MAX_SAMPLED_FRAMES: usize = 100_000;
+
 /// Seek rather than decode forward when the next wanted frame is further
 /// ahead than this (seconds); below it decoding through is cheaper.
 const SEEK_GAP_SECS: f64 = 1.0;
@@ -109,6 +117,20 @@ pub fn sample_frames(path: impl AsRef<Path>, sampling: &Sampling) -> Result<Vec<
         .end_secs
         .or(reader.info().duration_secs)
         .unwrap_or(f64::INFINITY);
+    let clip_end = reader
+        .info()
+        .duration_secs
+        .unwrap_or(f64::INFINITY)
+        .min(end);
+    if start >= clip_end {
+        return Err(Error::decode(
+            path,
+            "video",
+            format!(
+                "the time window starts at {start} s, not before the clip's end ({clip_end} s)"
+            ),
+        ));
+    }
     let window_end = sampling.end_secs.unwrap_or(f64::INFINITY);
     let frames = match sampling.strategy {
         Strategy::Uniform { count } if end.is_finite() => {
@@ -136,7 +158,20 @@ pub fn sample_frames(path: impl AsRef<Path>, sampling: &Sampling) -> Result<Vec<
             } else {
                 reader_end(&mut reader)?
             };
-            let count = ((last - start) * fps).ceil().max(1.0) as usize;
+            let wanted = ((last - start) * fps).ceil().max(1.0);
+            // `as` saturates, so compare as floats: no count can overflow.
+            if wanted > MAX_SAMPLED_FRAMES as f64 {
+                return Err(Error::decode(
+                    path,
+                    "video",
+                    format!(
+                        "fps sampling at {fps}/s over {:.1} s would take {wanted} frames \
+                         (at most {MAX_SAMPLED_FRAMES})",
+                        last - start
+                    ),
+                ));
+            }
+            let count = wanted as usize;
             let instants: Vec<f64> = (0..count).map(|i| start + i as f64 / fps).collect();
             frames_at(&mut reader, &instants)?
         }
@@ -191,7 +226,9 @@ fn decode_window(
 }
 
 /// The frame shown at each of the (increasing) `instants`: the last frame
-/// whose time is not after it. Instants past the end get the last frame.
+/// whose time is not after it. Instants past the end get the last decodable
+/// frame, so the result has one frame per instant, or none at all when the
+/// file has no decodable frame.
 fn frames_at(reader: &mut VideoReader, instants: &[f64]) -> Result<Vec<VideoFrame>> {
     let mut out = Vec::with_capacity(instants.len());
     // `current` is the newest decoded frame, `next` the one after it.
@@ -205,8 +242,16 @@ fn frames_at(reader: &mut VideoReader, instants: &[f64]) -> Result<Vec<VideoFram
             .is_none_or(|c| instant - c.time_secs > SEEK_GAP_SECS);
         // A container that cannot seek (no index) is decoded through instead.
         if behind && instant > SEEK_GAP_SECS && !at_end && reader.seek(instant).is_ok() {
-            current = None;
-            next_time = None;
+            let before = current.take().map_or(0.0, |c| c.time_secs);
+            next_time = reader.next_frame_into(&mut next)?;
+            if next_time.is_none() {
+                // The index promised frames the file does not hold (a cut
+                // file, a header longer than the stream): the seek landed
+                // past the last decodable frame. Find that frame by decoding
+                // on from where the last one was found.
+                current = last_frame_from(reader, before)?;
+                at_end = true;
+            }
         }
         loop {
             if next_time.is_none() && !at_end {
@@ -235,6 +280,24 @@ fn frames_at(reader: &mut VideoReader, instants: &[f64]) -> Result<Vec<VideoFram
         }
     }
     Ok(out)
+}
+
+/// The last frame decodable from `secs` on (`None` when there is none).
+fn last_frame_from(reader: &mut VideoReader, secs: f64) -> Result<Option<VideoFrame>> {
+    reader.seek(secs)?;
+    let mut last: Option<VideoFrame> = None;
+    let mut image = RgbImage::new(0, 0);
+    while let Some(time_secs) = reader.next_frame_into(&mut image)? {
+        // Swap buffers: the previous last frame's becomes the next target.
+        let previous = last.replace(VideoFrame {
+            image: std::mem::replace(&mut image, RgbImage::new(0, 0)),
+            time_secs,
+        });
+        if let Some(previous) = previous {
+            image = previous.image;
+        }
+    }
+    Ok(last)
 }
 
 /// Indices of `count` frames spread uniformly over `total` frames.

@@ -104,11 +104,10 @@ pub fn wgpu_adapter(index: usize) -> Result<Device> {
 pub fn wgpu_for_tests() -> Option<Device> {
     match wgpu_device(DeviceKind::DefaultDevice) {
         Ok(device) => Some(device),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI must run the wgpu tests (install mesa-vulkan-drivers): {e}")
-        }
         Err(e) => {
-            eprintln!("SKIPPED: {e}");
+            polymodal_core::testing::skip(format!(
+                "{e} (install mesa-vulkan-drivers for Mesa's lavapipe)"
+            ));
             None
         }
     }

@@ -365,10 +365,10 @@ fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     let model = shared.join("models/all-MiniLM-L6-v2");
     if !model.join("config.json").is_file() {
-        eprintln!(
-            "SKIPPED: no all-MiniLM-L6-v2 at {} (set POLYMODAL_SHARED)",
+        polymodal::core::testing::skip(format!(
+            "no all-MiniLM-L6-v2 at {} (set POLYMODAL_SHARED)",
             model.display()
-        );
+        ));
         return;
     }
     let texts = ["A man is eating food.", "Two dogs play in the snow."];
@@ -412,14 +412,11 @@ fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
 fn wgpu_or_skip() -> bool {
     let out = polymodal(&["devices"]);
     let listed = String::from_utf8_lossy(&out.stdout).contains("wgpu:0");
-    if !listed && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "CI must train on wgpu (install mesa-vulkan-drivers): {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
     if !listed {
-        eprintln!("SKIPPED: no wgpu adapter");
+        polymodal::core::testing::skip(format!(
+            "no wgpu adapter (install mesa-vulkan-drivers): {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
     }
     listed
 }
@@ -470,8 +467,9 @@ fn pipeline_on_wgpu(fusion: &str) {
     // CI's lavapipe has f16; elsewhere the default adapter may not.
     let has_f16 = polymodal::wgpu::wgpu_device(DeviceKind::DefaultDevice)
         .is_ok_and(|d| d.supports_dtype(burn::tensor::DType::F16));
-    if !has_f16 && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("SKIPPED: f16 prediction (the default wgpu adapter lacks f16)");
+    if !has_f16 {
+        // CI's lavapipe has f16: there the skip fails the test.
+        polymodal::core::testing::skip("f16 prediction (the default wgpu adapter lacks f16)");
         return;
     }
     let half = predict(&[&["--device", "wgpu", "--precision", "f16"], &files[..]].concat());
