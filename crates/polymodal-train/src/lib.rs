@@ -57,5 +57,5 @@ pub use source::{FeatureCache, LazyDataset, Samples};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
     Classifier, EpochReport, Evaluation, LrSchedule, Progress, RunDir, TrainConfig, TrainReport,
-    Trainer, accuracy, evaluate, load_checkpoint, save_checkpoint,
+    Trainer, accuracy, evaluate, load_checkpoint, save_checkpoint, write_atomic,
 };

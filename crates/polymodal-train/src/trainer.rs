@@ -257,9 +257,15 @@ pub struct Trainer<'a> {
 /// - `metrics.csv`, `metrics.jsonl`: one row per epoch; `loss.svg`,
 ///   `accuracy.svg`: the training curves.
 ///
-/// Every file is written to a temporary name and renamed, and the state file
-/// is replaced only after the files it names are complete, so a crash at any
-/// moment leaves the previous good state.
+/// Every file is written to a temporary name (`*.partial`), flushed, and
+/// renamed; the state file is replaced only after the files it names are
+/// complete, and `model.bpk` only after the state naming its epoch. A kill
+/// at any moment therefore leaves the previous good state (and at most a
+/// `*.partial` file, which the next run removes unread), and a resumed run
+/// ends with the same weights, optimiser state and metrics as an
+/// uninterrupted one (`crates/polymodal/tests/kill_resume.rs` checks this by
+/// killing the CLI, with this module's `POLYMODAL_FAULT_INJECT` hook to stop
+/// it inside a write).
 #[derive(Debug, Clone)]
 pub struct RunDir(pub PathBuf);
 
@@ -340,6 +346,11 @@ impl<'a> Run<'a> {
         let dir = trainer.output.clone().map(RunDir);
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir.training()).map_err(|e| Error::io(dir.training(), e))?;
+            // A process killed while writing leaves its temporary file; no
+            // state names one, so it is never read, only removed.
+            for folder in [dir.0.clone(), dir.training()] {
+                remove_files(&folder, |name| name.ends_with(PARTIAL))?;
+            }
         }
         Ok(Self {
             trainer,
@@ -414,17 +425,15 @@ impl<'a> Run<'a> {
             };
             state.epoch = epoch;
             state.history.push(report.clone());
-            if report.valid_accuracy > state.best_accuracy {
+            let improved = report.valid_accuracy > state.best_accuracy;
+            if improved {
                 state.best_accuracy = report.valid_accuracy;
                 state.best_epoch = epoch;
-                let record = model.valid().into_record();
-                if let Some(dir) = &self.dir {
-                    write_record(record.clone(), &dir.best_weights())?;
-                }
-                best = Some(record);
+                best = Some(model.valid().into_record());
             }
             if let Some(dir) = &self.dir {
-                save_state(dir, &model, &optimizer, &state)?;
+                let new_best = if improved { best.clone() } else { None };
+                save_state(dir, &model, &optimizer, &state, new_best)?;
                 write_metrics(dir, &state.history)?;
             }
             progress(Progress::Epoch(report));
@@ -568,7 +577,11 @@ impl<'a> Run<'a> {
                 state.config
             )));
         }
-        let model = load_checkpoint(model, &dir.epoch_file(state.epoch, "model"))?;
+        // A kill after the state was written but before the previous
+        // epoch's files were removed leaves them behind.
+        remove_stale_epochs(dir, state.epoch)?;
+        let model_path = dir.epoch_file(state.epoch, "model");
+        let model = load_checkpoint(model, &model_path)?;
         let optim_path = dir.epoch_file(state.epoch, "optim");
         let bytes = std::fs::read(&optim_path).map_err(|e| Error::io(&optim_path, e))?;
         let record = OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
@@ -577,22 +590,45 @@ impl<'a> Run<'a> {
                 reason: e.to_string(),
             })?;
         *optimizer = std::mem::replace(optimizer, AdamConfig::new().init()).load_record(record);
-        let best = if state.best_epoch > 0 {
+        let best = if state.best_epoch == state.epoch {
+            // `model.bpk` is written after the state that names its epoch
+            // (see `save_state`): a kill in between leaves the previous best
+            // there. The epoch's own file was written from the same record,
+            // so its bytes are published again (bytes, not a re-encoded
+            // record: burnpack lays out a decoded record in another order).
+            let bytes = std::fs::read(&model_path).map_err(|e| Error::io(&model_path, e))?;
+            let best_path = dir.best_weights();
+            if std::fs::read(&best_path).ok().as_ref() != Some(&bytes) {
+                write_atomic(&best_path, &bytes)?;
+            }
+            Some(decode_record(bytes, &model_path)?)
+        } else if state.best_epoch > 0 {
             Some(read_record(&dir.best_weights())?)
         } else {
             None
         };
+        // A kill between the state and the metrics leaves the metrics an
+        // epoch behind; a resumed run with no epoch left to train would
+        // otherwise never write them again.
+        write_metrics(dir, &state.history)?;
         Ok(Some((model, state, best)))
     }
 }
 
-/// Writes the epoch's model and optimiser files, then points the state file
-/// at them, then removes the previous epoch's files.
+/// Writes the epoch's model and optimiser files, then the state file that
+/// names them (the commit point: resume reads only what it names), then
+/// `best` (the epoch's weights when it improved) as `model.bpk`, then removes
+/// the other epochs' files.
+///
+/// `model.bpk` comes after the state so that it never holds an epoch the
+/// state does not know yet: a kill between the two leaves the previous best,
+/// which resume replaces from the epoch's own file.
 fn save_state<M: Module>(
     dir: &RunDir,
     model: &M,
     optimizer: &ModuleOptimizer,
     state: &RunState,
+    best: Option<ModuleRecord>,
 ) -> Result<()> {
     let model_path = dir.epoch_file(state.epoch, "model");
     write_record(model.valid().into_record(), &model_path)?;
@@ -607,9 +643,38 @@ fn save_state<M: Module>(
     write_atomic(&optim_path, &bytes)?;
     let json = serde_json::to_string_pretty(state).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.state(), json.as_bytes())?;
-    if state.epoch > 1 {
-        for what in ["model", "optim"] {
-            let _ = std::fs::remove_file(dir.epoch_file(state.epoch - 1, what));
+    if let Some(record) = best {
+        write_record(record, &dir.best_weights())?;
+    }
+    remove_stale_epochs(dir, state.epoch)
+}
+
+/// Removes every `training/epoch-N.*.bpk` but `keep`'s: all of the earlier
+/// ones, not only the previous epoch's, since a kill may have left older
+/// ones behind.
+fn remove_stale_epochs(dir: &RunDir, keep: usize) -> Result<()> {
+    let kept = [dir.epoch_file(keep, "model"), dir.epoch_file(keep, "optim")];
+    let kept: Vec<_> = kept.iter().filter_map(|p| p.file_name()).collect();
+    remove_files(&dir.training(), |name| {
+        name.starts_with("epoch-")
+            && name.ends_with(".bpk")
+            && !kept.iter().any(|k| *k == std::ffi::OsStr::new(name))
+    })
+}
+
+/// Removes the files of `folder` whose names match.
+fn remove_files(folder: &Path, matches: impl Fn(&str) -> bool) -> Result<()> {
+    let entries = std::fs::read_dir(folder).map_err(|e| Error::io(folder, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(folder, e))?;
+        if entry.file_name().to_str().is_some_and(&matches) {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(path, e));
+                }
+                _ => {}
+            }
         }
     }
     Ok(())
@@ -784,25 +849,168 @@ fn write_record(record: ModuleRecord, path: &Path) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary file next to `path`, flushes it to disk and
-/// renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The suffix of the temporary file [`write_atomic`] writes before renaming it.
+const PARTIAL: &str = ".partial";
+
+/// Writes `bytes` to a temporary file next to `path`, flushes it to disk,
+/// renames it over `path` and flushes the folder, so that the rename itself
+/// is on disk before any later file (the state file that names this one)
+/// can be.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let fail = |e: std::io::Error| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    let fault = fault::next(path)?;
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
+    name.push(PARTIAL);
     let tmp = path.with_file_name(name);
     let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+    if fault == Some(fault::Stage::Partial) {
+        file.write_all(&bytes[..bytes.len() / 2]).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        fault::pause(fault::Stage::Partial, &tmp);
+    }
     file.write_all(bytes).map_err(fail)?;
     file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(fail)?;
+    sync_folder(path.parent().unwrap_or(Path::new("."))).map_err(fail)?;
+    if fault == Some(fault::Stage::Renamed) {
+        fault::pause(fault::Stage::Renamed, path);
+    }
+    Ok(())
+}
+
+/// Flushes a folder's entries (a rename is durable only then).
+#[cfg(unix)]
+fn sync_folder(folder: &Path) -> std::io::Result<()> {
+    std::fs::File::open(folder)?.sync_all()
+}
+
+/// Windows cannot open a folder as a file; its renames are flushed with the
+/// file system's journal.
+#[cfg(not(unix))]
+fn sync_folder(_folder: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// A testing hook that stops the process in the middle of a checkpoint
+/// write, so that a test can kill it exactly there (a kill at a random
+/// moment would almost never land inside a write).
+///
+/// `POLYMODAL_FAULT_INJECT=<file name>:<n>[:renamed]`: at the `n`-th (from 1)
+/// write in this process of a run-folder file named `<file name>` (such as
+/// `state.json`, `model.bpk`, `epoch-2.optim.bpk`, `metrics.csv`), the
+/// process writes the first half of the bytes to the temporary file and
+/// flushes them (with `:renamed`: writes the whole file and renames it into
+/// place), prints `polymodal: fault injection: paused …` to stderr and
+/// sleeps, for the test to kill it with SIGKILL. Should no kill come, it
+/// aborts after ten minutes. Unset, it costs one look-up per write.
+mod fault {
+    use std::path::Path;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use polymodal_core::{Error, Result};
+
+    /// The environment variable.
+    pub const VARIABLE: &str = "POLYMODAL_FAULT_INJECT";
+
+    /// Where in a write the process stops.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Stage {
+        /// Half of the temporary file written.
+        Partial,
+        /// The file complete and renamed into place.
+        Renamed,
+    }
+
+    /// A parsed `POLYMODAL_FAULT_INJECT`.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Point {
+        /// The file name (no folder) whose write stops.
+        pub file: String,
+        /// Which write of that file in this process (from 1).
+        pub occurrence: usize,
+        /// Where in the write.
+        pub stage: Stage,
+    }
+
+    /// Parses `<file name>:<n>[:renamed]`.
+    pub fn parse(spec: &str) -> Result<Point> {
+        let bad = || {
+            Error::Config(format!(
+                "{VARIABLE}={spec:?}: expected <file name>:<n>[:renamed], e.g. state.json:2"
+            ))
+        };
+        let mut parts = spec.split(':');
+        let file = parts.next().filter(|f| !f.is_empty()).ok_or_else(bad)?;
+        let occurrence = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(bad)?;
+        let stage = match parts.next() {
+            None => Stage::Partial,
+            Some("renamed") => Stage::Renamed,
+            Some(_) => return Err(bad()),
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Point {
+            file: file.to_string(),
+            occurrence,
+            stage,
+        })
+    }
+
+    /// Counts a write to `path`; the stage to stop at if this is the one.
+    pub fn next(path: &Path) -> Result<Option<Stage>> {
+        // Read once: the variable is set when the process starts.
+        static POINT: OnceLock<std::result::Result<Option<Point>, String>> = OnceLock::new();
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let point = POINT.get_or_init(|| match std::env::var(VARIABLE) {
+            Ok(spec) => parse(&spec).map(Some).map_err(|e| e.to_string()),
+            Err(_) => Ok(None),
+        });
+        let point = match point {
+            Ok(Some(point)) => point,
+            Ok(None) => return Ok(None),
+            Err(message) => return Err(Error::Config(message.clone())),
+        };
+        if path.file_name().and_then(|n| n.to_str()) != Some(point.file.as_str()) {
+            return Ok(None);
+        }
+        let count = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok((count == point.occurrence).then_some(point.stage))
+    }
+
+    /// Announces the stop on stderr and waits to be killed.
+    pub fn pause(stage: Stage, path: &Path) -> ! {
+        let what = match stage {
+            Stage::Partial => "half-written",
+            Stage::Renamed => "renamed",
+        };
+        eprintln!(
+            "polymodal: fault injection: paused with {} {what}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_secs(600));
+        std::process::abort()
+    }
 }
 
 fn read_record(path: &Path) -> Result<ModuleRecord> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_record(bytes, path)
+}
+
+/// Decodes the bytes of the weights file `path`.
+fn decode_record(bytes: Vec<u8>, path: &Path) -> Result<ModuleRecord> {
     ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| {
         Error::Checkpoint {
             path: path.to_path_buf(),
@@ -879,6 +1087,33 @@ mod tests {
         .unwrap();
         assert_eq!(toml_like.batch_size, 32);
         assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).is_err());
+    }
+
+    #[test]
+    fn fault_injection_points_parse() {
+        assert_eq!(
+            fault::parse("state.json:2").unwrap(),
+            fault::Point {
+                file: "state.json".into(),
+                occurrence: 2,
+                stage: fault::Stage::Partial,
+            }
+        );
+        assert_eq!(
+            fault::parse("model.bpk:1:renamed").unwrap().stage,
+            fault::Stage::Renamed
+        );
+        for bad in [
+            "",
+            "state.json",
+            "state.json:0",
+            "state.json:x",
+            "a:1:later",
+            "a:1:renamed:2",
+        ] {
+            let message = fault::parse(bad).unwrap_err().to_string();
+            assert!(message.contains(fault::VARIABLE), "{message}");
+        }
     }
 
     #[test]

@@ -52,9 +52,14 @@ impl ModelDir {
     ) -> Result<()> {
         std::fs::create_dir_all(&self.0).map_err(|e| Error::io(&self.0, e))?;
         let json = serde_json::to_string_pretty(card).map_err(|e| Error::Config(e.to_string()))?;
-        std::fs::write(self.card(), json).map_err(|e| Error::io(self.card(), e))?;
+        // Written at every run start: a kill must never leave a torn card.
+        polymodal_train::write_atomic(&self.card(), json.as_bytes())?;
         if let Some(tokenizer) = tokenizer {
-            tokenizer.save(self.tokenizer())?;
+            // The `.partial` name is the run folder's: a leftover is removed.
+            let partial = self.0.join("tokenizer.json.partial");
+            tokenizer.save(&partial)?;
+            std::fs::rename(&partial, self.tokenizer())
+                .map_err(|e| Error::io(self.tokenizer(), e))?;
         }
         Ok(())
     }
