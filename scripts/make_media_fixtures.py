@@ -3,7 +3,9 @@
 from them in tests/fixtures/media/reference.json (the reference decoder).
 
 Run by hand from the repository root: python3 scripts/make_media_fixtures.py
-Only the standard library is needed.
+Only the standard library is needed. Remaking the videos changes their
+pixels: run scripts/make_video_frame_fixtures.py afterwards for the
+reference frames the video tests compare with.
 """
 import json
 import pathlib
@@ -37,19 +39,6 @@ def probe_size(path):
     return stream["width"], stream["height"]
 
 
-def frame_means(path, width, height):
-    """Mean R, G, B of every frame decoded by ffmpeg to rgb24."""
-    raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-threads", "1", "-i", str(path), "-f", "rawvideo",
-         "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
-    size = width * height * 3
-    means = []
-    for start in range(0, len(raw), size):
-        frame = raw[start:start + size]
-        means.append([round(sum(frame[c::3]) / (width * height), 4) for c in range(3)])
-    return means
-
-
 def decode_f32(path):
     """Interleaved f32 samples as ffmpeg decodes them."""
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
@@ -77,7 +66,6 @@ for name, (_, _, args) in videos.items():
     reference["video"][name] = {
         "width": width, "height": height,
         "times": probe_frames(out / name),
-        "rgb_means": frame_means(out / name, width, height),
     }
 
 # Two chirps (never periodic, so the alignment below is unambiguous).

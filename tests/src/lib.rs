@@ -100,9 +100,17 @@ impl Fixture {
     }
 }
 
-/// The largest absolute difference between two equally long slices.
+/// The largest absolute difference between two equally long slices
+/// (`a` computed, `b` expected); panics, naming both lengths, when they
+/// differ, since zipping would silently compare only the shorter prefix.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "lengths differ: {} values computed, {} expected",
+        a.len(),
+        b.len()
+    );
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())

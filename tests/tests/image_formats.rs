@@ -25,6 +25,13 @@ fn formats_decode_like_pillow() {
             (width as u32, height as u32),
             "{file_name}"
         );
+        assert_eq!(
+            image.as_raw().len(),
+            expected.data().len(),
+            "{file_name}: {} bytes decoded, {} from Pillow",
+            image.as_raw().len(),
+            expected.data().len()
+        );
         let max = image
             .as_raw()
             .iter()

@@ -128,6 +128,13 @@ fn htk_mel_power_without_norm_matches_librosa() {
     let (ours, frames) = mel.compute(&samples).unwrap();
     let (expected, shape) = fixture.f32("librosa.mel_htk_power");
     assert_eq!(shape, [40, frames]);
+    assert_eq!(
+        ours.len(),
+        expected.len(),
+        "{} values computed, {} from librosa",
+        ours.len(),
+        expected.len()
+    );
     // Power spans many decades: compare relative to each value's size.
     let worst = ours
         .iter()

@@ -36,7 +36,13 @@ fn allowed(photo: &str) -> (f32, f32) {
 }
 
 fn compare(ours: &[f32], expected: &[f32], step: f32, photo: &str, what: &str) {
-    assert_eq!(ours.len(), expected.len(), "{what}");
+    assert_eq!(
+        ours.len(),
+        expected.len(),
+        "{what}: {} values computed, {} expected",
+        ours.len(),
+        expected.len()
+    );
     let diffs: Vec<f32> = ours
         .iter()
         .zip(expected)
@@ -122,6 +128,13 @@ fn resize_filters_match_pillow() {
         ] {
             let expected = fixture.bytes(&format!("pillow.{name}.{key}"));
             let ours = resize_rgb(&image, None, 48, 80, filter).unwrap().into_raw();
+            assert_eq!(
+                ours.len(),
+                expected.len(),
+                "{name} {photo}: {} bytes resized, {} from Pillow",
+                ours.len(),
+                expected.len()
+            );
             let diffs: Vec<u8> = ours
                 .iter()
                 .zip(&expected)

@@ -46,6 +46,14 @@ fn check(case: &str, ours: &EncodedBatch, inputs: &[Vec<String>], fixture: &Valu
             field("special_tokens_mask"),
             "{what}: special"
         );
+        // Zipped below: one type id per offset, or offsets would be dropped.
+        assert_eq!(
+            ours.offsets[row].len(),
+            ours.type_ids[row].len(),
+            "{what}: {} offsets but {} type ids",
+            ours.offsets[row].len(),
+            ours.type_ids[row].len()
+        );
         let offsets: Vec<(usize, usize)> = ours.offsets[row]
             .iter()
             .zip(&ours.type_ids[row])

@@ -156,6 +156,13 @@ fn weights(model: &Tiny) -> Vec<f32> {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "lengths differ: {} and {} values",
+        a.len(),
+        b.len()
+    );
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
@@ -177,6 +184,13 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         resumed.epochs.len(),
         4,
         "the history includes the first run"
+    );
+    assert_eq!(
+        full.epochs.len(),
+        resumed.epochs.len(),
+        "epochs: {} uninterrupted, {} resumed",
+        full.epochs.len(),
+        resumed.epochs.len()
     );
     for (a, b) in full.epochs.iter().zip(&resumed.epochs) {
         assert!((a.train_loss - b.train_loss).abs() < 1e-6, "{a:?} vs {b:?}");

@@ -35,7 +35,13 @@ fn half_device() -> Option<Device> {
 
 /// max |a − b| relative to max |a|.
 fn relative_diff(expected: &[f32], actual: &[f32]) -> f32 {
-    assert_eq!(expected.len(), actual.len());
+    assert_eq!(
+        expected.len(),
+        actual.len(),
+        "{} values expected, {} computed",
+        expected.len(),
+        actual.len()
+    );
     let scale = expected.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let diff = expected
         .iter()

@@ -59,6 +59,13 @@ fn pretrained_encoders_agree_on_wgpu() {
     for (name, run) in runs {
         let expected = run(&cpu).values;
         let actual = run(&gpu).values;
+        assert_eq!(
+            expected.len(),
+            actual.len(),
+            "{name}: {} values on the CPU, {} on wgpu",
+            expected.len(),
+            actual.len()
+        );
         let diff = expected
             .iter()
             .zip(&actual)
@@ -95,7 +102,21 @@ fn pretrained_encoders_agree_on_wgpu() {
 fn worst_gradient(cpu: &[Vec<f32>], gpu: &[Vec<f32>]) -> f32 {
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     let largest = cpu.iter().map(|g| norm(g)).fold(0.0f32, f32::max);
+    assert_eq!(
+        cpu.len(),
+        gpu.len(),
+        "{} gradients on the CPU, {} on wgpu",
+        cpu.len(),
+        gpu.len()
+    );
     cpu.iter().zip(gpu).fold(0.0f32, |worst, (c, g)| {
+        assert_eq!(
+            c.len(),
+            g.len(),
+            "a gradient of {} values on the CPU, {} on wgpu",
+            c.len(),
+            g.len()
+        );
         let diff: Vec<f32> = c.iter().zip(g).map(|(a, b)| a - b).collect();
         worst.max(norm(&diff) / norm(c).max(1e-3 * largest))
     })

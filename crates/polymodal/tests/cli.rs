@@ -208,6 +208,36 @@ fn bad_arguments_are_readable_errors() {
     );
 }
 
+/// A demo run that fails exits with status 1 and says why on stderr. Here
+/// its output folder cannot be made (a file stands where a folder should
+/// be), which fails in the first step, before any training. (The other
+/// failure, a fused model not above the best unimodal one, goes through
+/// `DemoReport::outcome`, tested in `demo::report`.)
+#[test]
+fn a_failed_demo_exits_non_zero_and_says_why() {
+    let dir = scratch("demo-fails");
+    let blocker = dir.join("not-a-folder");
+    std::fs::write(&blocker, "a file, not a folder").unwrap();
+    let out_dir = blocker.join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_polymodal"))
+        .args(["demo", "--epochs", "1", "--out", out_dir.to_str().unwrap()])
+        // The defaults (CPU, f32) whatever the environment running the tests says.
+        .env_remove("POLYMODAL_DEVICE")
+        .env_remove("POLYMODAL_PRECISION")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(out_dir.to_str().unwrap()),
+        "the message names the folder: {stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("demo finished"),
+        "nothing trained"
+    );
+}
+
 #[test]
 fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     let dir = scratch("train");

@@ -1,8 +1,11 @@
 //! The demo's results: a Markdown table and an SVG bar chart.
 
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+use polymodal_core::{Error, Result};
 
 /// The family a model belongs to (see `docs/fusion.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,6 +106,33 @@ impl DemoReport {
                 worst_fused, best
             )
         }
+    }
+
+    /// How a demo run ends: `Ok` when every fusion method beats the best
+    /// unimodal model, else an error with the verdict and the fused models
+    /// at or below it. `polymodal demo` returns it, so a failed comparison
+    /// exits non-zero (and fails `cargo xtask demo`) after the table is
+    /// printed.
+    pub fn outcome(&self) -> Result<()> {
+        if self.fusion_wins() {
+            return Ok(());
+        }
+        let best = self.best_unimodal();
+        // Not "accuracy <= best": a NaN accuracy does not beat it either.
+        let behind: Vec<String> = self
+            .fused()
+            .filter(|r| r.accuracy.partial_cmp(&best) != Some(Ordering::Greater))
+            .map(|r| format!("{} {:.3}", r.name, r.accuracy))
+            .collect();
+        let detail = if behind.is_empty() {
+            "no fusion method was trained".to_string()
+        } else {
+            format!("at or below it: {}", behind.join(", "))
+        };
+        Err(Error::Invalid(format!(
+            "demo check failed: {} ({detail})",
+            self.verdict()
+        )))
     }
 
     /// A Markdown table with the verdict under it.
@@ -225,9 +255,42 @@ mod tests {
                 .markdown()
                 .contains("| concat | early (feature-level) | image | 0.900 | +0.400 |")
         );
+        assert!(report.outcome().is_ok());
         report.results.push(row("late", Family::Late, 0.5));
         assert!(!report.fusion_wins());
         assert!(report.verdict().starts_with("NOT"));
         assert!(report.svg().contains("best unimodal"));
+    }
+
+    /// The exit status of `polymodal demo` comes from `outcome`: a fused
+    /// model that only ties the best unimodal one (or has no accuracy at
+    /// all) is a failure whose message says which model and by how much.
+    #[test]
+    fn a_fused_model_not_above_the_best_unimodal_fails_the_demo() {
+        let mut report = DemoReport {
+            results: vec![
+                row("image", Family::Unimodal, 0.5),
+                row("concat", Family::Early, 0.9),
+                row("late", Family::Late, 0.5),
+                row("joint", Family::Joint, f32::NAN),
+            ],
+            test_samples: 10,
+        };
+        let message = report.outcome().unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "demo check failed: NOT every fusion method beats the best unimodal model"
+            ) && message.contains("best unimodal 0.500")
+                && message.contains("at or below it: late 0.500, joint NaN")
+                && !message.contains("concat"),
+            "{message}"
+        );
+        // Unimodal models alone prove nothing about fusion.
+        report.results.retain(|r| r.family == Family::Unimodal);
+        let message = report.outcome().unwrap_err().to_string();
+        assert!(
+            message.contains("no fusion method was trained"),
+            "{message}"
+        );
     }
 }
