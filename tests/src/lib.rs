@@ -100,22 +100,7 @@ impl Fixture {
     }
 }
 
-/// The largest absolute difference between two equally long slices
-/// (`a` computed, `b` expected); panics, naming both lengths, when they
-/// differ, since zipping would silently compare only the shorter prefix.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(
-        a.len(),
-        b.len(),
-        "lengths differ: {} values computed, {} expected",
-        a.len(),
-        b.len()
-    );
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+pub use polymodal::core::testing::max_abs_diff;
 
 /// Random inputs on the host, built into a batch on any device the way the
 /// `Batcher` builds them (from host data, not by moving tensors).

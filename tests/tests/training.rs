@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use polymodal::core::testing::max_abs_diff;
 use polymodal::train::{
     Batcher, Classifier, Dataset, Example, FeatureConfig, Features, Label, LrSchedule, Progress,
     RunDir, TrainConfig, Trainer, avmnist_features, evaluate, load_checkpoint,
@@ -155,20 +156,6 @@ fn weights(model: &Tiny) -> Vec<f32> {
     model.linear.weight.val().try_into_vec_as::<f32>().unwrap()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(
-        a.len(),
-        b.len(),
-        "lengths differ: {} and {} values",
-        a.len(),
-        b.len()
-    );
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one() {
     let train = dataset(90, 1);
@@ -202,7 +189,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         let file = dir.join("training").join("epoch-4.model.bpk");
         weights(&load_checkpoint(Tiny::new(&device), &file).unwrap())
     };
-    let diff = max_diff(&last(&straight), &last(&split));
+    let diff = max_abs_diff(&last(&straight), &last(&split));
     assert!(diff < 1e-6, "resumed weights differ by {diff}");
     // The run folder: best model, metrics, charts; old epochs cleaned up.
     for file in [
@@ -244,7 +231,7 @@ fn accumulated_batches_equal_one_large_batch() {
         ..plain
     };
     let (small, _) = run(accumulated, None, false, &train).unwrap();
-    let diff = max_diff(&weights(&large), &weights(&small));
+    let diff = max_abs_diff(&weights(&large), &weights(&small));
     assert!(
         diff < 1e-5,
         "accumulation differs from the large batch by {diff}"

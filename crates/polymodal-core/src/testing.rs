@@ -2,6 +2,7 @@
 //! data folder, a wgpu adapter): outside CI a test skips with a message that
 //! names what is missing; under `CI=true`, where everything must be present,
 //! the same situation fails the test, so a green CI can never mean "skipped".
+//! Also the comparison every parity test shares ([`max_abs_diff`]).
 
 /// Whether this process runs under CI (`CI=true`).
 pub fn in_ci() -> bool {
@@ -15,6 +16,23 @@ pub fn skip(reason: impl std::fmt::Display) {
         panic!("CI=true: a test cannot be skipped: {reason}");
     }
     eprintln!("SKIPPED: {reason}");
+}
+
+/// The largest |a − b| of two slices (`a` computed, `b` expected). Panics,
+/// naming both lengths, when they differ: zipping would silently compare
+/// only the shorter prefix.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "lengths differ: {} values computed, {} expected",
+        a.len(),
+        b.len()
+    );
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[cfg(test)]

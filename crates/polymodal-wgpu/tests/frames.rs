@@ -9,6 +9,7 @@
 
 use burn::prelude::*;
 use image::RgbImage;
+use polymodal_core::testing::max_abs_diff;
 use polymodal_image::{Filter, ImagePreprocess, ResizeMode};
 use polymodal_wgpu::kernels::FramePreprocess;
 
@@ -249,21 +250,6 @@ fn pillow_preprocess(config: &ImagePreprocess, frames: &[RgbImage]) -> Vec<f32> 
     out
 }
 
-/// The largest |a − b| of two equally long slices.
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(
-        a.len(),
-        b.len(),
-        "lengths differ: {} computed, {} expected",
-        a.len(),
-        b.len()
-    );
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// The kernel on `device` against Pillow written out ([`pillow_preprocess`]):
 /// equal (within f32 rounding of the normalisation, far below one step of
 /// 255); the unfused ops within `unfused_steps`. On wgpu, `apply` (the CPU
@@ -287,14 +273,14 @@ fn check(device: &Device, name: &str, unfused_steps: f32) {
             ]
         );
         let got = fused.try_into_vec_as::<f32>().unwrap();
-        let diff = max_diff(&got, &expected);
+        let diff = max_abs_diff(&got, &expected);
         eprintln!(
             "{name} {config_name}: fused max |diff| from Pillow {diff:e} ({:.3} steps)",
             diff / step
         );
         assert!(diff <= 1e-5, "{name} {config_name}: {diff}");
         if name != "cpu" {
-            let diff = max_diff(&got, &reference(&config, &frames));
+            let diff = max_abs_diff(&got, &reference(&config, &frames));
             eprintln!("{name} {config_name}: fused max |diff| from the CPU code {diff:e}");
             assert!(diff <= 1e-5, "{name} {config_name} vs the CPU code: {diff}");
         }
@@ -303,7 +289,7 @@ fn check(device: &Device, name: &str, unfused_steps: f32) {
             .unwrap()
             .try_into_vec_as::<f32>()
             .unwrap();
-        let diff = max_diff(&unfused, &expected);
+        let diff = max_abs_diff(&unfused, &expected);
         eprintln!(
             "{name} {config_name}: unfused max |diff| {:.3} steps",
             diff / step

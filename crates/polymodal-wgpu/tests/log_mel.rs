@@ -10,6 +10,7 @@
 
 use burn::prelude::*;
 use polymodal_audio::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window};
+use polymodal_core::testing::max_abs_diff;
 use polymodal_wgpu::kernels::LogMel;
 
 /// Three different 16 kHz signals: a chirp, two tones with noise, noise.
@@ -252,20 +253,6 @@ fn configs() -> Vec<Case> {
     ]
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(
-        a.len(),
-        b.len(),
-        "lengths differ: {} computed, {} expected",
-        a.len(),
-        b.len()
-    );
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn check(name: &str, out: Tensor<3>, expected: &[f32], tolerance: f32) {
     check_values(
         name,
@@ -281,7 +268,7 @@ fn check_values(name: &str, got: &[f32], expected: &[f32], tolerance: f32) {
     } else {
         1.0
     };
-    let diff = max_diff(got, expected) / scale;
+    let diff = max_abs_diff(got, expected) / scale;
     eprintln!("{name}: max |diff| = {diff:e}");
     assert!(diff <= tolerance, "{name}: max |diff| {diff} > {tolerance}");
 }
