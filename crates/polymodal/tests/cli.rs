@@ -1,51 +1,21 @@
 //! The `polymodal` binary: exit codes and messages.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use burn::prelude::*;
-use polymodal::demo::demo_features;
-use polymodal::{ClassifierConfig, FusionKind, Modality};
-use polymodal::{ModelCard, ModelDir};
+use polymodal::Modality;
 
-fn polymodal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_polymodal"))
-        .args(args)
-        .output()
-        .expect("run polymodal")
-}
-
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("polymodal-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{generate, polymodal, scratch, write_untrained_model};
 
 /// Small images and short audio clips, so the CLI tests train in seconds.
 const SMALL_FEATURES: &str = "[features.image]\nwidth = 32\nheight = 32\n\
      normalize = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }\n\
      [features.audio]\nclip_samples = 4000\n\
      mel = { sample_rate = 8000, n_fft = 256, hop_length = 128, n_mels = 32 }\n";
-
-/// Generates the demo dataset into `dir/data` with `per_class` samples per
-/// class in train, valid and test.
-fn generate(dir: &Path, per_class: [&str; 3]) -> std::path::PathBuf {
-    let data = dir.join("data");
-    let out = polymodal(
-        &[
-            &["generate", "--out", data.to_str().unwrap(), "--per-class"],
-            &per_class[..],
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    data
-}
 
 /// Writes `experiment` (plus [`SMALL_FEATURES`]) into `dir` and runs
 /// `polymodal train` on it, requiring success; returns the file and stdout.
@@ -96,20 +66,8 @@ fn first_test_sample(model: &Path, data: &Path) -> [String; 6] {
     ]
 }
 
-/// An untrained image+audio model folder: enough to exercise `eval`.
+/// An untrained image+audio model folder over the demo's classes.
 fn write_model(dir: &Path) {
-    let config = ClassifierConfig {
-        modalities: vec![Modality::Image, Modality::Audio],
-        fusion: FusionKind::Concat,
-        classes: 6,
-        dim: 8,
-        vocab_size: 0,
-        max_tokens: 0,
-        channels: 3,
-        modality_dropout: 0.0,
-        contrastive_weight: 1.0,
-        multi_label: false,
-    };
     let classes = [
         "circle-high",
         "circle-low",
@@ -118,15 +76,7 @@ fn write_model(dir: &Path) {
         "triangle-high",
         "triangle-low",
     ];
-    let model_dir = ModelDir(dir.to_path_buf());
-    let card = ModelCard {
-        classifier: config.clone(),
-        features: demo_features(),
-        classes: classes.map(String::from).to_vec(),
-    };
-    model_dir.write_metadata(&card, None).unwrap();
-    let model = config.init(&Device::flex()).unwrap();
-    polymodal::train::save_checkpoint(&model, &model_dir.weights()).unwrap();
+    write_untrained_model(dir, &[Modality::Image, Modality::Audio], &classes);
 }
 
 #[test]

@@ -7,26 +7,16 @@
 //! fewer decodable frames than the model samples gives that many frames all
 //! the same: instants past its last frame show that frame.
 
+#[allow(dead_code)]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use burn::prelude::*;
+use polymodal::Modality;
 use polymodal::demo::demo_features;
-use polymodal::{ClassifierConfig, FusionKind, Modality, ModelCard, ModelDir};
 
-fn polymodal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_polymodal"))
-        .args(args)
-        .output()
-        .expect("run polymodal")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("polymodal-damaged-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{polymodal, scratch, write_untrained_model};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,32 +90,6 @@ fn expect(out: &Output, video: &Path, decodable: bool, what: &str) {
     }
 }
 
-/// An untrained video + audio model folder with the demo's features
-/// (4 frames a clip).
-fn write_model(dir: &Path) {
-    let config = ClassifierConfig {
-        modalities: vec![Modality::Audio, Modality::Video],
-        fusion: FusionKind::Concat,
-        classes: 2,
-        dim: 8,
-        vocab_size: 0,
-        max_tokens: 0,
-        channels: 3,
-        modality_dropout: 0.0,
-        contrastive_weight: 1.0,
-        multi_label: false,
-    };
-    let model_dir = ModelDir(dir.to_path_buf());
-    let card = ModelCard {
-        classifier: config.clone(),
-        features: demo_features(),
-        classes: vec!["a".into(), "b".into()],
-    };
-    model_dir.write_metadata(&card, None).unwrap();
-    let model = config.init(&Device::flex()).unwrap();
-    polymodal::train::save_checkpoint(&model, &model_dir.weights()).unwrap();
-}
-
 /// A WAV of `samples` mono samples at `rate` Hz (a quiet ramp).
 fn write_wav(path: &Path, rate: u32, samples: usize) {
     let ramp: Vec<f32> = (0..samples)
@@ -138,7 +102,7 @@ fn write_wav(path: &Path, rate: u32, samples: usize) {
 fn damaged_videos_through_eval_predict_embed_and_train() {
     let dir = scratch("videos");
     let model = dir.join("model");
-    write_model(&model);
+    write_untrained_model(&model, &[Modality::Audio, Modality::Video], &["a", "b"]);
     let audio = dir.join("sound.wav");
     let rate = demo_features().audio.mel.sample_rate;
     write_wav(&audio, rate, demo_features().audio.clip_samples);

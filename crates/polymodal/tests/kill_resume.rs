@@ -13,6 +13,9 @@
 //! `POLYMODAL_KILL_SEED=N` repeats (up to timing jitter) the random kills of
 //! a failed run, whose seed and kill times the test prints.
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,29 +41,11 @@ const RANDOM_TRIALS: usize = 5;
 /// Default seed of the random kill times.
 const DEFAULT_SEED: u64 = 18;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("polymodal-kill-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The demo dataset, two training samples per class (twelve, three batches
 /// of four): a run takes a fraction of a second, so the test's sixty-odd
 /// runs stay well under a minute.
 fn generate(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_polymodal"))
-        .args(["generate", "--out", data.to_str().unwrap()])
-        .args(["--per-class", "2", "1", "1"])
-        .output()
-        .expect("run polymodal generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    data
+    common::generate(dir, ["2", "1", "1"])
 }
 
 /// Writes `<dir>/experiment.toml` (model folder `<dir>/run`, data in
@@ -471,7 +456,7 @@ fn assert_same(trial: &str, run: &Path, stdout: &str, reference: (&Path, &str)) 
 #[test]
 fn a_killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     let test_start = Instant::now();
-    let root = scratch("all");
+    let root = common::scratch("kill-all");
     generate(&root);
 
     // Two uninterrupted runs: the whole claim rests on training repeating
