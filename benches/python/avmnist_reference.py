@@ -13,9 +13,9 @@ Reads a JSON spec on stdin, prints one JSON object of seconds per phase
 (decode_seconds: files to features; epoch_seconds: a list, each epoch's
 training steps + validation, as polymodal's metrics count an epoch, the
 first one paying the start-up costs (CUDA context, cuDNN/cuBLAS set-up);
-test_seconds; total_seconds: all of them), the parameter count and the
-accuracies. A missing package is
-reported as {"skipped": "..."}.
+test_seconds; total_seconds: all of them), the parameter count, the
+accuracies and the tools' versions (`versions`, see provenance.py). A
+missing package is reported as {"skipped": "..."}.
 """
 import copy
 import csv
@@ -25,6 +25,12 @@ import math
 import sys
 import time
 from pathlib import Path
+
+sys.dont_write_bytecode = True
+from provenance import versions  # noqa: E402
+
+PACKAGES = (("torch", "torch"), ("numpy", "numpy"), ("librosa", "librosa"),
+            ("soundfile", "soundfile"))
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CLIP_SAMPLES, SAMPLE_RATE = 8000, 8000
@@ -238,7 +244,7 @@ def main():
         import librosa  # noqa: F401
         import soundfile  # noqa: F401
     except ImportError as e:
-        json.dump({"skipped": str(e)}, sys.stdout)
+        json.dump({"skipped": str(e), "versions": versions(*PACKAGES)}, sys.stdout)
         return
     torch.set_num_threads(spec["threads"])
     device = "cuda" if spec.get("gpu") and torch.cuda.is_available() else "cpu"
@@ -284,6 +290,7 @@ def main():
         "valid_accuracy": best,
         "test_accuracy": test_accuracy,
         "tool": f"PyTorch {torch.__version__} ({device})",
+        "versions": versions(*PACKAGES),
     }, sys.stdout)
 
 

@@ -4,12 +4,19 @@ warm-up pass, no gradients, the same thread count). On CUDA when the Rust
 side runs on a GPU and torch has one, else on the CPU; in float32 or float16
 as the Rust side.
 
-Reads a JSON spec on stdin, prints a JSON object of seconds per pass. A
-missing package is reported as {"skipped": "..."} and the run goes on.
+Reads a JSON spec on stdin, prints a JSON object of seconds per pass and
+the tools' versions (`versions`, see provenance.py). A missing package is
+reported as {"skipped": "..."} and the run goes on.
 """
 import json
 import sys
 import time
+
+sys.dont_write_bytecode = True
+from provenance import versions  # noqa: E402
+
+PACKAGES = (("torch", "torch"), ("torchvision", "torchvision"),
+            ("sentence-transformers", "sentence_transformers"), ("transformers", "transformers"))
 
 
 def best_of(reps, work):
@@ -82,8 +89,9 @@ def main():
         torch.set_num_threads(spec["threads"])
         torch.set_grad_enabled(False)
     except ImportError as e:
-        json.dump({k: {"skipped": str(e)} for k in ["minilm_1", "minilm_32", "resnet18", "vit_tiny"]},
-                  sys.stdout)
+        out = {k: {"skipped": str(e)} for k in ["minilm_1", "minilm_32", "resnet18", "vit_tiny"]}
+        out["versions"] = versions(*PACKAGES)
+        json.dump(out, sys.stdout)
         return
     jobs = {
         "minilm_1": lambda: minilm(spec, 1),
@@ -97,6 +105,7 @@ def main():
             out[name] = {"seconds": seconds, "tool": tool}
         except ImportError as e:
             out[name] = {"skipped": str(e)}
+    out["versions"] = versions(*PACKAGES)
     json.dump(out, sys.stdout)
 
 

@@ -4,12 +4,18 @@ PyTorch user writes it, on the GPU when torch sees one (CUDA), else on the
 CPU, timed in-process (best of N passes after a warm-up pass, each waiting
 for the device).
 
-Reads a JSON spec on stdin, prints a JSON object of seconds per pass. A
-missing package is reported as {"skipped": "..."} and the run goes on.
+Reads a JSON spec on stdin, prints a JSON object of seconds per pass and
+the tools' versions (`versions`, see provenance.py). A missing package is
+reported as {"skipped": "..."} and the run goes on.
 """
 import json
 import sys
 import time
+
+sys.dont_write_bytecode = True
+from provenance import versions  # noqa: E402
+
+PACKAGES = (("torch", "torch"), ("librosa", "librosa"))
 
 
 def best_of(reps, work, sync):
@@ -87,7 +93,9 @@ def main():
     try:
         import torch
     except ImportError as e:
-        json.dump({k: {"skipped": str(e)} for k in names}, sys.stdout)
+        out = {k: {"skipped": str(e)} for k in names}
+        out["versions"] = versions(*PACKAGES)
+        json.dump(out, sys.stdout)
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(spec["threads"])
@@ -109,6 +117,7 @@ def main():
             out[name] = {"seconds": seconds, "tool": f"torch {torch.__version__} on {where}"}
         except ImportError as e:
             out[name] = {"skipped": str(e)}
+    out["versions"] = versions(*PACKAGES)
     json.dump(out, sys.stdout)
 
 

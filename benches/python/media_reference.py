@@ -1,12 +1,16 @@
 """The Python side of `cargo xtask bench media`: the same work as the Rust
 side, done by the reference tools, timed in-process (best of N passes).
 
-Reads a JSON spec on stdin, prints a JSON object of seconds per pass. A
-missing package is reported as {"skipped": "..."} and the run goes on.
+Reads a JSON spec on stdin, prints a JSON object of seconds per pass and
+the tools' versions (`versions`, see provenance.py). A missing package is
+reported as {"skipped": "..."} and the run goes on.
 """
 import json
 import sys
 import time
+
+sys.dont_write_bytecode = True
+from provenance import versions  # noqa: E402
 
 
 def best_of(reps, work):
@@ -71,6 +75,9 @@ def main():
             results[name] = {"seconds": seconds, "tool": tool}
         except ImportError as e:
             results[name] = {"skipped": f"{e} (pip install -r scripts/parity/requirements.txt)"}
+    results["versions"] = versions(("numpy", "numpy"), ("librosa", "librosa"),
+                                   ("soundfile", "soundfile"), ("Pillow", "PIL"),
+                                   ("tokenizers", "tokenizers"))
     print(json.dumps(results))
 
 

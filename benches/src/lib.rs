@@ -1,9 +1,12 @@
 //! Criterion benchmarks live in `benches/`; run `cargo bench -p polymodal-benches`.
 //! The binaries in `src/bin` compare polymodal with Python reference tools in
-//! the same run; this library holds what they share.
+//! the same run; this library holds what they share, [`report`] the writing
+//! of their generated reports (`docs/benchmarks/*.md`).
+
+pub mod report;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -54,11 +57,14 @@ impl Options {
 /// Runs `benches/python/<script>` with `spec` as JSON on stdin and returns
 /// the JSON object it prints.
 pub fn python_reference(python: &str, script: &str, spec: &Value) -> Result<Value, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let script = report::workspace_root()
+        .join("benches")
         .join("python")
         .join(script);
     let mut child = Command::new(python)
         .arg(&script)
+        // No `__pycache__` next to the scripts (provenance.py is imported).
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -89,4 +95,12 @@ pub fn timing(python: &Result<Value, String>, name: &str) -> Result<(Duration, S
         Duration::from_secs_f64(seconds),
         entry["tool"].as_str().unwrap_or("?").to_string(),
     ))
+}
+
+/// The name of the wgpu adapter behind `device`, named `flag` on the
+/// command line (`None` on the CPU).
+pub fn adapter_name(flag: &str, device: &burn::prelude::Device) -> Option<String> {
+    (flag != "cpu")
+        .then(|| device.identity().map(|identity| identity.name))
+        .flatten()
 }

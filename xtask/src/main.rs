@@ -18,37 +18,49 @@ commands:
   demo [--out DIR] build in release, generate the embedded dataset, train every model
                    (unimodal and fused) and write the results table and chart (default out/demo)
   test             fmt check, clippy -D warnings and the whole test suite (what CI runs)
+
+  Each `bench` command builds in release and writes its report (the command, date,
+  commit, machine and tool versions, then the figures, with a goal's verdict, met or
+  MISSED, computed from them) to docs/benchmarks/, in the file named below
+  (<device>: `cpu`, or `wgpu-` and the adapter's name), and prints it.
+
   bench media [--reps N]
                    time polymodal's media paths (video decode, audio features, image
                    preprocessing, tokenisation) against ffmpeg, librosa, Pillow and Python
-                   tokenizers on the shared files, printing ratios. The Python side runs
-                   with $POLYMODAL_PYTHON (default python3) and is skipped if its packages
-                   are missing (pip install -r scripts/parity/requirements.txt)
+                   tokenizers on the shared files: ratios and each goal met or MISSED, in
+                   docs/benchmarks/media.md. The Python side runs with $POLYMODAL_PYTHON
+                   (default python3) and is skipped if its packages are missing
+                   (pip install -r scripts/parity/requirements.txt)
   bench encoders [--reps N] [--device cpu|wgpu|wgpu:N] [--precision f32|f16]
                    encoder throughput against PyTorch in the same run (default on the
                    CPU in f32; PyTorch on CUDA when the device is a GPU and torch has
                    one): all-MiniLM-L6-v2 sentence embeddings (batch 1 and 32) vs
                    sentence-transformers, ResNet-18 vs torchvision, a ViT-Tiny-sized ViT
-                   vs transformers, printing ratios. Python as for bench media, with
-                   torch (pip install -r scripts/parity/requirements-torch.txt)
+                   vs transformers: ratios and goals, in
+                   docs/benchmarks/encoders-<device>-<precision>.md. Python as for bench
+                   media, with torch (pip install -r scripts/parity/requirements-torch.txt)
   bench kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
                    each of polymodal's own kernels (polymodal-wgpu) against the same work
-                   in Burn's tensor ops on the same device (default wgpu), printing
-                   times and ratios; with --python also PyTorch's version of the work
-                   (on CUDA when torch has a GPU)
+                   in Burn's tensor ops on the same device (default wgpu): times and
+                   ratios in docs/benchmarks/kernels-<device>.md; with --python also
+                   PyTorch's version of the work (on CUDA when torch has a GPU)
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
                    method, N seeds each (default 3, at most 20 epochs; --parallel runs
                    that many jobs at once, one compute thread each); writes
-                   docs/benchmarks/avmnist.{md,svg,json}. DIR defaults to
+                   docs/benchmarks/avmnist.{md,svg,json}, the headline being the fused
+                   method best on validation, with its test accuracy. DIR defaults to
                    $POLYMODAL_SHARED/data/avmnist
+  bench fusion --report-only
+                   rewrite docs/benchmarks/avmnist.{md,svg} from the saved avmnist.json,
+                   without training
   bench epoch [--device cpu|wgpu|wgpu:N]
                    two AV-MNIST training epochs of `polymodal train` (concat fusion) against
                    the same model and training in PyTorch in the same run (on CUDA when the
                    device is a GPU and torch has one): decoding, each epoch (the first
-                   with the start-up costs) and the whole run, printing ratios. Python as
-                   for bench encoders
+                   with the start-up costs) and the whole run: ratios in
+                   docs/benchmarks/epoch-<device>.md. Python as for bench encoders
   gpu [--reps N] [--adapter wgpu:N]
                    the GPU run: records whether a hardware wgpu adapter can be had (driver,
                    kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
@@ -56,13 +68,17 @@ commands:
                    runs `bench kernels`, `bench encoders` in f32 and in f16 (when the
                    adapter has f16) and `bench epoch`, each with PyTorch's equivalents on
                    the same GPU ($POLYMODAL_PYTHON with torch), and `bench epoch` on the
-                   CPU; a failing step does not stop the others; fails with the report
-                   when there is no GPU
-  fuzz [--seconds N] [TARGET...]
+                   CPU (each step writing its report as the bench commands do); a failing
+                   step does not stop the others; fails with the report when there is no GPU
+
+  fuzz [--seconds N] [--runs N] [--parallel J] [--sanitizer address|none]
+       [--report FILE] [TARGET...]
                    run the cargo-fuzz targets of fuzz/ (audio_decode, audio_features,
                    image_decode, video_decode, tokenizer_load) for N seconds each
-                   (default 60), seeded with the test fixtures; installs cargo-fuzz if
-                   missing; prints executions and crashes (saved in fuzz/artifacts/)
+                   (default 60) or N executions each (--runs), J targets at once,
+                   seeded with the test fixtures; installs cargo-fuzz if missing;
+                   prints executions and crashes (saved in fuzz/artifacts/) and
+                   writes them with their provenance to FILE (e.g. docs/fuzz.md)
 ";
 
 fn main() -> ExitCode {
@@ -190,19 +206,49 @@ fn shared_dir() -> Result<PathBuf, String> {
     Ok(shared)
 }
 
-/// `cargo run --release` of one binary of the benches crate, ready for its arguments.
+/// `cargo run --release` of one binary of the benches crate, ready for its
+/// arguments. It writes its report to `docs/benchmarks/`, naming this
+/// command line as the one that produced the figures.
 fn bench_binary(name: &str) -> Command {
     let mut command = cargo();
-    command.args([
-        "run",
-        "--release",
-        "-p",
-        "polymodal-benches",
-        "--bin",
-        name,
-        "--",
-    ]);
     command
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "polymodal-benches",
+            "--bin",
+            name,
+            "--",
+        ])
+        .env("POLYMODAL_BENCH_COMMAND", command_line());
+    command
+}
+
+/// This `cargo xtask …` command line as a shell would take it, with
+/// `POLYMODAL_PYTHON` in front when it is set (the reference side's
+/// interpreter).
+fn command_line() -> String {
+    let mut words: Vec<String> = Vec::new();
+    if let Ok(python) = env::var("POLYMODAL_PYTHON") {
+        words.push(format!("POLYMODAL_PYTHON={}", shell_word(&python)));
+    }
+    words.extend(["cargo".to_string(), "xtask".to_string()]);
+    words.extend(env::args().skip(1).map(|a| shell_word(&a)));
+    words.join(" ")
+}
+
+/// `word` quoted for a POSIX shell when it needs to be.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 fn bench_media(args: &[String]) -> Result<(), String> {
@@ -255,6 +301,20 @@ fn bench_kernels(args: &[String]) -> Result<(), String> {
 }
 
 fn bench_fusion(args: &[String]) -> Result<(), String> {
+    let out = root().join("docs").join("benchmarks");
+    if args.iter().any(|a| a == "--report-only") {
+        if args.len() > 1 {
+            return Err(format!(
+                "bench fusion --report-only takes no other argument\n\n{USAGE}"
+            ));
+        }
+        let mut command = bench_binary("avmnist");
+        command.arg("--render").arg("--out").arg(&out);
+        return run(
+            "AV-MNIST report from docs/benchmarks/avmnist.json (release build)",
+            &mut command,
+        );
+    }
     let mut forwarded: Vec<String> = Vec::new();
     let mut data = None;
     let mut it = args.iter();
@@ -286,7 +346,7 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
         .arg("--data")
         .arg(&data)
         .arg("--out")
-        .arg(root().join("docs").join("benchmarks"))
+        .arg(&out)
         .args(&forwarded);
     run("AV-MNIST fusion benchmark (release build)", &mut command)
 }

@@ -1,13 +1,20 @@
 //! The AV-MNIST fusion benchmark (`cargo xtask bench fusion`): trains an
 //! image-only and an audio-only model, every model-level combiner of them,
 //! and every feature-level and joint fusion method, for several seeds, and
-//! writes `avmnist.md`, `avmnist.svg` and `avmnist.json`.
+//! writes `avmnist.json` (every outcome, test and validation accuracy per
+//! seed, and the run's provenance), then renders `avmnist.md` and
+//! `avmnist.svg` from it. The headline is the fused method with the best
+//! validation accuracy, reported with its test accuracy; combiners that are
+//! the same for two models are shown once. `--render` (`cargo xtask bench
+//! fusion --report-only`) renders the report again from `avmnist.json`
+//! without training.
 //!
 //! Each (method, seed) runs in a child process of this binary, so its peak
 //! memory is its own. The model-level job trains the two unimodal models
 //! (reported as such) and combines them, so its peak memory is shared.
 //!
-//! Usage: `avmnist --data DIR --out DIR [--seeds N] [--epochs N] [--only a,b] [--parallel N]`.
+//! Usage: `avmnist --data DIR --out DIR [--seeds N] [--epochs N] [--only a,b] [--parallel N]`,
+//! or `avmnist --render --out DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +29,7 @@ use polymodal::train::{
     Trainer, avmnist_features, evaluate, k_folds, load_avmnist, recall_at_k, stratified_holdout,
 };
 use polymodal::{ClassifierConfig, Error, FusionKind, Modality, MultimodalClassifier, Result};
+use polymodal_benches::report::{self, Align, Goal, Provenance, Table, Verdict};
 
 /// The model-level job (also the unimodal models), then one job per fusion layer.
 const JOBS: [&str; 10] = [
@@ -52,7 +60,12 @@ struct Outcome {
     method: String,
     family: String,
     seed: u64,
+    /// Test accuracy.
     accuracy: f32,
+    /// Accuracy on the validation pairs, which the headline chooses on
+    /// (absent from runs saved before it was recorded).
+    #[serde(default)]
+    valid_accuracy: Option<f32>,
     macro_f1: f32,
     without_image: Option<f32>,
     without_audio: Option<f32>,
@@ -71,6 +84,10 @@ struct Saved {
     parallel: usize,
     total_seconds: f64,
     machine: String,
+    /// Command, date, commit, machine and tools of the run (absent from
+    /// runs saved before it was recorded).
+    #[serde(default)]
+    provenance: Option<Provenance>,
     outcomes: Vec<Outcome>,
 }
 
@@ -160,6 +177,7 @@ fn run_all(args: &Args) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("polymodal-avmnist-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
     let started = Instant::now();
+    let provenance = Provenance::capture();
     let exe = std::env::current_exe().map_err(|e| Error::io("self", e))?;
     let queue: Vec<(String, u64)> = (1..=args.seeds)
         .flat_map(|seed| jobs.iter().map(move |j| (j.to_string(), seed)))
@@ -228,23 +246,25 @@ fn run_all(args: &Args) -> Result<()> {
         epochs: args.epochs,
         parallel: args.parallel,
         total_seconds: started.elapsed().as_secs_f64(),
-        machine: machine(),
+        machine: provenance.machine.clone(),
+        provenance: Some(provenance),
         outcomes,
     };
     let json = serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
     let path = args.out.join("avmnist.json");
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
     let _ = std::fs::remove_dir_all(&scratch);
-    write_report(args, Report::new(saved))
+    write_report(args, Report::new(saved, None))
 }
 
-/// Rewrites `avmnist.md` and `avmnist.svg` from `avmnist.json`.
+/// Rewrites `avmnist.md` and `avmnist.svg` from `avmnist.json`, without
+/// training (`cargo xtask bench fusion --report-only`).
 fn render(args: &Args) -> Result<()> {
     let path = args.out.join("avmnist.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let saved: Saved = serde_json::from_str(&text)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    write_report(args, Report::new(saved))
+    write_report(args, Report::new(saved, Some(Provenance::capture())))
 }
 
 fn write_report(args: &Args, report: Report) -> Result<()> {
@@ -252,25 +272,11 @@ fn write_report(args: &Args, report: Report) -> Result<()> {
         let path = args.out.join(name);
         std::fs::write(&path, content).map_err(|e| Error::io(&path, e))
     };
-    write("avmnist.md", report.markdown())?;
+    let markdown = report.markdown();
+    write("avmnist.md", markdown.clone())?;
     write("avmnist.svg", report.chart())?;
-    println!("{}", report.markdown());
+    println!("{markdown}");
     Ok(())
-}
-
-/// The CPU model and core count, for the report.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }
 
 /// Mean and sample standard deviation.
@@ -285,10 +291,32 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Model-level combiners that compute the same scores as another for two
+/// models, so that the report shows them once: (shown, the same as it, the
+/// pair's label in the chart, which has room for about 35 characters).
+/// Soft voting (voting.rs) is the mean of the present models' probabilities
+/// and the equal-weight linear pool (late.rs) divides the same sum by the
+/// same count, for any sample that at least one model sees.
+const IDENTICAL_FOR_TWO_MODELS: [(&str, &str, &str); 1] = [(
+    "weighted-average (equal weights)",
+    "soft voting",
+    "equal-weight average = soft voting",
+)];
+
+/// Mean validation accuracies closer than this are a tie.
+const TIE: f64 = 1e-6;
+
+/// The goal for the best fused model's test accuracy.
+const ACCURACY_GOAL: f64 = 0.995;
+
 struct Row {
     method: String,
     family: String,
     runs: Vec<Outcome>,
+    /// Methods with the same figures by construction, folded into this row.
+    same_as: Vec<String>,
+    /// The label in the chart, when not the method's name.
+    chart_label: Option<String>,
 }
 
 impl Row {
@@ -300,34 +328,152 @@ impl Row {
     fn accuracy(&self) -> (f64, f64) {
         self.stat(|o| Some(o.accuracy)).expect("at least one run")
     }
+
+    /// Mean and std of the validation accuracy; `None` when a run did not
+    /// record it (`avmnist.json` written before it was).
+    fn valid(&self) -> Option<(f64, f64)> {
+        self.stat(|o| o.valid_accuracy)
+    }
+
+    fn label(&self) -> String {
+        std::iter::once(self.method.as_str())
+            .chain(self.same_as.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" = ")
+    }
+}
+
+/// Groups outcomes by method, in the families' order.
+fn rows(outcomes: &[Outcome]) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    for o in outcomes {
+        match rows.iter_mut().find(|r| r.method == o.method) {
+            Some(row) => row.runs.push(o.clone()),
+            None => rows.push(Row {
+                method: o.method.clone(),
+                family: o.family.clone(),
+                runs: vec![o.clone()],
+                same_as: Vec::new(),
+                chart_label: None,
+            }),
+        }
+    }
+    let order = [
+        "unimodal",
+        "early (feature-level)",
+        "late (model-level)",
+        "joint",
+    ];
+    rows.sort_by_key(|r| order.iter().position(|f| *f == r.family));
+    rows
+}
+
+/// Folds each row that [`IDENTICAL_FOR_TWO_MODELS`] names into the row it
+/// equals, when every seed's figures agree (as they must); returns a
+/// warning for a pair whose figures differ, which both stay.
+fn collapse_identical(rows: &mut Vec<Row>) -> Vec<String> {
+    let figures = |row: &Row| {
+        let mut runs: Vec<_> = row
+            .runs
+            .iter()
+            .map(|o| {
+                (
+                    o.seed,
+                    o.accuracy,
+                    o.macro_f1,
+                    o.without_image,
+                    o.without_audio,
+                    o.valid_accuracy,
+                )
+            })
+            .collect();
+        runs.sort_by_key(|r| r.0);
+        runs
+    };
+    let mut warnings = Vec::new();
+    for (shown, same, chart_label) in IDENTICAL_FOR_TWO_MODELS {
+        let find = |rows: &[Row], name: &str| rows.iter().position(|r| r.method == name);
+        let (Some(s), Some(d)) = (find(rows, shown), find(rows, same)) else {
+            continue;
+        };
+        if figures(&rows[s]) == figures(&rows[d]) {
+            let duplicate = rows.remove(d);
+            let s = find(rows, shown).expect("still there");
+            rows[s].same_as.push(duplicate.method);
+            rows[s].chart_label = Some(chart_label.to_string());
+        } else {
+            warnings.push(format!(
+                "{same} should give the same figures as {shown} with two models, but they \
+                 differ: both are shown"
+            ));
+        }
+    }
+    warnings
+}
+
+/// The method a headline reports.
+struct Pick<'a> {
+    row: &'a Row,
+    /// Chosen on validation accuracy; `false`: on test accuracy, for a run
+    /// that did not record validation accuracies.
+    on_validation: bool,
+    /// The other candidates tied with it.
+    tied: Vec<&'a str>,
+}
+
+/// The best of `candidates` on mean validation accuracy, ties going to
+/// fewer parameters, then to the first in the table; when any candidate
+/// lacks validation accuracies, the best on mean test accuracy instead
+/// (marked by `on_validation: false`).
+fn pick_best<'a>(candidates: &[&'a Row]) -> Option<Pick<'a>> {
+    let on_validation = candidates.iter().all(|r| r.valid().is_some());
+    let score = |r: &Row| {
+        if on_validation {
+            r.valid().map_or(f64::NEG_INFINITY, |v| v.0)
+        } else {
+            r.accuracy().0
+        }
+    };
+    let best = candidates
+        .iter()
+        .map(|r| score(r))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let tied: Vec<&'a Row> = candidates
+        .iter()
+        .copied()
+        .filter(|r| best - score(r) < TIE)
+        .collect();
+    let row = *tied.iter().min_by_key(|r| r.runs[0].parameters)?;
+    Some(Pick {
+        row,
+        on_validation,
+        tied: tied
+            .iter()
+            .filter(|r| r.method != row.method)
+            .map(|r| r.method.as_str())
+            .collect(),
+    })
 }
 
 struct Report {
     rows: Vec<Row>,
     saved: Saved,
+    /// Figures that should agree but do not.
+    warnings: Vec<String>,
+    /// Set when the report is rendered from `avmnist.json` after the run.
+    rendered: Option<Provenance>,
 }
 
 impl Report {
-    fn new(saved: Saved) -> Self {
-        let mut rows: Vec<Row> = Vec::new();
-        for o in &saved.outcomes {
-            match rows.iter_mut().find(|r| r.method == o.method) {
-                Some(row) => row.runs.push(o.clone()),
-                None => rows.push(Row {
-                    method: o.method.clone(),
-                    family: o.family.clone(),
-                    runs: vec![o.clone()],
-                }),
-            }
+    fn new(saved: Saved, rendered: Option<Provenance>) -> Self {
+        let mut rows = rows(&saved.outcomes);
+        let warnings = collapse_identical(&mut rows);
+        Self {
+            rows,
+            saved,
+            warnings,
+            rendered,
         }
-        let order = [
-            "unimodal",
-            "early (feature-level)",
-            "late (model-level)",
-            "joint",
-        ];
-        rows.sort_by_key(|r| order.iter().position(|f| *f == r.family));
-        Self { rows, saved }
     }
 
     fn best_unimodal(&self) -> f64 {
@@ -338,74 +484,147 @@ impl Report {
             .fold(0.0, f64::max)
     }
 
-    fn markdown(&self) -> String {
-        let fmt = |s: Option<(f64, f64)>| {
-            s.map_or("—".to_string(), |(m, sd)| format!("{m:.4} ± {sd:.4}"))
-        };
+    /// The run's provenance; for a run saved before it was recorded, what
+    /// `avmnist.json` says (machine, settings) and "not recorded".
+    fn provenance(&self) -> Provenance {
         let saved = &self.saved;
-        let mut md = format!(
-            "# AV-MNIST: unimodal models and every fusion method\n\n\
-             Reproduce: `cargo xtask bench fusion{parallel}` (release build, CPU backend; this run: {machine}).\n\n\
-             **Data** (`shared/data/avmnist`): FSDD spoken digits paired with MNIST images, FSDD's official \
-             split: 2700 training pairs, of which 10 % of each digit (270, the same for every seed) are held \
-             out for validation, and 300 test pairs. Image: 28×28 grey, MNIST statistics. Audio: the first \
-             second, 40 log-mel bands (32 ms window, 20 ms hop), standardised per clip.\n\n\
-             **Models**: each encoder is two convolution blocks (16 and 32 channels) giving 64-d tokens and \
-             a pooled vector on a 4×4 grid. Adam, batch 64, peak rate 2e-3 with one epoch of warm-up then \
-             cosine decay, at most {epochs} epochs; the best validation epoch's model is tested. Fused models \
-             train with modality dropout 0.2, so the *without image / audio* columns (that modality removed \
-             from every test sample) measure graceful degradation; `contrastive` adds 0.5 × InfoNCE. The \
-             model-level rows combine the image and audio models of the same seed (their training time is \
-             included); `stacking` is fitted on 3-fold out-of-fold predictions of the training pairs (6 more \
-             trainings, included). Mean ± sample standard deviation over {seeds} seeds.\n\n",
-            parallel = if saved.parallel > 1 {
-                format!(" --parallel {}", saved.parallel)
-            } else {
-                String::new()
-            },
-            machine = saved.machine,
-            epochs = saved.epochs,
-            seeds = saved.seeds,
-        );
-        md.push_str(
-            "| method | family | test accuracy | macro-F1 | without image | without audio | parameters | training time | peak memory |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
-        for row in &self.rows {
-            let time = row.stat(|o| Some(o.train_seconds as f32)).expect("runs");
-            let memory = row.stat(|o| Some(o.peak_mb as f32)).expect("runs");
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.0} ± {:.0} s | {:.0} MB |\n",
-                row.method,
-                row.family,
-                fmt(Some(row.accuracy())),
-                fmt(row.stat(|o| Some(o.macro_f1))),
-                fmt(row.stat(|o| o.without_image)),
-                fmt(row.stat(|o| o.without_audio)),
-                row.runs[0].parameters,
-                time.0,
-                time.1,
-                memory.0,
-            ));
-        }
-        let best_unimodal = self.best_unimodal();
+        saved.provenance.clone().unwrap_or_else(|| Provenance {
+            command: format!(
+                "cargo xtask bench fusion{}",
+                if saved.parallel > 1 {
+                    format!(" --parallel {}", saved.parallel)
+                } else {
+                    String::new()
+                }
+            ),
+            date: "not recorded (avmnist.json predates provenance)".into(),
+            commit: "not recorded".into(),
+            machine: saved.machine.clone(),
+            os: "not recorded".into(),
+            rustc: "not recorded".into(),
+            tools: Vec::new(),
+        })
+    }
+
+    fn headline(&self) -> String {
+        let fmt = |(m, s): (f64, f64)| format!("{m:.4} ± {s:.4}");
         let fused: Vec<&Row> = self
             .rows
             .iter()
             .filter(|r| r.family != "unimodal")
             .collect();
-        let losers: Vec<&str> = fused
-            .iter()
-            .filter(|r| r.accuracy().0 <= best_unimodal)
-            .map(|r| r.method.as_str())
-            .collect();
-        let best = fused
-            .iter()
-            .map(|r| (r.accuracy().0, r.method.as_str()))
-            .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
-        md.push_str(&format!(
-            "\n{} seeds, at most {} epochs per model (the best validation epoch's model is tested), \
-             {:.0} s in all, {} job(s) at a time{}.\n\n",
+        let Some(pick) = pick_best(&fused) else {
+            return "**Headline**: no fused model in this run.".into();
+        };
+        let test = pick.row.accuracy();
+        let verdict = Verdict::of(Some(test.0), Some(Goal(ACCURACY_GOAL)));
+        let tied = if pick.tied.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " It ties on validation with {} (ties go to fewer parameters, then to the \
+                 table's order).",
+                pick.tied.join(", ")
+            )
+        };
+        if pick.on_validation {
+            format!(
+                "**Headline**: the fused method with the best validation accuracy is {} ({}); \
+                 its test accuracy is **{}** over {} seeds (goal ≥ {ACCURACY_GOAL}: {}).{tied}",
+                pick.row.label(),
+                fmt(pick.row.valid().expect("chosen on it")),
+                fmt(test),
+                self.saved.seeds,
+                verdict_text(verdict),
+            )
+        } else {
+            format!(
+                "**Headline (fallback, chosen on the test set)**: this avmnist.json was written \
+                 before validation accuracies were recorded, so the method cannot be chosen on \
+                 validation; until the next full run the headline is the fused method with the \
+                 best *test* accuracy, which is optimistic: {} at **{}** over {} seeds (goal ≥ \
+                 {ACCURACY_GOAL}: {}).{}",
+                pick.row.label(),
+                fmt(test),
+                self.saved.seeds,
+                verdict_text(verdict),
+                if pick.tied.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Tied on test accuracy with {}.", pick.tied.join(", "))
+                }
+            )
+        }
+    }
+
+    fn markdown(&self) -> String {
+        let fmt = |s: Option<(f64, f64)>| {
+            s.map_or("—".to_string(), |(m, sd)| format!("{m:.4} ± {sd:.4}"))
+        };
+        let saved = &self.saved;
+        let mut report = report::Report::new(
+            "AV-MNIST: unimodal models and every fusion method",
+            self.provenance(),
+        );
+        if let Some(rendered) = &self.rendered {
+            report.text(format!(
+                "Report rendered from [avmnist.json](avmnist.json) (no training) by `{}` on {} \
+                 at commit {}.",
+                rendered.command, rendered.date, rendered.commit
+            ));
+        }
+        report.text(self.headline());
+        report.text(format!(
+            "**Data** (`shared/data/avmnist`): FSDD spoken digits paired with MNIST images, FSDD's official \
+             split: 2700 training pairs, of which 10 % of each digit (270, the same for every seed) are held \
+             out for validation, and 300 test pairs. Image: 28×28 grey, MNIST statistics. Audio: the first \
+             second, 40 log-mel bands (32 ms window, 20 ms hop), standardised per clip.\n\n\
+             **Models** (release build, CPU backend): each encoder is two convolution blocks (16 and 32 \
+             channels) giving 64-d tokens and a pooled vector on a 4×4 grid. Adam, batch 64, peak rate \
+             2e-3 with one epoch of warm-up then cosine decay, at most {epochs} epochs; the best \
+             validation epoch's model is tested. Fused models train with modality dropout 0.2, so the \
+             *without image / audio* columns (that modality removed from every test sample) measure \
+             graceful degradation; `contrastive` adds 0.5 × InfoNCE. The model-level rows combine the \
+             image and audio models of the same seed (their training time is included); `stacking` is \
+             fitted on 3-fold out-of-fold predictions of the training pairs (6 more trainings, \
+             included); the fitted log pool's two weights are fitted on the validation pairs, so its \
+             validation accuracy is measured on the pairs it was fitted to. Mean ± sample standard \
+             deviation over {seeds} seeds.",
+            epochs = saved.epochs,
+            seeds = saved.seeds,
+        ));
+        let mut table = Table::new(&[
+            ("method", Align::Left),
+            ("family", Align::Left),
+            ("validation accuracy", Align::Right),
+            ("test accuracy", Align::Right),
+            ("macro-F1", Align::Right),
+            ("without image", Align::Right),
+            ("without audio", Align::Right),
+            ("parameters", Align::Right),
+            ("training time", Align::Right),
+            ("peak memory", Align::Right),
+        ]);
+        for row in &self.rows {
+            let time = row.stat(|o| Some(o.train_seconds as f32)).expect("runs");
+            let memory = row.stat(|o| Some(o.peak_mb as f32)).expect("runs");
+            table.row(vec![
+                row.label(),
+                row.family.clone(),
+                fmt(row.valid()),
+                fmt(Some(row.accuracy())),
+                fmt(row.stat(|o| Some(o.macro_f1))),
+                fmt(row.stat(|o| o.without_image)),
+                fmt(row.stat(|o| o.without_audio)),
+                row.runs[0].parameters.to_string(),
+                format!("{:.0} ± {:.0} s", time.0, time.1),
+                format!("{:.0} MB", memory.0),
+            ]);
+        }
+        report.table(&table);
+        report.text(format!(
+            "{} seeds, at most {} epochs per model (the best validation epoch's model is tested), \
+             {:.0} s in all, {} job(s) at a time{}.",
             saved.seeds,
             saved.epochs,
             saved.total_seconds,
@@ -416,47 +635,61 @@ impl Report {
                 ""
             }
         ));
-        md.push_str(&format!(
-            "- Best unimodal model: {best_unimodal:.4}. {}\n- Best fused model: {} at {:.4} (goal ≥ 0.995: {}).\n",
+        let best_unimodal = self.best_unimodal();
+        let losers: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| r.family != "unimodal" && r.accuracy().0 <= best_unimodal)
+            .map(Row::label)
+            .collect();
+        let mut notes = vec![format!(
+            "- Best unimodal test accuracy: {best_unimodal:.4}. {}",
             if losers.is_empty() {
                 "Every fusion method is above it.".to_string()
             } else {
                 format!("Not above it: {}.", losers.join(", "))
-            },
-            best.1,
-            best.0,
-            if best.0 >= 0.995 { "met" } else { "not met" }
-        ));
+            }
+        )];
         let reference: Vec<String> = REFERENCE
             .iter()
             .map(|(name, value)| format!("{name} {value}"))
             .collect();
-        md.push_str(&format!(
-            "- Logistic regression on the same pairing (shared/README.md): {}.\n",
+        notes.push(format!(
+            "- Logistic regression on the same pairing (shared/README.md): {}.",
             reference.join(", ")
         ));
-        md.push_str(
-            "- With two base models, hard voting settles a disagreement between their top classes by \
-             the mean probability; soft voting may instead pick a class both models rank second.\n",
-        );
-        md.push_str(
-            "- Chart: [avmnist.svg](avmnist.svg); every run: [avmnist.json](avmnist.json).\n",
+        for row in self.rows.iter().filter(|r| !r.same_as.is_empty()) {
+            notes.push(format!(
+                "- {} is shown once as `{}`: with two models soft voting's scores are exactly the \
+                 equal-weight average's (both divide the sum of the present models' probabilities \
+                 by their count). Hard voting is not the same: when the two models disagree, each \
+                 top class gets one vote and the mean probability breaks the tie, so it picks one \
+                 of the two models' top classes, where soft voting may pick a class that neither \
+                 model ranks first.",
+                row.same_as.join(", "),
+                row.label()
+            ));
+        }
+        notes.extend(self.warnings.iter().map(|w| format!("- **Warning**: {w}.")));
+        notes.push(
+            "- Chart: [avmnist.svg](avmnist.svg); every run: [avmnist.json](avmnist.json).".into(),
         );
         for row in &self.rows {
             if let Some(r1) = row.stat(|o| o.retrieval.map(|r| r[0])) {
                 let r5 = row
                     .stat(|o| o.retrieval.map(|r| r[1]))
                     .expect("both recalls");
-                md.push_str(&format!(
+                notes.push(format!(
                     "- {}: audio → image retrieval over the 300 test pairs, an image of the spoken digit \
-                     counting as a hit: recall@1 {}, recall@5 {}.\n",
-                    row.method,
+                     counting as a hit: recall@1 {}, recall@5 {}.",
+                    row.label(),
                     fmt(Some(r1)),
                     fmt(Some(r5))
                 ));
             }
         }
-        md
+        report.text(notes.join("\n"));
+        report.markdown()
     }
 
     fn chart(&self) -> String {
@@ -476,7 +709,7 @@ impl Report {
                 .rows
                 .iter()
                 .map(|r| Bar {
-                    label: r.method.clone(),
+                    label: r.chart_label.clone().unwrap_or_else(|| r.label()),
                     value: r.accuracy().0,
                     error: Some(r.accuracy().1),
                     colour: colour(&r.family).into(),
@@ -496,6 +729,14 @@ impl Report {
             .collect(),
         }
         .svg()
+    }
+}
+
+/// "met", or "**MISSED**" in bold.
+fn verdict_text(verdict: Verdict) -> String {
+    match verdict {
+        Verdict::Missed => "**MISSED**".into(),
+        other => other.to_string(),
     }
 }
 
@@ -641,6 +882,11 @@ fn fused_job(kind: FusionKind, splits: &Splits, settings: &TrainConfig) -> Resul
     let trained = train(kind.name(), &config, &splits.train, &splits.valid, settings)?;
     let labels = splits.test.labels();
     let (accuracy, macro_f1) = scores(&test_scores(&trained, &splits.test)?, &labels)?;
+    let valid_accuracy = scores(
+        &test_scores(&trained, &splits.valid)?,
+        &splits.valid.labels(),
+    )?
+    .0;
     let without = |m| -> Result<f32> {
         Ok(scores(&test_scores(&trained, &splits.test.without(m))?, &labels)?.0)
     };
@@ -658,6 +904,7 @@ fn fused_job(kind: FusionKind, splits: &Splits, settings: &TrainConfig) -> Resul
         .into(),
         seed: 0,
         accuracy,
+        valid_accuracy: Some(valid_accuracy),
         macro_f1,
         without_image: Some(without(Modality::Image)?),
         without_audio: Some(without(Modality::Audio)?),
@@ -691,6 +938,14 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
     let n = splits.test.examples.len();
     let flags =
         |on: bool| Tensor::<1, Bool>::from_data(TensorData::new(vec![on; n], [n]), &Device::flex());
+    let valid_n = splits.valid.examples.len();
+    let valid_present = vec![
+        Tensor::<1, Bool>::from_data(
+            TensorData::new(vec![true; valid_n], [valid_n]),
+            &Device::flex()
+        );
+        2
+    ];
     let mut outcomes = Vec::new();
     let mut valid_p = Vec::new();
     let mut test_p = Vec::new();
@@ -707,11 +962,14 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
         )?;
         let p = test_scores(&trained, &splits.test)?;
         let (accuracy, macro_f1) = scores(&p, &labels)?;
+        let valid = test_scores(&trained, &splits.valid)?;
+        let valid_accuracy = scores(&valid, &valid_labels)?.0;
         outcomes.push(Outcome {
             method: modality.name().into(),
             family: "unimodal".into(),
             seed: 0,
             accuracy,
+            valid_accuracy: Some(valid_accuracy),
             macro_f1,
             without_image: None,
             without_audio: None,
@@ -720,7 +978,7 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
             peak_mb: 0.0,
             retrieval: None,
         });
-        valid_p.push(test_scores(&trained, &splits.valid)?);
+        valid_p.push(valid);
         test_p.push(p);
         base_seconds += trained.seconds;
         base_parameters += trained.parameters;
@@ -809,6 +1067,7 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
         let started = Instant::now();
         let both = combine(&test_p, &[flags(true), flags(true)])?;
         let (accuracy, macro_f1) = scores(&both, &labels)?;
+        let valid_accuracy = scores(&combine(&valid_p, &valid_present)?, &valid_labels)?.0;
         let no_image = combine(&test_p, &[flags(false), flags(true)])?;
         let no_audio = combine(&test_p, &[flags(true), flags(false)])?;
         outcomes.push(Outcome {
@@ -816,6 +1075,7 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
             family: "late (model-level)".into(),
             seed: 0,
             accuracy,
+            valid_accuracy: Some(valid_accuracy),
             macro_f1,
             without_image: Some(scores(&no_image, &labels)?.0),
             without_audio: Some(scores(&no_audio, &labels)?.0),
@@ -826,4 +1086,179 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
         });
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(method: &str, family: &str, seed: u64, test: f32, valid: Option<f32>) -> Outcome {
+        Outcome {
+            method: method.into(),
+            family: family.into(),
+            seed,
+            accuracy: test,
+            valid_accuracy: valid,
+            macro_f1: test,
+            without_image: None,
+            without_audio: None,
+            parameters: 1000 + method.len(),
+            train_seconds: 1.0 + seed as f64,
+            peak_mb: 100.0,
+            retrieval: None,
+        }
+    }
+
+    fn saved(outcomes: Vec<Outcome>) -> Saved {
+        Saved {
+            seeds: 2,
+            epochs: 20,
+            parallel: 1,
+            total_seconds: 10.0,
+            machine: "Test CPU, 2 cores".into(),
+            provenance: None,
+            outcomes,
+        }
+    }
+
+    const EARLY: &str = "early (feature-level)";
+    const LATE: &str = "late (model-level)";
+
+    #[test]
+    fn the_headline_is_chosen_on_validation_and_reports_test() {
+        // `concat` is best on validation, `gated` on test: the headline
+        // reports concat's test accuracy, not the best test accuracy.
+        let outcomes = vec![
+            outcome("image", "unimodal", 1, 0.96, Some(0.97)),
+            outcome("concat", EARLY, 1, 0.980, Some(0.995)),
+            outcome("concat", EARLY, 2, 0.990, Some(0.990)),
+            outcome("gated", EARLY, 1, 0.999, Some(0.980)),
+            outcome("gated", EARLY, 2, 0.999, Some(0.985)),
+        ];
+        let rows = rows(&outcomes);
+        let fused: Vec<&Row> = rows.iter().filter(|r| r.family != "unimodal").collect();
+        let pick = pick_best(&fused).unwrap();
+        assert_eq!(pick.row.method, "concat");
+        assert!(pick.on_validation);
+        assert!(pick.tied.is_empty());
+        let report = Report::new(saved(outcomes), None);
+        let headline = report.headline();
+        assert!(
+            headline.contains("best validation accuracy is concat (0.9925 ± 0.0035)"),
+            "{headline}"
+        );
+        assert!(headline.contains("**0.9850 ± 0.0071**"), "{headline}");
+        assert!(headline.contains("goal ≥ 0.995: **MISSED**"), "{headline}");
+        assert!(!headline.contains("fallback"), "{headline}");
+    }
+
+    #[test]
+    fn validation_ties_go_to_fewer_parameters_then_the_table_order() {
+        let mut outcomes = vec![
+            outcome("film", EARLY, 1, 0.97, Some(0.99)),
+            outcome("gated", EARLY, 1, 0.98, Some(0.99)),
+            outcome("tensor", EARLY, 1, 0.999, Some(0.98)),
+        ];
+        outcomes[0].parameters = 500;
+        outcomes[1].parameters = 400;
+        let rows = rows(&outcomes);
+        let all: Vec<&Row> = rows.iter().collect();
+        let pick = pick_best(&all).unwrap();
+        assert_eq!(pick.row.method, "gated");
+        assert_eq!(pick.tied, vec!["film"]);
+        let report = Report::new(saved(outcomes.clone()), None);
+        assert!(
+            report
+                .headline()
+                .contains("It ties on validation with film")
+        );
+
+        // Equal parameters too: the first in the table.
+        outcomes[0].parameters = 400;
+        let rows = super::rows(&outcomes);
+        let all: Vec<&Row> = rows.iter().collect();
+        assert_eq!(pick_best(&all).unwrap().row.method, "film");
+    }
+
+    #[test]
+    fn an_old_run_without_validation_falls_back_to_test_marked_as_such() {
+        let outcomes = vec![
+            outcome("concat", EARLY, 1, 0.990, None),
+            outcome("gated", EARLY, 1, 0.996, None),
+        ];
+        let report = Report::new(saved(outcomes), None);
+        let headline = report.headline();
+        assert!(
+            headline.contains("fallback, chosen on the test set"),
+            "{headline}"
+        );
+        assert!(
+            headline.contains("gated at **0.9960 ± 0.0000**"),
+            "{headline}"
+        );
+        assert!(headline.contains("goal ≥ 0.995: met"), "{headline}");
+        let md = report.markdown();
+        assert!(md.contains("- Date: not recorded"), "{md}");
+        assert!(
+            md.contains("| gated | early (feature-level) | — | 0.9960 ± 0.0000 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn identical_combiners_are_shown_once() {
+        let mut outcomes = Vec::new();
+        for seed in [1, 2] {
+            for method in [
+                "weighted-average (equal weights)",
+                "soft voting",
+                "hard voting",
+            ] {
+                let mut o = outcome(method, LATE, seed, 0.99, Some(1.0));
+                o.parameters = 87316;
+                outcomes.push(o);
+            }
+        }
+        // Hard voting differs in one seed; soft voting equals the average.
+        outcomes[5].accuracy = 0.98;
+        let report = Report::new(saved(outcomes.clone()), None);
+        let labels: Vec<String> = report.rows.iter().map(Row::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "weighted-average (equal weights) = soft voting",
+                "hard voting"
+            ]
+        );
+        assert!(report.warnings.is_empty());
+        let md = report.markdown();
+        assert!(md.contains("- soft voting is shown once as"), "{md}");
+        assert_eq!(md.matches("| soft voting |").count(), 0, "{md}");
+        let chart = report.chart();
+        assert!(
+            chart.contains(">equal-weight average = soft voting<"),
+            "{chart}"
+        );
+        assert!(!chart.contains(">soft voting<"), "{chart}");
+
+        // Figures that should agree but do not: both rows stay, with a warning.
+        outcomes[1].accuracy = 0.5;
+        let report = Report::new(saved(outcomes), None);
+        assert_eq!(report.rows.len(), 3);
+        assert_eq!(report.warnings.len(), 1);
+        assert!(
+            report
+                .markdown()
+                .contains("**Warning**: soft voting should give")
+        );
+    }
+
+    #[test]
+    fn a_rendered_report_says_so() {
+        let outcomes = vec![outcome("concat", EARLY, 1, 0.99, Some(0.99))];
+        let mut rendered = Provenance::capture();
+        rendered.command = "cargo xtask bench fusion --report-only".into();
+        let md = Report::new(saved(outcomes), Some(rendered)).markdown();
+        assert!(md.contains("Report rendered from [avmnist.json](avmnist.json) (no training) by `cargo xtask bench fusion --report-only`"), "{md}");
+    }
 }

@@ -3,7 +3,9 @@
 //! throughput: above 1 means polymodal is faster). Inference only, every
 //! core on both sides; on the CPU backend by default, or on a wgpu device
 //! (PyTorch then on CUDA when it has a GPU, else on the CPU), in f32 or f16
-//! (both sides).
+//! (both sides). Written with the run's provenance and the goals' verdicts
+//! to `docs/benchmarks/encoders-<device>-<precision>.md` (`<device>`: `cpu`,
+//! or `wgpu-` and the adapter's name).
 //!
 //! - all-MiniLM-L6-v2 sentence embeddings (tokenise + encode + pool +
 //!   normalise) at batch 1 and 32, vs sentence-transformers;
@@ -20,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use polymodal::device::{Precision, device_with_precision};
-use polymodal_benches::{Options, python_reference, timing};
+use polymodal_benches::report::{
+    Align, Goal, Provenance, Report, Table, device_slug, ratio_cell, reports_dir, slug,
+};
+use polymodal_benches::{Options, adapter_name, python_reference, timing};
 use polymodal_core::{Encoder, Init};
 use polymodal_image::{ResNetConfig, Vit, VitConfig};
 use polymodal_text::SentenceEncoder;
@@ -81,6 +86,7 @@ struct Row {
     items: usize,
     ours: Duration,
     reference: Result<(Duration, String), String>,
+    goal: Option<Goal>,
 }
 
 fn main() {
@@ -132,6 +138,9 @@ fn run() -> Result<(), String> {
     let spec = spec(&options, &minilm, &texts);
     let python = python_reference(&options.python, "encoders_reference.py", &spec);
     let reference = |name: &str| timing(&python, name);
+    // The goal (polymodal throughput / PyTorch throughput) is set for the
+    // CPU backend in f32, the configuration it was set for.
+    let minilm_goal = (options.device == "cpu" && options.precision == "f32").then_some(Goal(1.0));
     let rows = [
         Row {
             what: "all-MiniLM-L6-v2 sentence embeddings, batch 1".into(),
@@ -139,6 +148,7 @@ fn run() -> Result<(), String> {
             items: texts.len(),
             ours: one,
             reference: reference("minilm_1"),
+            goal: minilm_goal,
         },
         Row {
             what: "all-MiniLM-L6-v2 sentence embeddings, batch 32".into(),
@@ -146,6 +156,7 @@ fn run() -> Result<(), String> {
             items: texts.len(),
             ours: batched,
             reference: reference("minilm_32"),
+            goal: minilm_goal,
         },
         Row {
             what: format!("ResNet-18, 224x224, batch {IMAGE_BATCH}"),
@@ -153,6 +164,7 @@ fn run() -> Result<(), String> {
             items: IMAGE_BATCH,
             ours: ours_resnet,
             reference: reference("resnet18"),
+            goal: None,
         },
         Row {
             what: format!("ViT-Tiny size (192 wide, 12 layers), 224x224, batch {IMAGE_BATCH}"),
@@ -160,36 +172,64 @@ fn run() -> Result<(), String> {
             items: IMAGE_BATCH,
             ours: ours_vit,
             reference: reference("vit_tiny"),
+            goal: None,
         },
     ];
-    println!("{} in {}\n", options.device, options.precision);
-    println!("| work | polymodal | PyTorch | reference | ratio |");
-    println!("| --- | ---: | ---: | --- | ---: |");
+    let mut table = Table::new(&[
+        ("work", Align::Left),
+        ("polymodal", Align::Right),
+        ("PyTorch", Align::Right),
+        ("reference", Align::Left),
+        ("ratio", Align::Right),
+    ]);
     for row in rows {
         let rate = |d: Duration| row.items as f64 / d.as_secs_f64();
-        match &row.reference {
-            Ok((time, tool)) => println!(
-                "| {} | {:.1} {} | {:.1} {} | {tool} | {:.2}x |",
-                row.what,
-                rate(row.ours),
-                row.unit,
-                rate(*time),
-                row.unit,
-                rate(row.ours) / rate(*time)
+        let ours = format!("{:.1} {}", rate(row.ours), row.unit);
+        let (theirs, tool, ratio) = match row.reference {
+            Ok((time, tool)) => (
+                format!("{:.1} {}", rate(time), row.unit),
+                tool,
+                Some(rate(row.ours) / rate(time)),
             ),
-            Err(why) => println!(
-                "| {} | {:.1} {} | - | {why} | - |",
-                row.what,
-                rate(row.ours),
-                row.unit
-            ),
-        }
+            Err(why) => ("-".into(), why, None),
+        };
+        table.goal_row(
+            vec![row.what, ours, theirs, tool, ratio_cell(ratio)],
+            ratio,
+            row.goal,
+        );
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "\nBest of {reps} passes each after a warm-up pass, {threads} thread(s) on both sides; \
-         ratio = polymodal throughput / PyTorch throughput."
+    let adapter = adapter_name(&options.device, &device);
+    let provenance = Provenance::capture().python_tools(&python);
+    let mut report = Report::new(
+        format!(
+            "Encoders against PyTorch: {} in {}",
+            adapter.as_deref().unwrap_or(&options.device),
+            options.precision
+        ),
+        provenance,
     );
+    report
+        .text(format!(
+            "polymodal on `{}`{} in {}. Best of {reps} passes each after a warm-up pass, \
+             {threads} thread(s) on both sides; ratio = polymodal throughput / PyTorch \
+             throughput (above 1: polymodal is faster), rounded down. Goals are set for the \
+             CPU backend in f32 only. What each row measures: \
+             [../benchmarks.md](../benchmarks.md#encoders-cargo-xtask-bench-encoders).",
+            options.device,
+            adapter
+                .as_ref()
+                .map_or(String::new(), |a| format!(" (adapter: {a})")),
+            options.precision,
+        ))
+        .table(&table);
+    let name = format!(
+        "encoders-{}-{}.md",
+        device_slug(&options.device, adapter.as_deref()),
+        slug(&options.precision)
+    );
+    report.write(&reports_dir(), &name)?;
     Ok(())
 }
 

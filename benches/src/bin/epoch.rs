@@ -11,6 +11,9 @@
 //! run (decoding, epochs, test evaluation; polymodal also writes its model
 //! folder).
 //!
+//! Written with the run's provenance to `docs/benchmarks/epoch-<device>.md`
+//! (`<device>`: `cpu`, or `wgpu-` and the adapter's name).
+//!
 //! Usage: epoch --shared DIR [--python PYTHON] [--device cpu|wgpu|wgpu:N]
 
 use std::time::{Duration, Instant};
@@ -19,7 +22,10 @@ use burn::module::Module;
 use polymodal::ModelDir;
 use polymodal::device::parse_device;
 use polymodal::experiment::{self, Experiment};
-use polymodal_benches::{Options, python_reference};
+use polymodal_benches::report::{
+    Align, Provenance, Report, Table, device_slug, ratio_cell, reports_dir,
+};
+use polymodal_benches::{Options, adapter_name, python_reference};
 use serde_json::json;
 
 fn main() {
@@ -85,15 +91,6 @@ fn compare(options: &Options, out: &std::path::Path) -> Result<(), String> {
         Ok(r) => format!("skipped: {}", r["skipped"].as_str().unwrap_or("?")),
     };
     let tool = reference.map_or(why, |r| r["tool"].as_str().unwrap_or("?").to_string());
-    println!(
-        "AV-MNIST, {EPOCHS} epochs of concat fusion: polymodal on {} (test accuracy {accuracy:.3}), {tool}{}\n",
-        options.device,
-        reference
-            .and_then(|r| r["test_accuracy"].as_f64())
-            .map_or(String::new(), |a| format!(" (test accuracy {a:.3})"))
-    );
-    println!("| phase | polymodal | PyTorch | ratio |");
-    println!("| --- | ---: | ---: | ---: |");
     let seconds = |key: &str, index: Option<usize>| {
         let value = reference.map(|r| &r[key]);
         let value = match index {
@@ -118,22 +115,55 @@ fn compare(options: &Options, out: &std::path::Path) -> Result<(), String> {
         whole,
         seconds("total_seconds", None),
     ));
+    let mut table = Table::new(&[
+        ("phase", Align::Left),
+        ("polymodal", Align::Right),
+        ("PyTorch", Align::Right),
+        ("ratio", Align::Right),
+    ]);
+    let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     for (phase, ours, theirs) in phases {
-        match theirs {
-            Some(theirs) => println!(
-                "| {phase} | {:.2} s | {:.2} s | {:.2}x |",
-                ours.as_secs_f64(),
-                theirs.as_secs_f64(),
-                theirs.as_secs_f64() / ours.as_secs_f64()
-            ),
-            None => println!("| {phase} | {:.2} s | - | - |", ours.as_secs_f64()),
-        }
+        let ratio = theirs.map(|t| t.as_secs_f64() / ours.as_secs_f64());
+        table.row(vec![
+            phase,
+            s(ours),
+            theirs.map_or("-".into(), s),
+            ratio_cell(ratio),
+        ]);
     }
     let theirs = reference.and_then(|r| r["parameters"].as_u64());
-    println!(
-        "\nParameters (batch-norm statistics included): polymodal {parameters}, PyTorch {}.",
-        theirs.map_or("-".into(), |n| n.to_string())
+    let their_accuracy = reference
+        .and_then(|r| r["test_accuracy"].as_f64())
+        .map_or("-".to_string(), |a| format!("{a:.3}"));
+    let adapter = adapter_name(&options.device, &device);
+    let provenance = Provenance::capture().python_tools(&python);
+    let mut report = Report::new(
+        format!(
+            "AV-MNIST training epochs against PyTorch: {}",
+            adapter.as_deref().unwrap_or(&options.device)
+        ),
+        provenance,
     );
-    println!("ratio = PyTorch time / polymodal time: above 1 means polymodal is faster.");
+    report
+        .text(format!(
+            "{EPOCHS} epochs of concat fusion (every other setting at its default): polymodal on \
+             `{}`{}; PyTorch side: {tool}. Ratio = PyTorch time / polymodal time (above 1: polymodal \
+             is faster), rounded down. No goal is set for these figures. What each phase \
+             measures: [../benchmarks.md](../benchmarks.md#av-mnist-training-cargo-xtask-bench-epoch).",
+            options.device,
+            adapter.as_ref().map_or(String::new(), |a| format!(" (adapter: {a})")),
+        ))
+        .table(&table)
+        .text(format!(
+            "Test accuracy after {EPOCHS} epochs: polymodal {accuracy:.3}, PyTorch \
+             {their_accuracy}. Parameters (batch-norm statistics included): polymodal \
+             {parameters}, PyTorch {}.",
+            theirs.map_or("-".into(), |n| n.to_string())
+        ));
+    let name = format!(
+        "epoch-{}.md",
+        device_slug(&options.device, adapter.as_deref())
+    );
+    report.write(&reports_dir(), &name)?;
     Ok(())
 }

@@ -16,6 +16,9 @@
 //! gets its own columns: PyTorch time / polymodal fused time (above 1:
 //! polymodal is faster).
 //!
+//! Written with the run's provenance to `docs/benchmarks/kernels-<device>.md`
+//! (`<device>`: `cpu`, or `wgpu-` and the adapter's name).
+//!
 //! Usage: kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
 
 use std::time::{Duration, Instant};
@@ -24,7 +27,10 @@ use burn::prelude::*;
 use polymodal::image::ImagePreprocess;
 use polymodal::wgpu::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
 use polymodal_audio::MelConfig;
-use polymodal_benches::{python_reference, timing};
+use polymodal_benches::report::{
+    Align, Provenance, Report, Table, device_slug, ratio_cell, reports_dir,
+};
+use polymodal_benches::{adapter_name, python_reference, timing};
 
 fn main() {
     if let Err(e) = run() {
@@ -133,41 +139,86 @@ fn run() -> Result<(), String> {
         });
         python_reference(&python, "kernels_reference.py", &spec)
     });
-    match &torch {
-        None => {
-            println!("| kernel | work | fused | unfused (Burn ops) | ratio |");
-            println!("| --- | --- | ---: | ---: | ---: |");
-        }
-        Some(_) => {
-            println!(
-                "| kernel | work | fused | unfused (Burn ops) | ratio | PyTorch | reference | PyTorch / fused |"
-            );
-            println!("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |");
-        }
+    let mut columns = vec![
+        ("kernel", Align::Left),
+        ("work", Align::Left),
+        ("fused", Align::Right),
+        ("unfused (Burn ops)", Align::Right),
+        ("ratio", Align::Right),
+    ];
+    if torch.is_some() {
+        columns.extend([
+            ("PyTorch", Align::Right),
+            ("reference", Align::Left),
+            ("PyTorch / fused", Align::Right),
+        ]);
     }
+    let mut table = Table::new(&columns);
     for row in &rows {
         let ratio = row.unfused.as_secs_f64() / row.fused.as_secs_f64();
-        let line = format!(
-            "| {} | {} | {} | {} | {ratio:.2}x |",
-            row.kernel,
-            row.work,
+        let mut cells = vec![
+            row.kernel.to_string(),
+            row.work.clone(),
             ms(row.fused),
-            ms(row.unfused)
-        );
-        match &torch {
-            None => println!("{line}"),
-            Some(torch) => match timing(torch, row.reference) {
-                Ok((time, tool)) => println!(
-                    "{line} {} | {tool} | {:.2}x |",
+            ms(row.unfused),
+            ratio_cell(Some(ratio)),
+        ];
+        if let Some(torch) = &torch {
+            match timing(torch, row.reference) {
+                Ok((time, tool)) => cells.extend([
                     ms(time),
-                    time.as_secs_f64() / row.fused.as_secs_f64()
-                ),
-                Err(why) => println!("{line} - | {why} | - |"),
-            },
+                    tool,
+                    ratio_cell(Some(time.as_secs_f64() / row.fused.as_secs_f64())),
+                ]),
+                Err(why) => cells.extend(["-".into(), why, "-".into()]),
+            }
         }
+        table.row(cells);
     }
-    let adapter = polymodal::wgpu::adapter_names().join(", ");
-    println!("\nDevice {device_name} (adapters: {adapter}); best of {reps} after a warm-up pass.");
+    let adapters = polymodal::wgpu::adapter_names().join(", ");
+    let adapter = adapter_name(&device_name, &device);
+    let mut provenance = Provenance::capture();
+    if let Some(torch) = &torch {
+        provenance = provenance.python_tools(torch);
+    }
+    let mut report = Report::new(
+        format!(
+            "Kernels against Burn's ops: {}",
+            adapter.as_deref().unwrap_or(&device_name)
+        ),
+        provenance,
+    );
+    report
+        .text(format!(
+            "Device `{device_name}`{}; wgpu adapters on this machine: {}. Best of {reps} \
+             passes after a warm-up pass, each waiting for the device. Ratio = unfused time / \
+             fused time (above 1: the kernel is faster), rounded down.{} {} No goal is set \
+             for these figures. What each row measures: \
+             [../benchmarks.md](../benchmarks.md#kernels-cargo-xtask-bench-kernels).",
+            adapter.as_ref().map_or(String::new(), |a| format!(": {a}")),
+            if adapters.is_empty() {
+                "none"
+            } else {
+                &adapters
+            },
+            if device_name == "cpu" {
+                " On the CPU, *fused* is each kernel's CPU implementation (the reference the \
+                 kernel is tested against)."
+            } else {
+                ""
+            },
+            if torch.is_some() {
+                "PyTorch / fused = PyTorch time / polymodal fused time."
+            } else {
+                "PyTorch was not run (`--python PYTHON` adds it)."
+            },
+        ))
+        .table(&table);
+    let name = format!(
+        "kernels-{}.md",
+        device_slug(&device_name, adapter.as_deref())
+    );
+    report.write(&reports_dir(), &name)?;
     Ok(())
 }
 

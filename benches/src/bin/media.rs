@@ -1,6 +1,7 @@
 //! `cargo xtask bench media`: polymodal's media paths against the reference
 //! tools on the same files in the same run, as ratios (reference time /
-//! polymodal time: above 1 means polymodal is faster).
+//! polymodal time: above 1 means polymodal is faster), written with the
+//! run's provenance and each goal's verdict to `docs/benchmarks/media.md`.
 //!
 //! Usage: media --shared DIR [--python PYTHON] [--reps N]
 
@@ -10,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use polymodal_audio::{LoadOptions, MelConfig, MelSpectrogram, load};
+use polymodal_benches::report::{
+    Align, Goal, Provenance, Report, Table, ffmpeg_version, ratio_cell, reports_dir,
+};
 use polymodal_benches::{Options, python_reference, timing};
 use polymodal_image::{ImagePreprocess, load_rgb};
 use polymodal_text::TextTokenizer;
@@ -47,7 +51,7 @@ struct Row {
     what: String,
     ours: Duration,
     reference: Result<(Duration, String), String>,
-    goal: f64,
+    goal: Option<Goal>,
 }
 
 fn main() {
@@ -159,18 +163,19 @@ fn run() -> Result<(), String> {
     });
     let python = python_reference(&options.python, "media_reference.py", &spec);
     let reference = |name: &str| timing(&python, name);
+    // Goals (reference time / polymodal time) next to their rows.
     let rows = [
         Row {
             what: "video: 132 frames 1280x720 H.264 -> RGB, 1 thread".into(),
             ours: ours_video,
             reference: ffmpeg.map(|d| (d, "ffmpeg -threads 1 -f rawvideo -pix_fmt rgb24".into())),
-            goal: 1.0,
+            goal: Some(Goal(1.0)),
         },
         Row {
             what: "video: the same, FFmpeg's automatic threads on both sides".into(),
             ours: ours_video_auto,
             reference: Ok((video_rs, "video-rs 0.12 decode_raw".into())),
-            goal: 1.0,
+            goal: None,
         },
         Row {
             what: format!(
@@ -179,7 +184,7 @@ fn run() -> Result<(), String> {
             ),
             ours: ours_audio,
             reference: reference("audio"),
-            goal: 3.0,
+            goal: Some(Goal(3.0)),
         },
         Row {
             what: format!(
@@ -188,36 +193,48 @@ fn run() -> Result<(), String> {
             ),
             ours: ours_images,
             reference: reference("image"),
-            goal: 1.5,
+            goal: Some(Goal(1.5)),
         },
         Row {
             what: "text: 2000 sentences, all-MiniLM-L6-v2 tokenizer, pad + truncate 128".into(),
             ours: ours_tokens,
             reference: reference("tokens"),
-            goal: 1.0,
+            goal: Some(Goal(1.0)),
         },
     ];
-    println!("| work | polymodal | reference | reference tool | ratio | goal |");
-    println!("| --- | ---: | ---: | --- | ---: | ---: |");
+    let mut table = Table::new(&[
+        ("work", Align::Left),
+        ("polymodal", Align::Right),
+        ("reference", Align::Right),
+        ("reference tool", Align::Left),
+        ("ratio", Align::Right),
+    ]);
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     for row in rows {
-        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-        match row.reference {
-            Ok((time, tool)) => println!(
-                "| {} | {} | {} | {tool} | {:.2}x | {:.1}x |",
-                row.what,
-                ms(row.ours),
-                ms(time),
-                time.as_secs_f64() / row.ours.as_secs_f64(),
-                row.goal
-            ),
-            Err(why) => println!(
-                "| {} | {} | - | {why} | - | {:.1}x |",
-                row.what,
-                ms(row.ours),
-                row.goal
-            ),
-        }
+        let (time, tool, ratio) = match row.reference {
+            Ok((time, tool)) => {
+                let ratio = time.as_secs_f64() / row.ours.as_secs_f64();
+                (ms(time), tool, Some(ratio))
+            }
+            Err(why) => ("-".into(), why, None),
+        };
+        table.goal_row(
+            vec![row.what, ms(row.ours), time, tool, ratio_cell(ratio)],
+            ratio,
+            row.goal,
+        );
     }
-    println!("\nBest of {reps} passes each; ratio = reference time / polymodal time.");
+    let provenance = Provenance::capture()
+        .tool("ffmpeg", ffmpeg_version())
+        .python_tools(&python);
+    let mut report = Report::new("Media ingestion against the reference tools", provenance);
+    report
+        .text(format!(
+            "Best of {reps} passes each on the shared files; ratio = reference time / polymodal \
+             time (above 1: polymodal is faster), rounded down. What each row measures: \
+             [../benchmarks.md](../benchmarks.md#media-ingestion-cargo-xtask-bench-media)."
+        ))
+        .table(&table);
+    report.write(&reports_dir(), "media.md")?;
     Ok(())
 }
