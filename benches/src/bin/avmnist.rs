@@ -31,19 +31,18 @@ use polymodal::train::{
 use polymodal::{ClassifierConfig, Error, FusionKind, Modality, MultimodalClassifier, Result};
 use polymodal_benches::report::{self, Align, Goal, Provenance, Table, Verdict};
 
-/// The model-level job (also the unimodal models), then one job per fusion layer.
-const JOBS: [&str; 10] = [
-    "late",
-    "concat",
-    "gated",
-    "film",
-    "tensor",
-    "low-rank",
-    "attention-sum",
-    "cross-modal",
-    "single-stream",
-    "contrastive",
-];
+/// The model-level job (also the unimodal models).
+const LATE_JOB: &str = "late";
+
+/// The jobs: [`LATE_JOB`], then one per fusion layer of the registry
+/// ([`FusionKind::ALL`] but `none`), named as the kind.
+fn jobs() -> Vec<&'static str> {
+    let fused = FusionKind::ALL
+        .into_iter()
+        .filter(|&kind| kind != FusionKind::None)
+        .map(FusionKind::name);
+    std::iter::once(LATE_JOB).chain(fused).collect()
+}
 /// The validation hold-out (10 % of each digit of the training pairs) is the
 /// same for every seed, so seeds vary only the models.
 const HOLDOUT_SEED: u64 = 2026;
@@ -137,8 +136,9 @@ fn parse_args() -> std::result::Result<Args, String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    if let Some(name) = args.only.iter().find(|n| !JOBS.contains(&n.as_str())) {
-        return Err(format!("unknown job `{name}` (jobs: {})", JOBS.join(", ")));
+    let jobs = jobs();
+    if let Some(name) = args.only.iter().find(|n| !jobs.contains(&n.as_str())) {
+        return Err(format!("unknown job `{name}` (jobs: {})", jobs.join(", ")));
     }
     if args.seeds == 0 || args.epochs == 0 {
         return Err("--seeds and --epochs must be positive".into());
@@ -168,9 +168,8 @@ fn main() {
 // ---------------------------------------------------------------- parent
 
 fn run_all(args: &Args) -> Result<()> {
-    let jobs: Vec<&str> = JOBS
-        .iter()
-        .copied()
+    let jobs: Vec<&str> = jobs()
+        .into_iter()
         .filter(|j| args.only.is_empty() || args.only.iter().any(|o| o == j))
         .collect();
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
@@ -777,7 +776,7 @@ fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
         },
         ..TrainConfig::default()
     };
-    let mut outcomes = if name == "late" {
+    let mut outcomes = if name == LATE_JOB {
         late_job(&splits, &settings)?
     } else {
         vec![fused_job(name.parse()?, &splits, &settings)?]

@@ -70,4 +70,11 @@ pub trait Fusion {
     /// must not influence the result. Wrong modality counts or widths are
     /// [`Error::Invalid`].
     fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>>;
+    /// A loss of the layer's own that training adds (weighted) to the task
+    /// loss, on the same inputs as [`Fusion::fuse`]: `None`, the default, for
+    /// layers without one (contrastive alignment has its InfoNCE loss).
+    fn auxiliary_loss(&self, inputs: &[ModalityEmbeddings]) -> Result<Option<Tensor<1>>> {
+        let _ = inputs;
+        Ok(None)
+    }
 }

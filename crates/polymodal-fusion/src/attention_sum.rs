@@ -9,6 +9,7 @@ use polymodal_core::{Fusion, ModalityEmbeddings, Result};
 use crate::inputs::{
     check_config, check_pooled, check_positive, masked_pooled, masked_softmax, presence,
 };
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`AttentionSum`].
 #[derive(Config, Debug)]
@@ -96,6 +97,13 @@ impl Fusion for AttentionSum {
             .sum_dim(1)
             .squeeze_dim::<2>(1);
         Ok(self.dropout.forward(fused))
+    }
+}
+
+/// The modalities are projected to `dim` and summed.
+impl RegisteredFusion for AttentionSum {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        AttentionSumConfig::new(dims).with_dim(dim).init(device)
     }
 }
 

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use polymodal_core::{Fusion, ModalityEmbeddings, Result};
 
 use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled};
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`ConcatFusion`].
 #[derive(Config, Debug)]
@@ -57,6 +58,15 @@ impl Fusion for ConcatFusion {
         let parts = inputs.iter().map(masked_pooled).collect();
         let fused = self.project.forward(Tensor::cat(parts, 1));
         Ok(self.dropout.forward(self.activation.forward(fused)))
+    }
+}
+
+/// The concatenation is projected to `2 × dim`.
+impl RegisteredFusion for ConcatFusion {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        ConcatFusionConfig::new(dims)
+            .with_hidden(2 * dim)
+            .init(device)
     }
 }
 

@@ -9,6 +9,7 @@ use burn::tensor::activation::log_softmax;
 use polymodal_core::{Error, Fusion, ModalityEmbeddings, Result, l2_normalize};
 
 use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled, presence};
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`ContrastiveAlignment`].
 #[derive(Config, Debug)]
@@ -128,6 +129,20 @@ impl Fusion for ContrastiveAlignment {
             .map(|(e, input)| e * presence(input))
             .collect();
         Ok(Tensor::cat(parts, 1))
+    }
+
+    /// The symmetric InfoNCE loss ([`ContrastiveAlignment::loss`]).
+    fn auxiliary_loss(&self, inputs: &[ModalityEmbeddings]) -> Result<Option<Tensor<1>>> {
+        self.loss(inputs).map(Some)
+    }
+}
+
+/// The shared space is `dim` wide (the output is `dim` per modality).
+impl RegisteredFusion for ContrastiveAlignment {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        ContrastiveAlignmentConfig::new(dims)
+            .with_dim(dim)
+            .init(device)
     }
 }
 

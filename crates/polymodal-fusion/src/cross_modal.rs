@@ -13,6 +13,7 @@ use burn::prelude::*;
 use polymodal_core::{Fusion, ModalityEmbeddings, Result, masked_mean, pre_norm_transformer};
 
 use crate::inputs::{check_config, check_positive, check_sequence, presence, token_mask};
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`CrossModalTransformer`].
 #[derive(Config, Debug)]
@@ -196,6 +197,15 @@ impl Fusion for CrossModalTransformer {
             .map(|target| self.attend(target, &tokens, &masks, inputs))
             .collect();
         Ok(Tensor::cat(pooled, 1))
+    }
+}
+
+/// The attention works at `dim` (the output is `dim` per modality).
+impl RegisteredFusion for CrossModalTransformer {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        CrossModalTransformerConfig::new(dims)
+            .with_dim(dim)
+            .init(device)
     }
 }
 

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use polymodal_core::{Fusion, ModalityEmbeddings, Result};
 
 use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled, presence};
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`FilmFusion`]. The first input is the modulated modality,
 /// the others condition it.
@@ -76,6 +77,15 @@ impl Fusion for FilmFusion {
         let modulated = h.clone() + gamma * h + beta;
         let fused = self.activation.forward(self.project.forward(modulated));
         Ok(self.dropout.forward(fused))
+    }
+}
+
+/// The modulated features are `2 × dim` wide.
+impl RegisteredFusion for FilmFusion {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        FilmFusionConfig::new(dims)
+            .with_hidden(2 * dim)
+            .init(device)
     }
 }
 

@@ -9,6 +9,7 @@ use polymodal_core::{Fusion, ModalityEmbeddings, Result};
 use crate::inputs::{
     check_config, check_pooled, check_positive, masked_pooled, masked_softmax, presence,
 };
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`GatedFusion`].
 #[derive(Config, Debug)]
@@ -107,6 +108,15 @@ impl Fusion for GatedFusion {
         let candidates = Tensor::stack::<3>(candidates, 1);
         let fused = combine(scores, candidates, present)?;
         Ok(self.dropout.forward(fused))
+    }
+}
+
+/// The gated units are `2 × dim` wide.
+impl RegisteredFusion for GatedFusion {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        GatedFusionConfig::new(dims)
+            .with_hidden(2 * dim)
+            .init(device)
     }
 }
 

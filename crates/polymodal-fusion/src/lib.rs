@@ -17,6 +17,12 @@
 //! and [`ContrastiveAlignment`] (CLIP-style symmetric InfoNCE, for retrieval
 //! and as an aligned space to classify from).
 //!
+//! **Registry**: [`FusionKind`] names the feature-level and joint layers a
+//! classifier can be built with (`fusion = "…"` in configs) and
+//! [`FusionKind::layer`] builds the matching [`FusionLayer`]; both are
+//! generated from one table in `registry.rs` (see "Adding a fusion method" in
+//! `docs/fusion.md`).
+//!
 //! Every layer takes per-sample presence masks: an absent modality never
 //! influences a sample's output. [`ModalityDropout`] hides modalities during
 //! training so that models degrade gracefully when one is missing.
@@ -51,6 +57,7 @@ mod inputs;
 mod late;
 mod low_rank;
 mod modality_dropout;
+mod registry;
 mod single_stream;
 mod stacking;
 mod tensor;
@@ -66,6 +73,7 @@ pub use late::{Pool, WeightedAverage};
 pub use low_rank::{LowRankFusion, LowRankFusionConfig};
 pub use modality_dropout::ModalityDropout;
 pub use polymodal_core::l2_normalize;
+pub use registry::{FusionFamily, FusionKind, FusionLayer, RegisteredFusion};
 pub use single_stream::{SingleStreamTransformer, SingleStreamTransformerConfig};
 pub use stacking::{Stacking, StackingConfig};
 pub use tensor::{TensorFusion, TensorFusionConfig};

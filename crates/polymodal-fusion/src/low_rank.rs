@@ -8,6 +8,7 @@ use burn::prelude::*;
 use polymodal_core::{Fusion, ModalityEmbeddings, Result};
 
 use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled};
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`LowRankFusion`].
 #[derive(Config, Debug)]
@@ -86,6 +87,15 @@ impl Fusion for LowRankFusion {
         let fused =
             (product * weights).sum_dim(1).squeeze_dim::<2>(1) + self.bias.val().unsqueeze::<2>();
         Ok(self.dropout.forward(fused))
+    }
+}
+
+/// The fused representation is `2 × dim` wide.
+impl RegisteredFusion for LowRankFusion {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        LowRankFusionConfig::new(dims)
+            .with_hidden(2 * dim)
+            .init(device)
     }
 }
 

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use polymodal_core::{Fusion, ModalityEmbeddings, Result, masked_mean, pre_norm_transformer};
 
 use crate::inputs::{check_config, check_positive, check_sequence, token_mask};
+use crate::registry::RegisteredFusion;
 
 /// Settings of [`SingleStreamTransformer`].
 #[derive(Config, Debug)]
@@ -96,6 +97,15 @@ impl Fusion for SingleStreamTransformer {
             .transformer
             .forward(TransformerEncoderInput::new(tokens).mask_pad(mask.clone().bool_not()));
         Ok(masked_mean(attended, mask))
+    }
+}
+
+/// The Transformer works at `dim`.
+impl RegisteredFusion for SingleStreamTransformer {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        SingleStreamTransformerConfig::new(dims)
+            .with_dim(dim)
+            .init(device)
     }
 }
 

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use polymodal_core::{Error, Fusion, ModalityEmbeddings, Result};
 
 use crate::inputs::{check_config, check_pooled, check_positive, masked_pooled};
+use crate::registry::RegisteredFusion;
 
 /// Largest outer product accepted (its width feeds one linear layer).
 const MAX_PRODUCT: usize = 1 << 20;
@@ -101,6 +102,15 @@ impl Fusion for TensorFusion {
         let product = product.expect("checked: one or more");
         let fused = self.activation.forward(self.project.forward(product));
         Ok(self.dropout.forward(fused))
+    }
+}
+
+/// The outer product is projected to `2 × dim`.
+impl RegisteredFusion for TensorFusion {
+    fn build(dims: Vec<usize>, dim: usize, device: &Device) -> Result<Self> {
+        TensorFusionConfig::new(dims)
+            .with_hidden(2 * dim)
+            .init(device)
     }
 }
 

@@ -27,6 +27,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Modality, Result};
+use polymodal_fusion::FusionKind;
 use polymodal_text::TextTokenizer;
 use polymodal_train::{
     Batcher, Evaluation, FeatureCache, FeatureConfig, LazyDataset, ManifestEntry, Progress,
@@ -34,7 +35,7 @@ use polymodal_train::{
     load_avmnist, read_manifest, stratified_holdout,
 };
 
-use crate::model::{ClassifierConfig, FusionKind};
+use crate::model::ClassifierConfig;
 use crate::model_dir::{ModelCard, ModelDir};
 
 /// A whole experiment: data, model, features, training, output folder.

@@ -33,12 +33,13 @@ pub mod experiment;
 mod model;
 mod model_dir;
 
-pub use model::{ClassifierConfig, FusionKind, FusionLayer, MultimodalClassifier};
+pub use model::{ClassifierConfig, MultimodalClassifier};
 pub use model_dir::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
     MultimodalBatch, Result, Targets, TokenBatch, Weights,
 };
+pub use polymodal_fusion::{FusionKind, FusionLayer};
 pub use {
     polymodal_audio as audio, polymodal_core as core, polymodal_fusion as fusion,
     polymodal_image as image, polymodal_text as text, polymodal_train as train,

@@ -6,111 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use polymodal_audio::{SpectrogramEncoder, SpectrogramEncoderConfig};
 use polymodal_core::{
-    Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch, Result,
+    Encoder, Error, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch, Result,
 };
-use polymodal_fusion::{
-    AttentionSum, AttentionSumConfig, ConcatFusion, ConcatFusionConfig, ContrastiveAlignment,
-    ContrastiveAlignmentConfig, CrossModalTransformer, CrossModalTransformerConfig, FilmFusion,
-    FilmFusionConfig, GatedFusion, GatedFusionConfig, LowRankFusion, LowRankFusionConfig,
-    ModalityDropout, SingleStreamTransformer, SingleStreamTransformerConfig, TensorFusion,
-    TensorFusionConfig,
-};
+use polymodal_fusion::{ContrastiveAlignment, FusionKind, FusionLayer, ModalityDropout};
 use polymodal_image::{ConvEncoder, ConvEncoderConfig};
 use polymodal_text::{TextEncoder, TextEncoderConfig};
 use polymodal_train::Classifier;
 use polymodal_video::{FrameEncoder, FrameEncoderConfig};
-
-/// How the modalities of a [`MultimodalClassifier`] are combined (the
-/// feature-level and joint families of `docs/fusion.md`; model-level fusion
-/// combines separately trained classifiers, see `polymodal_fusion`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FusionKind {
-    /// One modality, no fusion: the head reads its pooled embedding.
-    None,
-    /// Feature-level: concatenated pooled embeddings, linear + ReLU.
-    Concat,
-    /// Feature-level: gated multimodal unit (GMU).
-    Gated,
-    /// Feature-level: FiLM, the first modality conditioned on the others.
-    Film,
-    /// Feature-level: tensor fusion (outer product, TFN).
-    Tensor,
-    /// Feature-level: low-rank multimodal fusion (LMF).
-    LowRank,
-    /// Feature-level: attention-weighted sum of the modality embeddings.
-    AttentionSum,
-    /// Joint: pairwise cross-modal attention (MulT-style).
-    CrossModal,
-    /// Joint: one Transformer over every modality's tokens.
-    SingleStream,
-    /// Joint: CLIP-style contrastive alignment, the InfoNCE loss added to the
-    /// classification loss; the head reads the aligned embeddings.
-    Contrastive,
-}
-
-impl FusionKind {
-    /// Every kind, in documentation order.
-    pub const ALL: [FusionKind; 10] = [
-        Self::None,
-        Self::Concat,
-        Self::Gated,
-        Self::Film,
-        Self::Tensor,
-        Self::LowRank,
-        Self::AttentionSum,
-        Self::CrossModal,
-        Self::SingleStream,
-        Self::Contrastive,
-    ];
-
-    /// The name used in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Concat => "concat",
-            Self::Gated => "gated",
-            Self::Film => "film",
-            Self::Tensor => "tensor",
-            Self::LowRank => "low-rank",
-            Self::AttentionSum => "attention-sum",
-            Self::CrossModal => "cross-modal",
-            Self::SingleStream => "single-stream",
-            Self::Contrastive => "contrastive",
-        }
-    }
-
-    /// Whether the kind is joint learning (the others are feature-level).
-    pub fn is_joint(self) -> bool {
-        matches!(
-            self,
-            Self::CrossModal | Self::SingleStream | Self::Contrastive
-        )
-    }
-}
-
-impl std::fmt::Display for FusionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for FusionKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                Error::Config(format!(
-                    "unknown fusion `{s}` (expected one of {})",
-                    names.join(", ")
-                ))
-            })
-    }
-}
 
 fn default_contrastive_weight() -> f64 {
     1.0
@@ -225,98 +127,6 @@ impl ClassifierConfig {
     }
 }
 
-impl FusionKind {
-    /// The fusion layer of this kind for modalities of widths `dims` (any
-    /// encoders' embeddings, in order), working at width `dim` (hidden
-    /// layers are `2 × dim`); `None` for [`FusionKind::None`].
-    pub fn layer(
-        self,
-        dims: Vec<usize>,
-        dim: usize,
-        device: &Device,
-    ) -> Result<Option<FusionLayer>> {
-        let hidden = 2 * dim;
-        Ok(Some(match self {
-            FusionKind::None => return Ok(None),
-            FusionKind::Concat => FusionLayer::Concat(
-                ConcatFusionConfig::new(dims)
-                    .with_hidden(hidden)
-                    .init(device)?,
-            ),
-            FusionKind::Gated => FusionLayer::Gated(
-                GatedFusionConfig::new(dims)
-                    .with_hidden(hidden)
-                    .init(device)?,
-            ),
-            FusionKind::Film => FusionLayer::Film(
-                FilmFusionConfig::new(dims)
-                    .with_hidden(hidden)
-                    .init(device)?,
-            ),
-            FusionKind::Tensor => FusionLayer::Tensor(
-                TensorFusionConfig::new(dims)
-                    .with_hidden(hidden)
-                    .init(device)?,
-            ),
-            FusionKind::LowRank => FusionLayer::LowRank(
-                LowRankFusionConfig::new(dims)
-                    .with_hidden(hidden)
-                    .init(device)?,
-            ),
-            FusionKind::AttentionSum => {
-                FusionLayer::AttentionSum(AttentionSumConfig::new(dims).with_dim(dim).init(device)?)
-            }
-            FusionKind::CrossModal => FusionLayer::CrossModal(
-                CrossModalTransformerConfig::new(dims)
-                    .with_dim(dim)
-                    .init(device)?,
-            ),
-            FusionKind::SingleStream => FusionLayer::SingleStream(
-                SingleStreamTransformerConfig::new(dims)
-                    .with_dim(dim)
-                    .init(device)?,
-            ),
-            FusionKind::Contrastive => FusionLayer::Contrastive(
-                ContrastiveAlignmentConfig::new(dims)
-                    .with_dim(dim)
-                    .init(device)?,
-            ),
-        }))
-    }
-}
-
-/// The fusion layer of a classifier, one variant per [`FusionKind`].
-#[derive(Module, Debug)]
-#[allow(missing_docs)]
-pub enum FusionLayer {
-    Concat(ConcatFusion),
-    Gated(GatedFusion),
-    Film(FilmFusion),
-    Tensor(TensorFusion),
-    LowRank(LowRankFusion),
-    AttentionSum(AttentionSum),
-    CrossModal(CrossModalTransformer),
-    SingleStream(SingleStreamTransformer),
-    Contrastive(ContrastiveAlignment),
-}
-
-impl FusionLayer {
-    /// The layer as a [`Fusion`].
-    pub fn fusion(&self) -> &dyn Fusion {
-        match self {
-            Self::Concat(f) => f,
-            Self::Gated(f) => f,
-            Self::Film(f) => f,
-            Self::Tensor(f) => f,
-            Self::LowRank(f) => f,
-            Self::AttentionSum(f) => f,
-            Self::CrossModal(f) => f,
-            Self::SingleStream(f) => f,
-            Self::Contrastive(f) => f,
-        }
-    }
-}
-
 /// Encoders for the modalities it reads, a fusion layer, a linear head.
 #[derive(Module, Debug)]
 pub struct MultimodalClassifier {
@@ -370,15 +180,19 @@ impl MultimodalClassifier {
 }
 
 impl MultimodalClassifier {
-    /// Logits and, for contrastive fusion, the weighted InfoNCE loss. On an
-    /// autodiff device (training) modality dropout hides modalities first.
+    /// Logits and, on an autodiff device (training), the fusion layer's
+    /// auxiliary loss times `contrastive_weight` if it has one
+    /// ([`polymodal_core::Fusion::auxiliary_loss`]: contrastive fusion's
+    /// InfoNCE loss). On an autodiff device modality dropout hides
+    /// modalities first.
     fn forward(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
         let (features, parts) = self.fused_parts(batch)?;
         let logits = self.head.forward(features);
         let auxiliary = match &self.fusion {
-            Some(FusionLayer::Contrastive(f)) if parts[0].present.device().is_autodiff() => {
-                Some(f.loss(&parts)? * self.contrastive_weight)
-            }
+            Some(layer) if parts[0].present.device().is_autodiff() => layer
+                .fusion()
+                .auxiliary_loss(&parts)?
+                .map(|loss| loss * self.contrastive_weight),
             _ => None,
         };
         Ok((logits, auxiliary))

@@ -11,7 +11,7 @@ use burn::prelude::*;
 
 use polymodal_audio::{LogScale, MelConfig};
 use polymodal_core::{Error, Modality, Result};
-use polymodal_fusion::{Pool, WeightedAverage};
+use polymodal_fusion::{FusionKind, Pool, WeightedAverage};
 use polymodal_image::{ImagePreprocess, Normalize};
 use polymodal_text::TextTokenizer;
 use polymodal_train::{
@@ -19,7 +19,7 @@ use polymodal_train::{
     accuracy, evaluate, load_dataset, read_manifest,
 };
 
-use crate::model::{ClassifierConfig, FusionKind};
+use crate::model::ClassifierConfig;
 use crate::model_dir::{ModelCard, ModelDir};
 pub use report::{DemoReport, Family, ModelResult};
 pub use synthetic::{DatasetSize, GeneratedDataset};
