@@ -15,9 +15,7 @@ use polymodal_audio::{LogScale, MelConfig, MelSpectrogram};
 use polymodal_core::{Error, Result};
 use polymodal_image::{ImagePreprocess, Normalize};
 
-use crate::features::{
-    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, VideoFeatures,
-};
+use crate::data::{AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, VideoFeatures};
 
 /// MNIST's pixel statistics (on the 0..1 scale).
 const MNIST_MEAN: f32 = 0.1307;
@@ -85,7 +83,7 @@ pub fn load_avmnist(dir: &Path, features: &FeatureConfig) -> Result<AvMnist> {
     let mel = MelSpectrogram::new(features.audio.mel.clone())?;
     let split = |name: &str| -> Result<Dataset> {
         let pairs = read_pairs(&dir.join(name))?;
-        let examples = crate::features::parallel_map(&pairs, |pair| {
+        let examples = crate::data::parallel_map(&pairs, |pair| {
             let images = match pair.mnist_split.as_str() {
                 "train" => &train_images,
                 "t10k" | "test" => &test_images,
@@ -152,7 +150,7 @@ fn decode_pair(
         )));
     }
     let image = features.image.apply(&images.rgb(pair.mnist_index))?;
-    let audio = crate::features::audio_features(&wav, &features.audio, mel)?;
+    let audio = crate::data::audio_features(&wav, &features.audio, mel)?;
     Ok(Example {
         id: format!("{}_{}_{}", pair.label, pair.speaker, pair.fsdd_index),
         features: Features {

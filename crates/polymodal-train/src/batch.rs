@@ -5,7 +5,7 @@ use burn::prelude::*;
 use polymodal_core::{Error, Modality, ModalityBatch, MultimodalBatch, Result, Targets};
 use polymodal_text::TextTokenizer;
 
-use crate::features::{Example, FeatureConfig, Label};
+use crate::data::{Example, FeatureConfig, Label};
 
 /// Builds batches for a fixed set of modalities.
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ fn targets(examples: &[&Example], device: &Device) -> Result<Targets> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::Features;
+    use crate::data::Features;
 
     /// Features of a length other than the model input's (a short video, a
     /// damaged cache entry) are an error naming the sample, not a panic in

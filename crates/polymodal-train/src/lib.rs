@@ -12,6 +12,13 @@
 //! [`Batcher`] (tensors on a device) → a [`Classifier`] → [`Trainer::train`] /
 //! [`evaluate`].
 //!
+//! The crate's folders follow the same flow: `manifest`; `data` (per-sample
+//! features, the feature cache, datasets and the worker threads that decode
+//! them); `batch`; `trainer` (the classifier trait, settings, reports, the
+//! run loop and resume, the run folder, checkpoints — named
+//! [`WEIGHTS_FILE`] in run and model folders — and evaluation); then
+//! `metrics`, `losses`, `split`, `chart` and the `avmnist` loader.
+//!
 //! ```
 //! use burn::prelude::*;
 //! use polymodal_train::{ConfusionMatrix, LrSchedule, TrainConfig};
@@ -35,27 +42,25 @@
 mod avmnist;
 mod batch;
 mod chart;
-mod features;
+mod data;
 mod losses;
 mod manifest;
 mod metrics;
-mod source;
 mod split;
 mod trainer;
 
 pub use avmnist::{AvMnist, avmnist_features, load_avmnist};
 pub use batch::Batcher;
 pub use chart::{Bar, BarChart, LineChart, Series};
-pub use features::{
-    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, MAX_CLIP_SAMPLES,
-    VideoFeatures, load_dataset,
+pub use data::{
+    AudioFeatures, DataConfig, Dataset, Example, FeatureCache, FeatureConfig, Features, Label,
+    LazyDataset, MAX_CLIP_SAMPLES, Samples, Splits, TextConfig, VideoFeatures, load_dataset,
 };
 pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};
 pub use metrics::{ConfusionMatrix, MultiLabelMetrics, argmax, recall_at_k};
-pub use source::{FeatureCache, LazyDataset, Samples};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
     Classifier, EpochReport, Evaluation, LrSchedule, Progress, RunDir, TrainConfig, TrainReport,
-    Trainer, accuracy, evaluate, load_checkpoint, save_checkpoint, write_atomic,
+    Trainer, WEIGHTS_FILE, accuracy, evaluate, load_checkpoint, save_checkpoint, write_atomic,
 };

@@ -20,7 +20,6 @@
 //! Every key has a default except `data.train` (or `data.avmnist`, the
 //! built-in AV-MNIST benchmark folder); unknown keys are errors naming them.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -28,12 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Modality, Result};
 use polymodal_fusion::FusionKind;
-use polymodal_text::TextTokenizer;
 use polymodal_train::{
-    Batcher, Evaluation, FeatureCache, FeatureConfig, LazyDataset, ManifestEntry, Progress,
-    Samples, TrainConfig, TrainReport, Trainer, avmnist_features, class_names, evaluate,
-    load_avmnist, read_manifest, stratified_holdout,
+    Batcher, Evaluation, FeatureConfig, Progress, TrainConfig, TrainReport, Trainer, evaluate,
 };
+pub use polymodal_train::{DataConfig, Splits, TextConfig};
 
 use crate::model::ClassifierConfig;
 use crate::model_dir::{ModelCard, ModelDir};
@@ -65,36 +62,6 @@ fn default_output() -> PathBuf {
     PathBuf::from("runs/experiment")
 }
 
-/// The data section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// Training manifest (JSONL or CSV).
-    pub train: Option<PathBuf>,
-    /// Validation manifest; without it `valid_fraction` of the training set
-    /// (stratified by class, fixed seed) is held out.
-    pub valid: Option<PathBuf>,
-    /// Test manifest, evaluated after training.
-    pub test: Option<PathBuf>,
-    /// Instead of manifests: the AV-MNIST folder (`shared/data/avmnist`);
-    /// its official test split is the test set.
-    pub avmnist: Option<PathBuf>,
-    /// Share of the training set held out for validation.
-    #[serde(default = "default_valid_fraction")]
-    pub valid_fraction: f64,
-    /// Decode media batch by batch while training (memory stays at a few
-    /// batches) instead of all at once before training.
-    #[serde(default)]
-    pub lazy: bool,
-    /// A folder for decoded features (keyed by file content and feature
-    /// settings): later runs skip decoding.
-    pub cache: Option<PathBuf>,
-}
-
-fn default_valid_fraction() -> f64 {
-    0.1
-}
-
 /// The model section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,29 +90,6 @@ impl Default for ModelConfig {
     }
 }
 
-/// The text section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TextConfig {
-    /// A `tokenizer.json`; without one a WordPiece vocabulary is trained on
-    /// the training texts.
-    pub tokenizer: Option<PathBuf>,
-    /// Vocabulary size of a trained tokenizer.
-    pub vocab_size: usize,
-    /// Longest token sequence.
-    pub max_tokens: usize,
-}
-
-impl Default for TextConfig {
-    fn default() -> Self {
-        Self {
-            tokenizer: None,
-            vocab_size: 2000,
-            max_tokens: 64,
-        }
-    }
-}
-
 impl Experiment {
     /// Reads and checks a TOML file; relative paths become relative to its folder.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -155,20 +99,8 @@ impl Experiment {
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| *p = base.join(&*p);
         resolve(&mut experiment.output);
-        let data = &mut experiment.data;
-        for p in [
-            &mut data.train,
-            &mut data.valid,
-            &mut data.test,
-            &mut data.avmnist,
-            &mut data.cache,
-            &mut experiment.text.tokenizer,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            resolve(p);
-        }
+        let data = experiment.data.paths_mut();
+        data.chain(&mut experiment.text.tokenizer).for_each(resolve);
         experiment
             .validate()
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -176,135 +108,24 @@ impl Experiment {
     }
 
     fn validate(&self) -> Result<()> {
-        let data = &self.data;
-        if data.train.is_some() == data.avmnist.is_some() {
-            return Err(Error::Config(
-                "[data] needs exactly one of `train` (a manifest) or `avmnist` (a folder)".into(),
-            ));
-        }
-        if data.avmnist.is_some()
-            && (data.valid.is_some() || data.test.is_some() || data.lazy || data.cache.is_some())
-        {
-            return Err(Error::Config(
-                "[data] `avmnist` brings its own splits and decoding: drop `valid`, `test`, `lazy` and `cache`".into(),
-            ));
-        }
-        if !(data.valid_fraction > 0.0 && data.valid_fraction < 1.0) {
-            return Err(Error::Config(
-                "[data] valid_fraction must be in (0, 1)".into(),
-            ));
-        }
+        self.data.validate()?;
         self.train.validate()
     }
 
     /// The feature settings in force.
     pub fn features(&self) -> FeatureConfig {
-        self.features.clone().unwrap_or_else(|| {
-            if self.data.avmnist.is_some() {
-                avmnist_features()
-            } else {
-                FeatureConfig::default()
-            }
-        })
+        self.features
+            .clone()
+            .unwrap_or_else(|| self.data.default_features())
     }
-}
-
-/// The datasets of an experiment.
-pub struct Splits {
-    /// Training samples.
-    pub train: Box<dyn Samples>,
-    /// Validation samples.
-    pub valid: Box<dyn Samples>,
-    /// Test samples, if any.
-    pub test: Option<Box<dyn Samples>>,
-    /// The modalities at least one training sample has.
-    pub modalities: BTreeSet<Modality>,
-    /// The training texts (for training a tokenizer).
-    pub texts: Vec<String>,
 }
 
 /// Reads the experiment's manifests and decodes the data (all at once, or
-/// batch by batch with `lazy`).
+/// batch by batch with `lazy`); media of modalities the model does not read
+/// are not decoded.
 pub fn load_splits(experiment: &Experiment) -> Result<Splits> {
-    let features = experiment.features();
-    let data = &experiment.data;
-    if let Some(dir) = &data.avmnist {
-        let av = load_avmnist(dir, &features)?;
-        let (kept, held) = stratified_holdout(&av.train.labels(), data.valid_fraction, 2026)?;
-        return Ok(Splits {
-            modalities: av.train.modalities(),
-            train: Box::new(av.train.subset(&kept)),
-            valid: Box::new(av.train.subset(&held)),
-            test: Some(Box::new(av.test)),
-            texts: Vec::new(),
-        });
-    }
-    let mut train = read_manifest(data.train.as_ref().expect("validated"))?;
-    let classes = class_names(&train);
-    let mut valid = match &data.valid {
-        Some(path) => read_manifest(path)?,
-        None => {
-            // Stratified by the (first) class; a sample of no class is its own stratum.
-            let labels: Vec<usize> = train
-                .iter()
-                .map(|e| {
-                    e.label
-                        .names()
-                        .first()
-                        .and_then(|name| classes.iter().position(|c| c == name))
-                        .unwrap_or(classes.len())
-                })
-                .collect();
-            let (kept, held) = stratified_holdout(&labels, data.valid_fraction, 2026)?;
-            let pick = |indices: &[usize]| indices.iter().map(|&i| train[i].clone()).collect();
-            let (kept, held): (Vec<_>, Vec<_>) = (pick(&kept), pick(&held));
-            train = kept;
-            held
-        }
-    };
-    let mut test = data.test.as_ref().map(read_manifest).transpose()?;
-    // Media of modalities the model does not read are not decoded.
-    if let Some(used) = &experiment.model.modalities {
-        let entries = train
-            .iter_mut()
-            .chain(&mut valid)
-            .chain(test.iter_mut().flatten());
-        for entry in entries {
-            for m in Modality::ALL.into_iter().filter(|m| !used.contains(m)) {
-                match m {
-                    Modality::Text => entry.text = None,
-                    Modality::Image => entry.image = None,
-                    Modality::Audio => entry.audio = None,
-                    Modality::Video => entry.video = None,
-                }
-            }
-        }
-    }
-    let modalities = Modality::ALL
-        .into_iter()
-        .filter(|&m| train.iter().any(|e| e.path(m).is_some()))
-        .collect();
-    let texts = train
-        .iter()
-        .filter_map(|e| e.text.as_ref())
-        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::io(p, e)))
-        .collect::<Result<_>>()?;
-    let cache = data.cache.as_ref().map(FeatureCache::new).transpose()?;
-    let source = |entries: Vec<ManifestEntry>| -> Result<Box<dyn Samples>> {
-        let lazy = LazyDataset::new(entries, features.clone(), Some(&classes), cache.clone())?;
-        Ok(if data.lazy {
-            Box::new(lazy)
-        } else {
-            Box::new(lazy.decode_all()?)
-        })
-    };
-    Ok(Splits {
-        train: source(std::mem::take(&mut train))?,
-        valid: source(std::mem::take(&mut valid))?,
-        test: test.map(source).transpose()?,
-        modalities,
-        texts,
-    })
+    let used = experiment.model.modalities.as_deref();
+    experiment.data.load(&experiment.features(), used)
 }
 
 /// What [`run`] produced.
@@ -343,7 +164,7 @@ pub fn run(
         FusionKind::Concat
     });
     let tokenizer = if modalities.contains(&Modality::Text) {
-        Some(tokenizer(experiment, &splits.texts)?)
+        Some(experiment.text.tokenizer(&splits.texts)?)
     } else {
         None
     };
@@ -390,14 +211,6 @@ pub fn run(
         test,
         model_dir: dir.0,
     })
-}
-
-fn tokenizer(experiment: &Experiment, texts: &[String]) -> Result<TextTokenizer> {
-    let text = &experiment.text;
-    match &text.tokenizer {
-        Some(path) => TextTokenizer::from_file(path, text.max_tokens),
-        None => TextTokenizer::train_wordpiece(texts.iter(), text.vocab_size, text.max_tokens),
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use polymodal_core::{Error, Modality, Result};
 use polymodal_text::TextTokenizer;
 use polymodal_train::{
-    Batcher, Classifier, FeatureConfig, LabelNames, evaluate, load_dataset, read_manifest,
+    Batcher, Classifier, FeatureConfig, LabelNames, WEIGHTS_FILE, evaluate, load_dataset,
+    read_manifest,
 };
 
 use crate::model::{ClassifierConfig, MultimodalClassifier};
@@ -33,7 +34,7 @@ pub struct ModelDir(pub PathBuf);
 impl ModelDir {
     /// The weights file.
     pub fn weights(&self) -> PathBuf {
-        self.0.join("model.bpk")
+        self.0.join(WEIGHTS_FILE)
     }
 
     fn card(&self) -> PathBuf {

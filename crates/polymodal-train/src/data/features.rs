@@ -1,0 +1,240 @@
+//! Per-sample features: the settings ([`FeatureConfig`]), the decoded
+//! features of a sample ([`Features`]), and computing them from one media
+//! file (text, audio, video; images go through [`ImagePreprocess`]).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use polymodal_audio::{MelConfig, MelSpectrogram};
+use polymodal_core::{Error, Modality, Result};
+use polymodal_image::ImagePreprocess;
+
+/// Audio feature settings: a fixed-length clip turned into a log-mel spectrogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioFeatures {
+    /// Clip length in samples (longer audio is cut, shorter is zero-padded).
+    pub clip_samples: usize,
+    /// The spectrogram; its `sample_rate` is the rate the audio must have.
+    pub mel: MelConfig,
+    /// Scale each spectrogram to zero mean and unit variance.
+    pub standardize: bool,
+}
+
+/// Video feature settings: uniformly sampled frames, each preprocessed like an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VideoFeatures {
+    /// Frames kept per clip.
+    pub frames: usize,
+    /// Per-frame preprocessing.
+    pub preprocess: ImagePreprocess,
+}
+
+/// How each modality's files become features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Images.
+    pub image: ImagePreprocess,
+    /// Audio.
+    pub audio: AudioFeatures,
+    /// Video.
+    pub video: VideoFeatures,
+}
+
+/// Images as 64×64 RGB with ImageNet statistics: small enough to train a
+/// CNN from scratch on a CPU.
+fn default_image() -> ImagePreprocess {
+    ImagePreprocess::new(64, 64)
+}
+
+impl Default for AudioFeatures {
+    /// One second at 16 kHz as 64 log-mel bands (25 ms window, 10 ms hop),
+    /// standardised per clip.
+    fn default() -> Self {
+        Self {
+            clip_samples: 16_000,
+            mel: MelConfig::librosa(16_000, 400, 160, 64),
+            standardize: true,
+        }
+    }
+}
+
+impl Default for VideoFeatures {
+    /// Eight uniformly sampled frames, each like a default image.
+    fn default() -> Self {
+        Self {
+            frames: 8,
+            preprocess: default_image(),
+        }
+    }
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            image: default_image(),
+            audio: AudioFeatures::default(),
+            video: VideoFeatures::default(),
+        }
+    }
+}
+
+/// The longest audio clip the features take, in samples: an hour at 48 kHz.
+pub const MAX_CLIP_SAMPLES: usize = 3600 * 48_000;
+
+impl FeatureConfig {
+    /// Checks every setting (they often come from an experiment file); the
+    /// error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        fn named(what: &'static str) -> impl Fn(Error) -> Error {
+            move |e| Error::Config(format!("features.{what}: {e}"))
+        }
+        self.image.validate().map_err(named("image"))?;
+        self.video
+            .preprocess
+            .validate()
+            .map_err(named("video.preprocess"))?;
+        let frames = self.video.frames;
+        if frames == 0 || frames > polymodal_video::MAX_SAMPLED_FRAMES {
+            return Err(Error::Config(format!(
+                "features.video.frames must be 1 to {}, got {frames}",
+                polymodal_video::MAX_SAMPLED_FRAMES
+            )));
+        }
+        let clip = self.audio.clip_samples;
+        if clip == 0 || clip > MAX_CLIP_SAMPLES {
+            return Err(Error::Config(format!(
+                "features.audio.clip_samples must be 1 to {MAX_CLIP_SAMPLES}, got {clip}"
+            )));
+        }
+        MelSpectrogram::new(self.audio.mel.clone()).map_err(named("audio.mel"))?;
+        Ok(())
+    }
+
+    /// Image shape `[channels, height, width]`.
+    pub fn image_shape(&self) -> [usize; 3] {
+        let pre = &self.image;
+        [pre.channels(), pre.height as usize, pre.width as usize]
+    }
+
+    /// Clip shape `[frames, channels, height, width]`.
+    pub fn video_shape(&self) -> [usize; 4] {
+        let pre = &self.video.preprocess;
+        [
+            self.video.frames,
+            pre.channels(),
+            pre.height as usize,
+            pre.width as usize,
+        ]
+    }
+
+    /// Spectrogram shape `[mels, frames]`.
+    pub fn audio_shape(&self) -> Result<[usize; 2]> {
+        let mel = MelSpectrogram::new(self.audio.mel.clone())?;
+        Ok([
+            self.audio.mel.n_mels,
+            mel.frames_for(self.audio.clip_samples),
+        ])
+    }
+}
+
+/// The decoded features of one sample (`None`: the sample lacks the modality).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features {
+    /// Raw text.
+    pub text: Option<String>,
+    /// `[channels, height, width]` values.
+    pub image: Option<Vec<f32>>,
+    /// `[mels, frames]` values.
+    pub audio: Option<Vec<f32>>,
+    /// `[frames, channels, height, width]` values.
+    pub video: Option<Vec<f32>>,
+}
+
+impl Features {
+    /// Whether the sample has `modality`.
+    pub fn has(&self, modality: Modality) -> bool {
+        match modality {
+            Modality::Text => self.text.is_some(),
+            Modality::Image => self.image.is_some(),
+            Modality::Audio => self.audio.is_some(),
+            Modality::Video => self.video.is_some(),
+        }
+    }
+}
+
+/// The image file `path` decoded to RGB and preprocessed.
+pub(super) fn image_features(path: &Path, preprocess: &ImagePreprocess) -> Result<Vec<f32>> {
+    polymodal_image::load_rgb(path).and_then(|i| preprocess.apply(&i))
+}
+
+/// The UTF-8 text of the file `path`.
+pub(super) fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::decode(path, "text", format!("not UTF-8 ({e})")))
+}
+
+/// The log-mel spectrogram of the audio file `path`: its first
+/// `config.clip_samples` samples (zero-padded), standardised if asked.
+pub(crate) fn audio_features(
+    path: &Path,
+    config: &AudioFeatures,
+    mel: &MelSpectrogram,
+) -> Result<Vec<f32>> {
+    let clip = polymodal_audio::decode_file(path)?;
+    if clip.sample_rate != config.mel.sample_rate {
+        return Err(Error::decode(
+            path,
+            "audio",
+            format!(
+                "sample rate {} Hz, the features expect {} Hz",
+                clip.sample_rate, config.mel.sample_rate
+            ),
+        ));
+    }
+    let mut samples = clip.to_mono();
+    samples.resize(config.clip_samples, 0.0);
+    let (mut values, _) = mel.compute(&samples)?;
+    if config.standardize {
+        standardize(&mut values);
+    }
+    Ok(values)
+}
+
+/// Scales `values` to zero mean and unit variance.
+fn standardize(values: &mut [f32]) {
+    let n = values.len() as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n)
+        .sqrt()
+        .max(1e-6);
+    values.iter_mut().for_each(|v| *v = (*v - mean) / std);
+}
+
+/// `config.frames` uniformly sampled frames. A file that holds fewer frames
+/// than its header claims (cut short, or a header that lies about its
+/// duration) still gives that many: instants past its last decodable frame
+/// show that frame, as a player would. A file with no decodable frame is an
+/// error naming it.
+pub(super) fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<f32>> {
+    let frames = polymodal_video::sample_uniform(path, config.frames)?;
+    if frames.len() != config.frames {
+        return Err(Error::decode(
+            path,
+            "video",
+            format!(
+                "{} frames sampled, {} asked for",
+                frames.len(),
+                config.frames
+            ),
+        ));
+    }
+    let mut values = Vec::with_capacity(frames.len() * config.preprocess.len());
+    for frame in &frames {
+        values.extend(config.preprocess.apply(frame)?);
+    }
+    Ok(values)
+}

@@ -1,0 +1,205 @@
+//! Datasets decoded from a manifest: [`LazyDataset`] (decoded when a batch
+//! needs them) and [`load_dataset`] (all at once), and decoding one entry.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use polymodal_audio::MelSpectrogram;
+use polymodal_core::{Error, Result};
+
+use crate::data::cache::FeatureCache;
+use crate::data::dataset::{Dataset, Example, Label, Samples};
+use crate::data::features::{
+    FeatureConfig, Features, audio_features, image_features, read_text, video_features,
+};
+use crate::data::parallel::parallel_map;
+use crate::manifest::{LabelNames, ManifestEntry, class_names};
+
+/// A manifest whose media are decoded when a batch needs them, on all
+/// cores, through an optional [`FeatureCache`]. Memory stays at a few
+/// batches however large the dataset.
+pub struct LazyDataset {
+    entries: Vec<ManifestEntry>,
+    config: FeatureConfig,
+    classes: Vec<String>,
+    labels: Vec<Label>,
+    mel: MelSpectrogram,
+    cache: Option<FeatureCache>,
+}
+
+impl LazyDataset {
+    /// A lazy dataset over `entries`; labels are checked now (`classes`:
+    /// the list to index into, `None` for the sorted labels of `entries`).
+    pub fn new(
+        entries: Vec<ManifestEntry>,
+        config: FeatureConfig,
+        classes: Option<&[String]>,
+        cache: Option<FeatureCache>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let classes = classes.map_or_else(|| class_names(&entries), <[String]>::to_vec);
+        let labels = entries
+            .iter()
+            .map(|e| label_of(e, &classes))
+            .collect::<Result<_>>()?;
+        let mel = MelSpectrogram::new(config.audio.mel.clone())?;
+        Ok(Self {
+            entries,
+            config,
+            classes,
+            labels,
+            mel,
+            cache,
+        })
+    }
+
+    /// Decodes every sample into memory.
+    pub fn decode_all(&self) -> Result<Dataset> {
+        let all: Vec<usize> = (0..self.entries.len()).collect();
+        Ok(Dataset {
+            examples: self.load(&all)?,
+            classes: self.classes.clone(),
+        })
+    }
+}
+
+impl Samples for LazyDataset {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn targets(&self) -> Vec<Label> {
+        self.labels.clone()
+    }
+
+    fn load(&self, indices: &[usize]) -> Result<Vec<Example>> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.entries.len()) {
+            return Err(Error::Invalid(format!(
+                "sample {bad} of a dataset of {}",
+                self.entries.len()
+            )));
+        }
+        parallel_map(indices, |&i| {
+            decode_entry(
+                &self.entries[i],
+                &self.config,
+                &self.mel,
+                &self.classes,
+                self.cache.as_ref(),
+            )
+        })
+    }
+}
+
+/// Decodes every entry's media. `classes`: the class list to index labels
+/// into (`None`: the sorted labels of `entries`). Decoding runs on all cores;
+/// the first failure is returned, naming the file.
+pub fn load_dataset(
+    entries: &[ManifestEntry],
+    config: &FeatureConfig,
+    classes: Option<&[String]>,
+) -> Result<Dataset> {
+    LazyDataset::new(entries.to_vec(), config.clone(), classes, None)?.decode_all()
+}
+
+/// Decodes one manifest entry, through `cache` when given.
+fn decode_entry(
+    entry: &ManifestEntry,
+    config: &FeatureConfig,
+    mel: &MelSpectrogram,
+    classes: &[String],
+    cache: Option<&FeatureCache>,
+) -> Result<Example> {
+    let label = label_of(entry, classes)?;
+    let cached = |path: &Path,
+                  modality: &str,
+                  settings: String,
+                  shape: &[usize],
+                  compute: &dyn Fn() -> Result<Vec<f32>>| {
+        match cache {
+            Some(cache) => cache.get_or_compute(path, modality, &settings, shape, compute),
+            None => compute(),
+        }
+    };
+    let audio_shape = [
+        config.audio.mel.n_mels,
+        mel.frames_for(config.audio.clip_samples),
+    ];
+    let features = Features {
+        text: entry.text.as_deref().map(read_text).transpose()?,
+        image: entry
+            .image
+            .as_deref()
+            .map(|p| {
+                cached(
+                    p,
+                    "image",
+                    settings_key(&config.image),
+                    &config.image_shape(),
+                    &|| image_features(p, &config.image),
+                )
+            })
+            .transpose()?,
+        audio: entry
+            .audio
+            .as_deref()
+            .map(|p| {
+                cached(
+                    p,
+                    "audio",
+                    settings_key(&config.audio),
+                    &audio_shape,
+                    &|| audio_features(p, &config.audio, mel),
+                )
+            })
+            .transpose()?,
+        video: entry
+            .video
+            .as_deref()
+            .map(|p| {
+                cached(
+                    p,
+                    "video",
+                    settings_key(&config.video),
+                    &config.video_shape(),
+                    &|| video_features(p, &config.video),
+                )
+            })
+            .transpose()?,
+    };
+    Ok(Example {
+        id: entry.id.clone(),
+        features,
+        label,
+    })
+}
+
+/// The label of `entry` as indices into `classes`; a class name not in the
+/// list is an error naming the sample.
+fn label_of(entry: &ManifestEntry, classes: &[String]) -> Result<Label> {
+    let index = |name: &String| {
+        classes.iter().position(|c| c == name).ok_or_else(|| {
+            Error::Config(format!(
+                "sample `{}`: label `{name}` is not one of the training classes {classes:?}",
+                entry.id
+            ))
+        })
+    };
+    Ok(match &entry.label {
+        LabelNames::Single(name) => Label::Single(index(name)?),
+        LabelNames::Multi(names) => Label::multi(
+            &names.iter().map(index).collect::<Result<Vec<_>>>()?,
+            classes.len(),
+        ),
+    })
+}
+
+/// The cache key of a settings value: its JSON form.
+fn settings_key<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
