@@ -13,15 +13,12 @@ Run by hand from the repository root: python3 scripts/make_damaged_fixtures.py
 Only the standard library is needed.
 """
 import pathlib
-import subprocess
+
+from ffmedia import ffmpeg
 
 out = pathlib.Path("tests/fixtures/damaged")
 out.mkdir(parents=True, exist_ok=True)
 src = "testsrc2=size=64x48:rate=10:duration=6"
-
-
-def ffmpeg(*args):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
 ffmpeg("-f", "lavfi", "-i", src, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10",

@@ -12,31 +12,10 @@ import pathlib
 import struct
 import subprocess
 
+from ffmedia import ffmpeg, probe_frames, probe_size
+
 out = pathlib.Path("tests/fixtures/media")
 out.mkdir(parents=True, exist_ok=True)
-
-
-def ffmpeg(*args):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
-
-
-def probe_frames(path):
-    """Presentation times of the video frames, as ffprobe reports them."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "frame=best_effort_timestamp_time", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True)
-    return [float(f["best_effort_timestamp_time"]) for f in json.loads(result.stdout)["frames"]]
-
-
-def probe_size(path):
-    """Width and height of the video stream, as ffprobe reports them."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "stream=width,height", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True)
-    stream = json.loads(result.stdout)["streams"][0]
-    return stream["width"], stream["height"]
 
 
 def decode_f32(path):

@@ -16,6 +16,8 @@ import struct
 import subprocess
 import zlib
 
+from ffmedia import probe_size
+
 media = pathlib.Path("tests/fixtures/media")
 out = media / "frames"
 out.mkdir(parents=True, exist_ok=True)
@@ -34,16 +36,6 @@ FRAMES = {
     "vfr-h264.mp4": [4, 10, 15],
     "seek-h264.mp4": [0, 15, 20, 21, 45, 50, 69, 73, 75, 100, 105, 119],
 }
-
-
-def probe_size(path):
-    """Width and height of the video stream, as ffprobe reports them."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "stream=width,height", "-of", "json", str(path)],
-        check=True, capture_output=True, text=True)
-    stream = json.loads(result.stdout)["streams"][0]
-    return stream["width"], stream["height"]
 
 
 def decode_rgb24(path):
