@@ -307,7 +307,7 @@ pub fn pretrained_encoders() -> Vec<(&'static str, EncoderRun)> {
                     .with_kind(RnnKind::Lstm)
                     .with_layers(2)
                     .with_bidirectional(true)
-                    .build(Init::From(&weights), "lstm.", d)
+                    .build(&Init::from(&weights).pp("lstm"), d)
                     .unwrap();
                 let x = Tensor::<3>::from_data(float(&f, "input"), d);
                 let mask = ints(&f, "mask", [3, 7], d).equal_elem(1);

@@ -137,7 +137,7 @@ fn lstm_and_gru_match_pytorch_on_packed_sequences() {
             .with_kind(kind)
             .with_layers(2)
             .with_bidirectional(true)
-            .build(Init::From(&weights), &format!("{name}."), &device)
+            .build(&Init::from(&weights).pp(name), &device)
             .unwrap();
         let out = rnn.forward(input.clone(), mask.clone());
         let sequence = out.sequence.try_into_vec_as::<f32>().unwrap();

@@ -128,7 +128,7 @@ fn run() -> Result<(), String> {
         out.pooled.into_data();
         Ok(())
     })?;
-    let vit = Vit::build(&vit_tiny(), Init::Random, false, &device).map_err(error)?;
+    let vit = Vit::build(&vit_tiny(), &Init::random(), false, &device).map_err(error)?;
     let ours_vit = best_of(reps, || {
         let out = vit.forward(images.clone()).map_err(error)?;
         out.last_hidden_state.into_data();

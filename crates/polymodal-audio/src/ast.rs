@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use polymodal_core::{
     Activation, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock,
-    Result, Weights, hf_vit_layers, read_config,
+    Result, Weights, hf_vit_layers, read_config, weights::hf_check,
 };
 
 /// The fields of a Hugging Face AST `config.json` that shape the model.
@@ -83,7 +83,7 @@ impl AstConfig {
                 self.num_mel_bins, self.max_length, self.patch_size
             )));
         }
-        Activation::from_hf(&self.hidden_act).map(|_| ())
+        hf_check::activation(&self.hidden_act)
     }
 
     /// Patches along frequency and time.
@@ -96,7 +96,7 @@ impl AstConfig {
 
     /// A randomly initialised model.
     pub fn init(&self, device: &Device) -> Result<Ast> {
-        Ast::build(self, Init::Random, device)
+        Ast::build(self, &Init::random(), device)
     }
 }
 
@@ -127,46 +127,38 @@ impl Ast {
         } else {
             weights.with_prefix("audio_spectrogram_transformer.")
         };
-        let model = Self::build(&config, Init::From(&weights), device)?;
+        let model = Self::build(&config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }
 
-    fn build(config: &AstConfig, init: Init, device: &Device) -> Result<Self> {
-        let h = config.hidden_size;
+    fn build(config: &AstConfig, init: &Init, device: &Device) -> Result<Self> {
+        let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
         let [f, t] = config.grid();
         let shape = BlockShape {
             dim: h,
             heads: config.num_attention_heads,
             ff_dim: config.intermediate_size,
-            eps: config.layer_norm_eps,
+            eps,
             activation: Activation::from_hf(&config.hidden_act)?,
         };
         let layers = hf_vit_layers(init, config.num_hidden_layers, shape, device)?;
-        let p = config.patch_size;
+        let embeddings = init.pp("embeddings");
+        let tokens = |name: &str, length: usize| {
+            embeddings
+                .tensor(name, [1, length, h], device)
+                .map(Param::from_tensor)
+        };
         Ok(Self {
-            patch_embedding: init.conv2d(
-                "embeddings.patch_embeddings.projection",
+            patch_embedding: embeddings.pp("patch_embeddings.projection").conv2d(
                 &Conv2dConfig::new([1, h], [p, p])
                     .with_stride([config.frequency_stride, config.time_stride]),
                 device,
             )?,
-            cls_token: Param::from_tensor(init.tensor(
-                "embeddings.cls_token",
-                [1, 1, h],
-                device,
-            )?),
-            distillation_token: Param::from_tensor(init.tensor(
-                "embeddings.distillation_token",
-                [1, 1, h],
-                device,
-            )?),
-            positions: Param::from_tensor(init.tensor(
-                "embeddings.position_embeddings",
-                [1, f * t + 2, h],
-                device,
-            )?),
+            cls_token: tokens("cls_token", 1)?,
+            distillation_token: tokens("distillation_token", 1)?,
+            positions: tokens("position_embeddings", f * t + 2)?,
             layers,
-            norm: init.layer_norm("layernorm", h, config.layer_norm_eps, device)?,
+            norm: init.pp("layernorm").layer_norm(h, eps, device)?,
             hidden: h,
             frames: config.max_length,
             mel_bins: config.num_mel_bins,

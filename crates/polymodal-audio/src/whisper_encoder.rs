@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use polymodal_core::{
     Activation, AttentionNames, BlockNames, BlockShape, Embeddings, Encoder, Error, Init,
-    LoadReport, Modality, PreNormBlock, Result, Weights, read_config,
+    LoadReport, Modality, PreNormBlock, Result, Weights, read_config, weights::hf_check,
 };
 
 /// The encoder fields of a Hugging Face Whisper `config.json`.
@@ -40,7 +40,18 @@ pub struct WhisperEncoderConfig {
 impl WhisperEncoderConfig {
     /// Reads a Hugging Face `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        read_config(path, |_: &Self| Ok(()))
+        read_config(path, Self::validate)
+    }
+
+    /// Checks the sizes and the activation.
+    pub fn validate(&self) -> Result<()> {
+        hf_check::multiple(
+            "d_model",
+            self.d_model,
+            "encoder_attention_heads",
+            self.encoder_attention_heads,
+        )?;
+        hf_check::activation(&self.activation_function)
     }
 
     /// Frames of the input: twice the positions.
@@ -50,9 +61,22 @@ impl WhisperEncoderConfig {
 
     /// A randomly initialised encoder.
     pub fn init(&self, device: &Device) -> Result<WhisperEncoder> {
-        WhisperEncoder::build(self, Init::Random, device)
+        WhisperEncoder::build(self, &Init::random(), device)
     }
 }
+
+/// Where an encoder layer's parts are stored (under `layers.{i}`); the key
+/// projection has no bias.
+const LAYER: BlockNames = BlockNames {
+    norm1: "self_attn_layer_norm",
+    attention: AttentionNames {
+        key_bias: false,
+        ..AttentionNames::new("self_attn", ["q_proj", "k_proj", "v_proj", "out_proj"])
+    },
+    norm2: "final_layer_norm",
+    fc1: "fc1",
+    fc2: "fc2",
+};
 
 /// Whisper's audio encoder.
 #[derive(Module, Debug)]
@@ -81,11 +105,11 @@ impl WhisperEncoder {
             "model.encoder."
         };
         let weights = weights.with_prefix(prefix);
-        let model = Self::build(&config, Init::From(&weights), device)?;
+        let model = Self::build(&config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }
 
-    fn build(config: &WhisperEncoderConfig, init: Init, device: &Device) -> Result<Self> {
+    fn build(config: &WhisperEncoderConfig, init: &Init, device: &Device) -> Result<Self> {
         let d = config.d_model;
         let shape = BlockShape {
             dim: d,
@@ -94,45 +118,33 @@ impl WhisperEncoder {
             eps: 1e-5,
             activation: Activation::from_hf(&config.activation_function)?,
         };
-        let names = |i: usize| {
-            let l = format!("layers.{i}.");
-            let mut attention = AttentionNames::new(
-                &format!("{l}self_attn."),
-                ["q_proj", "k_proj", "v_proj", "out_proj"],
-            );
-            attention.key_bias = false;
-            BlockNames {
-                norm1: format!("{l}self_attn_layer_norm"),
-                attention,
-                norm2: format!("{l}final_layer_norm"),
-                fc1: format!("{l}fc1"),
-                fc2: format!("{l}fc2"),
-            }
-        };
-        let layers = PreNormBlock::stack(init, config.encoder_layers, names, shape, device)?;
+        let layers = PreNormBlock::stack(
+            &init.pp("layers"),
+            config.encoder_layers,
+            &LAYER,
+            shape,
+            device,
+        )?;
         let conv = |name: &str, c_in: usize, stride: usize| {
-            init.conv1d(
-                name,
+            init.pp(name).conv1d(
                 &Conv1dConfig::new(c_in, d, 3)
                     .with_stride(stride)
                     .with_padding(PaddingConfig1d::Explicit(1, 1)),
                 device,
             )
         };
-        let positions = match init {
-            Init::From(_) => init.tensor(
-                "embed_positions.weight",
-                [config.max_source_positions, d],
-                device,
-            )?,
-            Init::Random => sinusoids(config.max_source_positions, d, device),
+        let positions = if init.is_random() {
+            sinusoids(config.max_source_positions, d, device)
+        } else {
+            init.pp("embed_positions")
+                .tensor("weight", [config.max_source_positions, d], device)?
         };
         Ok(Self {
             conv1: conv("conv1", config.num_mel_bins, 1)?,
             conv2: conv("conv2", d, 2)?,
             positions,
             layers,
-            norm: init.layer_norm("layer_norm", d, 1e-5, device)?,
+            norm: init.pp("layer_norm").layer_norm(d, 1e-5, device)?,
             d_model: d,
             frames: config.frames(),
             mel_bins: config.num_mel_bins,

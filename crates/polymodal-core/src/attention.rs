@@ -11,6 +11,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::weights::Init;
+use crate::weights::hf_check::multiple;
 use crate::{Error, Result};
 
 /// A feed-forward activation, by its Hugging Face `hidden_act` name.
@@ -51,29 +52,34 @@ impl Activation {
     }
 }
 
-/// Where the projections of a [`SelfAttention`] are stored in a checkpoint.
-#[derive(Debug, Clone)]
+/// Where the projections of a [`SelfAttention`] are stored in a checkpoint,
+/// relative to the layer's scope (see [`Init::pp`]).
+#[derive(Debug, Clone, Copy)]
 pub struct AttentionNames {
-    /// Query projection prefix (`….query`, `….q_proj`).
-    pub query: String,
-    /// Key projection prefix.
-    pub key: String,
-    /// Value projection prefix.
-    pub value: String,
-    /// Output projection prefix.
-    pub output: String,
+    /// Scope of the four projections within the layer (`attention`,
+    /// `self_attn`; `""`: the layer's own).
+    pub scope: &'static str,
+    /// Query projection (`query`, `q_proj`).
+    pub query: &'static str,
+    /// Key projection.
+    pub key: &'static str,
+    /// Value projection.
+    pub value: &'static str,
+    /// Output projection.
+    pub output: &'static str,
     /// Whether the key projection has a bias (Whisper's has none).
     pub key_bias: bool,
 }
 
 impl AttentionNames {
-    /// `{prefix}{q}`, `{prefix}{k}`, `{prefix}{v}`, `{prefix}{o}`, all biased.
-    pub fn new(prefix: &str, [q, k, v, o]: [&str; 4]) -> Self {
+    /// `{scope}.{q}`, `{scope}.{k}`, `{scope}.{v}`, `{scope}.{o}`, all biased.
+    pub const fn new(scope: &'static str, [query, key, value, output]: [&'static str; 4]) -> Self {
         Self {
-            query: format!("{prefix}{q}"),
-            key: format!("{prefix}{k}"),
-            value: format!("{prefix}{v}"),
-            output: format!("{prefix}{o}"),
+            scope,
+            query,
+            key,
+            value,
+            output,
             key_bias: true,
         }
     }
@@ -91,34 +97,23 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// `heads` heads over width `dim`; the weights from `init` under `names`.
+    /// `heads` heads over width `dim`; the weights from `init` (the layer's
+    /// scope) under `names`.
     pub fn build(
-        init: Init,
+        init: &Init,
         names: &AttentionNames,
         dim: usize,
         heads: usize,
         device: &Device,
     ) -> Result<Self> {
-        if heads == 0 || !dim.is_multiple_of(heads) {
-            return Err(Error::Config(format!(
-                "attention width {dim} must be a positive multiple of the {heads} heads"
-            )));
-        }
-        let linear = |prefix: &str, bias: bool| {
-            let bias_name = format!("{prefix}.bias");
-            init.linear_named(
-                &format!("{prefix}.weight"),
-                bias.then_some(bias_name.as_str()),
-                dim,
-                dim,
-                device,
-            )
-        };
+        multiple("attention width", dim, "heads", heads)?;
+        let init = init.pp(names.scope);
+        let linear = |name: &str, bias: bool| init.pp(name).linear_with(dim, dim, bias, device);
         Ok(Self {
-            query: linear(&names.query, true)?,
-            key: linear(&names.key, names.key_bias)?,
-            value: linear(&names.value, true)?,
-            output: linear(&names.output, true)?,
+            query: linear(names.query, true)?,
+            key: linear(names.key, names.key_bias)?,
+            value: linear(names.value, true)?,
+            output: linear(names.output, true)?,
             heads,
         })
     }
@@ -158,76 +153,72 @@ impl SelfAttention {
     }
 }
 
-/// Where the parts of a [`PreNormBlock`] are stored in a checkpoint.
-#[derive(Debug, Clone)]
+/// Where the parts of a [`PreNormBlock`] are stored in a checkpoint,
+/// relative to the layer's scope (see [`Init::pp`]).
+#[derive(Debug, Clone, Copy)]
 pub struct BlockNames {
     /// Layer norm before attention.
-    pub norm1: String,
+    pub norm1: &'static str,
     /// The attention projections.
     pub attention: AttentionNames,
     /// Layer norm before the feed-forward layer.
-    pub norm2: String,
+    pub norm2: &'static str,
     /// Feed-forward expansion.
-    pub fc1: String,
+    pub fc1: &'static str,
     /// Feed-forward projection back.
-    pub fc2: String,
+    pub fc2: &'static str,
 }
 
 impl BlockNames {
-    /// Layer `index` of a Hugging Face ViT-family model (ViT, AST, DeiT).
-    /// Checkpoints saved by transformers 5 name it
-    /// `layers.{i}.attention.q_proj`, `layers.{i}.mlp.fc1`, …; older ones (most
-    /// of the Hub) `encoder.layer.{i}.attention.attention.query`,
-    /// `encoder.layer.{i}.intermediate.dense`, …. `modern` picks the former.
-    pub fn hf_vit(index: usize, modern: bool) -> Self {
-        if modern {
-            let l = format!("layers.{index}.");
-            return Self {
-                norm1: format!("{l}layernorm_before"),
-                attention: AttentionNames::new(
-                    &format!("{l}attention."),
-                    ["q_proj", "k_proj", "v_proj", "o_proj"],
+    /// A layer of a Hugging Face ViT-family model (ViT, AST, DeiT).
+    /// Checkpoints saved by transformers 5 name it (under `layers.{i}`)
+    /// `attention.q_proj`, `mlp.fc1`, …; older ones (most of the Hub, under
+    /// `encoder.layer.{i}`) `attention.attention.query`,
+    /// `intermediate.dense`, …. `modern` picks the former.
+    pub fn hf_vit(modern: bool) -> Self {
+        let (attention, fc1, fc2) = if modern {
+            (
+                AttentionNames::new("attention", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+                "mlp.fc1",
+                "mlp.fc2",
+            )
+        } else {
+            (
+                AttentionNames::new(
+                    "attention",
+                    [
+                        "attention.query",
+                        "attention.key",
+                        "attention.value",
+                        "output.dense",
+                    ],
                 ),
-                norm2: format!("{l}layernorm_after"),
-                fc1: format!("{l}mlp.fc1"),
-                fc2: format!("{l}mlp.fc2"),
-            };
-        }
-        let l = format!("encoder.layer.{index}.");
+                "intermediate.dense",
+                "output.dense",
+            )
+        };
         Self {
-            norm1: format!("{l}layernorm_before"),
-            attention: AttentionNames::new(
-                &l,
-                [
-                    "attention.attention.query",
-                    "attention.attention.key",
-                    "attention.attention.value",
-                    "attention.output.dense",
-                ],
-            ),
-            norm2: format!("{l}layernorm_after"),
-            fc1: format!("{l}intermediate.dense"),
-            fc2: format!("{l}output.dense"),
+            norm1: "layernorm_before",
+            attention,
+            norm2: "layernorm_after",
+            fc1,
+            fc2,
         }
     }
 }
 
-/// The `count` layers of a Hugging Face ViT-family model (ViT, AST, DeiT),
-/// in whichever layout `init`'s checkpoint uses (see [`BlockNames::hf_vit`]).
+/// The `count` layers of a Hugging Face ViT-family model (ViT, AST, DeiT)
+/// under `init`'s scope, in whichever layout its checkpoint uses (see
+/// [`BlockNames::hf_vit`]).
 pub fn hf_vit_layers(
-    init: Init,
+    init: &Init,
     count: usize,
     shape: BlockShape,
     device: &Device,
 ) -> Result<Vec<PreNormBlock>> {
-    let modern = matches!(init, Init::From(w) if w.contains("layers.0.layernorm_before.weight"));
-    PreNormBlock::stack(
-        init,
-        count,
-        |i| BlockNames::hf_vit(i, modern),
-        shape,
-        device,
-    )
+    let modern = init.contains("layers.0.layernorm_before.weight");
+    let layers = init.pp(if modern { "layers" } else { "encoder.layer" });
+    PreNormBlock::stack(&layers, count, &BlockNames::hf_vit(modern), shape, device)
 }
 
 /// A pre-norm Transformer layer (ViT, CLIP, AST, Whisper's encoder):
@@ -259,9 +250,10 @@ pub struct BlockShape {
 }
 
 impl PreNormBlock {
-    /// The layer of `shape` with weights from `init` under `names`.
+    /// The layer of `shape` with weights from `init` (the layer's scope)
+    /// under `names`.
     pub fn build(
-        init: Init,
+        init: &Init,
         names: &BlockNames,
         shape: BlockShape,
         device: &Device,
@@ -274,25 +266,26 @@ impl PreNormBlock {
             activation,
         } = shape;
         Ok(Self {
-            norm1: init.layer_norm(&names.norm1, dim, eps, device)?,
+            norm1: init.pp(names.norm1).layer_norm(dim, eps, device)?,
             attention: SelfAttention::build(init, &names.attention, dim, heads, device)?,
-            norm2: init.layer_norm(&names.norm2, dim, eps, device)?,
-            fc1: init.linear(&names.fc1, dim, ff_dim, device)?,
-            fc2: init.linear(&names.fc2, ff_dim, dim, device)?,
+            norm2: init.pp(names.norm2).layer_norm(dim, eps, device)?,
+            fc1: init.pp(names.fc1).linear(dim, ff_dim, device)?,
+            fc2: init.pp(names.fc2).linear(ff_dim, dim, device)?,
             activation,
         })
     }
 
-    /// `count` layers, layer `i` stored under `names(i)`.
+    /// `count` layers, layer `i` in the scope `i` of `init` (e.g.
+    /// `encoder.layers.{i}`), each with `names`.
     pub fn stack(
-        init: Init,
+        init: &Init,
         count: usize,
-        names: impl Fn(usize) -> BlockNames,
+        names: &BlockNames,
         shape: BlockShape,
         device: &Device,
     ) -> Result<Vec<Self>> {
         (0..count)
-            .map(|i| Self::build(init, &names(i), shape, device))
+            .map(|i| Self::build(&init.pp(i), names, shape, device))
             .collect()
     }
 
@@ -322,7 +315,7 @@ mod tests {
     fn masked_keys_do_not_matter_and_causal_hides_the_future() {
         let device = Device::flex();
         let names = AttentionNames::new("", ["q", "k", "v", "o"]);
-        let attention = SelfAttention::build(Init::Random, &names, 8, 2, &device).unwrap();
+        let attention = SelfAttention::build(&Init::random(), &names, 8, 2, &device).unwrap();
         let base: Vec<f32> = (0..24).map(|i| (i as f32 * 0.3).cos()).collect();
         let mut changed = base.clone();
         changed[16..24].fill(9.0); // the third token
@@ -335,7 +328,7 @@ mod tests {
         let a = first(attention.forward(x(base), None, true));
         let b = first(attention.forward(x(changed), None, true));
         assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6));
-        assert!(SelfAttention::build(Init::Random, &names, 8, 3, &device).is_err());
+        assert!(SelfAttention::build(&Init::random(), &names, 8, 3, &device).is_err());
         assert!(Activation::from_hf("swish").is_err());
     }
 }

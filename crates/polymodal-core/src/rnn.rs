@@ -57,12 +57,13 @@ impl RecurrentConfig {
 
     /// A randomly initialised module.
     pub fn init(&self, device: &Device) -> Result<Recurrent> {
-        self.build(Init::Random, "", device)
+        self.build(&Init::random(), device)
     }
 
     /// The module with the weights of a PyTorch `nn.LSTM` / `nn.GRU` stored
-    /// under `prefix` (`{prefix}weight_ih_l0`, `…_reverse`, …).
-    pub fn build(&self, init: Init, prefix: &str, device: &Device) -> Result<Recurrent> {
+    /// in `init`'s scope (`weight_ih_l0`, `…_reverse`, …; e.g.
+    /// `init.pp("lstm")` for `lstm.weight_ih_l0`).
+    pub fn build(&self, init: &Init, device: &Device) -> Result<Recurrent> {
         if self.d_input == 0 || self.d_hidden == 0 || self.layers == 0 {
             return Err(Error::Config(
                 "recurrent layer: widths and layer count must be positive".into(),
@@ -79,22 +80,16 @@ impl RecurrentConfig {
             };
             for direction in 0..directions {
                 let suffix = format!("l{layer}{}", if direction == 1 { "_reverse" } else { "" });
-                let name = |kind: &str| format!("{prefix}{kind}_{suffix}");
+                let linear = |kind: &str, d_in: usize| {
+                    let (weight, bias) = (
+                        format!("weight_{kind}_{suffix}"),
+                        format!("bias_{kind}_{suffix}"),
+                    );
+                    init.linear_named(&weight, Some(&bias), d_in, gates, device)
+                };
                 cells.push(Cell {
-                    input: init.linear_named(
-                        &name("weight_ih"),
-                        Some(&name("bias_ih")),
-                        d_in,
-                        gates,
-                        device,
-                    )?,
-                    hidden: init.linear_named(
-                        &name("weight_hh"),
-                        Some(&name("bias_hh")),
-                        self.d_hidden,
-                        gates,
-                        device,
-                    )?,
+                    input: linear("ih", d_in)?,
+                    hidden: linear("hh", self.d_hidden)?,
                 });
             }
         }

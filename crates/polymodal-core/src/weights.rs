@@ -173,145 +173,6 @@ impl Weights {
         Ok(self.values(name, shape)?.map(|v| v[0]))
     }
 
-    /// A PyTorch `nn.Linear` at `prefix` (`weight` `[out, in]`, `bias`):
-    /// the weight is transposed to Burn's `[in, out]`.
-    pub fn linear(
-        &self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        device: &Device,
-    ) -> Result<Linear> {
-        self.linear_named(
-            &format!("{prefix}.weight"),
-            Some(&format!("{prefix}.bias")),
-            d_in,
-            d_out,
-            device,
-        )
-    }
-
-    /// A linear map from a PyTorch-layout weight `[out, in]` and an optional
-    /// bias stored under any names (e.g. an LSTM's `weight_ih_l0`).
-    pub fn linear_named(
-        &self,
-        weight: &str,
-        bias: Option<&str>,
-        d_in: usize,
-        d_out: usize,
-        device: &Device,
-    ) -> Result<Linear> {
-        let mut linear = LinearConfig::new(d_in, d_out)
-            .with_bias(bias.is_some())
-            .init(device);
-        // Transposed here, in host memory: a transposed view would make every
-        // forward pass read (or copy) a strided weight.
-        let values = self
-            .values(weight, &[d_out, d_in])?
-            .map(|v| transpose(&v, d_out, d_in));
-        linear.weight = Param::from_tensor(match values {
-            Some(v) => Tensor::from_data(TensorData::new(v, [d_in, d_out]), device),
-            None => Tensor::zeros([d_in, d_out], device),
-        });
-        if let Some(bias) = bias {
-            linear.bias = Some(Param::from_tensor(self.tensor(bias, [d_out], device)?));
-        }
-        Ok(linear)
-    }
-
-    /// A PyTorch `nn.LayerNorm` at `prefix` (`weight`, `bias`).
-    pub fn layer_norm(
-        &self,
-        prefix: &str,
-        dim: usize,
-        epsilon: f64,
-        device: &Device,
-    ) -> Result<LayerNorm> {
-        let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
-        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [dim], device)?);
-        norm.beta = Some(Param::from_tensor(self.tensor(
-            &format!("{prefix}.bias"),
-            [dim],
-            device,
-        )?));
-        Ok(norm)
-    }
-
-    /// A PyTorch `nn.Embedding` at `prefix` (`weight` `[count, dim]`).
-    pub fn embedding(
-        &self,
-        prefix: &str,
-        count: usize,
-        dim: usize,
-        device: &Device,
-    ) -> Result<Embedding> {
-        let mut embedding = EmbeddingConfig::new(count, dim).init(device);
-        embedding.weight =
-            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [count, dim], device)?);
-        Ok(embedding)
-    }
-
-    /// A PyTorch `nn.Conv2d` at `prefix` (`weight` `[out, in / groups, kh,
-    /// kw]`, the same layout as Burn's; `bias` when `config.bias`).
-    pub fn conv2d(&self, prefix: &str, config: &Conv2dConfig, device: &Device) -> Result<Conv2d> {
-        let mut conv = config.init(device);
-        let [c_in, c_out] = config.channels;
-        let [kh, kw] = config.kernel_size;
-        let shape = [c_out, c_in / config.groups, kh, kw];
-        conv.weight =
-            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), shape, device)?);
-        if config.bias {
-            conv.bias = Some(Param::from_tensor(self.tensor(
-                &format!("{prefix}.bias"),
-                [c_out],
-                device,
-            )?));
-        }
-        Ok(conv)
-    }
-
-    /// A PyTorch `nn.Conv1d` at `prefix` (`weight` `[out, in / groups, k]`,
-    /// Burn's layout too; `bias` when `config.bias`).
-    pub fn conv1d(&self, prefix: &str, config: &Conv1dConfig, device: &Device) -> Result<Conv1d> {
-        let mut conv = config.init(device);
-        let shape = [
-            config.channels_out,
-            config.channels_in / config.groups,
-            config.kernel_size,
-        ];
-        conv.weight =
-            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), shape, device)?);
-        if config.bias {
-            conv.bias = Some(Param::from_tensor(self.tensor(
-                &format!("{prefix}.bias"),
-                [config.channels_out],
-                device,
-            )?));
-        }
-        Ok(conv)
-    }
-
-    /// A PyTorch `nn.BatchNorm2d` at `prefix` (`weight`, `bias`,
-    /// `running_mean`, `running_var`; `num_batches_tracked` is not needed).
-    pub fn batch_norm(
-        &self,
-        prefix: &str,
-        channels: usize,
-        epsilon: f64,
-        device: &Device,
-    ) -> Result<BatchNorm> {
-        let mut norm = BatchNormConfig::new(channels)
-            .with_epsilon(epsilon)
-            .init(device);
-        let get = |name: &str| self.tensor(&format!("{prefix}.{name}"), [channels], device);
-        norm.gamma = Param::from_tensor(get("weight")?);
-        norm.beta = Param::from_tensor(get("bias")?);
-        norm.running_mean = RunningState::new(get("running_mean")?);
-        norm.running_var = RunningState::new(get("running_var")?);
-        self.skip(&format!("{prefix}.num_batches_tracked"));
-        Ok(norm)
-    }
-
     /// Ends loading: an error naming every missing tensor, else the tensors
     /// of the file that were not used.
     pub fn finish(self) -> Result<LoadReport> {
@@ -364,34 +225,111 @@ pub fn read_config<T: serde::de::DeserializeOwned>(
     Ok(config)
 }
 
-/// Where a model's parameters come from: fresh random initialisation (to
-/// train from scratch) or a weights file. Models are built once against this,
-/// so the pretrained and the fresh model cannot drift apart.
-#[derive(Clone, Copy)]
-pub enum Init<'a> {
-    /// Burn's default initialisation.
-    Random,
-    /// Tensors by name from a file.
-    From(&'a Weights),
+/// Where a model's parameters come from, and under which name: fresh random
+/// initialisation (to train from scratch) or a weights file, scoped to a
+/// name prefix. Models are built once against this, so the pretrained and
+/// the fresh model cannot drift apart.
+///
+/// A scope is narrowed with [`Init::pp`] (`init.pp("encoder.layer").pp(3)`
+/// names `encoder.layer.3.…`); each layer method reads its tensors under
+/// the scope it is called on (`init.pp("pooler.dense").linear(…)` reads
+/// `pooler.dense.weight` and `pooler.dense.bias`), or initialises the layer
+/// randomly when there is no file. Errors name the full tensor name and the
+/// file.
+#[derive(Clone)]
+pub struct Init<'a> {
+    weights: Option<&'a Weights>,
+    prefix: String,
+}
+
+impl<'a> From<&'a Weights> for Init<'a> {
+    /// Tensors by name from `weights`, at the root scope.
+    fn from(weights: &'a Weights) -> Self {
+        Self {
+            weights: Some(weights),
+            prefix: String::new(),
+        }
+    }
 }
 
 impl Init<'_> {
-    /// A linear layer (`prefix.weight` `[out, in]`, `prefix.bias`).
-    pub fn linear(
-        &self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        device: &Device,
-    ) -> Result<Linear> {
-        match self {
-            Init::Random => Ok(LinearConfig::new(d_in, d_out).init(device)),
-            Init::From(w) => w.linear(prefix, d_in, d_out, device),
+    /// Burn's default initialisation (no file).
+    pub fn random() -> Self {
+        Self {
+            weights: None,
+            prefix: String::new(),
         }
     }
 
-    /// A linear map from a PyTorch-layout weight `[out, in]` and optional
-    /// bias under any names.
+    /// Whether this initialises randomly.
+    pub fn is_random(&self) -> bool {
+        self.weights.is_none()
+    }
+
+    /// The scope's name prefix (`""` at the root, else e.g.
+    /// `encoder.layer.3`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The child scope `name` (a name, a dotted path or an index); an empty
+    /// name is this scope.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        Self {
+            weights: self.weights,
+            prefix: self.name(&name.to_string()),
+        }
+    }
+
+    /// `name` under this scope.
+    fn name(&self, name: &str) -> String {
+        match (self.prefix.is_empty(), name.is_empty()) {
+            (true, _) => name.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}.{name}", self.prefix),
+        }
+    }
+
+    /// Whether the file has `name` under this scope (false when random).
+    pub fn contains(&self, name: &str) -> bool {
+        self.weights.is_some_and(|w| w.contains(&self.name(name)))
+    }
+
+    /// Tensor `name` of this scope from `weights`, as a parameter.
+    fn param<const D: usize>(
+        &self,
+        weights: &Weights,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Param<Tensor<D>>> {
+        Ok(Param::from_tensor(weights.tensor(
+            &self.name(name),
+            shape,
+            device,
+        )?))
+    }
+
+    /// A PyTorch `nn.Linear` (`weight` `[out, in]`, `bias`); the weight is
+    /// transposed to Burn's `[in, out]`.
+    pub fn linear(&self, d_in: usize, d_out: usize, device: &Device) -> Result<Linear> {
+        self.linear_with(d_in, d_out, true, device)
+    }
+
+    /// A PyTorch `nn.Linear` with or without `bias`.
+    pub fn linear_with(
+        &self,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Result<Linear> {
+        self.linear_named("weight", bias.then_some("bias"), d_in, d_out, device)
+    }
+
+    /// A linear map from a PyTorch-layout weight `[out, in]` and an optional
+    /// bias stored under any names of this scope (e.g. an LSTM's
+    /// `weight_ih_l0` and `bias_ih_l0`).
     pub fn linear_named(
         &self,
         weight: &str,
@@ -400,77 +338,100 @@ impl Init<'_> {
         d_out: usize,
         device: &Device,
     ) -> Result<Linear> {
-        match self {
-            Init::Random => Ok(LinearConfig::new(d_in, d_out)
-                .with_bias(bias.is_some())
-                .init(device)),
-            Init::From(w) => w.linear_named(weight, bias, d_in, d_out, device),
+        let mut linear = LinearConfig::new(d_in, d_out)
+            .with_bias(bias.is_some())
+            .init(device);
+        let Some(weights) = self.weights else {
+            return Ok(linear);
+        };
+        // Transposed here, in host memory: a transposed view would make every
+        // forward pass read (or copy) a strided weight.
+        let values = weights
+            .values(&self.name(weight), &[d_out, d_in])?
+            .map(|v| transpose(&v, d_out, d_in));
+        linear.weight = Param::from_tensor(match values {
+            Some(v) => Tensor::from_data(TensorData::new(v, [d_in, d_out]), device),
+            None => Tensor::zeros([d_in, d_out], device),
+        });
+        if let Some(bias) = bias {
+            linear.bias = Some(self.param(weights, bias, [d_out], device)?);
         }
+        Ok(linear)
     }
 
-    /// A layer norm (`prefix.weight`, `prefix.bias`).
-    pub fn layer_norm(
-        &self,
-        prefix: &str,
-        dim: usize,
-        epsilon: f64,
-        device: &Device,
-    ) -> Result<LayerNorm> {
-        match self {
-            Init::Random => Ok(LayerNormConfig::new(dim).with_epsilon(epsilon).init(device)),
-            Init::From(w) => w.layer_norm(prefix, dim, epsilon, device),
+    /// A PyTorch `nn.LayerNorm` (`weight`, `bias`).
+    pub fn layer_norm(&self, dim: usize, epsilon: f64, device: &Device) -> Result<LayerNorm> {
+        let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
+        if let Some(weights) = self.weights {
+            norm.gamma = self.param(weights, "weight", [dim], device)?;
+            norm.beta = Some(self.param(weights, "bias", [dim], device)?);
         }
+        Ok(norm)
     }
 
-    /// An embedding table (`prefix.weight` `[count, dim]`).
-    pub fn embedding(
-        &self,
-        prefix: &str,
-        count: usize,
-        dim: usize,
-        device: &Device,
-    ) -> Result<Embedding> {
-        match self {
-            Init::Random => Ok(EmbeddingConfig::new(count, dim).init(device)),
-            Init::From(w) => w.embedding(prefix, count, dim, device),
+    /// A PyTorch `nn.Embedding` (`weight` `[count, dim]`).
+    pub fn embedding(&self, count: usize, dim: usize, device: &Device) -> Result<Embedding> {
+        let mut embedding = EmbeddingConfig::new(count, dim).init(device);
+        if let Some(weights) = self.weights {
+            embedding.weight = self.param(weights, "weight", [count, dim], device)?;
         }
+        Ok(embedding)
     }
 
-    /// A 2-D convolution (`prefix.weight`, and `prefix.bias` when
-    /// `config.bias`).
-    pub fn conv2d(&self, prefix: &str, config: &Conv2dConfig, device: &Device) -> Result<Conv2d> {
-        match self {
-            Init::Random => Ok(config.init(device)),
-            Init::From(w) => w.conv2d(prefix, config, device),
+    /// A PyTorch `nn.Conv2d` (`weight` `[out, in / groups, kh, kw]`, the same
+    /// layout as Burn's; `bias` when `config.bias`).
+    pub fn conv2d(&self, config: &Conv2dConfig, device: &Device) -> Result<Conv2d> {
+        let mut conv = config.init(device);
+        if let Some(weights) = self.weights {
+            let [c_in, c_out] = config.channels;
+            let [kh, kw] = config.kernel_size;
+            let shape = [c_out, c_in / config.groups, kh, kw];
+            conv.weight = self.param(weights, "weight", shape, device)?;
+            if config.bias {
+                conv.bias = Some(self.param(weights, "bias", [c_out], device)?);
+            }
         }
+        Ok(conv)
     }
 
-    /// A 1-D convolution (`prefix.weight`, and `prefix.bias` when
-    /// `config.bias`).
-    pub fn conv1d(&self, prefix: &str, config: &Conv1dConfig, device: &Device) -> Result<Conv1d> {
-        match self {
-            Init::Random => Ok(config.init(device)),
-            Init::From(w) => w.conv1d(prefix, config, device),
+    /// A PyTorch `nn.Conv1d` (`weight` `[out, in / groups, k]`, Burn's layout
+    /// too; `bias` when `config.bias`).
+    pub fn conv1d(&self, config: &Conv1dConfig, device: &Device) -> Result<Conv1d> {
+        let mut conv = config.init(device);
+        if let Some(weights) = self.weights {
+            let c_out = config.channels_out;
+            let shape = [
+                c_out,
+                config.channels_in / config.groups,
+                config.kernel_size,
+            ];
+            conv.weight = self.param(weights, "weight", shape, device)?;
+            if config.bias {
+                conv.bias = Some(self.param(weights, "bias", [c_out], device)?);
+            }
         }
+        Ok(conv)
     }
 
-    /// A batch norm (`prefix.weight`, `.bias`, `.running_mean`, `.running_var`).
-    pub fn batch_norm(
-        &self,
-        prefix: &str,
-        channels: usize,
-        epsilon: f64,
-        device: &Device,
-    ) -> Result<BatchNorm> {
-        match self {
-            Init::Random => Ok(BatchNormConfig::new(channels)
-                .with_epsilon(epsilon)
-                .init(device)),
-            Init::From(w) => w.batch_norm(prefix, channels, epsilon, device),
+    /// A PyTorch `nn.BatchNorm2d` (`weight`, `bias`, `running_mean`,
+    /// `running_var`; `num_batches_tracked` is not needed).
+    pub fn batch_norm(&self, channels: usize, epsilon: f64, device: &Device) -> Result<BatchNorm> {
+        let mut norm = BatchNormConfig::new(channels)
+            .with_epsilon(epsilon)
+            .init(device);
+        if let Some(weights) = self.weights {
+            let get = |name: &str| weights.tensor(&self.name(name), [channels], device);
+            norm.gamma = Param::from_tensor(get("weight")?);
+            norm.beta = Param::from_tensor(get("bias")?);
+            norm.running_mean = RunningState::new(get("running_mean")?);
+            norm.running_var = RunningState::new(get("running_var")?);
+            self.skip("num_batches_tracked");
         }
+        Ok(norm)
     }
 
-    /// A learned tensor such as a class token or position table (random:
+    /// A learned tensor `name` of this scope, such as a class token or
+    /// position table (zeros when missing; see [`Weights::finish`]; random:
     /// normal with standard deviation 0.02, as Hugging Face initialises them).
     pub fn tensor<const D: usize>(
         &self,
@@ -478,28 +439,31 @@ impl Init<'_> {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
-        match self {
-            Init::Random => Ok(Tensor::random(
+        match self.weights {
+            None => Ok(Tensor::random(
                 shape,
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
             )),
-            Init::From(w) => w.tensor(name, shape, device),
+            Some(weights) => weights.tensor(&self.name(name), shape, device),
         }
     }
 
-    /// A learned scalar: `initial` when random.
+    /// A learned scalar `name` of this scope, stored with shape `[]` or `[1]`
+    /// (e.g. CLIP's `logit_scale`): `initial` when random (or missing, which
+    /// [`Weights::finish`] reports).
     pub fn scalar(&self, name: &str, initial: f32) -> Result<f32> {
-        match self {
-            Init::Random => Ok(initial),
-            Init::From(w) => Ok(w.scalar(name)?.unwrap_or(initial)),
+        match self.weights {
+            None => Ok(initial),
+            Some(weights) => Ok(weights.scalar(&self.name(name))?.unwrap_or(initial)),
         }
     }
 
-    /// A file buffer the model does not need (it recomputes it).
+    /// A file buffer `name` of this scope that the model does not need (it
+    /// recomputes it, such as BERT's `position_ids`).
     pub fn skip(&self, name: &str) {
-        if let Init::From(w) = self {
-            w.skip(name);
+        if let Some(weights) = self.weights {
+            weights.skip(&self.name(name));
         }
     }
 }
@@ -564,7 +528,7 @@ mod tests {
         ]);
         let weights = Weights::from_bytes("t.safetensors", bytes).unwrap();
         let device = Device::flex();
-        let linear = weights.linear("fc", 3, 2, &device).unwrap();
+        let linear = Init::from(&weights).pp("fc").linear(3, 2, &device).unwrap();
         let x = Tensor::<2>::from_data([[1.0, 0.0, -1.0]], &device);
         let y = linear.forward(x).try_into_vec_as::<f32>().unwrap();
         assert_eq!(y, vec![1.0 - 3.0 + 0.5, 4.0 - 6.0 - 0.5]);
@@ -617,6 +581,76 @@ mod tests {
         assert_eq!(weights.values("b", &[2]).unwrap().unwrap(), vec![0.25, 3.0]);
         assert!(weights.finish().unwrap().unexpected.is_empty());
     }
+
+    #[test]
+    fn scopes_name_tensors_and_random_reads_nothing() {
+        let bytes = file(&[
+            (
+                "m.enc.0.ln.weight",
+                Dtype::F32,
+                vec![2],
+                f32_bytes(&[1.0, 2.0]),
+            ),
+            (
+                "m.enc.0.ln.bias",
+                Dtype::F32,
+                vec![2],
+                f32_bytes(&[0.0, 0.5]),
+            ),
+            ("m.enc.0.buffer", Dtype::F32, vec![1], f32_bytes(&[0.0])),
+        ]);
+        let weights = Weights::from_bytes("t.safetensors", bytes)
+            .unwrap()
+            .with_prefix("m.");
+        let device = Device::flex();
+        let init = Init::from(&weights);
+        let layer = init.pp("enc").pp(0);
+        assert_eq!(layer.prefix(), "enc.0");
+        assert_eq!(layer.pp("").prefix(), "enc.0");
+        assert!(layer.contains("ln.weight") && !init.contains("ln.weight"));
+        let norm = layer.pp("ln").layer_norm(2, 1e-5, &device).unwrap();
+        let gamma = norm.gamma.val().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(gamma, vec![1.0, 2.0]);
+        layer.skip("buffer");
+        let error = layer
+            .pp("ln")
+            .linear(2, 3, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`m.enc.0.ln.weight` has shape [2]") && error.contains("t.safetensors"),
+            "{error}"
+        );
+        layer.pp("fc").embedding(4, 2, &device).unwrap();
+        let error = weights.finish().unwrap_err().to_string();
+        assert!(error.contains("m.enc.0.fc.weight"), "{error}");
+        let random = Init::random().pp("enc").pp(0);
+        assert!(random.is_random() && !random.contains("ln.weight"));
+        assert_eq!(random.scalar("s", 2.5).unwrap(), 2.5);
+        let linear = random.linear_with(2, 3, false, &device).unwrap();
+        assert!(linear.bias.is_none());
+    }
+
+    #[test]
+    fn hf_checks_name_the_fields() {
+        let error = hf_check::multiple("hidden_size", 10, "num_attention_heads", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("hidden_size 10 must be a positive multiple of num_attention_heads 3"),
+            "{error}"
+        );
+        assert!(hf_check::multiple("image_size", 224, "patch_size", 0).is_err());
+        assert!(hf_check::multiple("image_size", 224, "patch_size", 16).is_ok());
+        let error = hf_check::positive(&[("vocab_size", 5), ("max_position_embeddings", 0)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("vocab_size and max_position_embeddings must be positive"),
+            "{error}"
+        );
+        assert!(hf_check::activation("gelu").is_ok() && hf_check::activation("swish").is_err());
+    }
 }
 
 /// Default values of Hugging Face `config.json` fields that transformers
@@ -646,5 +680,41 @@ pub mod hf_default {
     /// `num_channels` of image models (RGB).
     pub fn channels() -> usize {
         3
+    }
+}
+
+/// Checks of Hugging Face `config.json` values shared by the configs of
+/// every model here; errors name the fields.
+pub mod hf_check {
+    use crate::{Activation, Error, Result};
+
+    /// `value` (the field `name`) must be a positive multiple of `of` (the
+    /// field `of_name`): e.g. `hidden_size` over `num_attention_heads`, or
+    /// `image_size` over `patch_size`.
+    pub fn multiple(name: &str, value: usize, of_name: &str, of: usize) -> Result<()> {
+        if value == 0 || of == 0 || !value.is_multiple_of(of) {
+            return Err(Error::Config(format!(
+                "{name} {value} must be a positive multiple of {of_name} {of}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every field of `fields` (name, value) must be positive.
+    pub fn positive(fields: &[(&str, usize)]) -> Result<()> {
+        if fields.iter().all(|&(_, value)| value > 0) {
+            return Ok(());
+        }
+        let names: Vec<&str> = fields.iter().map(|&(name, _)| name).collect();
+        Err(Error::Config(format!(
+            "{} must be positive",
+            names.join(" and ")
+        )))
+    }
+
+    /// The activation `name` (`hidden_act`) must be one polymodal supports
+    /// (see [`Activation::from_hf`]).
+    pub fn activation(name: &str) -> Result<()> {
+        Activation::from_hf(name).map(|_| ())
     }
 }

@@ -66,7 +66,7 @@ impl ResNetConfig {
 
     /// A randomly initialised backbone.
     pub fn init(&self, device: &Device) -> Result<ResNet> {
-        ResNet::build(self, Init::Random, device)
+        ResNet::build(self, &Init::random(), device)
     }
 }
 
@@ -85,9 +85,9 @@ impl std::str::FromStr for ResNetConfig {
     }
 }
 
+/// A bias-free, "same"-padded convolution in `init`'s scope.
 fn conv(
-    init: Init,
-    name: &str,
+    init: &Init,
     channels: [usize; 2],
     kernel: usize,
     stride: usize,
@@ -98,7 +98,7 @@ fn conv(
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_bias(false);
-    init.conv2d(name, &config, device)
+    init.conv2d(&config, device)
 }
 
 /// A residual block: two 3×3 convolutions (basic) or 1×1, 3×3, 1×1
@@ -118,9 +118,9 @@ struct Downsample {
 }
 
 impl Block {
+    /// The block in `init`'s scope (`layer{i}.{j}`).
     fn build(
-        init: Init,
-        name: &str,
+        init: &Init,
         in_channels: usize,
         width: usize,
         stride: usize,
@@ -141,32 +141,16 @@ impl Block {
         let mut convs = Vec::new();
         let mut norms = Vec::new();
         for (i, &(c_in, c_out, k, s)) in shapes.iter().enumerate() {
-            convs.push(conv(
-                init,
-                &format!("{name}.conv{}", i + 1),
-                [c_in, c_out],
-                k,
-                s,
-                device,
-            )?);
-            norms.push(init.batch_norm(&format!("{name}.bn{}", i + 1), c_out, BN_EPS, device)?);
+            let n = i + 1;
+            let (conv_init, norm_init) = (init.pp(format!("conv{n}")), init.pp(format!("bn{n}")));
+            convs.push(conv(&conv_init, [c_in, c_out], k, s, device)?);
+            norms.push(norm_init.batch_norm(c_out, BN_EPS, device)?);
         }
         let downsample = if stride != 1 || in_channels != out_channels {
+            let down = init.pp("downsample");
             Some(Downsample {
-                conv: conv(
-                    init,
-                    &format!("{name}.downsample.0"),
-                    [in_channels, out_channels],
-                    1,
-                    stride,
-                    device,
-                )?,
-                norm: init.batch_norm(
-                    &format!("{name}.downsample.1"),
-                    out_channels,
-                    BN_EPS,
-                    device,
-                )?,
+                conv: conv(&down.pp(0), [in_channels, out_channels], 1, stride, device)?,
+                norm: down.pp(1).batch_norm(out_channels, BN_EPS, device)?,
             })
         } else {
             None
@@ -216,11 +200,11 @@ impl ResNet {
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
         let weights = Weights::open(path)?;
-        let model = Self::build(config, Init::From(&weights), device)?;
+        let model = Self::build(config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }
 
-    fn build(config: &ResNetConfig, init: Init, device: &Device) -> Result<Self> {
+    fn build(config: &ResNetConfig, init: &Init, device: &Device) -> Result<Self> {
         if config.base_width == 0 || config.blocks.contains(&0) {
             return Err(Error::Config(format!(
                 "ResNet needs a positive width and at least one block per stage: {config:?}"
@@ -234,10 +218,8 @@ impl ResNet {
             let mut blocks = Vec::new();
             for j in 0..count {
                 let stride = if i > 0 && j == 0 { 2 } else { 1 };
-                let name = format!("layer{}.{j}", i + 1);
                 blocks.push(Block::build(
-                    init,
-                    &name,
+                    &init.pp(format!("layer{}", i + 1)).pp(j),
                     channels,
                     width,
                     stride,
@@ -249,8 +231,8 @@ impl ResNet {
             layers.push(blocks);
         }
         Ok(Self {
-            conv1: conv(init, "conv1", [3, base], 7, 2, device)?,
-            bn1: init.batch_norm("bn1", base, BN_EPS, device)?,
+            conv1: conv(&init.pp("conv1"), [3, base], 7, 2, device)?,
+            bn1: init.pp("bn1").batch_norm(base, BN_EPS, device)?,
             pool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))

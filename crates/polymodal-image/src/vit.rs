@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use polymodal_core::{
     Activation, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock,
-    Result, Weights, hf_vit_layers, read_config,
+    Result, Weights, hf_vit_layers, read_config, weights::hf_check,
 };
 
 /// The fields of a Hugging Face ViT `config.json` that shape the model.
@@ -50,21 +50,14 @@ impl VitConfig {
 
     /// Checks the sizes.
     pub fn validate(&self) -> Result<()> {
-        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
-            return Err(Error::Config(format!(
-                "image_size {} must be a multiple of patch_size {}",
-                self.image_size, self.patch_size
-            )));
-        }
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(Error::Config(format!(
-                "hidden_size {} must be a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            )));
-        }
-        Activation::from_hf(&self.hidden_act).map(|_| ())
+        hf_check::multiple("image_size", self.image_size, "patch_size", self.patch_size)?;
+        hf_check::multiple(
+            "hidden_size",
+            self.hidden_size,
+            "num_attention_heads",
+            self.num_attention_heads,
+        )?;
+        hf_check::activation(&self.hidden_act)
     }
 
     /// Patches per image.
@@ -74,7 +67,7 @@ impl VitConfig {
 
     /// A randomly initialised model (with a pooler).
     pub fn init(&self, device: &Device) -> Result<Vit> {
-        Vit::build(self, Init::Random, true, device)
+        Vit::build(self, &Init::random(), true, device)
     }
 }
 
@@ -114,43 +107,40 @@ impl Vit {
             weights.with_prefix("vit.")
         };
         let pooler = weights.contains("pooler.dense.weight");
-        let model = Self::build(&config, Init::From(&weights), pooler, device)?;
+        let model = Self::build(&config, &Init::from(&weights), pooler, device)?;
         Ok((model, weights.finish()?))
     }
 
-    /// Builds the model from `init`.
-    pub fn build(config: &VitConfig, init: Init, pooler: bool, device: &Device) -> Result<Self> {
+    /// Builds the model from `init` (names as in `ViTModel`, relative to
+    /// `init`'s scope), with the pooler when `pooler`.
+    pub fn build(config: &VitConfig, init: &Init, pooler: bool, device: &Device) -> Result<Self> {
         config.validate()?;
-        let h = config.hidden_size;
-        let p = config.patch_size;
+        let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
         let shape = BlockShape {
             dim: h,
             heads: config.num_attention_heads,
             ff_dim: config.intermediate_size,
-            eps: config.layer_norm_eps,
+            eps,
             activation: Activation::from_hf(&config.hidden_act)?,
         };
         let layers = hf_vit_layers(init, config.num_hidden_layers, shape, device)?;
+        let embeddings = init.pp("embeddings");
+        let tokens = |name: &str, length: usize| {
+            embeddings
+                .tensor(name, [1, length, h], device)
+                .map(Param::from_tensor)
+        };
         Ok(Self {
-            patch_embedding: init.conv2d(
-                "embeddings.patch_embeddings.projection",
+            patch_embedding: embeddings.pp("patch_embeddings.projection").conv2d(
                 &Conv2dConfig::new([config.num_channels, h], [p, p]).with_stride([p, p]),
                 device,
             )?,
-            cls_token: Param::from_tensor(init.tensor(
-                "embeddings.cls_token",
-                [1, 1, h],
-                device,
-            )?),
-            positions: Param::from_tensor(init.tensor(
-                "embeddings.position_embeddings",
-                [1, config.patches() + 1, h],
-                device,
-            )?),
+            cls_token: tokens("cls_token", 1)?,
+            positions: tokens("position_embeddings", config.patches() + 1)?,
             layers,
-            norm: init.layer_norm("layernorm", h, config.layer_norm_eps, device)?,
+            norm: init.pp("layernorm").layer_norm(h, eps, device)?,
             pooler: pooler
-                .then(|| init.linear("pooler.dense", h, h, device))
+                .then(|| init.pp("pooler.dense").linear(h, h, device))
                 .transpose()?,
             hidden: h,
             image_size: config.image_size,

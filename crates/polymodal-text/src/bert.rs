@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use polymodal_core::{
     Activation, AttentionNames, Embeddings, Encoder, Error, Init, LoadReport, Modality, Result,
-    SelfAttention, TokenBatch, Weights, masked_mean, read_config,
+    SelfAttention, TokenBatch, Weights, masked_mean, read_config, weights::hf_check,
 };
 
 /// The fields of a Hugging Face BERT `config.json` that shape the model.
@@ -59,33 +59,29 @@ impl BertConfig {
 
     /// Checks the sizes and the options this implementation supports.
     pub fn validate(&self) -> Result<()> {
-        let problem = if self.hidden_size == 0
-            || self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            Some(format!(
-                "hidden_size {} must be a positive multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ))
-        } else if self.vocab_size == 0 || self.max_position_embeddings == 0 {
-            Some("vocab_size and max_position_embeddings must be positive".into())
-        } else if self.position_embedding_type != "absolute" {
-            Some(format!(
+        hf_check::multiple(
+            "hidden_size",
+            self.hidden_size,
+            "num_attention_heads",
+            self.num_attention_heads,
+        )?;
+        hf_check::positive(&[
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ])?;
+        if self.position_embedding_type != "absolute" {
+            return Err(Error::Config(format!(
                 "position_embedding_type `{}` is not supported (only `absolute`)",
                 self.position_embedding_type
-            ))
-        } else if let Err(e) = Activation::from_hf(&self.hidden_act) {
-            Some(e.to_string())
-        } else {
-            None
-        };
-        problem.map_or(Ok(()), |p| Err(Error::Config(p)))
+            )));
+        }
+        hf_check::activation(&self.hidden_act)
     }
 
     /// A randomly initialised model (to train from scratch), pooling with
     /// `pooling`.
     pub fn init(&self, pooling: BertPooling, device: &Device) -> Result<Bert> {
-        Bert::build(self, Init::Random, true, pooling, device)
+        Bert::build(self, &Init::random(), true, pooling, device)
     }
 }
 
@@ -101,6 +97,12 @@ pub enum BertPooling {
     Pooler,
 }
 
+/// The attention projections of a `BertLayer`.
+const ATTENTION: AttentionNames = AttentionNames::new(
+    "attention",
+    ["self.query", "self.key", "self.value", "output.dense"],
+);
+
 /// One post-norm Transformer layer, named as in Hugging Face's `BertLayer`.
 #[derive(Module, Debug)]
 struct BertLayer {
@@ -112,23 +114,22 @@ struct BertLayer {
 }
 
 impl BertLayer {
-    fn build(config: &BertConfig, init: Init, index: usize, device: &Device) -> Result<Self> {
-        let p = |name: &str| format!("encoder.layer.{index}.{name}");
+    /// The layer in `init`'s scope (`encoder.layer.{i}`).
+    fn build(config: &BertConfig, init: &Init, device: &Device) -> Result<Self> {
         let (h, i, eps) = (
             config.hidden_size,
             config.intermediate_size,
             config.layer_norm_eps,
         );
-        let names = AttentionNames::new(
-            &p("attention."),
-            ["self.query", "self.key", "self.value", "output.dense"],
-        );
+        let heads = config.num_attention_heads;
         Ok(Self {
-            attention: SelfAttention::build(init, &names, h, config.num_attention_heads, device)?,
-            attention_norm: init.layer_norm(&p("attention.output.LayerNorm"), h, eps, device)?,
-            intermediate: init.linear(&p("intermediate.dense"), h, i, device)?,
-            output: init.linear(&p("output.dense"), i, h, device)?,
-            output_norm: init.layer_norm(&p("output.LayerNorm"), h, eps, device)?,
+            attention: SelfAttention::build(init, &ATTENTION, h, heads, device)?,
+            attention_norm: init
+                .pp("attention.output.LayerNorm")
+                .layer_norm(h, eps, device)?,
+            intermediate: init.pp("intermediate.dense").linear(h, i, device)?,
+            output: init.pp("output.dense").linear(i, h, device)?,
+            output_norm: init.pp("output.LayerNorm").layer_norm(h, eps, device)?,
         })
     }
 
@@ -207,51 +208,34 @@ impl Bert {
                 reason: "pooling `pooler` needs pooler.dense.*, which the file lacks".into(),
             });
         }
-        let model = Self::build(config, Init::From(&weights), has_pooler, pooling, device)?;
+        let model = Self::build(config, &Init::from(&weights), has_pooler, pooling, device)?;
         Ok((model, weights.finish()?))
     }
 
     fn build(
         config: &BertConfig,
-        init: Init,
+        init: &Init,
         pooler: bool,
         pooling: BertPooling,
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let h = config.hidden_size;
+        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let embeddings = init.pp("embeddings");
         // A buffer of 0..max_positions that the model recomputes.
-        init.skip("embeddings.position_ids");
+        embeddings.skip("position_ids");
+        let embedding = |name: &str, count: usize| embeddings.pp(name).embedding(count, h, device);
+        let layers = init.pp("encoder.layer");
         Ok(Self {
-            word_embeddings: init.embedding(
-                "embeddings.word_embeddings",
-                config.vocab_size,
-                h,
-                device,
-            )?,
-            position_embeddings: init.embedding(
-                "embeddings.position_embeddings",
-                config.max_position_embeddings,
-                h,
-                device,
-            )?,
-            token_type_embeddings: init.embedding(
-                "embeddings.token_type_embeddings",
-                config.type_vocab_size,
-                h,
-                device,
-            )?,
-            embeddings_norm: init.layer_norm(
-                "embeddings.LayerNorm",
-                h,
-                config.layer_norm_eps,
-                device,
-            )?,
+            word_embeddings: embedding("word_embeddings", config.vocab_size)?,
+            position_embeddings: embedding("position_embeddings", config.max_position_embeddings)?,
+            token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size)?,
+            embeddings_norm: embeddings.pp("LayerNorm").layer_norm(h, eps, device)?,
             layers: (0..config.num_hidden_layers)
-                .map(|i| BertLayer::build(config, init, i, device))
+                .map(|i| BertLayer::build(config, &layers.pp(i), device))
                 .collect::<Result<_>>()?,
             pooler: pooler
-                .then(|| init.linear("pooler.dense", h, h, device))
+                .then(|| init.pp("pooler.dense").linear(h, h, device))
                 .transpose()?,
             activation: Activation::from_hf(&config.hidden_act)?,
             pooling,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use polymodal_core::{
     Activation, AttentionNames, BlockNames, BlockShape, Error, Init, LoadReport, PreNormBlock,
-    Result, Weights, read_config,
+    Result, Weights, read_config, weights::hf_check,
 };
 
 use polymodal_core::l2_normalize;
@@ -104,42 +104,30 @@ impl ClipConfig {
     /// Checks the sizes.
     pub fn validate(&self) -> Result<()> {
         let v = &self.vision_config;
-        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
-            return Err(Error::Config(format!(
-                "image_size {} must be a multiple of patch_size {}",
-                v.image_size, v.patch_size
-            )));
-        }
-        Ok(())
+        hf_check::multiple("image_size", v.image_size, "patch_size", v.patch_size)
     }
 
     /// A randomly initialised model.
     pub fn init(&self, device: &Device) -> Result<Clip> {
-        Clip::build(self, Init::Random, device)
+        Clip::build(self, &Init::random(), device)
     }
 }
 
+/// The layers of a tower (`init`: `text_model` or `vision_model`).
 fn clip_layers(
-    init: Init,
-    prefix: &str,
+    init: &Init,
     count: usize,
     shape: BlockShape,
     device: &Device,
 ) -> Result<Vec<PreNormBlock>> {
-    let names = |i: usize| {
-        let l = format!("{prefix}.encoder.layers.{i}.");
-        BlockNames {
-            norm1: format!("{l}layer_norm1"),
-            attention: AttentionNames::new(
-                &format!("{l}self_attn."),
-                ["q_proj", "k_proj", "v_proj", "out_proj"],
-            ),
-            norm2: format!("{l}layer_norm2"),
-            fc1: format!("{l}mlp.fc1"),
-            fc2: format!("{l}mlp.fc2"),
-        }
+    let names = BlockNames {
+        norm1: "layer_norm1",
+        attention: AttentionNames::new("self_attn", ["q_proj", "k_proj", "v_proj", "out_proj"]),
+        norm2: "layer_norm2",
+        fc1: "mlp.fc1",
+        fc2: "mlp.fc2",
     };
-    PreNormBlock::stack(init, count, names, shape, device)
+    PreNormBlock::stack(&init.pp("encoder.layers"), count, &names, shape, device)
 }
 
 /// CLIP's text tower.
@@ -154,36 +142,29 @@ pub struct ClipText {
 }
 
 impl ClipText {
-    fn build(config: &ClipTextConfig, init: Init, device: &Device) -> Result<Self> {
-        let h = config.hidden_size;
+    /// The tower in `init`'s scope (`text_model`).
+    fn build(config: &ClipTextConfig, init: &Init, device: &Device) -> Result<Self> {
+        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
         let shape = BlockShape {
             dim: h,
             heads: config.num_attention_heads,
             ff_dim: config.intermediate_size,
-            eps: config.layer_norm_eps,
+            eps,
             activation: Activation::from_hf(&config.hidden_act)?,
         };
-        init.skip("text_model.embeddings.position_ids");
+        let embeddings = init.pp("embeddings");
+        embeddings.skip("position_ids");
         Ok(Self {
-            tokens: init.embedding(
-                "text_model.embeddings.token_embedding",
-                config.vocab_size,
-                h,
-                device,
-            )?,
-            positions: init.embedding(
-                "text_model.embeddings.position_embedding",
+            tokens: embeddings
+                .pp("token_embedding")
+                .embedding(config.vocab_size, h, device)?,
+            positions: embeddings.pp("position_embedding").embedding(
                 config.max_position_embeddings,
                 h,
                 device,
             )?,
-            layers: clip_layers(init, "text_model", config.num_hidden_layers, shape, device)?,
-            norm: init.layer_norm(
-                "text_model.final_layer_norm",
-                h,
-                config.layer_norm_eps,
-                device,
-            )?,
+            layers: clip_layers(init, config.num_hidden_layers, shape, device)?,
+            norm: init.pp("final_layer_norm").layer_norm(h, eps, device)?,
             eos_token_id: config.eos_token_id,
             max_positions: config.max_position_embeddings,
         })
@@ -239,57 +220,38 @@ pub struct ClipVision {
 }
 
 impl ClipVision {
-    fn build(config: &ClipVisionConfig, init: Init, device: &Device) -> Result<Self> {
-        let h = config.hidden_size;
-        let p = config.patch_size;
+    /// The tower in `init`'s scope (`vision_model`).
+    fn build(config: &ClipVisionConfig, init: &Init, device: &Device) -> Result<Self> {
+        let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
         let patches = (config.image_size / p).pow(2);
         let shape = BlockShape {
             dim: h,
             heads: config.num_attention_heads,
             ff_dim: config.intermediate_size,
-            eps: config.layer_norm_eps,
+            eps,
             activation: Activation::from_hf(&config.hidden_act)?,
         };
-        init.skip("vision_model.embeddings.position_ids");
+        let embeddings = init.pp("embeddings");
+        embeddings.skip("position_ids");
         Ok(Self {
-            patch_embedding: init.conv2d(
-                "vision_model.embeddings.patch_embedding",
+            patch_embedding: embeddings.pp("patch_embedding").conv2d(
                 &Conv2dConfig::new([config.num_channels, h], [p, p])
                     .with_stride([p, p])
                     .with_bias(false),
                 device,
             )?,
-            class_embedding: Param::from_tensor(init.tensor(
-                "vision_model.embeddings.class_embedding",
+            class_embedding: Param::from_tensor(embeddings.tensor(
+                "class_embedding",
                 [h],
                 device,
             )?),
-            positions: init.embedding(
-                "vision_model.embeddings.position_embedding",
-                patches + 1,
-                h,
-                device,
-            )?,
+            positions: embeddings
+                .pp("position_embedding")
+                .embedding(patches + 1, h, device)?,
             // "pre_layrnorm" is Hugging Face's spelling.
-            pre_norm: init.layer_norm(
-                "vision_model.pre_layrnorm",
-                h,
-                config.layer_norm_eps,
-                device,
-            )?,
-            layers: clip_layers(
-                init,
-                "vision_model",
-                config.num_hidden_layers,
-                shape,
-                device,
-            )?,
-            post_norm: init.layer_norm(
-                "vision_model.post_layernorm",
-                h,
-                config.layer_norm_eps,
-                device,
-            )?,
+            pre_norm: init.pp("pre_layrnorm").layer_norm(h, eps, device)?,
+            layers: clip_layers(init, config.num_hidden_layers, shape, device)?,
+            post_norm: init.pp("post_layernorm").layer_norm(h, eps, device)?,
             image_size: config.image_size,
         })
     }
@@ -355,24 +317,19 @@ impl Clip {
         let dir = dir.as_ref();
         let config = ClipConfig::from_file(dir.join("config.json"))?;
         let weights = Weights::open(dir.join("model.safetensors"))?;
-        let model = Self::build(&config, Init::From(&weights), device)?;
+        let model = Self::build(&config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }
 
-    fn build(config: &ClipConfig, init: Init, device: &Device) -> Result<Self> {
+    fn build(config: &ClipConfig, init: &Init, device: &Device) -> Result<Self> {
         let projection = |name: &str, width: usize| {
-            init.linear_named(
-                &format!("{name}.weight"),
-                None,
-                width,
-                config.projection_dim,
-                device,
-            )
+            init.pp(name)
+                .linear_with(width, config.projection_dim, false, device)
         };
         let scale = init.scalar("logit_scale", config.logit_scale_init_value)?;
         Ok(Self {
-            text: ClipText::build(&config.text_config, init, device)?,
-            vision: ClipVision::build(&config.vision_config, init, device)?,
+            text: ClipText::build(&config.text_config, &init.pp("text_model"), device)?,
+            vision: ClipVision::build(&config.vision_config, &init.pp("vision_model"), device)?,
             text_projection: projection("text_projection", config.text_config.hidden_size)?,
             visual_projection: projection("visual_projection", config.vision_config.hidden_size)?,
             logit_scale: Param::from_tensor(Tensor::from_data([scale], device)),
