@@ -89,6 +89,8 @@ fn parse(args: &[String]) -> Result<(Settings, Vec<&'static str>), String> {
 pub fn fuzz(args: &[String]) -> Result<(), String> {
     let (settings, chosen) = parse(args)?;
     ensure_cargo_fuzz()?;
+    // What is fuzzed is what this build sees: a run outlasts commits.
+    let source = Source::now();
     // One build for every target, before any of them runs in parallel.
     let mut build = fuzz_command();
     build.args(["build", "--release", "--sanitizer", &settings.sanitizer]);
@@ -138,7 +140,7 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
     }
     println!("\n{table}");
     if let Some(path) = &settings.report {
-        write_report(path, &settings, args, &table)?;
+        write_report(path, &settings, &source, args, &table)?;
         println!("==> wrote {}", path.display());
     }
     if !failed.is_empty() {
@@ -150,33 +152,53 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The results table with what produced it: command, date, commit, cores.
+/// The source a run fuzzes, read when its targets are built.
+struct Source {
+    commit: String,
+    dirty: bool,
+    started: String,
+}
+
+impl Source {
+    fn now() -> Self {
+        Self {
+            commit: output("git", &["rev-parse", "--short", "HEAD"]),
+            dirty: !output("git", &["status", "--porcelain"]).is_empty(),
+            started: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+}
+
+/// A command's trimmed standard output, `?` when it cannot run.
+fn output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The results table with what produced it: command, dates, commit, cores.
 fn write_report(
     path: &Path,
     settings: &Settings,
+    source: &Source,
     args: &[String],
     table: &str,
 ) -> Result<(), String> {
-    let output = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .current_dir(root())
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    let commit = output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = !output("git", &["status", "--porcelain"]).is_empty();
     let text = format!(
         "# Fuzzing report\n\n\
-         Written by `cargo xtask fuzz {}` on {} at commit `{commit}`{}, \
-         {} cores, {} target(s) at a time, sanitizer `{}`, rustc `{}`. \
-         Do not edit: run the command again.\n\n{table}",
+         Written by `cargo xtask fuzz {}`, started {} and finished {}, fuzzing commit \
+         `{}`{} (as built at the start), {} cores, {} target(s) at a time, sanitizer `{}`, \
+         rustc `{}`. Do not edit: run the command again.\n\n{table}",
         args.join(" "),
+        source.started,
         output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        if dirty {
-            " (plus uncommitted changes)"
+        source.commit,
+        if source.dirty {
+            " plus uncommitted changes"
         } else {
             ""
         },
