@@ -52,6 +52,7 @@ mod cnn;
 mod decode;
 mod mel;
 mod mfcc;
+mod registry;
 mod resample;
 mod wav;
 mod whisper;
@@ -65,6 +66,10 @@ pub use decode::{
 };
 pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window, reflect_indices};
 pub use mfcc::Mfcc;
+pub use registry::{
+    AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes, PretrainedAudioEncoder,
+    ScratchAudioEncoder, layout,
+};
 pub use resample::{Resampler, resample};
 pub use wav::write_wav_pcm16;
 pub use whisper::WhisperFeatures;

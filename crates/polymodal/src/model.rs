@@ -4,13 +4,13 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use polymodal_audio::{SpectrogramEncoder, SpectrogramEncoderConfig};
+use polymodal_audio::{AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes};
 use polymodal_core::{
     Encoder, Error, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch, Result,
 };
 use polymodal_fusion::{ContrastiveAlignment, FusionKind, FusionLayer, ModalityDropout};
-use polymodal_image::{ConvEncoder, ConvEncoderConfig};
-use polymodal_text::{TextEncoder, TextEncoderConfig};
+use polymodal_image::{AnyImageEncoder, ConvEncoderConfig, ImageEncoderKind, ImageEncoderSizes};
+use polymodal_text::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
 use polymodal_train::Classifier;
 use polymodal_video::{FrameEncoder, FrameEncoderConfig};
 
@@ -82,7 +82,10 @@ impl ClassifierConfig {
         problem.map_or(Ok(()), |p| Err(Error::Config(p)))
     }
 
-    /// Builds the model with fresh weights on `device`.
+    /// Builds the model with fresh weights on `device`: each modality's
+    /// from-scratch encoder (the `scratch` kind of its crate's registry) at
+    /// width `dim`, the fusion layer of [`ClassifierConfig::fusion`], the
+    /// head.
     pub fn init(&self, device: &Device) -> Result<MultimodalClassifier> {
         self.validate()?;
         let uses = |m| self.modalities.contains(&m);
@@ -90,22 +93,36 @@ impl ClassifierConfig {
         let fused_dim = fusion
             .as_ref()
             .map_or(self.dim, |f| f.fusion().output_dim());
-        let image = ConvEncoderConfig::new(self.channels).with_dim(self.dim);
+        let text = TextEncoderSizes {
+            vocab_size: self.vocab_size,
+            dim: self.dim,
+            max_tokens: self.max_tokens,
+        };
+        let image = ImageEncoderSizes {
+            channels: self.channels,
+            dim: self.dim,
+        };
+        let audio = AudioEncoderSizes { dim: self.dim };
+        // The video encoder's temporal model and clip length are
+        // `FrameEncoderConfig`'s defaults (the mean over frames); its frame
+        // encoder comes from the image registry.
+        let video =
+            FrameEncoderConfig::new(ConvEncoderConfig::new(self.channels).with_dim(self.dim));
         Ok(MultimodalClassifier {
-            text: uses(Modality::Text).then(|| {
-                TextEncoderConfig::new(self.vocab_size)
-                    .with_dim(self.dim)
-                    .with_max_length(self.max_tokens)
-                    .init(device)
-            }),
-            image: uses(Modality::Image).then(|| image.init(device)),
-            audio: uses(Modality::Audio).then(|| {
-                SpectrogramEncoderConfig::new()
-                    .with_dim(self.dim)
-                    .init(device)
-            }),
+            text: uses(Modality::Text)
+                .then(|| TextEncoderKind::Scratch.init(&text, device))
+                .transpose()?,
+            image: uses(Modality::Image)
+                .then(|| ImageEncoderKind::Scratch.init(&image, device))
+                .transpose()?,
+            audio: uses(Modality::Audio)
+                .then(|| AudioEncoderKind::Scratch.init(&audio, device))
+                .transpose()?,
             video: uses(Modality::Video)
-                .then(|| FrameEncoderConfig::new(image.clone()).init(device))
+                .then(|| -> Result<_> {
+                    let frame = ImageEncoderKind::Scratch.init(&image, device)?;
+                    FrameEncoder::new(frame, video.temporal, video.max_frames, device)
+                })
                 .transpose()?,
             fusion,
             head: LinearConfig::new(fused_dim, self.classes).init(device),
@@ -127,13 +144,15 @@ impl ClassifierConfig {
     }
 }
 
-/// Encoders for the modalities it reads, a fusion layer, a linear head.
+/// Encoders for the modalities it reads (each of any kind its crate's
+/// registry lists; video: an image encoder per frame), a fusion layer, a
+/// linear head.
 #[derive(Module, Debug)]
 pub struct MultimodalClassifier {
-    text: Option<TextEncoder>,
-    image: Option<ConvEncoder>,
-    audio: Option<SpectrogramEncoder>,
-    video: Option<FrameEncoder<ConvEncoder>>,
+    text: Option<AnyTextEncoder>,
+    image: Option<AnyImageEncoder>,
+    audio: Option<AnyAudioEncoder>,
+    video: Option<FrameEncoder<AnyImageEncoder>>,
     fusion: Option<FusionLayer>,
     head: Linear,
     modality_dropout: f64,
@@ -232,5 +251,61 @@ impl Classifier for MultimodalClassifier {
 
     fn training_output(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
         self.forward(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polymodal_audio::SpectrogramEncoderConfig;
+    use polymodal_text::TextEncoderConfig;
+
+    /// The registries build the encoders the classifier always had: the
+    /// same kinds at the same sizes (parameter counts).
+    #[test]
+    fn encoders_come_from_the_registries_at_the_same_sizes() {
+        let device = Device::flex();
+        let config = ClassifierConfig {
+            modalities: vec![
+                Modality::Text,
+                Modality::Image,
+                Modality::Audio,
+                Modality::Video,
+            ],
+            fusion: FusionKind::Concat,
+            classes: 3,
+            dim: 8,
+            vocab_size: 40,
+            max_tokens: 12,
+            channels: 3,
+            modality_dropout: 0.0,
+            contrastive_weight: 1.0,
+            multi_label: false,
+        };
+        let model = config.init(&device).unwrap();
+        assert!(matches!(model.text, Some(AnyTextEncoder::Scratch(_))));
+        assert!(matches!(model.image, Some(AnyImageEncoder::Scratch(_))));
+        assert!(matches!(model.audio, Some(AnyAudioEncoder::Scratch(_))));
+        let image = ConvEncoderConfig::new(3).with_dim(8);
+        let fusion = config.fusion_layer(&device).unwrap().unwrap();
+        let direct = TextEncoderConfig::new(40)
+            .with_dim(8)
+            .with_max_length(12)
+            .init(&device)
+            .num_params()
+            + image.init(&device).num_params()
+            + SpectrogramEncoderConfig::new()
+                .with_dim(8)
+                .init(&device)
+                .num_params()
+            + FrameEncoderConfig::new(image)
+                .init(&device)
+                .unwrap()
+                .num_params()
+            + fusion.num_params()
+            + LinearConfig::new(fusion.fusion().output_dim(), 3)
+                .init(&device)
+                .num_params();
+        assert_eq!(model.num_params(), direct);
     }
 }

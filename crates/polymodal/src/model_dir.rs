@@ -17,7 +17,12 @@ use polymodal_train::{
 use crate::model::{ClassifierConfig, MultimodalClassifier};
 
 /// What a trained model's folder holds besides its weights.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// In `model.json` the card also carries the [`ModelCard::FORMAT`] of the
+/// polymodal that wrote it (`"format": 2`; a card without one is format 1).
+/// Reading a card of another format is an error that says so: its weights
+/// are laid out differently.
+#[derive(Debug, Clone)]
 pub struct ModelCard {
     /// Model architecture.
     pub classifier: ClassifierConfig,
@@ -25,6 +30,94 @@ pub struct ModelCard {
     pub features: FeatureConfig,
     /// Class names, in label order.
     pub classes: Vec<String>,
+}
+
+impl ModelCard {
+    /// The layout of the model folders this polymodal writes and reads.
+    ///
+    /// - 1 (cards without `format`): encoders stored as their own types;
+    /// - 2: encoders stored as the registries' dispatch enums
+    ///   (`polymodal_text::AnyTextEncoder`, …), whose parameter names include
+    ///   the encoder kind, so format-1 weights do not load.
+    pub const FORMAT: u32 = 2;
+
+    /// Whether a card of `format` can be read, and if not, why.
+    fn check_format(format: u32) -> std::result::Result<(), String> {
+        use std::cmp::Ordering::*;
+        match format.cmp(&Self::FORMAT) {
+            Equal => Ok(()),
+            Less => Err(format!(
+                "made by an older polymodal (format {format}): retrain, or use the version \
+                 that made it"
+            )),
+            Greater => Err(format!(
+                "made by a newer polymodal (format {format}; this one reads format {}): \
+                 update polymodal",
+                Self::FORMAT
+            )),
+        }
+    }
+}
+
+/// `model.json` as written: the card and its format.
+#[derive(Serialize)]
+struct CardOut<'a> {
+    format: u32,
+    classifier: &'a ClassifierConfig,
+    features: &'a FeatureConfig,
+    classes: &'a [String],
+}
+
+/// `model.json` as read: cards written before formats were numbered are 1.
+#[derive(Deserialize)]
+struct CardIn {
+    #[serde(default = "first_format")]
+    format: u32,
+    classifier: ClassifierConfig,
+    features: FeatureConfig,
+    classes: Vec<String>,
+}
+
+/// Only the format of a `model.json`, read before the rest (whose fields may
+/// have changed between formats).
+#[derive(Deserialize)]
+struct CardFormat {
+    #[serde(default = "first_format")]
+    format: u32,
+}
+
+fn first_format() -> u32 {
+    1
+}
+
+impl Serialize for ModelCard {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        CardOut {
+            format: Self::FORMAT,
+            classifier: &self.classifier,
+            features: &self.features,
+            classes: &self.classes,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelCard {
+    /// Reads a card of [`ModelCard::FORMAT`]; another format is an error.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let card = CardIn::deserialize(deserializer)?;
+        Self::check_format(card.format).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            classifier: card.classifier,
+            features: card.features,
+            classes: card.classes,
+        })
+    }
 }
 
 /// A model folder: `model.bpk`, `model.json` (a [`ModelCard`]), and
@@ -68,8 +161,13 @@ impl ModelDir {
     /// Loads the model, its card and its batcher for evaluation on `device`.
     pub fn load(&self, device: &Device) -> Result<(MultimodalClassifier, ModelCard, Batcher)> {
         let text = std::fs::read_to_string(self.card()).map_err(|e| Error::io(self.card(), e))?;
-        let card: ModelCard = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", self.card().display())))?;
+        let in_card =
+            |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", self.card().display()));
+        // The format first: an older card's other fields may not parse.
+        if let Ok(CardFormat { format }) = serde_json::from_str(&text) {
+            ModelCard::check_format(format).map_err(|e| in_card(&e))?;
+        }
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| in_card(&e))?;
         let tokenizer = if card.classifier.modalities.contains(&Modality::Text) {
             Some(TextTokenizer::from_file(
                 self.tokenizer(),
@@ -173,4 +271,86 @@ pub fn embed_files(
         .fused(&batch)?
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Invalid(format!("{e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card() -> ModelCard {
+        ModelCard {
+            classifier: ClassifierConfig {
+                modalities: vec![Modality::Image],
+                fusion: polymodal_fusion::FusionKind::None,
+                classes: 2,
+                dim: 8,
+                vocab_size: 0,
+                max_tokens: 0,
+                channels: 3,
+                modality_dropout: 0.0,
+                contrastive_weight: 1.0,
+                multi_label: false,
+            },
+            features: FeatureConfig::default(),
+            classes: vec!["a".into(), "b".into()],
+        }
+    }
+
+    fn folder(name: &str) -> ModelDir {
+        let dir = std::env::temp_dir().join(format!(
+            "polymodal-model-card-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        ModelDir(dir)
+    }
+
+    /// Cards are written with the current format and read back; a card
+    /// without a format (written before formats were numbered) or of a newer
+    /// format is a clear error, not a failure to load the weights.
+    #[test]
+    fn cards_carry_their_format_and_older_ones_are_refused() {
+        let json = serde_json::to_value(card()).unwrap();
+        assert_eq!(json["format"], ModelCard::FORMAT);
+        assert_eq!(ModelCard::FORMAT, 2);
+        let back: ModelCard = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.classifier, card().classifier);
+        assert_eq!(back.classes, card().classes);
+
+        // A folder written now loads.
+        let dir = folder("current");
+        dir.write_metadata(&card(), None).unwrap();
+        let model = card().classifier.init(&Device::flex()).unwrap();
+        polymodal_train::save_checkpoint(&model, &dir.weights()).unwrap();
+        assert!(dir.load(&Device::flex()).is_ok());
+
+        // The same folder with a card of format 1 (no `format`).
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("format");
+        std::fs::write(dir.card(), old.to_string()).unwrap();
+        let Err(error) = dir.load(&Device::flex()) else {
+            panic!("a format-1 card was read");
+        };
+        assert!(matches!(error, Error::Config(_)), "{error:?}");
+        let error = error.to_string();
+        assert!(
+            error.contains(&dir.card().display().to_string())
+                && error.contains(
+                    "made by an older polymodal (format 1): retrain, or use the version that made it"
+                ),
+            "{error}"
+        );
+        assert!(serde_json::from_value::<ModelCard>(old).is_err());
+
+        // A newer card says to update.
+        let mut newer = json;
+        newer["format"] = serde_json::json!(ModelCard::FORMAT + 1);
+        std::fs::write(dir.card(), newer.to_string()).unwrap();
+        let error = dir.load(&Device::flex()).err().unwrap().to_string();
+        assert!(
+            error.contains("made by a newer polymodal (format 3"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir.0).unwrap();
+    }
 }
