@@ -66,10 +66,7 @@ pub use decode::{
 };
 pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window, reflect_indices};
 pub use mfcc::Mfcc;
-pub use registry::{
-    AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes, PretrainedAudioEncoder,
-    ScratchAudioEncoder, layout,
-};
+pub use registry::{AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes, layout};
 pub use resample::{Resampler, resample};
 pub use wav::write_wav_pcm16;
 pub use whisper::WhisperFeatures;

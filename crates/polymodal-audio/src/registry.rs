@@ -4,13 +4,14 @@
 //! it builds or loads.
 //!
 //! Both are generated from the one table in this file (the call of
-//! `audio_encoders!`), as polymodal-fusion's registry of fusion layers is.
-//! To add an encoder (see `docs/encoders.md`): write it in its own file with
-//! its `impl Encoder`, implement [`ScratchAudioEncoder`] (trained from
-//! scratch) or [`PretrainedAudioEncoder`] (loaded from a Hugging Face
-//! folder) for it, and add one row to the table, naming the layout of its
-//! input (a function of [`layout`]). The impls of the encoders that predate
-//! the registry are at the end of this file.
+//! [`polymodal_core::encoder_registry!`]), as polymodal-fusion's registry of
+//! fusion layers is. To add an encoder (see `docs/encoders.md`): write it in
+//! its own file with its `impl Encoder`, implement
+//! [`ScratchEncoder`]`<`[`AudioEncoderSizes`]`>` (trained from scratch) or
+//! [`PretrainedEncoder`] (loaded from a Hugging Face folder) for it, and add
+//! one row to the table, naming the layout of its input (a function of
+//! [`layout`]). The impls of the encoders that predate the registry are at
+//! the end of this file.
 //!
 //! Every kind reads what the trainer's batcher makes, log-mel spectrograms
 //! `[batch, 1, mels, frames]`: [`AnyAudioEncoder`] turns them into each
@@ -20,9 +21,9 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use polymodal_core::{Embeddings, Encoder, Error, LoadReport, Modality, Result};
+use polymodal_core::registry::{PretrainedEncoder, ScratchEncoder};
+use polymodal_core::{LoadReport, Result};
 
 // The encoder types the table names.
 use crate::{Ast, SpectrogramEncoder, SpectrogramEncoderConfig, WhisperEncoder};
@@ -32,28 +33,6 @@ use crate::{Ast, SpectrogramEncoder, SpectrogramEncoderConfig, WhisperEncoder};
 pub struct AudioEncoderSizes {
     /// Width of the embeddings.
     pub dim: usize,
-}
-
-/// An audio encoder trained from scratch, listed in the registry: how
-/// [`AudioEncoderKind::init`] builds it.
-pub trait ScratchAudioEncoder: Encoder + Sized {
-    /// A freshly initialised encoder of `sizes`.
-    fn init(sizes: &AudioEncoderSizes, device: &Device) -> Result<Self>;
-}
-
-/// A pretrained audio encoder listed in the registry: which model folders
-/// hold one ([`AudioEncoderKind::detect`]) and how
-/// [`AudioEncoderKind::load`] reads them.
-pub trait PretrainedAudioEncoder: Encoder + Sized {
-    /// The `model_type`s of its folders' `config.json`.
-    const MODEL_TYPES: &'static [&'static str];
-    /// Prefixes of its `architectures` names (`WhisperModel`,
-    /// `ASTForAudioClassification`), read when `config.json` has no
-    /// `model_type`.
-    const ARCHITECTURES: &'static [&'static str];
-    /// Loads a model folder of this kind; the report lists the tensors of
-    /// the file the encoder did not use.
-    fn load(dir: &Path, device: &Device) -> Result<(Self, LoadReport)>;
 }
 
 /// The layouts an encoder of the table reads, made from the batcher's
@@ -87,339 +66,38 @@ pub mod layout {
     }
 }
 
-/// Generates [`AudioEncoderKind`] and [`AnyAudioEncoder`] from the registry
-/// table.
-///
-/// Each row is `Variant = "name", source Encoder, layout;` with the kind's
-/// doc comment above it:
-/// - `Variant` names the [`AudioEncoderKind`] and the [`AnyAudioEncoder`]
-///   variants;
-/// - `"name"` is the kind's name in configs ([`AudioEncoderKind::name`],
-///   serde, `Display`, `FromStr`);
-/// - `source` is `scratch` (the encoder implements [`ScratchAudioEncoder`],
-///   [`AudioEncoderKind::init`] builds it) or `pretrained` (it implements
-///   [`PretrainedAudioEncoder`], [`AudioEncoderKind::load`] reads it and
-///   [`AudioEncoderKind::detect`] finds it);
-/// - `Encoder` is the encoder type;
-/// - `layout` is the function of [`layout`] that makes its input from
-///   spectrograms `[batch, 1, mels, frames]`.
-///
-/// [`AudioEncoderKind::ALL`] lists the kinds in the table's order.
-macro_rules! audio_encoders {
-    (@init scratch, $variant:ident, $encoder:ident, $name:literal, $sizes:ident, $device:ident) => {
-        Ok(AnyAudioEncoder::$variant(<$encoder as ScratchAudioEncoder>::init($sizes, $device)?))
-    };
-    (@init pretrained, $variant:ident, $encoder:ident, $name:literal, $sizes:ident, $device:ident) => {
-        Err(Error::Config(format!(
-            "audio encoder `{}` is pretrained: load it from a model folder",
-            $name
-        )))
-    };
-    (@load scratch, $variant:ident, $encoder:ident, $name:literal, $dir:ident, $device:ident) => {
-        Err(Error::Config(format!(
-            "audio encoder `{}` is trained from scratch: there is no folder to load ({})",
-            $name,
-            $dir.display()
-        )))
-    };
-    (@load pretrained, $variant:ident, $encoder:ident, $name:literal, $dir:ident, $device:ident) => {{
-        let (encoder, report) = <$encoder as PretrainedAudioEncoder>::load($dir, $device)?;
-        Ok((AnyAudioEncoder::$variant(encoder), report))
-    }};
-    (@folders scratch, $encoder:ident) => {
-        None
-    };
-    (@folders pretrained, $encoder:ident) => {
-        Some(FolderNames {
-            model_types: <$encoder as PretrainedAudioEncoder>::MODEL_TYPES,
-            architectures: <$encoder as PretrainedAudioEncoder>::ARCHITECTURES,
-        })
-    };
-    ($(
-        $(#[$doc:meta])*
-        $variant:ident = $name:literal, $source:ident $encoder:ident, $layout:ident;
-    )+) => {
-        /// A kind of audio encoder: trained from scratch, or pretrained and
-        /// loaded from a Hugging Face model folder.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum AudioEncoderKind {
-            $(
-                $(#[$doc])*
-                #[serde(rename = $name)]
-                $variant,
-            )+
-        }
-
-        impl AudioEncoderKind {
-            /// Every kind, in documentation order.
-            pub const ALL: [AudioEncoderKind; [$($name),+].len()] = [$(Self::$variant),+];
-
-            /// The name used in configs.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name,)+
-                }
-            }
-
-            /// A fresh encoder of this kind with `sizes`, to train from
-            /// scratch; a pretrained kind is an [`Error::Config`] (load it
-            /// with [`AudioEncoderKind::load`]).
-            pub fn init(self, sizes: &AudioEncoderSizes, device: &Device) -> Result<AnyAudioEncoder> {
-                match self {
-                    $(Self::$variant => audio_encoders!(@init $source, $variant, $encoder, $name, sizes, device),)+
-                }
-            }
-
-            /// Loads the model folder `dir` as an encoder of this kind; a
-            /// from-scratch kind is an [`Error::Config`]. See
-            /// [`AnyAudioEncoder::load`] to find the kind from the folder.
-            pub fn load(self, dir: impl AsRef<Path>, device: &Device) -> Result<(AnyAudioEncoder, LoadReport)> {
-                let dir = dir.as_ref();
-                match self {
-                    $(Self::$variant => audio_encoders!(@load $source, $variant, $encoder, $name, dir, device),)+
-                }
-            }
-
-            /// The names in `config.json` that identify the folders of a
-            /// pretrained kind; `None` for a from-scratch kind.
-            fn folders(self) -> Option<FolderNames> {
-                match self {
-                    $(Self::$variant => audio_encoders!(@folders $source, $encoder),)+
-                }
-            }
-        }
-
-        /// An audio encoder of any registered kind (one variant per
-        /// [`AudioEncoderKind`]); an [`Encoder`] of spectrograms `[batch, 1,
-        /// mels, frames]`, which it passes to each encoder in its own
-        /// [`layout`].
-        // A model holds one encoder per modality: the size of the largest
-        // variant costs nothing worth boxing for.
-        #[allow(clippy::large_enum_variant)]
-        #[derive(Module, Debug)]
-        pub enum AnyAudioEncoder {
-            $(
-                #[doc = concat!("A [`", stringify!($encoder), "`] (`", $name, "`), reading [`layout::", stringify!($layout), "`].")]
-                $variant($encoder),
-            )+
-        }
-
-        impl AnyAudioEncoder {
-            /// The kind of the encoder.
-            pub fn kind(&self) -> AudioEncoderKind {
-                match self {
-                    $(Self::$variant(_) => AudioEncoderKind::$variant,)+
-                }
-            }
-        }
-
-        $(
-            impl From<$encoder> for AnyAudioEncoder {
-                fn from(encoder: $encoder) -> Self {
-                    Self::$variant(encoder)
-                }
-            }
-        )+
-
-        impl Encoder for AnyAudioEncoder {
-            type Input = Tensor<4>;
-
-            fn modality(&self) -> Modality {
-                match self {
-                    $(Self::$variant(e) => e.modality(),)+
-                }
-            }
-
-            fn dim(&self) -> usize {
-                match self {
-                    $(Self::$variant(e) => e.dim(),)+
-                }
-            }
-
-            /// `spectrograms` `[batch, 1, mels, frames]`, in the encoder's
-            /// layout; a shape it cannot read is [`Error::Invalid`].
-            fn encode(&self, spectrograms: &Tensor<4>) -> Result<Embeddings> {
-                match self {
-                    $(Self::$variant(e) => e.encode(&layout::$layout(spectrograms)?),)+
-                }
-            }
-        }
-    };
-}
-
-// The registry: one row per audio encoder, in documentation order.
-audio_encoders! {
-    /// A CNN over log-mel spectrograms trained from scratch (time steps are
-    /// the tokens).
-    Scratch = "scratch", scratch SpectrogramEncoder, spectrogram;
-    /// The Audio Spectrogram Transformer (Hugging Face `ASTModel`,
-    /// `model_type` `audio-spectrogram-transformer`).
-    Ast = "ast", pretrained Ast, frames_by_mels;
-    /// Whisper's encoder (Hugging Face `WhisperModel.encoder`, `model_type`
-    /// `whisper`).
-    Whisper = "whisper", pretrained WhisperEncoder, mels_by_frames;
-}
-
-impl AnyAudioEncoder {
-    /// Loads a Hugging Face model folder as the kind its `config.json`
-    /// names ([`AudioEncoderKind::detect`]).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
-        let dir = dir.as_ref();
-        AudioEncoderKind::detect(dir)?.load(dir, device)
-    }
-}
-
-impl AudioEncoderKind {
-    /// Whether the kind is loaded from a model folder (the others are
-    /// trained from scratch).
-    pub fn is_pretrained(self) -> bool {
-        self.folders().is_some()
-    }
-
-    /// The pretrained kind of the model folder `dir`, from its
-    /// `config.json`: its `model_type`, or when it has none its
-    /// `architectures`. A folder without `config.json`, or of a model type
-    /// no kind loads, is an [`Error::Config`] naming the folder, what it
-    /// found and the supported types.
-    pub fn detect(dir: impl AsRef<Path>) -> Result<Self> {
-        let found = FolderConfig::read(dir.as_ref(), "audio")?;
-        let kinds = Self::ALL
-            .into_iter()
-            .filter_map(|k| k.folders().map(|f| (k, f)));
-        found.pick(kinds)
-    }
-}
-
-impl std::fmt::Display for AudioEncoderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for AudioEncoderKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                Error::Config(format!(
-                    "unknown audio encoder `{s}` (expected one of {})",
-                    names.join(", ")
-                ))
-            })
-    }
-}
-
-/// The names in `config.json` that identify a pretrained kind's folders.
-#[derive(Debug, Clone, Copy)]
-struct FolderNames {
-    model_types: &'static [&'static str],
-    architectures: &'static [&'static str],
-}
-
-/// What a model folder's `config.json` says the model is.
-struct FolderConfig {
-    /// The `config.json` file.
-    path: std::path::PathBuf,
-    /// The modality of the registry reading it (for the errors).
-    modality: &'static str,
-    model_type: Option<String>,
-    /// `architectures` (transformers) and `architecture` (timm).
-    architectures: Vec<String>,
-}
-
-impl FolderConfig {
-    /// Reads `dir/config.json` for the registry of `modality`.
-    fn read(dir: &Path, modality: &'static str) -> Result<Self> {
-        let path = dir.join("config.json");
-        if !path.is_file() {
-            return Err(Error::Config(format!(
-                "{}: no config.json, so the kind of {modality} encoder cannot be told \
-                 (a Hugging Face model folder has one)",
-                dir.display()
-            )));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let model_type = json["model_type"].as_str().map(str::to_string);
-        let mut architectures: Vec<String> = json["architectures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        architectures.extend(json["architecture"].as_str().map(str::to_string));
-        Ok(Self {
-            path,
-            modality,
-            model_type,
-            architectures,
-        })
-    }
-
-    /// The kind among `kinds` that the folder holds: the one listing its
-    /// `model_type`, or when it has none, the one with a prefix of one of
-    /// its architectures.
-    fn pick<K: Copy + std::fmt::Display>(
-        &self,
-        kinds: impl Iterator<Item = (K, FolderNames)> + Clone,
-    ) -> Result<K> {
-        let found = match &self.model_type {
-            Some(model_type) => kinds
-                .clone()
-                .find(|(_, names)| names.model_types.contains(&model_type.as_str())),
-            None => kinds.clone().find(|(_, names)| {
-                self.architectures
-                    .iter()
-                    .any(|a| names.architectures.iter().any(|p| a.starts_with(p)))
-            }),
-        };
-        if let Some((kind, _)) = found {
-            return Ok(kind);
-        }
-        let quoted = |names: &[&str], suffix: &str| {
-            let names: Vec<String> = names.iter().map(|n| format!("`{n}{suffix}`")).collect();
-            names.join(", ")
-        };
-        let supported: Vec<String> = kinds
-            .map(|(kind, names)| {
-                let mut ways = Vec::new();
-                if !names.model_types.is_empty() {
-                    ways.push(format!("model_type {}", quoted(names.model_types, "")));
-                }
-                if !names.architectures.is_empty() {
-                    ways.push(format!(
-                        "architectures {}",
-                        quoted(names.architectures, "…")
-                    ));
-                }
-                format!("`{kind}` ({})", ways.join("; "))
-            })
-            .collect();
-        let what = match &self.model_type {
-            Some(model_type) => format!("model_type `{model_type}`"),
-            None if self.architectures.is_empty() => {
-                "neither a model_type nor architectures".to_string()
-            }
-            None => format!("no model_type, architectures {:?},", self.architectures),
-        };
-        Err(Error::Config(format!(
-            "{}: {what} is not a {} encoder polymodal loads (supported: {})",
-            self.path.display(),
-            self.modality,
-            supported.join(", ")
-        )))
+// The registry: one row per audio encoder, in documentation order; the
+// last column is the function of [`layout`] that makes the encoder's input
+// from spectrograms `[batch, 1, mels, frames]` (a shape it cannot read is
+// `Error::Invalid`).
+polymodal_core::encoder_registry! {
+    /// A kind of audio encoder: trained from scratch, or pretrained and
+    /// loaded from a Hugging Face model folder.
+    kind AudioEncoderKind;
+    /// An audio encoder of any registered kind (one variant per
+    /// [`AudioEncoderKind`]); an [`Encoder`](polymodal_core::Encoder) of
+    /// spectrograms `[batch, 1, mels, frames]`, which it passes to each
+    /// encoder in its own [`layout`].
+    any AnyAudioEncoder(Tensor<4>);
+    sizes AudioEncoderSizes;
+    modality "audio";
+    rows {
+        /// A CNN over log-mel spectrograms trained from scratch (time steps are
+        /// the tokens).
+        Scratch = "scratch", scratch SpectrogramEncoder, layout::spectrogram;
+        /// The Audio Spectrogram Transformer (Hugging Face `ASTModel`,
+        /// `model_type` `audio-spectrogram-transformer`).
+        Ast = "ast", pretrained Ast, layout::frames_by_mels;
+        /// Whisper's encoder (Hugging Face `WhisperModel.encoder`, `model_type`
+        /// `whisper`).
+        Whisper = "whisper", pretrained WhisperEncoder, layout::mels_by_frames;
     }
 }
 
 // How the encoders above are built or loaded (their own files predate the
 // registry).
 
-impl ScratchAudioEncoder for SpectrogramEncoder {
+impl ScratchEncoder<AudioEncoderSizes> for SpectrogramEncoder {
     /// [`SpectrogramEncoderConfig`]'s defaults (16 and 32 channels) at `dim`.
     fn init(sizes: &AudioEncoderSizes, device: &Device) -> Result<Self> {
         Ok(SpectrogramEncoderConfig::new()
@@ -428,7 +106,7 @@ impl ScratchAudioEncoder for SpectrogramEncoder {
     }
 }
 
-impl PretrainedAudioEncoder for Ast {
+impl PretrainedEncoder for Ast {
     const MODEL_TYPES: &'static [&'static str] = &["audio-spectrogram-transformer"];
     const ARCHITECTURES: &'static [&'static str] = &["AST"];
 
@@ -438,7 +116,7 @@ impl PretrainedAudioEncoder for Ast {
     }
 }
 
-impl PretrainedAudioEncoder for WhisperEncoder {
+impl PretrainedEncoder for WhisperEncoder {
     const MODEL_TYPES: &'static [&'static str] = &["whisper"];
     const ARCHITECTURES: &'static [&'static str] = &["Whisper"];
 
@@ -451,6 +129,8 @@ impl PretrainedAudioEncoder for WhisperEncoder {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use polymodal_core::{Encoder, Error, Modality};
 
     use super::*;
 

@@ -1,6 +1,7 @@
 //! The shared vocabulary of polymodal: modalities, batches with presence masks,
-//! encoder outputs, the encoder and fusion traits, the error type, and
-//! pretrained weights by name from safetensors files ([`Weights`]).
+//! encoder outputs, the encoder and fusion traits, the error type,
+//! pretrained weights by name from safetensors files ([`Weights`]), and what
+//! the modality crates' registries of encoders share ([`registry`]).
 //!
 //! This crate is small on purpose: it depends on Burn's tensor API only (no
 //! backend, no media library; `safetensors` and `half` to read weights), so
@@ -26,6 +27,7 @@ pub mod cpu;
 mod embeddings;
 mod error;
 mod modality;
+pub mod registry;
 mod rnn;
 pub mod testing;
 pub mod weights;

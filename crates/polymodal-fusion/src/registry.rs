@@ -174,16 +174,7 @@ impl std::str::FromStr for FusionKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                Error::Config(format!(
-                    "unknown fusion `{s}` (expected one of {})",
-                    names.join(", ")
-                ))
-            })
+        polymodal_core::registry::parse_name(s, &Self::ALL, Self::name, "fusion")
     }
 }
 

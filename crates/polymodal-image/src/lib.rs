@@ -56,10 +56,7 @@ pub use augment::{Augment, ColorJitter, RandomResizedCrop};
 pub use cnn::{ConvEncoder, ConvEncoderConfig};
 pub use decode::{MAX_BYTES, MAX_SIDE, decode_rgb, load_rgb};
 pub use preprocess::{ImagePreprocess, Normalize, ResizeMode};
-pub use registry::{
-    AnyImageEncoder, ImageEncoderKind, ImageEncoderSizes, PretrainedImageEncoder,
-    ScratchImageEncoder,
-};
+pub use registry::{AnyImageEncoder, ImageEncoderKind, ImageEncoderSizes};
 pub use resize::{CropBox, Filter, PassWeights, pass_weights, resize_rgb, shorter_side_size};
 pub use resnet::{ResNet, ResNetConfig};
 pub use vit::{Vit, VitConfig, VitOutput};

@@ -48,9 +48,7 @@ pub use clip::{
 };
 pub use encoder::{RnnTextEncoder, RnnTextEncoderConfig, TextEncoder, TextEncoderConfig};
 pub use polymodal_core::l2_normalize;
-pub use registry::{
-    AnyTextEncoder, PretrainedTextEncoder, ScratchTextEncoder, TextEncoderKind, TextEncoderSizes,
-};
+pub use registry::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
 pub use sentence::SentenceEncoder;
 pub use tokenize::{EncodedBatch, Padding, SPECIAL_TOKENS, Side, TextTokenizer, Truncation};
 pub use tokenizers::TruncationStrategy;

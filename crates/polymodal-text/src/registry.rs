@@ -4,28 +4,26 @@
 //! builds or loads.
 //!
 //! Both are generated from the one table in this file (the call of
-//! `text_encoders!`), as polymodal-fusion's registry of fusion layers is. To
-//! add an encoder (see `docs/encoders.md`): write it in its own file with
-//! its `impl Encoder` (input: [`TokenBatch`]), implement
-//! [`ScratchTextEncoder`] (trained from scratch) or [`PretrainedTextEncoder`]
-//! (loaded from a Hugging Face folder) for it, and add one row to the table.
-//! The impls of the encoders that predate the registry are at the end of
-//! this file.
+//! [`polymodal_core::encoder_registry!`]), as polymodal-fusion's registry of
+//! fusion layers is. To add an encoder (see `docs/encoders.md`): write it in
+//! its own file with its `impl Encoder` (input: [`TokenBatch`]), implement
+//! [`ScratchEncoder`]`<`[`TextEncoderSizes`]`>` (trained from scratch) or
+//! [`PretrainedEncoder`] (loaded from a Hugging Face folder) for it, and add
+//! one row to the table. The impls of the encoders that predate the registry
+//! are at the end of this file.
 //!
 //! CLIP's text tower ([`crate::ClipText`]) is not listed: it does not
-//! implement [`Encoder`] (CLIP is used as a whole, [`crate::Clip`]).
-//! [`crate::SentenceEncoder`] is not listed either: it wraps a [`Bert`], and a
-//! sentence-transformers folder loads as the `bert` kind with the folder's
-//! pooling.
+//! implement [`Encoder`](polymodal_core::Encoder) (CLIP is used as a whole,
+//! [`crate::Clip`]). [`crate::SentenceEncoder`] is not listed either: it
+//! wraps a [`Bert`], and a sentence-transformers folder loads as the `bert`
+//! kind with the folder's pooling.
 
 use std::path::Path;
 
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use polymodal_core::{
-    Embeddings, Encoder, Error, LoadReport, Modality, RecurrentConfig, Result, TokenBatch,
-};
+use polymodal_core::registry::{PretrainedEncoder, ScratchEncoder};
+use polymodal_core::{LoadReport, RecurrentConfig, Result, TokenBatch};
 
 // The encoder types the table names.
 use crate::{
@@ -44,353 +42,33 @@ pub struct TextEncoderSizes {
     pub max_tokens: usize,
 }
 
-/// A text encoder trained from scratch, listed in the registry: how
-/// [`TextEncoderKind::init`] builds it.
-pub trait ScratchTextEncoder: Encoder<Input = TokenBatch> + Sized {
-    /// A freshly initialised encoder of `sizes`.
-    fn init(sizes: &TextEncoderSizes, device: &Device) -> Result<Self>;
-}
-
-/// A pretrained text encoder listed in the registry: which model folders
-/// hold one ([`TextEncoderKind::detect`]) and how [`TextEncoderKind::load`]
-/// reads them.
-pub trait PretrainedTextEncoder: Encoder<Input = TokenBatch> + Sized {
-    /// The `model_type`s of its folders' `config.json`.
-    const MODEL_TYPES: &'static [&'static str];
-    /// Prefixes of its `architectures` names (`BertModel`,
-    /// `BertForMaskedLM`), read when `config.json` has no `model_type`.
-    const ARCHITECTURES: &'static [&'static str];
-    /// Loads a model folder of this kind; the report lists the tensors of
-    /// the file the encoder did not use.
-    fn load(dir: &Path, device: &Device) -> Result<(Self, LoadReport)>;
-}
-
-/// Generates [`TextEncoderKind`] and [`AnyTextEncoder`] from the registry
-/// table.
-///
-/// Each row is `Variant = "name", source Encoder;` with the kind's doc
-/// comment above it:
-/// - `Variant` names the [`TextEncoderKind`] and the [`AnyTextEncoder`]
-///   variants;
-/// - `"name"` is the kind's name in configs ([`TextEncoderKind::name`],
-///   serde, `Display`, `FromStr`);
-/// - `source` is `scratch` (the encoder implements [`ScratchTextEncoder`],
-///   [`TextEncoderKind::init`] builds it) or `pretrained` (it implements
-///   [`PretrainedTextEncoder`], [`TextEncoderKind::load`] reads it and
-///   [`TextEncoderKind::detect`] finds it);
-/// - `Encoder` is the encoder type.
-///
-/// [`TextEncoderKind::ALL`] lists the kinds in the table's order.
-macro_rules! text_encoders {
-    (@init scratch, $variant:ident, $encoder:ident, $name:literal, $sizes:ident, $device:ident) => {
-        Ok(AnyTextEncoder::$variant(<$encoder as ScratchTextEncoder>::init($sizes, $device)?))
-    };
-    (@init pretrained, $variant:ident, $encoder:ident, $name:literal, $sizes:ident, $device:ident) => {
-        Err(Error::Config(format!(
-            "text encoder `{}` is pretrained: load it from a model folder",
-            $name
-        )))
-    };
-    (@load scratch, $variant:ident, $encoder:ident, $name:literal, $dir:ident, $device:ident) => {
-        Err(Error::Config(format!(
-            "text encoder `{}` is trained from scratch: there is no folder to load ({})",
-            $name,
-            $dir.display()
-        )))
-    };
-    (@load pretrained, $variant:ident, $encoder:ident, $name:literal, $dir:ident, $device:ident) => {{
-        let (encoder, report) = <$encoder as PretrainedTextEncoder>::load($dir, $device)?;
-        Ok((AnyTextEncoder::$variant(encoder), report))
-    }};
-    (@folders scratch, $encoder:ident) => {
-        None
-    };
-    (@folders pretrained, $encoder:ident) => {
-        Some(FolderNames {
-            model_types: <$encoder as PretrainedTextEncoder>::MODEL_TYPES,
-            architectures: <$encoder as PretrainedTextEncoder>::ARCHITECTURES,
-        })
-    };
-    ($(
-        $(#[$doc:meta])*
-        $variant:ident = $name:literal, $source:ident $encoder:ident;
-    )+) => {
-        /// A kind of text encoder: trained from scratch, or pretrained and
-        /// loaded from a Hugging Face model folder.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum TextEncoderKind {
-            $(
-                $(#[$doc])*
-                #[serde(rename = $name)]
-                $variant,
-            )+
-        }
-
-        impl TextEncoderKind {
-            /// Every kind, in documentation order.
-            pub const ALL: [TextEncoderKind; [$($name),+].len()] = [$(Self::$variant),+];
-
-            /// The name used in configs.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name,)+
-                }
-            }
-
-            /// A fresh encoder of this kind with `sizes`, to train from
-            /// scratch; a pretrained kind is an [`Error::Config`] (load it
-            /// with [`TextEncoderKind::load`]).
-            pub fn init(self, sizes: &TextEncoderSizes, device: &Device) -> Result<AnyTextEncoder> {
-                match self {
-                    $(Self::$variant => text_encoders!(@init $source, $variant, $encoder, $name, sizes, device),)+
-                }
-            }
-
-            /// Loads the model folder `dir` as an encoder of this kind; a
-            /// from-scratch kind is an [`Error::Config`]. See
-            /// [`AnyTextEncoder::load`] to find the kind from the folder.
-            pub fn load(self, dir: impl AsRef<Path>, device: &Device) -> Result<(AnyTextEncoder, LoadReport)> {
-                let dir = dir.as_ref();
-                match self {
-                    $(Self::$variant => text_encoders!(@load $source, $variant, $encoder, $name, dir, device),)+
-                }
-            }
-
-            /// The names in `config.json` that identify the folders of a
-            /// pretrained kind; `None` for a from-scratch kind.
-            fn folders(self) -> Option<FolderNames> {
-                match self {
-                    $(Self::$variant => text_encoders!(@folders $source, $encoder),)+
-                }
-            }
-        }
-
-        /// A text encoder of any registered kind (one variant per
-        /// [`TextEncoderKind`]); an [`Encoder`] of token batches.
-        // A model holds one encoder per modality: the size of the largest
-        // variant costs nothing worth boxing for.
-        #[allow(clippy::large_enum_variant)]
-        #[derive(Module, Debug)]
-        pub enum AnyTextEncoder {
-            $(
-                #[doc = concat!("A [`", stringify!($encoder), "`] (`", $name, "`).")]
-                $variant($encoder),
-            )+
-        }
-
-        impl AnyTextEncoder {
-            /// The kind of the encoder.
-            pub fn kind(&self) -> TextEncoderKind {
-                match self {
-                    $(Self::$variant(_) => TextEncoderKind::$variant,)+
-                }
-            }
-        }
-
-        $(
-            impl From<$encoder> for AnyTextEncoder {
-                fn from(encoder: $encoder) -> Self {
-                    Self::$variant(encoder)
-                }
-            }
-        )+
-
-        impl Encoder for AnyTextEncoder {
-            type Input = TokenBatch;
-
-            fn modality(&self) -> Modality {
-                match self {
-                    $(Self::$variant(e) => e.modality(),)+
-                }
-            }
-
-            fn dim(&self) -> usize {
-                match self {
-                    $(Self::$variant(e) => e.dim(),)+
-                }
-            }
-
-            fn encode(&self, input: &TokenBatch) -> Result<Embeddings> {
-                match self {
-                    $(Self::$variant(e) => e.encode(input),)+
-                }
-            }
-        }
-    };
-}
-
 // The registry: one row per text encoder, in documentation order.
-text_encoders! {
-    /// A small Transformer trained from scratch: token and position
-    /// embeddings, pre-norm layers, the mean of the real tokens.
-    Scratch = "scratch", scratch TextEncoder;
-    /// An LSTM trained from scratch: the final state.
-    Rnn = "rnn", scratch RnnTextEncoder;
-    /// BERT (Hugging Face `BertModel`, `model_type` `bert`), including
-    /// sentence-transformers folders such as all-MiniLM-L6-v2.
-    Bert = "bert", pretrained Bert;
-}
-
-impl AnyTextEncoder {
-    /// Loads a Hugging Face model folder as the kind its `config.json`
-    /// names ([`TextEncoderKind::detect`]).
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
-        let dir = dir.as_ref();
-        TextEncoderKind::detect(dir)?.load(dir, device)
-    }
-}
-
-impl TextEncoderKind {
-    /// Whether the kind is loaded from a model folder (the others are
-    /// trained from scratch).
-    pub fn is_pretrained(self) -> bool {
-        self.folders().is_some()
-    }
-
-    /// The pretrained kind of the model folder `dir`, from its
-    /// `config.json`: its `model_type`, or when it has none its
-    /// `architectures`. A folder without `config.json`, or of a model type
-    /// no kind loads, is an [`Error::Config`] naming the folder, what it
-    /// found and the supported types.
-    pub fn detect(dir: impl AsRef<Path>) -> Result<Self> {
-        let found = FolderConfig::read(dir.as_ref(), "text")?;
-        let kinds = Self::ALL
-            .into_iter()
-            .filter_map(|k| k.folders().map(|f| (k, f)));
-        found.pick(kinds)
-    }
-}
-
-impl std::fmt::Display for TextEncoderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for TextEncoderKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                Error::Config(format!(
-                    "unknown text encoder `{s}` (expected one of {})",
-                    names.join(", ")
-                ))
-            })
-    }
-}
-
-/// The names in `config.json` that identify a pretrained kind's folders.
-#[derive(Debug, Clone, Copy)]
-struct FolderNames {
-    model_types: &'static [&'static str],
-    architectures: &'static [&'static str],
-}
-
-/// What a model folder's `config.json` says the model is.
-struct FolderConfig {
-    /// The `config.json` file.
-    path: std::path::PathBuf,
-    /// The modality of the registry reading it (for the errors).
-    modality: &'static str,
-    model_type: Option<String>,
-    /// `architectures` (transformers) and `architecture` (timm).
-    architectures: Vec<String>,
-}
-
-impl FolderConfig {
-    /// Reads `dir/config.json` for the registry of `modality`.
-    fn read(dir: &Path, modality: &'static str) -> Result<Self> {
-        let path = dir.join("config.json");
-        if !path.is_file() {
-            return Err(Error::Config(format!(
-                "{}: no config.json, so the kind of {modality} encoder cannot be told \
-                 (a Hugging Face model folder has one)",
-                dir.display()
-            )));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let model_type = json["model_type"].as_str().map(str::to_string);
-        let mut architectures: Vec<String> = json["architectures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        architectures.extend(json["architecture"].as_str().map(str::to_string));
-        Ok(Self {
-            path,
-            modality,
-            model_type,
-            architectures,
-        })
-    }
-
-    /// The kind among `kinds` that the folder holds: the one listing its
-    /// `model_type`, or when it has none, the one with a prefix of one of
-    /// its architectures.
-    fn pick<K: Copy + std::fmt::Display>(
-        &self,
-        kinds: impl Iterator<Item = (K, FolderNames)> + Clone,
-    ) -> Result<K> {
-        let found = match &self.model_type {
-            Some(model_type) => kinds
-                .clone()
-                .find(|(_, names)| names.model_types.contains(&model_type.as_str())),
-            None => kinds.clone().find(|(_, names)| {
-                self.architectures
-                    .iter()
-                    .any(|a| names.architectures.iter().any(|p| a.starts_with(p)))
-            }),
-        };
-        if let Some((kind, _)) = found {
-            return Ok(kind);
-        }
-        let quoted = |names: &[&str], suffix: &str| {
-            let names: Vec<String> = names.iter().map(|n| format!("`{n}{suffix}`")).collect();
-            names.join(", ")
-        };
-        let supported: Vec<String> = kinds
-            .map(|(kind, names)| {
-                let mut ways = Vec::new();
-                if !names.model_types.is_empty() {
-                    ways.push(format!("model_type {}", quoted(names.model_types, "")));
-                }
-                if !names.architectures.is_empty() {
-                    ways.push(format!(
-                        "architectures {}",
-                        quoted(names.architectures, "…")
-                    ));
-                }
-                format!("`{kind}` ({})", ways.join("; "))
-            })
-            .collect();
-        let what = match &self.model_type {
-            Some(model_type) => format!("model_type `{model_type}`"),
-            None if self.architectures.is_empty() => {
-                "neither a model_type nor architectures".to_string()
-            }
-            None => format!("no model_type, architectures {:?},", self.architectures),
-        };
-        Err(Error::Config(format!(
-            "{}: {what} is not a {} encoder polymodal loads (supported: {})",
-            self.path.display(),
-            self.modality,
-            supported.join(", ")
-        )))
+polymodal_core::encoder_registry! {
+    /// A kind of text encoder: trained from scratch, or pretrained and
+    /// loaded from a Hugging Face model folder.
+    kind TextEncoderKind;
+    /// A text encoder of any registered kind (one variant per
+    /// [`TextEncoderKind`]); an [`Encoder`](polymodal_core::Encoder) of
+    /// token batches.
+    any AnyTextEncoder(TokenBatch);
+    sizes TextEncoderSizes;
+    modality "text";
+    rows {
+        /// A small Transformer trained from scratch: token and position
+        /// embeddings, pre-norm layers, the mean of the real tokens.
+        Scratch = "scratch", scratch TextEncoder;
+        /// An LSTM trained from scratch: the final state.
+        Rnn = "rnn", scratch RnnTextEncoder;
+        /// BERT (Hugging Face `BertModel`, `model_type` `bert`), including
+        /// sentence-transformers folders such as all-MiniLM-L6-v2.
+        Bert = "bert", pretrained Bert;
     }
 }
 
 // How the encoders above are built or loaded (their own files predate the
 // registry).
 
-impl ScratchTextEncoder for TextEncoder {
+impl ScratchEncoder<TextEncoderSizes> for TextEncoder {
     /// [`TextEncoderConfig`]'s defaults (one layer, four heads) at `dim`,
     /// with a position table of `max_tokens`.
     fn init(sizes: &TextEncoderSizes, device: &Device) -> Result<Self> {
@@ -401,7 +79,7 @@ impl ScratchTextEncoder for TextEncoder {
     }
 }
 
-impl ScratchTextEncoder for RnnTextEncoder {
+impl ScratchEncoder<TextEncoderSizes> for RnnTextEncoder {
     /// Embeddings of width `dim` and a one-layer, one-direction LSTM as
     /// wide.
     fn init(sizes: &TextEncoderSizes, device: &Device) -> Result<Self> {
@@ -411,7 +89,7 @@ impl ScratchTextEncoder for RnnTextEncoder {
     }
 }
 
-impl PretrainedTextEncoder for Bert {
+impl PretrainedEncoder for Bert {
     const MODEL_TYPES: &'static [&'static str] = &["bert"];
     const ARCHITECTURES: &'static [&'static str] = &["Bert"];
 
@@ -436,6 +114,8 @@ impl PretrainedTextEncoder for Bert {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use polymodal_core::{Encoder, Error, Modality};
 
     use super::*;
 
