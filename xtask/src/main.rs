@@ -17,7 +17,9 @@ commands:
   setup            install missing system packages (apt-get) or print the command to run
   demo [--out DIR] build in release, generate the embedded dataset, train every model
                    (unimodal and fused) and write the results table and chart (default out/demo)
-  test             fmt check, clippy -D warnings and the whole test suite (what CI runs)
+  test             fmt check, clippy -D warnings, a check that polymodal-train and the
+                   polymodal library build without their default features (no FFmpeg,
+                   no wgpu) and the whole test suite (what CI runs)
 
   Each `bench` command builds in release and writes its report (the command, date,
   commit, machine and tool versions, then the figures, with a goal's verdict, met or
@@ -367,6 +369,18 @@ fn test() -> Result<(), String> {
             "-D",
             "warnings",
         ]),
+    )?;
+    // The minimal sets (docs/architecture.md, "Cargo features"): training
+    // without FFmpeg, and the library without FFmpeg or wgpu. The workspace
+    // builds above unify the default features, so only these show that the
+    // crates still build without them.
+    run(
+        "cargo check polymodal-train without default features (no FFmpeg)",
+        cargo().args(["check", "-p", "polymodal-train", "--no-default-features"]),
+    )?;
+    run(
+        "cargo check polymodal (library) without default features (no FFmpeg, no wgpu)",
+        cargo().args(["check", "-p", "polymodal", "--no-default-features", "--lib"]),
     )?;
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--no-fail-fast"]);

@@ -4,7 +4,14 @@
 //! attention pooling or a temporal Transformer. See `docs/media.md` and
 //! `docs/encoders.md`.
 //!
+//! Everything that reads or writes files ([`VideoReader`], [`sample_frames`],
+//! [`probe`], [`load_audio_track`], [`encode_mp4`], ...) needs FFmpeg and
+//! comes with the `ffmpeg` feature, on by default. Without it the crate keeps
+//! the encoders ([`FrameEncoder`], [`Temporal`]) and the sampling settings
+//! ([`Sampling`]), and builds without FFmpeg's libraries.
+//!
 //! ```
+//! # #[cfg(feature = "ffmpeg")] {
 //! use burn::prelude::*;
 //! use polymodal_core::Encoder;
 //! use polymodal_image::{ConvEncoderConfig, ImagePreprocess};
@@ -29,17 +36,26 @@
 //! let encoder = FrameEncoderConfig::new(ConvEncoderConfig::new(3).with_dim(32)).init(&device)?;
 //! assert_eq!(encoder.encode(&clips)?.sequence.dims(), [1, 8, 32]);
 //! # std::fs::remove_file(path).ok();
+//! # }
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 
+#[cfg(feature = "ffmpeg")]
 mod audio;
+#[cfg(feature = "ffmpeg")]
 mod decode;
 mod encoder;
+#[cfg(feature = "ffmpeg")]
 mod reader;
 mod sample;
 
+#[cfg(feature = "ffmpeg")]
 pub use audio::load_audio_track;
+#[cfg(feature = "ffmpeg")]
 pub use decode::{decode_all, encode_mp4, probe, sample_uniform};
 pub use encoder::{FrameEncoder, FrameEncoderConfig, Temporal, TemporalPooling};
+#[cfg(feature = "ffmpeg")]
 pub use reader::{VideoFrame, VideoInfo, VideoReader};
-pub use sample::{MAX_SAMPLED_FRAMES, Sampling, Strategy, sample_frames, uniform_indices};
+#[cfg(feature = "ffmpeg")]
+pub use sample::sample_frames;
+pub use sample::{MAX_SAMPLED_FRAMES, Sampling, Strategy, uniform_indices};

@@ -1,13 +1,17 @@
 //! Frame sampling strategies. Sparse samples seek instead of decoding the
-//! frames in between.
+//! frames in between. The settings are plain data; decoding them
+//! ([`sample_frames`]) needs the `ffmpeg` feature.
 
+#[cfg(feature = "ffmpeg")]
 use std::path::Path;
 
+#[cfg(feature = "ffmpeg")]
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Result};
 
+#[cfg(feature = "ffmpeg")]
 use crate::reader::{VideoFrame, VideoReader};
 
 /// Which frames to take from a clip.
@@ -67,6 +71,7 @@ impl Sampling {
         }
     }
 
+    #[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
     fn validate(&self) -> Result<()> {
         let bad = match self.strategy {
             Strategy::Uniform { count: 0 } => Some("uniform sampling needs count > 0".to_string()),
@@ -103,9 +108,11 @@ pub const MAX_SAMPLED_FRAMES: usize = 100_000;
 
 /// Seek rather than decode forward when the next wanted frame is further
 /// ahead than this (seconds); below it decoding through is cheaper.
+#[cfg(feature = "ffmpeg")]
 const SEEK_GAP_SECS: f64 = 1.0;
 
 /// Decodes the frames `sampling` asks for.
+#[cfg(feature = "ffmpeg")]
 pub fn sample_frames(path: impl AsRef<Path>, sampling: &Sampling) -> Result<Vec<VideoFrame>> {
     sampling.validate()?;
     let path = path.as_ref();
@@ -189,6 +196,7 @@ pub fn sample_frames(path: impl AsRef<Path>, sampling: &Sampling) -> Result<Vec<
 }
 
 /// The duration, decoding to the end when the container does not say.
+#[cfg(feature = "ffmpeg")]
 fn reader_end(reader: &mut VideoReader) -> Result<f64> {
     if let Some(d) = reader.info().duration_secs {
         return Ok(d);
@@ -202,6 +210,7 @@ fn reader_end(reader: &mut VideoReader) -> Result<f64> {
     Ok(last + 1.0 / reader.info().fps.max(1.0))
 }
 
+#[cfg(feature = "ffmpeg")]
 fn decode_window(
     reader: &mut VideoReader,
     start: f64,
@@ -229,6 +238,7 @@ fn decode_window(
 /// whose time is not after it. Instants past the end get the last decodable
 /// frame, so the result has one frame per instant, or none at all when the
 /// file has no decodable frame.
+#[cfg(feature = "ffmpeg")]
 fn frames_at(reader: &mut VideoReader, instants: &[f64]) -> Result<Vec<VideoFrame>> {
     let mut out = Vec::with_capacity(instants.len());
     // `current` is the newest decoded frame, `next` the one after it.
@@ -283,6 +293,7 @@ fn frames_at(reader: &mut VideoReader, instants: &[f64]) -> Result<Vec<VideoFram
 }
 
 /// The last frame decodable from `secs` on (`None` when there is none).
+#[cfg(feature = "ffmpeg")]
 fn last_frame_from(reader: &mut VideoReader, secs: f64) -> Result<Option<VideoFrame>> {
     reader.seek(secs)?;
     let mut last: Option<VideoFrame> = None;

@@ -92,19 +92,41 @@ impl Precision {
 }
 
 /// Parses `cpu` (Burn's Flex backend), `wgpu` (the default adapter) or
-/// `wgpu:N` (the N-th adapter of `polymodal devices`).
+/// `wgpu:N` (the N-th adapter of `polymodal devices`). Built without the
+/// `wgpu` feature, a wgpu name is an error saying so.
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::flex()),
-        "wgpu" => polymodal_wgpu::wgpu_device(DeviceKind::DefaultDevice),
+        "wgpu" => wgpu_device(name, None),
         _ => match name.strip_prefix("wgpu:").map(str::parse::<usize>) {
-            Some(Ok(index)) => polymodal_wgpu::wgpu_adapter(index),
+            Some(Ok(index)) => wgpu_device(name, Some(index)),
             _ => Err(Error::Device(format!(
                 "unknown device `{name}` (expected cpu, wgpu or wgpu:N)"
             ))),
         },
     }
 }
+
+/// The default adapter (`index` `None`) or the `index`-th one.
+#[cfg(feature = "wgpu")]
+fn wgpu_device(_name: &str, index: Option<usize>) -> Result<Device> {
+    match index {
+        None => polymodal_wgpu::wgpu_device(DeviceKind::DefaultDevice),
+        Some(index) => polymodal_wgpu::wgpu_adapter(index),
+    }
+}
+
+/// Without the `wgpu` feature: the error naming the device.
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_device(name: &str, _index: Option<usize>) -> Result<Device> {
+    Err(Error::Device(format!(
+        "`{name}` asked for, but {NO_WGPU}; use cpu"
+    )))
+}
+
+/// What a build without the `wgpu` feature says of wgpu devices.
+pub const NO_WGPU: &str = "this build of polymodal has no wgpu support: it was built \
+                           without the `wgpu` feature (on by default)";
 
 /// The device named by `flag`, else by `POLYMODAL_DEVICE`, else the CPU.
 pub fn device_from(flag: Option<&str>) -> Result<Device> {
@@ -128,6 +150,12 @@ mod tests {
         assert!(parse_device("cpu").is_ok());
         for bad in ["gpu", "wgpu:x", "wgpu:99999"] {
             assert!(matches!(parse_device(bad), Err(Error::Device(_))), "{bad}");
+        }
+        // Without wgpu support every wgpu name says so.
+        #[cfg(not(feature = "wgpu"))]
+        for name in ["wgpu", "wgpu:0"] {
+            let message = parse_device(name).unwrap_err().to_string();
+            assert!(message.contains("no wgpu support"), "{message}");
         }
         assert_eq!("f16".parse::<Precision>().unwrap(), Precision::F16);
         for bad in ["F16", "half", "bf16", ""] {

@@ -6,6 +6,13 @@
 //! media file → decoded tensor → encoder → embeddings (pooled + sequence +
 //! mask) → fusion → head → loss.
 //!
+//! Two Cargo features, both on by default, bring the heavy parts: `video`
+//! (decoding video files with FFmpeg; without it the video encoders remain,
+//! but a sample with a video file is an error) and `wgpu` (wgpu devices,
+//! `polymodal::wgpu` and the fused kernels). With `default-features = false`
+//! the crate trains and predicts on text, images and audio on the CPU without
+//! either (docs/architecture.md, "Cargo features").
+//!
 //! ```
 //! use burn::prelude::*;
 //! use polymodal::{ClassifierConfig, FusionKind, Modality};
@@ -43,5 +50,9 @@ pub use polymodal_fusion::{FusionKind, FusionLayer};
 pub use {
     polymodal_audio as audio, polymodal_core as core, polymodal_fusion as fusion,
     polymodal_image as image, polymodal_text as text, polymodal_train as train,
-    polymodal_video as video, polymodal_wgpu as wgpu,
+    polymodal_video as video,
 };
+
+/// wgpu devices and the project's kernels (the `wgpu` feature).
+#[cfg(feature = "wgpu")]
+pub use polymodal_wgpu as wgpu;

@@ -1,4 +1,10 @@
 //! The `polymodal` binary: exit codes and messages.
+//!
+//! Most tests run on the demo dataset, which has videos: they need the
+//! `video` feature (on by default), and the wgpu test also `wgpu`.
+
+// Without `video` the helpers of the dataset tests go unused.
+#![cfg_attr(not(feature = "video"), allow(dead_code, unused_imports))]
 
 #[allow(dead_code)]
 mod common;
@@ -79,6 +85,7 @@ fn write_model(dir: &Path) {
     write_untrained_model(dir, &[Modality::Image, Modality::Audio], &classes);
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn eval_reports_accuracy_then_names_a_corrupt_file() {
     let dir = scratch("eval");
@@ -163,6 +170,7 @@ fn bad_arguments_are_readable_errors() {
 /// be), which fails in the first step, before any training. (The other
 /// failure, a fused model not above the best unimodal one, goes through
 /// `DemoReport::outcome`, tested in `demo::report`.)
+#[cfg(feature = "video")]
 #[test]
 fn a_failed_demo_exits_non_zero_and_says_why() {
     let dir = scratch("demo-fails");
@@ -188,6 +196,7 @@ fn a_failed_demo_exits_non_zero_and_says_why() {
     );
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     let dir = scratch("train");
@@ -288,6 +297,7 @@ fn multi_label_manifest(data: &Path, split: &str) -> std::path::PathBuf {
     path
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn train_and_predict_a_multi_label_model() {
     let dir = scratch("multi");
@@ -389,6 +399,7 @@ fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
 }
 
 /// Whether a wgpu adapter exists (always required in CI, where lavapipe is).
+#[cfg(feature = "wgpu")]
 fn wgpu_or_skip() -> bool {
     let out = polymodal(&["devices"]);
     let listed = String::from_utf8_lossy(&out.stdout).contains("wgpu:0");
@@ -401,6 +412,7 @@ fn wgpu_or_skip() -> bool {
     listed
 }
 
+#[cfg(all(feature = "video", feature = "wgpu"))]
 #[test]
 fn the_whole_pipeline_runs_on_wgpu() {
     if !wgpu_or_skip() {
@@ -414,6 +426,7 @@ fn the_whole_pipeline_runs_on_wgpu() {
     }
 }
 
+#[cfg(all(feature = "video", feature = "wgpu"))]
 fn pipeline_on_wgpu(fusion: &str) {
     let dir = scratch(&format!("wgpu-{fusion}"));
     let data = generate(&dir, ["4", "2", "2"]);
@@ -460,4 +473,63 @@ fn pipeline_on_wgpu(fusion: &str) {
             "{fusion}: wgpu f16 {half:?} vs cpu f32 {cpu:?}"
         );
     }
+}
+
+/// Built without `wgpu`: `devices` lists the CPU and says wgpu is not built
+/// in, and a wgpu device is an error saying so.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn without_wgpu_devices_lists_the_cpu_and_wgpu_is_an_error() {
+    let out = polymodal(&["devices"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("cpu\t"), "{stdout}");
+    assert!(
+        stdout.contains("wgpu is not built in") && !stdout.contains("wgpu:0"),
+        "{stdout}"
+    );
+    for device in ["wgpu", "wgpu:0"] {
+        let out = polymodal(&[
+            "predict", "--model", "m", "--image", "x.png", "--device", device,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("no wgpu support"), "{stderr}");
+    }
+}
+
+/// Built without `video`: the demo dataset (it has videos) cannot be
+/// generated, and a sample with a video file is an error naming it; both
+/// say why, without a panic.
+#[cfg(not(feature = "video"))]
+#[test]
+fn without_video_videos_are_errors_naming_the_file() {
+    let dir = scratch("no-video");
+    let out = polymodal(&["generate", "--out", dir.join("data").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`video` feature"), "{stderr}");
+
+    let model = dir.join("model");
+    write_untrained_model(&model, &[Modality::Image, Modality::Video], &["a", "b"]);
+    let clip = dir.join("clip.mp4");
+    std::fs::write(&clip, b"not decoded").unwrap();
+    // The video is refused before any file is read.
+    let out = polymodal(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        dir.join("no-such-image.png").to_str().unwrap(),
+        "--video",
+        clip.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(clip.to_str().unwrap()) && stderr.contains("`video` feature"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
 }

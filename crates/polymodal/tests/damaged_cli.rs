@@ -5,7 +5,11 @@
 //! with broken frames and AVI headers that lie about the duration (see
 //! tests/tests/damaged_video.rs for the decoder-level checks). A file with
 //! fewer decodable frames than the model samples gives that many frames all
-//! the same: instants past its last frame show that frame.
+//! the same: instants past its last frame show that frame. The video tests
+//! need the `video` feature (on by default).
+
+// Without `video` the helpers of the video tests go unused.
+#![cfg_attr(not(feature = "video"), allow(dead_code, unused_imports))]
 
 #[allow(dead_code)]
 mod common;
@@ -98,6 +102,7 @@ fn write_wav(path: &Path, rate: u32, samples: usize) {
     polymodal::audio::write_wav_pcm16(path, &ramp, rate, 1).unwrap();
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn damaged_videos_through_eval_predict_embed_and_train() {
     let dir = scratch("videos");

@@ -12,6 +12,10 @@
 //!
 //! `POLYMODAL_KILL_SEED=N` repeats (up to timing jitter) the random kills of
 //! a failed run, whose seed and kill times the test prints.
+//!
+//! The runs train on the demo dataset, which has videos: the `video`
+//! feature (on by default).
+#![cfg(feature = "video")]
 
 #[allow(dead_code)]
 mod common;

@@ -218,7 +218,9 @@ fn standardize(values: &mut [f32]) {
 /// than its header claims (cut short, or a header that lies about its
 /// duration) still gives that many: instants past its last decodable frame
 /// show that frame, as a player would. A file with no decodable frame is an
-/// error naming it.
+/// error naming it. Built without the `video` feature, an error naming the
+/// file ([`no_video_support`]).
+#[cfg(feature = "video")]
 pub(super) fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<f32>> {
     let frames = polymodal_video::sample_uniform(path, config.frames)?;
     if frames.len() != config.frames {
@@ -237,4 +239,21 @@ pub(super) fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<
         values.extend(config.preprocess.apply(frame)?);
     }
     Ok(values)
+}
+
+/// Without the `video` feature no video is decoded: the error naming `path`.
+#[cfg(not(feature = "video"))]
+pub(super) fn video_features(path: &Path, _config: &VideoFeatures) -> Result<Vec<f32>> {
+    Err(no_video_support(path))
+}
+
+/// The error for a video file met by a build without the `video` feature.
+#[cfg(not(feature = "video"))]
+pub(super) fn no_video_support(path: &Path) -> Error {
+    Error::decode(
+        path,
+        "video",
+        "this build has no video support: polymodal-train was built without its `video` \
+         feature (FFmpeg), which is on by default; enable it or leave the video out",
+    )
 }

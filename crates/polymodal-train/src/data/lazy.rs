@@ -38,6 +38,11 @@ impl LazyDataset {
         cache: Option<FeatureCache>,
     ) -> Result<Self> {
         config.validate()?;
+        // Fail before any decoding rather than at the first batch with a video.
+        #[cfg(not(feature = "video"))]
+        if let Some(video) = entries.iter().find_map(|e| e.video.as_deref()) {
+            return Err(crate::data::features::no_video_support(video));
+        }
         let classes = classes.map_or_else(|| class_names(&entries), <[String]>::to_vec);
         let labels = entries
             .iter()
@@ -202,4 +207,58 @@ fn label_of(entry: &ManifestEntry, classes: &[String]) -> Result<Label> {
 /// The cache key of a settings value: its JSON form.
 fn settings_key<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::LabelNames;
+
+    fn entry(id: &str, image: Option<&str>, video: Option<&str>) -> ManifestEntry {
+        ManifestEntry {
+            id: id.into(),
+            label: LabelNames::Single("a".into()),
+            text: None,
+            image: image.map(Into::into),
+            audio: None,
+            video: video.map(Into::into),
+        }
+    }
+
+    /// Without the `video` feature a sample with a video is an error naming
+    /// the file, before anything is decoded; samples without one are fine.
+    #[cfg(not(feature = "video"))]
+    #[test]
+    fn a_video_without_the_feature_is_an_error_naming_it() {
+        let config = FeatureConfig::default();
+        let entries = vec![
+            entry("0", Some("a.png"), None),
+            entry("1", None, Some("clips/b.mp4")),
+        ];
+        let Err(error) = LazyDataset::new(entries.clone(), config.clone(), None, None) else {
+            panic!("a video without the feature was accepted");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("clips/b.mp4") && message.contains("`video` feature"),
+            "{message}"
+        );
+        let message =
+            crate::data::features::video_features(std::path::Path::new("c.mp4"), &config.video)
+                .unwrap_err()
+                .to_string();
+        assert!(message.contains("c.mp4"), "{message}");
+        assert!(LazyDataset::new(entries[..1].to_vec(), config, None, None).is_ok());
+    }
+
+    /// With it, the dataset is built and the video decoded when asked for:
+    /// a missing file is an I/O error naming it.
+    #[cfg(feature = "video")]
+    #[test]
+    fn a_video_is_decoded_when_asked_for() {
+        let entries = vec![entry("0", None, Some("no-such-clip.mp4"))];
+        let data = LazyDataset::new(entries, FeatureConfig::default(), None, None).unwrap();
+        let message = data.load(&[0]).unwrap_err().to_string();
+        assert!(message.contains("no-such-clip.mp4"), "{message}");
+    }
 }

@@ -3,6 +3,7 @@
 use polymodal::Result;
 
 /// Prints the CPU and every wgpu adapter, with the precisions each supports.
+#[cfg(feature = "wgpu")]
 pub fn run() -> Result<()> {
     let names = polymodal::wgpu::adapter_names();
     println!("cpu\tBurn Flex (CPU)");
@@ -18,5 +19,13 @@ pub fn run() -> Result<()> {
         };
         println!("wgpu:{i}\t{name}\t{f16}");
     }
+    Ok(())
+}
+
+/// Built without the `wgpu` feature: the CPU, and that wgpu is not built in.
+#[cfg(not(feature = "wgpu"))]
+pub fn run() -> Result<()> {
+    println!("cpu\tBurn Flex (CPU)");
+    println!("(wgpu is not built in: polymodal was built without its `wgpu` feature)");
     Ok(())
 }

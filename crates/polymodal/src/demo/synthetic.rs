@@ -67,8 +67,10 @@ pub fn class_name(shape: usize, pitch: usize) -> String {
 }
 
 /// Writes the dataset under `dir` (media in sub-folders, one manifest per
-/// split). The same `seed` always gives the same files.
+/// split). The same `seed` always gives the same files. Its samples have
+/// videos: built without the `video` feature, an error saying so.
 pub fn generate(dir: &Path, size: DatasetSize, seed: u64) -> Result<GeneratedDataset> {
+    video_support()?;
     for sub in ["image", "audio", "video", "text"] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
@@ -110,13 +112,36 @@ fn write_sample(dir: &Path, id: &str, shape: usize, pitch: usize, rng: &mut StdR
         SAMPLE_RATE,
         1,
     )?;
-    polymodal_video::encode_mp4(
-        dir.join(format!("video/{id}.mp4")),
+    write_video(
+        &dir.join(format!("video/{id}.mp4")),
         &moving_shape(shape, rng),
-        8.0,
     )?;
     let caption_path = dir.join(format!("text/{id}.txt"));
     std::fs::write(&caption_path, caption(pitch, rng)).map_err(|e| Error::io(&caption_path, e))
+}
+
+/// Whether this build can write the dataset's videos.
+fn video_support() -> Result<()> {
+    if cfg!(feature = "video") {
+        Ok(())
+    } else {
+        Err(Error::Config(
+            "the demo dataset has videos, and this build of polymodal has no video support: \
+             it was built without the `video` feature (FFmpeg), which is on by default"
+                .into(),
+        ))
+    }
+}
+
+/// Encodes `frames` as an MP4 at 8 frames per second.
+#[cfg(feature = "video")]
+fn write_video(path: &Path, frames: &[RgbImage]) -> Result<()> {
+    polymodal_video::encode_mp4(path, frames, 8.0)
+}
+
+#[cfg(not(feature = "video"))]
+fn write_video(_path: &Path, _frames: &[RgbImage]) -> Result<()> {
+    video_support()
 }
 
 fn normal(rng: &mut StdRng) -> f32 {
