@@ -100,7 +100,7 @@ fn pretrained_encoders_infer_in_f16() {
 fn kernels_take_and_give_f16() {
     use polymodal::audio::MelConfig;
     use polymodal::image::ImagePreprocess;
-    use polymodal::wgpu::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
+    use polymodal::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
 
     let Some(gpu) = half_device() else {
         return;

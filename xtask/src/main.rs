@@ -42,7 +42,7 @@ commands:
                    docs/benchmarks/encoders-<device>-<precision>.md. Python as for bench
                    media, with torch (pip install -r scripts/parity/requirements-torch.txt)
   bench kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
-                   each of polymodal's own kernels (polymodal-wgpu) against the same work
+                   each of polymodal's own kernels (polymodal::kernels) against the same work
                    in Burn's tensor ops on the same device (default wgpu): times and
                    ratios in docs/benchmarks/kernels-<device>.md; with --python also
                    PyTorch's version of the work (on CUDA when torch has a GPU)

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use polymodal::image::ImagePreprocess;
-use polymodal::wgpu::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
+use polymodal::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
 use polymodal_audio::MelConfig;
 use polymodal_benches::report::{
     Align, Provenance, Report, Table, device_slug, ratio_cell, reports_dir,

@@ -50,6 +50,8 @@
 mod ast;
 mod cnn;
 mod decode;
+#[cfg(feature = "wgpu")]
+pub mod kernel;
 mod mel;
 mod mfcc;
 mod registry;

@@ -81,12 +81,12 @@ impl GatedFusion {
 }
 
 /// `Σ_m softmax_m(scores)·tanh(candidates)` over the present modalities:
-/// with the `kernels` feature one fused kernel (forward and backward) on
-/// wgpu devices, else Burn's ops.
+/// with the `wgpu` feature one fused kernel (forward and backward) on wgpu
+/// devices, else Burn's ops.
 fn combine(scores: Tensor<3>, candidates: Tensor<3>, present: Tensor<2>) -> Result<Tensor<2>> {
-    #[cfg(feature = "kernels")]
-    return polymodal_wgpu::kernels::gated_unit_best(scores, candidates, present);
-    #[cfg(not(feature = "kernels"))]
+    #[cfg(feature = "wgpu")]
+    return crate::kernel::gated_unit_best(scores, candidates, present);
+    #[cfg(not(feature = "wgpu"))]
     Ok((masked_softmax(scores, present) * candidates.tanh())
         .sum_dim(1)
         .squeeze_dim::<2>(1))

@@ -54,6 +54,8 @@ mod cross_modal;
 mod film;
 mod gated;
 mod inputs;
+#[cfg(feature = "wgpu")]
+pub mod kernel;
 mod late;
 mod low_rank;
 mod modality_dropout;

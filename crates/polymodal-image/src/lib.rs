@@ -46,6 +46,8 @@
 mod augment;
 mod cnn;
 mod decode;
+#[cfg(feature = "wgpu")]
+pub mod kernel;
 mod preprocess;
 mod registry;
 mod resize;

@@ -15,24 +15,12 @@
 //! # Ok::<(), polymodal_core::Error>(())
 //! ```
 //!
-//! It also owns the project's compute kernels ([`kernels`]): CubeCL code for
-//! every wgpu backend with a CPU reference behind the same call. Log-mel
-//! features of audio already on the device, in one kernel:
-//!
-//! ```
-//! use burn::prelude::*;
-//! use polymodal_wgpu::kernels::LogMel;
-//!
-//! // On the CPU here; with `wgpu_device(..)?` the fused kernel runs.
-//! let device = Device::flex();
-//! let log_mel = LogMel::new(polymodal_audio::MelConfig::whisper())?;
-//! let audio = Tensor::<2>::random([2, 16_000], burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
-//! let features = log_mel.forward(audio)?;
-//! assert_eq!(features.dims(), [2, 80, 101]);
-//! # Ok::<(), polymodal_core::Error>(())
-//! ```
+//! It also holds what every polymodal kernel shares ([`extension`]); the
+//! kernels live beside their users, each behind its crate's `wgpu` feature:
+//! `polymodal_audio::kernel::LogMel`, `polymodal_image::kernel::FramePreprocess`
+//! and `polymodal_fusion::kernel::gated_unit` (docs/kernels.md).
 
-pub mod kernels;
+pub mod extension;
 
 use std::sync::Mutex;
 

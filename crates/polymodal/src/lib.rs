@@ -53,6 +53,16 @@ pub use {
     polymodal_video as video,
 };
 
-/// wgpu devices and the project's kernels (the `wgpu` feature).
+/// wgpu devices (the `wgpu` feature).
 #[cfg(feature = "wgpu")]
 pub use polymodal_wgpu as wgpu;
+
+/// The project's own compute kernels (the `wgpu` feature), each kept beside
+/// its users: log-mel in `polymodal-audio`, frame preprocessing in
+/// `polymodal-image`, the gated unit in `polymodal-fusion`.
+#[cfg(feature = "wgpu")]
+pub mod kernels {
+    pub use polymodal_audio::kernel::*;
+    pub use polymodal_fusion::kernel::*;
+    pub use polymodal_image::kernel::*;
+}

@@ -9,9 +9,9 @@
 //! test (the kernel's direct DFT sums in a different order than realfft).
 
 use burn::prelude::*;
+use polymodal_audio::kernel::LogMel;
 use polymodal_audio::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window};
 use polymodal_core::testing::max_abs_diff;
-use polymodal_wgpu::kernels::LogMel;
 
 /// Three different 16 kHz signals: a chirp, two tones with noise, noise.
 fn signals(samples: usize) -> Vec<Vec<f32>> {

@@ -1,5 +1,5 @@
-//! Kernel 1: the log-mel spectrogram of raw audio already on the device, in
-//! one pass per frame. One cube (workgroup) per (frame, signal): it gathers
+//! The wgpu implementation of [`LogMelOps`]: the log-mel spectrogram of raw
+//! audio already on the device, in one pass per frame. One cube (workgroup) per (frame, signal): it gathers
 //! its `n_fft` samples with the centring padding, applies the window, keeps
 //! the frame and its power spectrum in shared memory, projects onto the mel
 //! filters and writes the compressed value. Nothing in between goes to
@@ -12,14 +12,14 @@
 //! else a direct DFT that reads each coefficient once for a group of frames.
 
 use burn::backend::DType;
-use burn::backend::wgpu::CubeTensor;
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn_cubecl::cubecl;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use cubecl::prelude::*;
 use std::f32::consts::LOG10_E;
 
-use super::{ElementLog, LogMelShape};
+use super::{ElementLog, LogMelOps, LogMelShape};
 
 /// Shared memory per cube, in f32 values: WebGPU guarantees 16 KiB.
 const SHARED_FLOATS: usize = 4096;
@@ -27,7 +27,7 @@ const SHARED_FLOATS: usize = 4096;
 /// Frames one cube transforms together: every DFT coefficient read from
 /// memory serves all of them. As many as fit in shared memory (frames and
 /// their power spectra), at most 8.
-pub(super) fn frames_per_cube(n_fft: usize) -> usize {
+fn frames_per_cube(n_fft: usize) -> usize {
     (SHARED_FLOATS / (n_fft + n_fft / 2 + 1)).clamp(1, 8)
 }
 
@@ -317,7 +317,7 @@ fn log_mel_direct_kernel(
 
 /// How the spectrum of one launch is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Plan {
+enum Plan {
     /// Cooley–Tukey split n_fft = n1·(n_fft / n1), `group` frames per cube.
     Split { n1: usize, group: usize },
     /// Direct DFT, `group` frames per cube.
@@ -326,7 +326,7 @@ pub(super) enum Plan {
 
 /// The split when n_fft has a factor between 4 and √n_fft and three
 /// frames' worth of values fit in shared memory; the direct DFT otherwise.
-pub(super) fn plan(n_fft: usize) -> Plan {
+fn plan(n_fft: usize) -> Plan {
     let n1 = (4..=n_fft.isqrt()).rev().find(|d| n_fft.is_multiple_of(*d));
     let group = SHARED_FLOATS / (3 * n_fft);
     match n1 {
@@ -344,7 +344,7 @@ pub(super) fn plan(n_fft: usize) -> Plan {
 /// `twiddles` `[2·n_fft]` (cos and −sin of 2πj/n_fft), `dft_cos`, `dft_sin`
 /// `[n_fft, bins]` (the same at j = k·n), `filters` `[n_mels, bins]` and
 /// `bands` `[n_mels, 2]`. Returns `[batch, n_mels, frames]`.
-pub(super) fn launch(
+fn launch(
     signal: CubeTensor,
     window: CubeTensor,
     twiddles: CubeTensor,
@@ -432,6 +432,28 @@ pub(super) fn launch(
         ),
     }
     output
+}
+
+impl LogMelOps for CubeBackend {
+    fn log_mel(
+        signal: CubeTensor,
+        window: CubeTensor,
+        twiddles: CubeTensor,
+        dft_cos: CubeTensor,
+        dft_sin: CubeTensor,
+        filters: CubeTensor,
+        bands: CubeTensor,
+        shape: LogMelShape,
+    ) -> CubeTensor {
+        launch(
+            signal,
+            window,
+            twiddles,
+            (dft_cos, dft_sin),
+            (filters, bands),
+            shape,
+        )
+    }
 }
 
 #[cfg(test)]

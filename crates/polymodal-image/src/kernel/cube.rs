@@ -2,16 +2,17 @@
 //! passes in the same 22-bit fixed-point integer arithmetic as the CPU code
 //! (so results are bit-identical), the second fused with normalisation and
 //! the HWC → CHW layout. Pixels travel as one i32 per pixel, `r | g << 8 |
-//! b << 16`, a quarter of the f32 traffic.
+//! b << 16`, a quarter of the f32 traffic. The wgpu implementation of
+//! [`FramePreprocessOps`].
 
 use burn::backend::DType;
-use burn::backend::wgpu::CubeTensor;
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn_cubecl::cubecl;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use cubecl::prelude::*;
 
-use super::frames::FrameShape;
+use super::{FramePreprocessOps, FrameShape};
 
 /// `clamp(v >> 22, 0, 255)`, by division (the same after the clamp).
 #[cube]
@@ -118,8 +119,7 @@ fn vertical_kernel(
 
 /// Both passes: `pixels` `[frames, height·width]` i32 → `[frames, channels,
 /// out_height, out_width]` f32.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn launch(
+fn launch(
     pixels: CubeTensor,
     horizontal: [CubeTensor; 3],
     vertical: [CubeTensor; 3],
@@ -184,4 +184,26 @@ pub(super) fn launch(
         shape.grayscale,
     );
     output
+}
+
+impl FramePreprocessOps for CubeBackend {
+    fn preprocess_frames(
+        pixels: CubeTensor,
+        horizontal_start: CubeTensor,
+        horizontal_len: CubeTensor,
+        horizontal_weights: CubeTensor,
+        vertical_start: CubeTensor,
+        vertical_len: CubeTensor,
+        vertical_weights: CubeTensor,
+        norm: CubeTensor,
+        shape: FrameShape,
+    ) -> CubeTensor {
+        launch(
+            pixels,
+            [horizontal_start, horizontal_len, horizontal_weights],
+            [vertical_start, vertical_len, vertical_weights],
+            norm,
+            &shape,
+        )
+    }
 }

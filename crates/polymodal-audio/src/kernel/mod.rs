@@ -1,48 +1,47 @@
-//! The project's own compute kernels, as a Burn backend extension
-//! ([`KernelOps`]): a CubeCL implementation for the wgpu device (the same
-//! code for Vulkan, Metal and DX12: no vendor-specific paths) and a CPU
-//! implementation on Burn's Flex backend that serves as the reference.
+//! The log-mel spectrogram of raw audio already on the device (framing,
+//! window, power spectrum, mel projection, log) in one kernel: [`LogMel`],
+//! the same values as [`MelSpectrogram::compute`] for every row of a batch.
 //!
-//! - [`LogMel`]: the log-mel spectrogram of raw audio on the device (framing,
-//!   window, power spectrum, mel projection, log) in one kernel;
-//! - [`FramePreprocess`]: video frames (u8 RGB) to model input (resized,
-//!   cropped, normalised CHW; computed in f32, bit-identical to Pillow), in
-//!   two passes;
-//! - [`gated_unit`]: the gated multimodal unit's combining step (masked
-//!   softmax gates, tanh candidates, weighted sum) in one kernel, with its
-//!   backward pass, so models with gated fusion train through it.
+//! A Burn backend extension ([`LogMelOps`]): the CubeCL kernel for wgpu
+//! devices (`cube`), the CPU reference on Flex that is this crate's own
+//! spectrogram, checked against librosa (`cpu`), and the autodiff part that
+//! treats features as constants (`autodiff`). Behind the `wgpu` feature.
 //!
-//! Each kernel has an unfused twin made of Burn tensor ops (e.g.
-//! [`LogMel::forward_unfused`]) that runs on any device; `cargo xtask bench
-//! kernels` times the two on the same device.
+//! ```
+//! use burn::prelude::*;
+//! use polymodal_audio::kernel::LogMel;
+//!
+//! // On the CPU here; on a `polymodal_wgpu::wgpu_device(..)?` the fused kernel runs.
+//! let device = Device::flex();
+//! let log_mel = LogMel::new(polymodal_audio::MelConfig::whisper())?;
+//! let audio = Tensor::<2>::random([2, 16_000], burn::tensor::Distribution::Uniform(-0.5, 0.5), &device);
+//! let features = log_mel.forward(audio)?;
+//! assert_eq!(features.dims(), [2, 80, 101]);
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
 
 mod autodiff;
+mod cpu;
 mod cube;
-mod flex;
-mod frames;
-mod frames_cube;
-mod gated;
-mod log_mel;
-
-pub use frames::{FramePreprocess, FrameShape};
 
 use std::sync::Mutex;
 
 use burn::backend::{
-    Backend, Dispatch, backend_extension,
-    tensor::{FloatTensor, IntTensor},
+    Backend, Dispatch, DispatchAutodiffContext, backend_extension, tensor::FloatTensor,
 };
-use burn::backend::{DispatchAutodiffContext, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use polymodal_audio::{LogScale, MelConfig, MelSpectrogram, PadMode, reflect_indices};
 use polymodal_core::{Error, Result};
+use polymodal_wgpu::extension::float_dtype;
 
-/// The custom operations; call them through the wrappers ([`LogMel`]).
+use crate::{LogScale, MelConfig, MelSpectrogram, PadMode, reflect_indices};
+
+/// The log-mel spectrogram as a backend operation; call it through
+/// [`LogMel`].
 #[allow(clippy::too_many_arguments)]
 #[backend_extension(Flex, Cube, Autodiff)]
-pub trait KernelOps: Backend {
+pub trait LogMelOps: Backend {
     /// `signal` `[batch, samples]` → `[batch, n_mels, frames]`, compressed
     /// element-wise (`shape.log`); `window` `[n_fft]`, `twiddles` `[2·n_fft]`
     /// (cos and −sin of 2πj/n_fft), `dft_cos` and `dft_sin` `[n_fft, bins]`
@@ -58,136 +57,6 @@ pub trait KernelOps: Backend {
         bands: FloatTensor<Self>,
         shape: LogMelShape,
     ) -> FloatTensor<Self>;
-
-    /// Frames `pixels` `[frames, height·width]` (i32, `r | g << 8 | b << 16`)
-    /// → `[frames, channels, out_height, out_width]`: Pillow's two passes
-    /// (start, length and weights of each, i32) and the normalisation
-    /// (`norm`: three scales, three shifts).
-    fn preprocess_frames(
-        pixels: IntTensor<Self>,
-        horizontal_start: IntTensor<Self>,
-        horizontal_len: IntTensor<Self>,
-        horizontal_weights: IntTensor<Self>,
-        vertical_start: IntTensor<Self>,
-        vertical_len: IntTensor<Self>,
-        vertical_weights: IntTensor<Self>,
-        norm: FloatTensor<Self>,
-        shape: FrameShape,
-    ) -> FloatTensor<Self>;
-
-    /// The gated unit's combination: `h[b, j] = Σ_m z[b, m, j]·tanh(u[b, m,
-    /// j])`, `z` the softmax of `scores` over the present modalities
-    /// (`present` `[batch, modalities]`, 1 or 0). `scores`, `candidates`
-    /// `[batch, modalities, hidden]` → `[batch, hidden]`.
-    fn gated_unit(
-        scores: FloatTensor<Self>,
-        candidates: FloatTensor<Self>,
-        present: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
-
-    /// `∂L/∂scores` from `grad` = `∂L/∂h` `[batch, hidden]`.
-    fn gated_unit_grad_scores(
-        scores: FloatTensor<Self>,
-        candidates: FloatTensor<Self>,
-        present: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
-
-    /// `∂L/∂candidates` from `grad` = `∂L/∂h` `[batch, hidden]`.
-    fn gated_unit_grad_candidates(
-        scores: FloatTensor<Self>,
-        candidates: FloatTensor<Self>,
-        present: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
-}
-
-/// The gated multimodal unit's combining step in one kernel (forward, and
-/// backward under autodiff): `h = Σ_m softmax_m(scores)·tanh(candidates)`
-/// over the modalities present in each sample (`present` `[batch,
-/// modalities]`, 1 or 0); `scores`, `candidates` `[batch, modalities,
-/// hidden]` → `[batch, hidden]`, in f32 or f16 (the dtype of `scores`; the
-/// arithmetic is f32). A sample with no modality present gets zeros. Shapes
-/// and dtypes are checked.
-pub fn gated_unit(
-    scores: Tensor<3>,
-    candidates: Tensor<3>,
-    present: Tensor<2>,
-) -> Result<Tensor<2>> {
-    check_gated(&scores, &candidates, &present)?;
-    let dtype = scores.dtype();
-    // The CPU reference reads f32: other precisions go through it in f32.
-    let io = if on_wgpu(&scores) { dtype } else { DType::F32 };
-    let fused = Tensor::<2>::from_dispatch(<Dispatch as KernelOps>::gated_unit(
-        scores.cast(io).into_dispatch(),
-        candidates.cast(io).into_dispatch(),
-        present.cast(io).into_dispatch(),
-    ));
-    Ok(fused.cast(dtype))
-}
-
-/// [`gated_unit`] on wgpu, [`gated_unit_unfused`] elsewhere: on the CPU
-/// the kernel's implementation is a plain-loop reference and Burn's ops are
-/// faster (`cargo xtask bench kernels --device cpu`). What
-/// `polymodal_fusion::GatedFusion` calls with its `kernels` feature.
-pub fn gated_unit_best(
-    scores: Tensor<3>,
-    candidates: Tensor<3>,
-    present: Tensor<2>,
-) -> Result<Tensor<2>> {
-    if on_wgpu(&scores) {
-        gated_unit(scores, candidates, present)
-    } else {
-        gated_unit_unfused(scores, candidates, present)
-    }
-}
-
-/// Whether `x` lives on a wgpu (CubeCL) device.
-fn on_wgpu<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.clone().into_dispatch().kind, DispatchTensorKind::Cube(_))
-}
-
-/// The same with Burn's ops (masked softmax, tanh, product, sum): the
-/// baseline [`gated_unit`] is measured against.
-pub fn gated_unit_unfused(
-    scores: Tensor<3>,
-    candidates: Tensor<3>,
-    present: Tensor<2>,
-) -> Result<Tensor<2>> {
-    check_gated(&scores, &candidates, &present)?;
-    let [batch, modalities, _] = scores.dims();
-    let present: Tensor<3> = present.reshape([batch, modalities, 1]);
-    // Absent modalities are pushed to -1e4 before the softmax and their
-    // gates zeroed after it (all-absent samples then get zeros).
-    let masked = scores + (present.clone().neg() + 1.0) * -1e4;
-    let gates = burn::tensor::activation::softmax(masked, 1) * present;
-    Ok((gates * candidates.tanh()).sum_dim(1).squeeze_dim(1))
-}
-
-fn check_gated(scores: &Tensor<3>, candidates: &Tensor<3>, present: &Tensor<2>) -> Result<()> {
-    let [batch, modalities, _] = scores.dims();
-    if candidates.dims() != scores.dims() || present.dims() != [batch, modalities] {
-        return Err(Error::Invalid(format!(
-            "gated unit: scores {:?} and candidates {:?} must match, present must be {:?}, got {:?}",
-            scores.dims(),
-            candidates.dims(),
-            [batch, modalities],
-            present.dims()
-        )));
-    }
-    let dtypes = [scores.dtype(), candidates.dtype(), present.dtype()];
-    if !matches!(dtypes[0], DType::F32 | DType::F16) || dtypes.iter().any(|d| *d != dtypes[0]) {
-        return Err(Error::Invalid(format!(
-            "gated unit: scores, candidates and present must all be f32 or all f16, got {dtypes:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// The float dtype tensors created on `device` get by default: f32, or f16
-/// on a device configured for it.
-pub fn float_dtype(device: &Device) -> DType {
-    device.settings().float_dtype.into()
 }
 
 /// The element-wise part of a [`LogScale`]; the part that needs the
@@ -249,7 +118,7 @@ struct Tables {
 }
 
 /// A log-mel spectrogram on the device: the same values as
-/// [`polymodal_audio::MelSpectrogram::compute`] for every row of a batch.
+/// [`MelSpectrogram::compute`] for every row of a batch.
 pub struct LogMel {
     config: MelConfig,
     mel: MelSpectrogram,
@@ -303,7 +172,7 @@ impl LogMel {
             )));
         }
         let tables = self.tables(&signal.device());
-        let out = <Dispatch as KernelOps>::log_mel(
+        let out = <Dispatch as LogMelOps>::log_mel(
             signal.into_dispatch(),
             tables.window.into_dispatch(),
             tables.twiddles.into_dispatch(),

@@ -4,7 +4,7 @@
 //! lavapipe in CI).
 
 use burn::prelude::*;
-use polymodal_wgpu::kernels::{gated_unit, gated_unit_unfused};
+use polymodal_fusion::kernel::{gated_unit, gated_unit_unfused};
 
 const BATCH: usize = 5;
 const MODALITIES: usize = 3;

@@ -1,19 +1,64 @@
-//! Kernel 2: video frames (u8 RGB, HWC) to model input (resized, cropped,
-//! normalised CHW) on the device, computed in f32 bit-identical to
-//! `polymodal_image::ImagePreprocess::apply` (Pillow's resampling), returned
-//! in the device's float type.
+//! Video frames (u8 RGB, HWC) to model input (resized, cropped, normalised
+//! CHW) on the device in two passes, computed in f32 bit-identical to
+//! [`ImagePreprocess::apply`](crate::ImagePreprocess::apply) (Pillow's
+//! resampling), returned in the device's float type: [`FramePreprocess`].
+//!
+//! A Burn backend extension ([`FramePreprocessOps`]): the CubeCL kernel for
+//! wgpu devices (`cube`), the CPU reference on Flex that runs each frame
+//! through `ImagePreprocess::apply` (`cpu`), and the autodiff part that
+//! treats the result as a constant (`autodiff`). Behind the `wgpu` feature.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use polymodal_image::ImagePreprocess;
+//! use polymodal_image::kernel::FramePreprocess;
+//!
+//! // On the CPU here; on a `polymodal_wgpu::wgpu_device(..)?` the kernel runs.
+//! let device = Device::flex();
+//! let frames = vec![image::RgbImage::new(64, 48); 2];
+//! let preprocess = FramePreprocess::new(ImagePreprocess::imagenet(32), 64, 48)?;
+//! let input = preprocess.forward(preprocess.pixels(&frames, &device)?)?;
+//! assert_eq!(input.dims(), [2, 3, 32, 32]);
+//! # Ok::<(), polymodal_core::Error>(())
+//! ```
+
+mod autodiff;
+mod cpu;
+mod cube;
 
 use std::sync::Mutex;
 
-use burn::backend::Dispatch;
+use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor, tensor::IntTensor};
 use burn::prelude::*;
 use burn::tensor::DType;
 use image::RgbImage;
 
 use polymodal_core::{Error, Result};
-use polymodal_image::{ImagePreprocess, PassWeights, ResizeMode, pass_weights, shorter_side_size};
+use polymodal_wgpu::extension::float_dtype;
 
-use super::KernelOps;
+use crate::{ImagePreprocess, PassWeights, ResizeMode, pass_weights, shorter_side_size};
+
+/// The frame preprocessing as a backend operation; call it through
+/// [`FramePreprocess`].
+#[allow(clippy::too_many_arguments)]
+#[backend_extension(Flex, Cube, Autodiff)]
+pub trait FramePreprocessOps: Backend {
+    /// Frames `pixels` `[frames, height·width]` (i32, `r | g << 8 | b << 16`)
+    /// → `[frames, channels, out_height, out_width]`: Pillow's two passes
+    /// (start, length and weights of each, i32) and the normalisation
+    /// (`norm`: three scales, three shifts).
+    fn preprocess_frames(
+        pixels: IntTensor<Self>,
+        horizontal_start: IntTensor<Self>,
+        horizontal_len: IntTensor<Self>,
+        horizontal_weights: IntTensor<Self>,
+        vertical_start: IntTensor<Self>,
+        vertical_len: IntTensor<Self>,
+        vertical_weights: IntTensor<Self>,
+        norm: FloatTensor<Self>,
+        shape: FrameShape,
+    ) -> FloatTensor<Self>;
+}
 
 /// The sizes of one preprocessing launch, and the settings for the CPU
 /// reference.
@@ -104,15 +149,8 @@ impl FramePreprocess {
         };
         let (horizontal, vertical) = if (width, height) == (w, h) {
             // Used as they are, as ImagePreprocess::apply does: one tap each.
-            let identity = |size| {
-                pass_weights(
-                    size,
-                    0.0,
-                    size as f64,
-                    size,
-                    polymodal_image::Filter::Nearest,
-                )
-            };
+            let identity =
+                |size| pass_weights(size, 0.0, size as f64, size, crate::Filter::Nearest);
             (identity(width), identity(height))
         } else {
             match config.resize {
@@ -177,7 +215,7 @@ impl FramePreprocess {
         let [h0, h1, h2] = t.horizontal;
         let [v0, v1, v2] = t.vertical;
         Ok(
-            Tensor::<4>::from_dispatch(<Dispatch as KernelOps>::preprocess_frames(
+            Tensor::<4>::from_dispatch(<Dispatch as FramePreprocessOps>::preprocess_frames(
                 pixels.into_dispatch(),
                 h0.into_dispatch(),
                 h1.into_dispatch(),
@@ -188,7 +226,7 @@ impl FramePreprocess {
                 t.norm.into_dispatch(),
                 shape,
             ))
-            .cast(super::float_dtype(&t.device)),
+            .cast(float_dtype(&t.device)),
         )
     }
 

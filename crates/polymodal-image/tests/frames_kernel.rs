@@ -10,8 +10,8 @@
 use burn::prelude::*;
 use image::RgbImage;
 use polymodal_core::testing::max_abs_diff;
+use polymodal_image::kernel::FramePreprocess;
 use polymodal_image::{Filter, ImagePreprocess, ResizeMode};
-use polymodal_wgpu::kernels::FramePreprocess;
 
 /// Two 97×61 frames with gradients, edges and noise (odd sizes on purpose).
 fn frames() -> Vec<RgbImage> {

@@ -1,5 +1,6 @@
-//! Kernel 3: the combining step of the gated multimodal unit
-//! (`polymodal_fusion::GatedFusion`), forward and backward:
+//! The wgpu implementation of [`GatedUnitOps`]: the combining step of the
+//! gated multimodal unit ([`GatedFusion`](crate::GatedFusion)), forward and
+//! backward:
 //! `h[b, j] = Σ_m z[b, m, j] · tanh(u[b, m, j])` with
 //! `z = softmax over the present modalities m of s[b, m, j]`.
 //!
@@ -12,11 +13,13 @@
 //! `∂L/∂u_m = g · z_m · (1 − tanh²u_m)` and `∂L/∂s_m = g · z_m · (tanh u_m − h)`.
 
 use burn::backend::cubecl::dtype_to_storage_type;
-use burn::backend::wgpu::CubeTensor;
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn_cubecl::cubecl;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use cubecl::prelude::*;
+
+use super::GatedUnitOps;
 
 /// Which value a launch writes.
 const FORWARD: u32 = 0;
@@ -148,28 +151,26 @@ fn launch(
     output
 }
 
-pub(super) fn forward(
-    scores: CubeTensor,
-    candidates: CubeTensor,
-    present: CubeTensor,
-) -> CubeTensor {
-    launch(scores, candidates, present, None, FORWARD)
-}
+impl GatedUnitOps for CubeBackend {
+    fn gated_unit(scores: CubeTensor, candidates: CubeTensor, present: CubeTensor) -> CubeTensor {
+        launch(scores, candidates, present, None, FORWARD)
+    }
 
-pub(super) fn grad_scores(
-    scores: CubeTensor,
-    candidates: CubeTensor,
-    present: CubeTensor,
-    grad: CubeTensor,
-) -> CubeTensor {
-    launch(scores, candidates, present, Some(grad), GRAD_SCORES)
-}
+    fn gated_unit_grad_scores(
+        scores: CubeTensor,
+        candidates: CubeTensor,
+        present: CubeTensor,
+        grad: CubeTensor,
+    ) -> CubeTensor {
+        launch(scores, candidates, present, Some(grad), GRAD_SCORES)
+    }
 
-pub(super) fn grad_candidates(
-    scores: CubeTensor,
-    candidates: CubeTensor,
-    present: CubeTensor,
-    grad: CubeTensor,
-) -> CubeTensor {
-    launch(scores, candidates, present, Some(grad), GRAD_CANDIDATES)
+    fn gated_unit_grad_candidates(
+        scores: CubeTensor,
+        candidates: CubeTensor,
+        present: CubeTensor,
+        grad: CubeTensor,
+    ) -> CubeTensor {
+        launch(scores, candidates, present, Some(grad), GRAD_CANDIDATES)
+    }
 }
