@@ -175,18 +175,9 @@ impl HostBatch {
 /// A small classifier over `modalities` (6 classes, width 16), no modality
 /// dropout.
 pub fn classifier(fusion: FusionKind, modalities: Vec<Modality>) -> ClassifierConfig {
-    ClassifierConfig {
-        modalities,
-        fusion,
-        classes: 6,
-        dim: 16,
-        vocab_size: 12,
-        max_tokens: 8,
-        channels: 3,
-        modality_dropout: 0.0,
-        contrastive_weight: 1.0,
-        multi_label: false,
-    }
+    ClassifierConfig::new(modalities, fusion, 6)
+        .with_dim(16)
+        .with_text(12, 8)
 }
 
 /// [`classifier`] with `fusion` over every modality (one image for `None`).

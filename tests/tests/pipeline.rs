@@ -34,18 +34,7 @@ fn fused_model_trains_saves_and_reloads() {
     assert_eq!(train_set.classes.len(), 6);
 
     let modalities = vec![Modality::Image, Modality::Audio];
-    let config = ClassifierConfig {
-        modalities: modalities.clone(),
-        fusion: FusionKind::Concat,
-        classes: 6,
-        dim: 16,
-        vocab_size: 0,
-        max_tokens: 0,
-        channels: 3,
-        modality_dropout: 0.0,
-        contrastive_weight: 1.0,
-        multi_label: false,
-    };
+    let config = ClassifierConfig::new(modalities.clone(), FusionKind::Concat, 6).with_dim(16);
     let batcher = Batcher::new(modalities, features.clone(), None).unwrap();
     let model_dir = ModelDir(dir.join("model"));
     let card = ModelCard {

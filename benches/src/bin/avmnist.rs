@@ -803,22 +803,15 @@ fn peak_memory_mb() -> f64 {
 }
 
 fn classifier(modalities: &[Modality], fusion: FusionKind) -> ClassifierConfig {
-    ClassifierConfig {
-        modalities: modalities.to_vec(),
-        fusion,
-        classes: 10,
-        dim: 64,
-        vocab_size: 0,
-        max_tokens: 0,
-        channels: 1,
-        modality_dropout: if fusion == FusionKind::None {
-            0.0
-        } else {
-            MODALITY_DROPOUT
-        },
-        contrastive_weight: 0.5,
-        multi_label: false,
-    }
+    let dropout = if fusion == FusionKind::None {
+        0.0
+    } else {
+        MODALITY_DROPOUT
+    };
+    ClassifierConfig::new(modalities.to_vec(), fusion, 10)
+        .with_channels(1)
+        .with_modality_dropout(dropout)
+        .with_contrastive_weight(0.5)
 }
 
 struct Trained {

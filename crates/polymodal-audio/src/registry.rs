@@ -135,23 +135,12 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/parity/encoders")
-            .join(name)
+        polymodal_core::testing::encoder_fixture(name)
     }
 
     /// A fresh folder with `config` as its `config.json` (none when `None`).
     fn folder(name: &str, config: Option<&str>) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "polymodal-audio-registry-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if let Some(config) = config {
-            std::fs::write(dir.join("config.json"), config).unwrap();
-        }
-        dir
+        polymodal_core::testing::config_folder(&format!("audio-registry-{name}"), config)
     }
 
     /// Spectrograms `[batch, 1, mels, frames]` as the batcher makes them.
@@ -168,31 +157,11 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_are_unique() {
-        for (i, kind) in AudioEncoderKind::ALL.into_iter().enumerate() {
-            assert_eq!(kind.name().parse::<AudioEncoderKind>().unwrap(), kind);
-            assert_eq!(kind.to_string(), kind.name());
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.name()));
-            assert_eq!(
-                serde_json::from_str::<AudioEncoderKind>(&json).unwrap(),
-                kind
-            );
-            assert!(
-                !AudioEncoderKind::ALL[..i]
-                    .iter()
-                    .any(|k| k.name() == kind.name()),
-                "the name {kind} is used twice"
-            );
-        }
-        let names: Vec<&str> = AudioEncoderKind::ALL.iter().map(|k| k.name()).collect();
-        assert_eq!(names, ["scratch", "ast", "whisper"]);
-        let error = "wav2vec2"
-            .parse::<AudioEncoderKind>()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("unknown audio encoder `wav2vec2`"),
-            "{error}"
+        polymodal_core::testing::check_kind_names(
+            &AudioEncoderKind::ALL,
+            AudioEncoderKind::name,
+            &["scratch", "ast", "whisper"],
+            ("wav2vec2", "unknown audio encoder `wav2vec2`"),
         );
     }
 

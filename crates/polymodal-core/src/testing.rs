@@ -2,7 +2,15 @@
 //! data folder, a wgpu adapter): outside CI a test skips with a message that
 //! names what is missing; under `CI=true`, where everything must be present,
 //! the same situation fails the test, so a green CI can never mean "skipped".
-//! Also the comparison every parity test shares ([`max_abs_diff`]).
+//! Also the comparison every parity test shares ([`max_abs_diff`]) and the
+//! checks and folders every encoder registry's tests share
+//! ([`check_kind_names`], [`encoder_fixture`], [`config_folder`]).
+
+use std::fmt::{Debug, Display};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Serialize, de::DeserializeOwned};
 
 /// Whether this process runs under CI (`CI=true`).
 pub fn in_ci() -> bool {
@@ -33,6 +41,62 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The names of a registry's kinds (`all`, in table order), as each
+/// registry's tests check them: each kind's `name` parses back to it, is its
+/// `Display` and its JSON string, and is used once; the names are `names`;
+/// parsing `unknown` is an error whose message contains `error`.
+///
+/// # Panics
+/// On the first check that fails, naming the kind.
+pub fn check_kind_names<K>(
+    all: &[K],
+    name: fn(K) -> &'static str,
+    names: &[&str],
+    (unknown, error): (&str, &str),
+) where
+    K: Copy + PartialEq + Debug + Display + FromStr<Err = crate::Error>,
+    K: Serialize + DeserializeOwned,
+{
+    for (i, &kind) in all.iter().enumerate() {
+        assert_eq!(name(kind).parse::<K>().unwrap(), kind);
+        assert_eq!(kind.to_string(), name(kind));
+        let json = serde_json::to_string(&kind).unwrap();
+        assert_eq!(json, format!("\"{}\"", name(kind)));
+        assert_eq!(serde_json::from_str::<K>(&json).unwrap(), kind);
+        assert!(
+            !all[..i].iter().any(|&k| name(k) == name(kind)),
+            "the name {kind} is used twice"
+        );
+    }
+    let listed: Vec<&str> = all.iter().map(|&k| name(k)).collect();
+    assert_eq!(listed, names);
+    let message = unknown.parse::<K>().unwrap_err().to_string();
+    assert!(message.contains(error), "{message}");
+}
+
+/// The folder of the encoders' parity fixtures (`tests/fixtures/parity/
+/// encoders/<name>`: small models in Hugging Face layout).
+pub fn encoder_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity/encoders")
+        .join(name)
+}
+
+/// A fresh, empty folder in the temporary directory, named after `label`
+/// and this process, with `config` as its `config.json` (none when `None`).
+///
+/// # Panics
+/// When the folder cannot be made.
+pub fn config_folder(label: &str, config: Option<&str>) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("polymodal-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Some(config) = config {
+        std::fs::write(dir.join("config.json"), config).unwrap();
+    }
+    dir
 }
 
 #[cfg(test)]

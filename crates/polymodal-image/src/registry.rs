@@ -119,23 +119,12 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/parity/encoders")
-            .join(name)
+        polymodal_core::testing::encoder_fixture(name)
     }
 
     /// A fresh folder with `config` as its `config.json` (none when `None`).
     fn folder(name: &str, config: Option<&str>) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "polymodal-image-registry-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if let Some(config) = config {
-            std::fs::write(dir.join("config.json"), config).unwrap();
-        }
-        dir
+        polymodal_core::testing::config_folder(&format!("image-registry-{name}"), config)
     }
 
     fn images(side: usize, device: &Device) -> Tensor<4> {
@@ -151,26 +140,12 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_are_unique() {
-        for (i, kind) in ImageEncoderKind::ALL.into_iter().enumerate() {
-            assert_eq!(kind.name().parse::<ImageEncoderKind>().unwrap(), kind);
-            assert_eq!(kind.to_string(), kind.name());
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.name()));
-            assert_eq!(
-                serde_json::from_str::<ImageEncoderKind>(&json).unwrap(),
-                kind
-            );
-            assert!(
-                !ImageEncoderKind::ALL[..i]
-                    .iter()
-                    .any(|k| k.name() == kind.name()),
-                "the name {kind} is used twice"
-            );
-        }
-        let names: Vec<&str> = ImageEncoderKind::ALL.iter().map(|k| k.name()).collect();
-        assert_eq!(names, ["scratch", "resnet", "vit"]);
-        let error = "swin".parse::<ImageEncoderKind>().unwrap_err().to_string();
-        assert!(error.contains("unknown image encoder `swin`"), "{error}");
+        polymodal_core::testing::check_kind_names(
+            &ImageEncoderKind::ALL,
+            ImageEncoderKind::name,
+            &["scratch", "resnet", "vit"],
+            ("swin", "unknown image encoder `swin`"),
+        );
     }
 
     /// The from-scratch kind builds at the sizes asked for and encodes; a

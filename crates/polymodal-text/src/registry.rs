@@ -120,23 +120,12 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/parity/encoders")
-            .join(name)
+        polymodal_core::testing::encoder_fixture(name)
     }
 
     /// A fresh folder with `config` as its `config.json` (none when `None`).
     fn folder(name: &str, config: Option<&str>) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "polymodal-text-registry-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if let Some(config) = config {
-            std::fs::write(dir.join("config.json"), config).unwrap();
-        }
-        dir
+        polymodal_core::testing::config_folder(&format!("text-registry-{name}"), config)
     }
 
     fn tokens(device: &Device) -> TokenBatch {
@@ -151,26 +140,12 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_are_unique() {
-        for (i, kind) in TextEncoderKind::ALL.into_iter().enumerate() {
-            assert_eq!(kind.name().parse::<TextEncoderKind>().unwrap(), kind);
-            assert_eq!(kind.to_string(), kind.name());
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.name()));
-            assert_eq!(
-                serde_json::from_str::<TextEncoderKind>(&json).unwrap(),
-                kind
-            );
-            assert!(
-                !TextEncoderKind::ALL[..i]
-                    .iter()
-                    .any(|k| k.name() == kind.name()),
-                "the name {kind} is used twice"
-            );
-        }
-        let names: Vec<&str> = TextEncoderKind::ALL.iter().map(|k| k.name()).collect();
-        assert_eq!(names, ["scratch", "rnn", "bert"]);
-        let error = "gpt".parse::<TextEncoderKind>().unwrap_err().to_string();
-        assert!(error.contains("unknown text encoder `gpt`"), "{error}");
+        polymodal_core::testing::check_kind_names(
+            &TextEncoderKind::ALL,
+            TextEncoderKind::name,
+            &["scratch", "rnn", "bert"],
+            ("gpt", "unknown text encoder `gpt`"),
+        );
     }
 
     /// The from-scratch kinds build at the sizes asked for and encode; a

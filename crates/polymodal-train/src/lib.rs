@@ -17,6 +17,7 @@
 //! them); `batch`; `trainer` (the classifier trait, settings, reports, the
 //! run loop and resume, the run folder, checkpoints — named
 //! [`WEIGHTS_FILE`] in run and model folders — and evaluation); then
+//! `model` (the [`MultimodalClassifier`] and model folders, [`ModelDir`]),
 //! `metrics`, `losses`, `split`, `chart` and the `avmnist` loader.
 //!
 //! ```
@@ -46,6 +47,7 @@ mod data;
 mod losses;
 mod manifest;
 mod metrics;
+mod model;
 mod split;
 mod trainer;
 
@@ -59,6 +61,10 @@ pub use data::{
 pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};
 pub use metrics::{ConfusionMatrix, MultiLabelMetrics, argmax, recall_at_k};
+pub use model::{
+    ClassifierConfig, ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir,
+    predict_files,
+};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
     Classifier, EpochReport, Evaluation, LrSchedule, Progress, RunDir, TrainConfig, TrainReport,

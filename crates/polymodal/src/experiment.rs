@@ -32,8 +32,7 @@ use polymodal_train::{
 };
 pub use polymodal_train::{DataConfig, Splits, TextConfig};
 
-use crate::model::ClassifierConfig;
-use crate::model_dir::{ModelCard, ModelDir};
+use polymodal_train::{ClassifierConfig, ModelCard, ModelDir};
 
 /// A whole experiment: data, model, features, training, output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,18 +168,16 @@ pub fn run(
         None
     };
     let features = experiment.features();
-    let config = ClassifierConfig {
-        modalities: modalities.clone(),
-        fusion,
-        classes: splits.train.classes().len(),
-        dim: experiment.model.dim,
-        vocab_size: tokenizer.as_ref().map_or(0, |t| t.vocab_size()),
-        max_tokens: experiment.text.max_tokens,
-        channels: features.image.channels(),
-        modality_dropout: experiment.model.modality_dropout,
-        contrastive_weight: experiment.model.contrastive_weight,
-        multi_label: splits.train.is_multi_label(),
-    };
+    let config = ClassifierConfig::new(modalities.clone(), fusion, splits.train.classes().len())
+        .with_dim(experiment.model.dim)
+        .with_text(
+            tokenizer.as_ref().map_or(0, |t| t.vocab_size()),
+            experiment.text.max_tokens,
+        )
+        .with_channels(features.image.channels())
+        .with_modality_dropout(experiment.model.modality_dropout)
+        .with_contrastive_weight(experiment.model.contrastive_weight)
+        .with_multi_label(splits.train.is_multi_label());
     config.validate()?;
     let dir = ModelDir(experiment.output.clone());
     let card = ModelCard {

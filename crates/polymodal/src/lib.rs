@@ -1,8 +1,10 @@
 //! polymodal: multimodal machine learning in Rust on Burn.
 //!
 //! This facade re-exports the crates (one per modality, fusion, training,
-//! the wgpu backend) and adds the [`MultimodalClassifier`] that composes
-//! them, plus the embedded demo dataset. The data flow is:
+//! the wgpu backend) and the [`MultimodalClassifier`] that composes them
+//! (from polymodal-train), and adds what the `polymodal` command line is
+//! made of: TOML experiments ([`experiment`]), device and precision names
+//! ([`device`]) and the embedded demo dataset ([`demo`]). The data flow is:
 //! media file → decoded tensor → encoder → embeddings (pooled + sequence +
 //! mask) → fusion → head → loss.
 //!
@@ -17,18 +19,8 @@
 //! use burn::prelude::*;
 //! use polymodal::{ClassifierConfig, FusionKind, Modality};
 //!
-//! let config = ClassifierConfig {
-//!     modalities: vec![Modality::Image, Modality::Audio],
-//!     fusion: FusionKind::Concat,
-//!     classes: 6,
-//!     dim: 16,
-//!     vocab_size: 0,
-//!     max_tokens: 0,
-//!     channels: 3,
-//!     modality_dropout: 0.0,
-//!     contrastive_weight: 1.0,
-//!     multi_label: false,
-//! };
+//! let config = ClassifierConfig::new(vec![Modality::Image, Modality::Audio], FusionKind::Concat, 6)
+//!     .with_dim(16);
 //! let model = config.init(&Device::flex())?;
 //! assert!(burn::module::Module::num_params(&model) > 0);
 //! # Ok::<(), polymodal::Error>(())
@@ -37,16 +29,16 @@
 pub mod demo;
 pub mod device;
 pub mod experiment;
-mod model;
-mod model_dir;
 
-pub use model::{ClassifierConfig, MultimodalClassifier};
-pub use model_dir::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,
     MultimodalBatch, Result, Targets, TokenBatch, Weights,
 };
 pub use polymodal_fusion::{FusionKind, FusionLayer};
+pub use polymodal_train::{
+    ClassifierConfig, ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir,
+    predict_files,
+};
 pub use {
     polymodal_audio as audio, polymodal_core as core, polymodal_fusion as fusion,
     polymodal_image as image, polymodal_text as text, polymodal_train as train,

@@ -19,8 +19,7 @@ use polymodal_train::{
     accuracy, evaluate, load_dataset, read_manifest,
 };
 
-use crate::model::ClassifierConfig;
-use crate::model_dir::{ModelCard, ModelDir};
+use polymodal_train::{ClassifierConfig, ModelCard, ModelDir};
 pub use report::{DemoReport, Family, ModelResult};
 pub use synthetic::{DatasetSize, GeneratedDataset};
 
@@ -255,18 +254,12 @@ impl Session<'_> {
             tokenizer,
             device,
         } = self;
-        let config = ClassifierConfig {
-            modalities: modalities.to_vec(),
-            fusion,
-            classes: splits.train.classes.len(),
-            dim: options.dim,
-            vocab_size: tokenizer.vocab_size(),
-            max_tokens: tokenizer.max_length().unwrap_or(DEMO_MAX_TOKENS),
-            channels: 3,
-            modality_dropout: 0.0,
-            contrastive_weight: 1.0,
-            multi_label: false,
-        };
+        let config = ClassifierConfig::new(modalities.to_vec(), fusion, splits.train.classes.len())
+            .with_dim(options.dim)
+            .with_text(
+                tokenizer.vocab_size(),
+                tokenizer.max_length().unwrap_or(DEMO_MAX_TOKENS),
+            );
         let uses_text = modalities.contains(&Modality::Text);
         let text = uses_text.then(|| tokenizer.clone());
         let batcher = Batcher::new(modalities.to_vec(), demo_features(), text)?;

@@ -48,18 +48,8 @@ pub fn generate(dir: &Path, per_class: [&str; 3]) -> PathBuf {
 /// over `modalities` and `classes`: enough to exercise `eval`, `predict`
 /// and `embed`.
 pub fn write_untrained_model(dir: &Path, modalities: &[Modality], classes: &[&str]) {
-    let config = ClassifierConfig {
-        modalities: modalities.to_vec(),
-        fusion: FusionKind::Concat,
-        classes: classes.len(),
-        dim: 8,
-        vocab_size: 0,
-        max_tokens: 0,
-        channels: 3,
-        modality_dropout: 0.0,
-        contrastive_weight: 1.0,
-        multi_label: false,
-    };
+    let config =
+        ClassifierConfig::new(modalities.to_vec(), FusionKind::Concat, classes.len()).with_dim(8);
     let model_dir = ModelDir(dir.to_path_buf());
     let card = ModelCard {
         classifier: config.clone(),

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Modality, Result};
 use polymodal_text::TextTokenizer;
-use polymodal_train::{
-    Batcher, Classifier, FeatureConfig, LabelNames, WEIGHTS_FILE, evaluate, load_dataset,
-    read_manifest,
-};
 
-use crate::model::{ClassifierConfig, MultimodalClassifier};
+use super::{ClassifierConfig, MultimodalClassifier};
+use crate::{
+    Batcher, Classifier, FeatureConfig, LabelNames, ManifestEntry, WEIGHTS_FILE, evaluate,
+    load_dataset, read_manifest, write_atomic,
+};
 
 /// What a trained model's folder holds besides its weights.
 ///
@@ -147,7 +147,7 @@ impl ModelDir {
         std::fs::create_dir_all(&self.0).map_err(|e| Error::io(&self.0, e))?;
         let json = serde_json::to_string_pretty(card).map_err(|e| Error::Config(e.to_string()))?;
         // Written at every run start: a kill must never leave a torn card.
-        polymodal_train::write_atomic(&self.card(), json.as_bytes())?;
+        write_atomic(&self.card(), json.as_bytes())?;
         if let Some(tokenizer) = tokenizer {
             // The `.partial` name is the run folder's: a leftover is removed.
             let partial = self.0.join("tokenizer.json.partial");
@@ -176,8 +176,7 @@ impl ModelDir {
         } else {
             None
         };
-        let model =
-            polymodal_train::load_checkpoint(card.classifier.init(device)?, &self.weights())?;
+        let model = crate::load_checkpoint(card.classifier.init(device)?, &self.weights())?;
         let batcher = Batcher::new(
             card.classifier.modalities.clone(),
             card.features.clone(),
@@ -216,7 +215,7 @@ fn sample_batch(
     } else {
         LabelNames::Single(card.classes[0].clone())
     };
-    let mut entry = polymodal_train::ManifestEntry {
+    let mut entry = ManifestEntry {
         id: "input".into(),
         label,
         text: None,
@@ -279,18 +278,12 @@ mod tests {
 
     fn card() -> ModelCard {
         ModelCard {
-            classifier: ClassifierConfig {
-                modalities: vec![Modality::Image],
-                fusion: polymodal_fusion::FusionKind::None,
-                classes: 2,
-                dim: 8,
-                vocab_size: 0,
-                max_tokens: 0,
-                channels: 3,
-                modality_dropout: 0.0,
-                contrastive_weight: 1.0,
-                multi_label: false,
-            },
+            classifier: ClassifierConfig::new(
+                vec![Modality::Image],
+                polymodal_fusion::FusionKind::None,
+                2,
+            )
+            .with_dim(8),
             features: FeatureConfig::default(),
             classes: vec!["a".into(), "b".into()],
         }
@@ -321,7 +314,7 @@ mod tests {
         let dir = folder("current");
         dir.write_metadata(&card(), None).unwrap();
         let model = card().classifier.init(&Device::flex()).unwrap();
-        polymodal_train::save_checkpoint(&model, &dir.weights()).unwrap();
+        crate::save_checkpoint(&model, &dir.weights()).unwrap();
         assert!(dir.load(&Device::flex()).is_ok());
 
         // The same folder with a card of format 1 (no `format`).

@@ -11,8 +11,9 @@ use polymodal_core::{
 use polymodal_fusion::{ContrastiveAlignment, FusionKind, FusionLayer, ModalityDropout};
 use polymodal_image::{AnyImageEncoder, ConvEncoderConfig, ImageEncoderKind, ImageEncoderSizes};
 use polymodal_text::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
-use polymodal_train::Classifier;
 use polymodal_video::{FrameEncoder, FrameEncoderConfig};
+
+use crate::Classifier;
 
 fn default_contrastive_weight() -> f64 {
     1.0
@@ -49,6 +50,69 @@ pub struct ClassifierConfig {
 }
 
 impl ClassifierConfig {
+    /// A classifier over `modalities`, combined by `fusion`, into `classes`
+    /// classes; the rest at its defaults (width 64, no text, three image
+    /// channels, no modality dropout, contrastive weight 1, single-label),
+    /// changed with the `with_*` methods.
+    pub fn new(modalities: Vec<Modality>, fusion: FusionKind, classes: usize) -> Self {
+        Self {
+            modalities,
+            fusion,
+            classes,
+            dim: 64,
+            vocab_size: 0,
+            max_tokens: 0,
+            channels: 3,
+            modality_dropout: 0.0,
+            contrastive_weight: default_contrastive_weight(),
+            multi_label: false,
+        }
+    }
+
+    /// Sets [`ClassifierConfig::dim`].
+    pub fn with_dim(self, dim: usize) -> Self {
+        Self { dim, ..self }
+    }
+
+    /// Sets the text sizes: [`ClassifierConfig::vocab_size`] and
+    /// [`ClassifierConfig::max_tokens`].
+    pub fn with_text(self, vocab_size: usize, max_tokens: usize) -> Self {
+        Self {
+            vocab_size,
+            max_tokens,
+            ..self
+        }
+    }
+
+    /// Sets [`ClassifierConfig::channels`].
+    pub fn with_channels(self, channels: usize) -> Self {
+        Self { channels, ..self }
+    }
+
+    /// Sets [`ClassifierConfig::modality_dropout`].
+    pub fn with_modality_dropout(self, modality_dropout: f64) -> Self {
+        Self {
+            modality_dropout,
+            ..self
+        }
+    }
+
+    /// Sets [`ClassifierConfig::contrastive_weight`].
+    pub fn with_contrastive_weight(self, contrastive_weight: f64) -> Self {
+        Self {
+            contrastive_weight,
+            ..self
+        }
+    }
+
+    /// Sets [`ClassifierConfig::multi_label`].
+    pub fn with_multi_label(self, multi_label: bool) -> Self {
+        Self {
+            multi_label,
+            ..self
+        }
+    }
+
     /// Checks the combination of modalities and fusion.
     pub fn validate(&self) -> Result<()> {
         let mut seen = self.modalities.clone();
@@ -265,23 +329,9 @@ mod tests {
     #[test]
     fn encoders_come_from_the_registries_at_the_same_sizes() {
         let device = Device::flex();
-        let config = ClassifierConfig {
-            modalities: vec![
-                Modality::Text,
-                Modality::Image,
-                Modality::Audio,
-                Modality::Video,
-            ],
-            fusion: FusionKind::Concat,
-            classes: 3,
-            dim: 8,
-            vocab_size: 40,
-            max_tokens: 12,
-            channels: 3,
-            modality_dropout: 0.0,
-            contrastive_weight: 1.0,
-            multi_label: false,
-        };
+        let config = ClassifierConfig::new(Modality::ALL.to_vec(), FusionKind::Concat, 3)
+            .with_dim(8)
+            .with_text(40, 12);
         let model = config.init(&device).unwrap();
         assert!(matches!(model.text, Some(AnyTextEncoder::Scratch(_))));
         assert!(matches!(model.image, Some(AnyImageEncoder::Scratch(_))));
