@@ -56,8 +56,10 @@ mod mel;
 mod mfcc;
 mod registry;
 mod resample;
+mod transcribe;
 mod wav;
 mod whisper;
+mod whisper_decoder;
 mod whisper_encoder;
 
 pub use ast::{Ast, AstConfig};
@@ -70,6 +72,8 @@ pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window, re
 pub use mfcc::Mfcc;
 pub use registry::{AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes, layout};
 pub use resample::{Resampler, resample};
+pub use transcribe::{Decoded, Segment, Transcript, Whisper, WhisperGenerationConfig};
 pub use wav::write_wav_pcm16;
 pub use whisper::WhisperFeatures;
+pub use whisper_decoder::{DecoderCache, WhisperDecoder, WhisperDecoderConfig};
 pub use whisper_encoder::{WhisperEncoder, WhisperEncoderConfig};

@@ -15,7 +15,7 @@ use std::process::Command;
 use burn::prelude::*;
 use polymodal::Modality;
 
-use common::{generate, polymodal, scratch, write_untrained_model};
+use common::{generate, polymodal, scratch, shared_with_model, write_untrained_model};
 
 /// Small images and short audio clips, so the CLI tests train in seconds.
 const SMALL_FEATURES: &str = "[features.image]\nwidth = 32\nheight = 32\n\
@@ -350,17 +350,10 @@ fn train_and_predict_a_multi_label_model() {
 /// tests/tests/parity_encoders.rs checks against sentence-transformers).
 #[test]
 fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
-    let shared = std::env::var_os("POLYMODAL_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let model = shared.join("models/all-MiniLM-L6-v2");
-    if !model.join("config.json").is_file() {
-        polymodal::core::testing::skip(format!(
-            "no all-MiniLM-L6-v2 at {} (set POLYMODAL_SHARED)",
-            model.display()
-        ));
+    let Some(shared) = shared_with_model("all-MiniLM-L6-v2") else {
         return;
-    }
+    };
+    let model = shared.join("models/all-MiniLM-L6-v2");
     let texts = ["A man is eating food.", "Two dogs play in the snow."];
     let out = polymodal(&[&["embed", "--model", model.to_str().unwrap()], &texts[..]].concat());
     assert!(
@@ -532,4 +525,85 @@ fn without_video_videos_are_errors_naming_the_file() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `polymodal transcribe` prints what was said in audio files and a video's
+/// soundtrack (checked against transformers in tests/tests/whisper_decode.rs),
+/// one JSON object per file with `--format json`, and refuses what it
+/// cannot do with a clear message.
+#[test]
+fn transcribe_prints_the_text_of_audio_and_video_files() {
+    let Some(shared) = shared_with_model("whisper-tiny.en") else {
+        return;
+    };
+    let model = shared.join("models/whisper-tiny.en");
+    let model = model.to_str().unwrap();
+    let speech = shared.join("data/speech/audioeval/en/quick_brown_fox.wav");
+    assert_eq!(
+        succeeds(&["transcribe", "--model", model, speech.to_str().unwrap()]),
+        "The quick brown fox jumps over the lazy dog.\n"
+    );
+
+    #[cfg(feature = "video")]
+    {
+        let video = shared.join("data/media/video/bigbuckbunny.mp4");
+        let out = succeeds(&[
+            "transcribe",
+            "--model",
+            model,
+            "--format",
+            "json",
+            speech.to_str().unwrap(),
+            video.to_str().unwrap(),
+        ]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["text"], "Mmm.");
+        let segment = &lines[1]["segments"][0];
+        assert_eq!(segment["start"], 0.0);
+        assert!(segment["no_speech_prob"].as_f64().unwrap() > 0.5);
+    }
+
+    // Beam search hears the counting that greedy decoding writes as digits.
+    let counting = shared.join("data/speech/audioeval/en/counting.wav");
+    let counting = counting.to_str().unwrap();
+    assert_eq!(
+        succeeds(&["transcribe", "--model", model, "--beam", "5", counting]),
+        "One, two, three, four, five, six, seven, eight, nine, ten.\n"
+    );
+    let out = polymodal(&["transcribe", "--model", model, "--beam", "0", counting]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least one beam"));
+
+    let out = polymodal(&[
+        "transcribe",
+        "--model",
+        model,
+        "--format",
+        "srt",
+        speech.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format srt: give txt or json"));
+    let readme = shared.join("README.md");
+    let out = polymodal(&["transcribe", "--model", model, readme.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot decode audio"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The standard output of a run that must succeed.
+fn succeeds(args: &[&str]) -> String {
+    let out = polymodal(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -9,6 +9,7 @@ mod devices;
 mod embed;
 mod eval;
 mod train;
+mod transcribe;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,7 @@ enum Command {
     Eval(eval::Eval),
     Predict(eval::Predict),
     Embed(embed::Embed),
+    Transcribe(transcribe::Transcribe),
     /// List the CPU and the wgpu adapters, with the precisions each supports.
     Devices,
 }
@@ -48,6 +50,7 @@ impl Cli {
             Command::Eval(command) => command.run(),
             Command::Predict(command) => command.run(),
             Command::Embed(command) => command.run(),
+            Command::Transcribe(command) => command.run(),
             Command::Devices => devices::run(),
         }
     }

@@ -16,6 +16,25 @@ pub fn polymodal(args: &[&str]) -> Output {
         .expect("run polymodal")
 }
 
+/// The shared folder (`$POLYMODAL_SHARED`, else `../shared` beside the
+/// workspace) when it holds the model folder `models/<name>`; else `None`
+/// after a skip message (a failure under `CI=true`).
+#[allow(dead_code)]
+pub fn shared_with_model(name: &str) -> Option<PathBuf> {
+    let shared = std::env::var_os("POLYMODAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let model = shared.join("models").join(name);
+    if model.join("config.json").is_file() {
+        return Some(shared);
+    }
+    polymodal::core::testing::skip(format!(
+        "no {name} at {} (set POLYMODAL_SHARED)",
+        model.display()
+    ));
+    None
+}
+
 /// A fresh empty folder under the system temp dir, unique to this process
 /// and `name`.
 pub fn scratch(name: &str) -> PathBuf {
