@@ -8,7 +8,7 @@ pub mod report;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -103,4 +103,24 @@ pub fn adapter_name(flag: &str, device: &burn::prelude::Device) -> Option<String
     (flag != "cpu")
         .then(|| device.identity().map(|identity| identity.name))
         .flatten()
+}
+
+/// The fastest of `reps` timed passes, after one untimed warm-up pass.
+pub fn best_of(
+    reps: usize,
+    mut work: impl FnMut() -> Result<(), String>,
+) -> Result<Duration, String> {
+    work()?;
+    let mut best = Duration::MAX;
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        work()?;
+        best = best.min(start.elapsed());
+    }
+    Ok(best)
+}
+
+/// Any error as the binaries' `String` errors.
+pub fn error(e: impl std::fmt::Display) -> String {
+    e.to_string()
 }

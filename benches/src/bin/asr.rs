@@ -15,32 +15,16 @@
 //! Usage: asr --shared DIR [--python PYTHON] [--reps N]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::prelude::*;
 use polymodal_audio::{LoadOptions, Whisper, load};
 use polymodal_benches::report::{Align, Goal, Provenance, Report, Table, ratio_cell, reports_dir};
-use polymodal_benches::{Options, python_reference, timing};
+use polymodal_benches::{Options, best_of, error, python_reference, timing};
 use serde_json::json;
 
 /// Times the LibriVox utterances are repeated in the long input.
 const LONG_REPEATS: usize = 5;
-
-fn error(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// The fastest of `reps` timed passes, after one untimed warm-up pass.
-fn best_of(reps: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
-    work()?;
-    let mut best = Duration::MAX;
-    for _ in 0..reps.max(1) {
-        let start = Instant::now();
-        work()?;
-        best = best.min(start.elapsed());
-    }
-    Ok(best)
-}
 
 /// The short clips and the files the long input is made of.
 fn files(shared: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {

@@ -18,36 +18,20 @@
 //! [--precision f32|f16]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::prelude::*;
 use polymodal::device::{Precision, device_with_precision};
 use polymodal_benches::report::{
     Align, Goal, Provenance, Report, Table, device_slug, ratio_cell, reports_dir, slug,
 };
-use polymodal_benches::{Options, adapter_name, python_reference, timing};
+use polymodal_benches::{Options, adapter_name, best_of, error, python_reference, timing};
 use polymodal_core::{Encoder, Init};
 use polymodal_image::{ResNetConfig, Vit, VitConfig};
 use polymodal_text::SentenceEncoder;
 use serde_json::{Value, json};
 
 const IMAGE_BATCH: usize = 8;
-
-/// The fastest of `reps` timed passes, after one untimed warm-up pass.
-fn best_of(reps: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
-    work()?;
-    let mut best = Duration::MAX;
-    for _ in 0..reps.max(1) {
-        let start = Instant::now();
-        work()?;
-        best = best.min(start.elapsed());
-    }
-    Ok(best)
-}
-
-fn error(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
 
 /// Sentences of varied length (the same list goes to Python).
 fn sentences() -> Vec<String> {
