@@ -375,10 +375,13 @@ impl WhisperDecoder {
             x = layer.forward(x, layer_cache, mask.clone());
         }
         cache.length += new;
-        let x = self.norm.forward(x);
-        // Tied output projection: the token embeddings, transposed.
-        let vocab = self.tokens.weight.val().transpose().unsqueeze::<3>();
-        Ok(x.matmul(vocab))
+        let x = self.norm.forward(x).reshape([batch * new, self.d_model]);
+        // Tied output projection: the token embeddings [vocab, d] times the
+        // states. As `embeddings · xᵀ`: Flex's product with the transposed
+        // embeddings on the right is 7x slower (77 ms against 10 ms a token
+        // for tiny.en's 51,864 × 384 here).
+        let logits = self.tokens.weight.val().matmul(x.transpose());
+        Ok(logits.transpose().reshape([batch, new, self.vocab_size]))
     }
 }
 
