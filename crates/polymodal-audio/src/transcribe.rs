@@ -15,9 +15,11 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use serde::Deserialize;
 
-use polymodal_core::{Error, LoadReport, Result, read_config};
+use polymodal_core::{Error, Init, LoadReport, Result, Weights, read_config};
 
-use crate::{WhisperDecoder, WhisperEncoder, WhisperFeatures};
+use crate::{
+    WhisperDecoder, WhisperDecoderConfig, WhisperEncoder, WhisperEncoderConfig, WhisperFeatures,
+};
 
 /// The fields of a Whisper `generation_config.json` decoding reads.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -101,6 +103,10 @@ pub struct Whisper {
     tokenizer: tokenizers::Tokenizer,
     features: WhisperFeatures,
     no_speech_token: Option<u32>,
+    /// `[1, vocab]`: −∞ at the tokens never generated, 0 elsewhere.
+    suppress: Tensor<2>,
+    /// The same for the tokens not generated first.
+    begin_suppress: Tensor<2>,
     beams: usize,
     device: Device,
 }
@@ -137,17 +143,32 @@ impl Whisper {
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| Error::Config(format!("{}: {e}", tokenizer_path.display())))?;
-        let (encoder, encoder_report) = WhisperEncoder::load(dir, device)?;
-        let (decoder, decoder_report) = WhisperDecoder::load(dir, device)?;
-        // Each half reports the other's tensors as unused: keep what
-        // neither used.
-        let report = LoadReport {
-            unexpected: encoder_report
-                .unexpected
-                .into_iter()
-                .filter(|name| decoder_report.unexpected.contains(name))
-                .collect(),
+        // Both halves from one read of the weights: `model.encoder.*` and
+        // `model.decoder.*` (`encoder.*` for a `WhisperModel` file); the
+        // output projection is tied to the token embeddings.
+        let config = dir.join("config.json");
+        let weights = Weights::open(dir.join("model.safetensors"))?;
+        let root = if weights.contains("encoder.conv1.weight") {
+            ""
+        } else {
+            "model"
         };
+        weights.skip("proj_out.weight");
+        let init = Init::from(&weights);
+        let encoder = WhisperEncoder::build(
+            &WhisperEncoderConfig::from_file(&config)?,
+            &init.pp(root).pp("encoder"),
+            device,
+        )?;
+        let decoder = WhisperDecoder::build(
+            &WhisperDecoderConfig::from_file(&config)?,
+            &init.pp(root).pp("decoder"),
+            device,
+        )?;
+        let report = weights.finish()?;
+        let vocab = decoder.vocab_size();
+        let suppress = mask(&generation.suppress_tokens, vocab, device)?;
+        let begin_suppress = mask(&generation.begin_suppress_tokens, vocab, device)?;
         // English-only vocabularies call it <|nocaptions|>, later ones <|nospeech|>.
         let no_speech_token = ["<|nospeech|>", "<|nocaptions|>"]
             .iter()
@@ -157,6 +178,8 @@ impl Whisper {
             decoder,
             generation,
             no_speech_token,
+            suppress,
+            begin_suppress,
             beams: 1,
             tokenizer,
             features: WhisperFeatures::new()?,
@@ -259,9 +282,6 @@ impl Whisper {
         let batch = features.dims()[0];
         let mut cache = self.decoder.cache(self.encoder.forward(features)?)?;
         let prompt = self.prompt();
-        let vocab = self.decoder.vocab_size();
-        let suppress = self.mask(&self.generation.suppress_tokens, vocab)?;
-        let begin = self.mask(&self.generation.begin_suppress_tokens, vocab)?;
         let eos = self.generation.eos_token_id;
         let mut input: Vec<i64> = (0..batch)
             .flat_map(|_| prompt.iter().map(|&t| t as i64))
@@ -282,16 +302,15 @@ impl Whisper {
             let logits = self.decoder.step(tokens, &mut cache)?;
             let first = width > 1;
             if first {
-                self.no_speech(&logits, &mut out)?;
+                for (row, p) in out.iter_mut().zip(self.no_speech(&logits)?) {
+                    row.no_speech_prob = p;
+                }
             }
             let last: Tensor<2> = logits.narrow(1, width - 1, 1).squeeze_dim(1);
-            let mut scores = last + suppress.clone();
-            if first {
-                scores = scores + begin.clone();
-            }
-            let logprobs = log_softmax(scores, 1);
-            let next = host_i64(logprobs.clone().argmax(1))?;
-            let chosen = host_f32(logprobs.gather(1, host_tensor(&next, &self.device)))?;
+            // OpenAI suppresses before the log-softmax (its mean log-probability).
+            let logprobs = log_softmax(self.suppressed(last, first), 1);
+            let (chosen, next) = logprobs.max_dim_with_indices(1);
+            let (chosen, next) = (host_f32(chosen)?, host_i64(next)?);
             for row in 0..batch {
                 if done[row] {
                     continue;
@@ -336,18 +355,12 @@ impl Whisper {
                 features.dims()
             )));
         }
-        let encoded = self.encoder.forward(features)?.repeat_dim(0, beams);
-        let mut cache = self.decoder.cache(encoded)?;
+        let mut cache = self.decoder.cache(self.encoder.forward(features)?)?;
+        cache.repeat_rows(beams)?;
         let prompt = self.prompt();
         let vocab = self.decoder.vocab_size();
-        let suppress = self.mask(&self.generation.suppress_tokens, vocab)?;
-        let begin = self.mask(&self.generation.begin_suppress_tokens, vocab)?;
         let mut search = BeamSearch::new(beams, self.generation.eos_token_id);
-        let mut no_speech = vec![Decoded {
-            tokens: Vec::new(),
-            no_speech_prob: 0.0,
-            avg_logprob: 0.0,
-        }];
+        let mut no_speech_prob = 0.0;
         let mut input: Vec<i64> = (0..beams)
             .flat_map(|_| prompt.iter().map(|&t| t as i64))
             .collect();
@@ -358,14 +371,12 @@ impl Whisper {
             let logits = self.decoder.step(tokens, &mut cache)?;
             let first = width > 1;
             if first {
-                self.no_speech(&logits.clone().narrow(0, 0, 1), &mut no_speech)?;
+                // Every beam starts from the same prompt.
+                no_speech_prob = self.no_speech(&logits)?[0];
             }
             let last: Tensor<2> = logits.narrow(1, width - 1, 1).squeeze_dim(1);
             // transformers suppresses after the log-softmax.
-            let mut logprobs = log_softmax(last, 1) + suppress.clone();
-            if first {
-                logprobs = logprobs + begin.clone();
-            }
+            let logprobs = self.suppressed(log_softmax(last, 1), first);
             let running = Tensor::<2>::from_data(
                 TensorData::new(search.running_scores(), [beams, 1]),
                 &self.device,
@@ -383,24 +394,32 @@ impl Whisper {
         let (score, tokens) = search.best();
         Ok(Decoded {
             tokens,
-            no_speech_prob: no_speech[0].no_speech_prob,
+            no_speech_prob,
             avg_logprob: score,
         })
     }
 
     /// Each row's no-speech probability from the prompt step's `logits`
     /// `[batch, prompt, vocab]`: the softmax at `<|startoftranscript|>`
-    /// (position 0), before any token is suppressed.
-    fn no_speech(&self, logits: &Tensor<3>, out: &mut [Decoded]) -> Result<()> {
+    /// (position 0), before any token is suppressed; 0 when the vocabulary
+    /// has no no-speech token.
+    fn no_speech(&self, logits: &Tensor<3>) -> Result<Vec<f32>> {
         let Some(token) = self.no_speech_token else {
-            return Ok(());
+            return Ok(vec![0.0; logits.dims()[0]]);
         };
         let at_start: Tensor<2> = logits.clone().narrow(1, 0, 1).squeeze_dim(1);
-        let probs = host_f32(softmax(at_start, 1).narrow(1, token as usize, 1))?;
-        for (row, p) in out.iter_mut().zip(probs) {
-            row.no_speech_prob = p;
+        host_f32(softmax(at_start, 1).narrow(1, token as usize, 1))
+    }
+
+    /// `scores` `[rows, vocab]` with the suppressed tokens at −∞ (and the
+    /// begin-suppressed ones at the `first` generated position).
+    fn suppressed(&self, scores: Tensor<2>, first: bool) -> Tensor<2> {
+        let scores = scores + self.suppress.clone();
+        if first {
+            scores + self.begin_suppress.clone()
+        } else {
+            scores
         }
-        Ok(())
     }
 
     /// `tokens` as text, special tokens left out.
@@ -409,23 +428,23 @@ impl Whisper {
             .decode(tokens, true)
             .map_err(|e| Error::Invalid(format!("cannot decode Whisper tokens: {e}")))
     }
+}
 
-    /// `[1, vocab]`: −∞ at `tokens`, 0 elsewhere (added to the logits).
-    fn mask(&self, tokens: &[u32], vocab: usize) -> Result<Tensor<2>> {
-        let mut values = vec![0.0f32; vocab];
-        for &token in tokens {
-            let slot = values.get_mut(token as usize).ok_or_else(|| {
-                Error::Config(format!(
-                    "generation_config.json suppresses token {token}, past the vocabulary of {vocab}"
-                ))
-            })?;
-            *slot = f32::NEG_INFINITY;
-        }
-        Ok(Tensor::from_data(
-            TensorData::new(values, [1, vocab]),
-            &self.device,
-        ))
+/// `[1, vocab]`: −∞ at `tokens`, 0 elsewhere (added to the logits).
+fn mask(tokens: &[u32], vocab: usize, device: &Device) -> Result<Tensor<2>> {
+    let mut values = vec![0.0f32; vocab];
+    for &token in tokens {
+        let slot = values.get_mut(token as usize).ok_or_else(|| {
+            Error::Config(format!(
+                "generation_config.json suppresses token {token}, past the vocabulary of {vocab}"
+            ))
+        })?;
+        *slot = f32::NEG_INFINITY;
     }
+    Ok(Tensor::from_data(
+        TensorData::new(values, [1, vocab]),
+        device,
+    ))
 }
 
 fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
@@ -436,11 +455,6 @@ fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 fn host_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
     t.try_into_vec_as::<i64>()
         .map_err(|e| Error::Invalid(format!("{e:?}")))
-}
-
-/// `values` as a `[len, 1]` index tensor.
-fn host_tensor(values: &[i64], device: &Device) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(values.to_vec(), [values.len(), 1]), device)
 }
 
 /// The `k` largest of `scores` and their indices, largest first (ties: the

@@ -220,6 +220,28 @@ impl DecoderCache {
         self.length == 0
     }
 
+    /// Repeats every row `times` (row `r` becomes rows `r·times ..
+    /// (r+1)·times`): the beams of one window share the encoder's keys and
+    /// values, computed once.
+    pub fn repeat_rows(&mut self, times: usize) -> Result<()> {
+        if times == 0 {
+            return Err(Error::Invalid("cannot repeat cache rows zero times".into()));
+        }
+        let repeat = |t: Tensor<4>| {
+            let [batch, heads, length, width] = t.dims();
+            t.unsqueeze_dim::<5>(1)
+                .expand([batch, times, heads, length, width])
+                .reshape([batch * times, heads, length, width])
+        };
+        for layer in &mut self.layers {
+            let (keys, values) = layer.encoder.clone();
+            layer.encoder = (repeat(keys), repeat(values));
+            layer.own = layer.own.take().map(|(k, v)| (repeat(k), repeat(v)));
+        }
+        self.batch *= times;
+        Ok(())
+    }
+
     /// Keeps, as row `i`, the decoded positions of row `rows[i]` (beam
     /// search: each surviving beam continues one of the previous ones). The
     /// encoder's keys and values stay as they are, so every row must attend
@@ -281,7 +303,12 @@ impl WhisperDecoder {
         Ok((model, weights.finish()?))
     }
 
-    fn build(config: &WhisperDecoderConfig, init: &Init, device: &Device) -> Result<Self> {
+    /// The decoder in `init`'s scope (`model.decoder`).
+    pub(crate) fn build(
+        config: &WhisperDecoderConfig,
+        init: &Init,
+        device: &Device,
+    ) -> Result<Self> {
         let d = config.d_model;
         let layers = (0..config.decoder_layers)
             .map(|i| DecoderLayer::build(config, &init.pp("layers").pp(i), device))
@@ -417,6 +444,7 @@ mod tests {
             &device,
         );
         let sequence = [3i64, 17, 5, 42, 8];
+        let encoded_copy = encoded.clone();
         let mut cache = decoder.cache(encoded.clone()).unwrap();
         let whole = decoder
             .step(tokens(&sequence, &device), &mut cache)
@@ -437,6 +465,23 @@ mod tests {
         assert_eq!(whole.len(), 5 * 50);
         let diff = polymodal_core::testing::max_abs_diff(&stepped, &whole);
         assert!(diff < 1e-4, "{diff}");
+
+        // A cache repeated for two beams decodes each row as the one it copies.
+        let mut cache = decoder.cache(encoded_copy).unwrap();
+        decoder
+            .step(tokens(&sequence[..2], &device), &mut cache)
+            .unwrap();
+        cache.repeat_rows(2).unwrap();
+        let next = Tensor::<2, Int>::from_data([[sequence[2]], [sequence[2]]], &device);
+        let rows = decoder
+            .step(next, &mut cache)
+            .unwrap()
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let third = &whole[2 * 50..3 * 50];
+        for row in rows.chunks(50) {
+            assert!(polymodal_core::testing::max_abs_diff(row, third) < 1e-4);
+        }
     }
 
     #[test]
@@ -458,6 +503,7 @@ mod tests {
         // Rows a one-row cache does not have.
         assert!(cache.select_rows(&[1]).is_err());
         assert!(cache.select_rows(&[0, 0]).is_err());
+        assert!(cache.repeat_rows(0).is_err());
         cache.select_rows(&[0]).unwrap();
         let bad = WhisperDecoderConfig {
             decoder_attention_heads: 5,

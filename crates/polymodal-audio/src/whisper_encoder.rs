@@ -109,7 +109,12 @@ impl WhisperEncoder {
         Ok((model, weights.finish()?))
     }
 
-    fn build(config: &WhisperEncoderConfig, init: &Init, device: &Device) -> Result<Self> {
+    /// The encoder in `init`'s scope (`model.encoder`).
+    pub(crate) fn build(
+        config: &WhisperEncoderConfig,
+        init: &Init,
+        device: &Device,
+    ) -> Result<Self> {
         let d = config.d_model;
         let shape = BlockShape {
             dim: d,
