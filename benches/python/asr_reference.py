@@ -12,22 +12,13 @@ and the run goes on.
 import json
 import os
 import sys
-import time
 
 sys.dont_write_bytecode = True
 from provenance import versions  # noqa: E402
+from timing import best_of  # noqa: E402
 
 PACKAGES = (("faster-whisper", "faster_whisper"), ("ctranslate2", "ctranslate2"),
             ("transformers", "transformers"), ("torch", "torch"))
-
-
-def best_of(reps, work):
-    def timed():
-        start = time.perf_counter()
-        work()
-        return time.perf_counter() - start
-    timed()
-    return min(timed() for _ in range(reps))
 
 
 def audio(spec):

@@ -10,26 +10,13 @@ reported as {"skipped": "..."} and the run goes on.
 """
 import json
 import sys
-import time
 
 sys.dont_write_bytecode = True
 from provenance import versions  # noqa: E402
+from timing import best_of  # noqa: E402  (each pass ends in a copy to the CPU, which waits for CUDA)
 
 PACKAGES = (("torch", "torch"), ("torchvision", "torchvision"),
             ("sentence-transformers", "sentence_transformers"), ("transformers", "transformers"))
-
-
-def best_of(reps, work):
-    import torch
-
-    def timed():
-        start = time.perf_counter()
-        work()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-    timed()
-    return min(timed() for _ in range(reps))
 
 
 def placement(spec):

@@ -10,24 +10,12 @@ reported as {"skipped": "..."} and the run goes on.
 """
 import json
 import sys
-import time
 
 sys.dont_write_bytecode = True
 from provenance import versions  # noqa: E402
+from timing import best_of  # noqa: E402
 
 PACKAGES = (("torch", "torch"), ("librosa", "librosa"))
-
-
-def best_of(reps, work, sync):
-    work()
-    sync()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        work()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def log_mel(torch, device, spec):

@@ -7,19 +7,10 @@ reported as {"skipped": "..."} and the run goes on.
 """
 import json
 import sys
-import time
 
 sys.dont_write_bytecode = True
 from provenance import versions  # noqa: E402
-
-
-def best_of(reps, work):
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
+from timing import best_of  # noqa: E402
 
 
 def audio(spec):

@@ -105,6 +105,15 @@ pub fn adapter_name(flag: &str, device: &burn::prelude::Device) -> Option<String
         .flatten()
 }
 
+/// The `main` of a benchmark binary: runs `run`; an error is printed with
+/// the binary's `name` and the process exits with status 1.
+pub fn main_of(name: &str, run: impl FnOnce() -> Result<(), String>) {
+    if let Err(e) = run() {
+        eprintln!("{name} bench: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// The fastest of `reps` timed passes, after one untimed warm-up pass.
 pub fn best_of(
     reps: usize,

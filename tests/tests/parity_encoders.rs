@@ -55,7 +55,7 @@ fn a_transposed_or_missing_tensor_is_caught() {
     let config = polymodal::text::BertConfig::from_file(dir.join("config.json")).unwrap();
     // Reading the file under the wrong hidden size names the first bad shape.
     let mut wrong = config.clone();
-    wrong.intermediate_size += 1;
+    wrong.transformer.intermediate_size += 1;
     let weights = Weights::open(dir.join("model.safetensors")).unwrap();
     let error = Bert::from_weights(&wrong, weights, BertPooling::Mean, &Device::flex())
         .err()
@@ -64,7 +64,7 @@ fn a_transposed_or_missing_tensor_is_caught() {
     assert!(error.contains("intermediate.dense.weight"), "{error}");
     // One layer more than the file has: all of its tensors are named.
     let mut deeper = config;
-    deeper.num_hidden_layers += 1;
+    deeper.transformer.num_hidden_layers += 1;
     let weights = Weights::open(dir.join("model.safetensors")).unwrap();
     let error = Bert::from_weights(&deeper, weights, BertPooling::Mean, &Device::flex())
         .err()

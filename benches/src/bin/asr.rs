@@ -59,10 +59,7 @@ struct Row {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    polymodal_benches::main_of("asr", run);
 }
 
 fn run() -> Result<(), String> {

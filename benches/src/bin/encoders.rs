@@ -26,6 +26,7 @@ use polymodal_benches::report::{
     Align, Goal, Provenance, Report, Table, device_slug, ratio_cell, reports_dir, slug,
 };
 use polymodal_benches::{Options, adapter_name, best_of, error, python_reference, timing};
+use polymodal_core::weights::HfTransformer;
 use polymodal_core::{Encoder, Init};
 use polymodal_image::{ResNetConfig, Vit, VitConfig};
 use polymodal_text::SentenceEncoder;
@@ -51,12 +52,14 @@ fn sentences() -> Vec<String> {
 
 fn vit_tiny() -> VitConfig {
     VitConfig {
-        hidden_size: 192,
-        num_hidden_layers: 12,
-        num_attention_heads: 3,
-        intermediate_size: 768,
-        hidden_act: "gelu".into(),
-        layer_norm_eps: 1e-12,
+        transformer: HfTransformer {
+            hidden_size: 192,
+            num_hidden_layers: 12,
+            num_attention_heads: 3,
+            intermediate_size: 768,
+            hidden_act: "gelu".into(),
+            layer_norm_eps: 1e-12,
+        },
         image_size: 224,
         patch_size: 16,
         num_channels: 3,
@@ -74,10 +77,7 @@ struct Row {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    polymodal_benches::main_of("encoders", run);
 }
 
 fn run() -> Result<(), String> {
@@ -218,16 +218,16 @@ fn run() -> Result<(), String> {
 }
 
 fn spec(options: &Options, minilm: &Path, sentences: &[String]) -> Value {
-    let vit = vit_tiny();
+    let (vit, sizes) = (vit_tiny(), vit_tiny().transformer);
     json!({
         "reps": options.reps,
         "gpu": options.device != "cpu", "precision": options.precision,
         "minilm": minilm, "sentences": sentences,
         "image_batch": IMAGE_BATCH,
         "vit": {
-            "hidden_size": vit.hidden_size, "num_hidden_layers": vit.num_hidden_layers,
-            "num_attention_heads": vit.num_attention_heads,
-            "intermediate_size": vit.intermediate_size, "image_size": vit.image_size,
+            "hidden_size": sizes.hidden_size, "num_hidden_layers": sizes.num_hidden_layers,
+            "num_attention_heads": sizes.num_attention_heads,
+            "intermediate_size": sizes.intermediate_size, "image_size": vit.image_size,
             "patch_size": vit.patch_size,
         },
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -29,10 +29,7 @@ use polymodal_benches::{Options, adapter_name, python_reference};
 use serde_json::json;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    polymodal_benches::main_of("epoch", run);
 }
 
 /// Epochs on each side: the first pays the start-up costs.

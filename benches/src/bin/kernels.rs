@@ -33,10 +33,7 @@ use polymodal_benches::report::{
 use polymodal_benches::{adapter_name, python_reference, timing};
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    polymodal_benches::main_of("kernels", run);
 }
 
 /// The fastest of `reps` passes after a warm-up pass (which also compiles

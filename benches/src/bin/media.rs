@@ -7,14 +7,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use image::RgbImage;
 use polymodal_audio::{LoadOptions, MelConfig, MelSpectrogram, load};
 use polymodal_benches::report::{
     Align, Goal, Provenance, Report, Table, ffmpeg_version, ratio_cell, reports_dir,
 };
-use polymodal_benches::{Options, python_reference, timing};
+use polymodal_benches::{Options, best_of, python_reference, timing};
 use polymodal_image::{ImagePreprocess, load_rgb};
 use polymodal_text::TextTokenizer;
 use polymodal_video::VideoReader;
@@ -24,16 +24,6 @@ const AUDIO_RATE: u32 = 22_050;
 const N_FFT: usize = 2048;
 const HOP: usize = 512;
 const N_MELS: usize = 128;
-
-fn best_of(reps: usize, mut work: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
-    let mut best = Duration::MAX;
-    for _ in 0..reps.max(1) {
-        let start = Instant::now();
-        work()?;
-        best = best.min(start.elapsed());
-    }
-    Ok(best)
-}
 
 fn files(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, String> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -55,10 +45,7 @@ struct Row {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("media bench: {e}");
-        std::process::exit(1);
-    }
+    polymodal_benches::main_of("media", run);
 }
 
 fn run() -> Result<(), String> {

@@ -13,27 +13,16 @@ use burn::prelude::*;
 use serde::Deserialize;
 
 use polymodal_core::{
-    Activation, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock,
-    Result, Weights, hf_vit_layers, read_config, weights::hf_check,
+    Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock, Result, Weights,
+    hf_vit_layers, read_config, weights::HfTransformer,
 };
 
 /// The fields of a Hugging Face AST `config.json` that shape the model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AstConfig {
-    /// Token width.
-    pub hidden_size: usize,
-    /// Layers.
-    pub num_hidden_layers: usize,
-    /// Attention heads.
-    pub num_attention_heads: usize,
-    /// Feed-forward width.
-    pub intermediate_size: usize,
-    /// Activation.
-    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
-    pub hidden_act: String,
-    /// Layer norm epsilon.
-    #[serde(default = "polymodal_core::weights::hf_default::layer_norm_eps")]
-    pub layer_norm_eps: f64,
+    /// The Transformer layers' sizes (`hidden_size`, `num_hidden_layers`, ...).
+    #[serde(flatten)]
+    pub transformer: HfTransformer,
     /// Patch side.
     #[serde(default = "sixteen")]
     pub patch_size: usize,
@@ -83,7 +72,7 @@ impl AstConfig {
                 self.num_mel_bins, self.max_length, self.patch_size
             )));
         }
-        hf_check::activation(&self.hidden_act)
+        self.transformer.validate()
     }
 
     /// Patches along frequency and time.
@@ -122,32 +111,23 @@ impl Ast {
         let dir = dir.as_ref();
         let config = AstConfig::from_file(dir.join("config.json"))?;
         let weights = Weights::open(dir.join("model.safetensors"))?;
-        let weights = if weights.contains("embeddings.cls_token") {
-            weights
-        } else {
-            weights.with_prefix("audio_spectrogram_transformer.")
-        };
+        let prefixes = ["", "audio_spectrogram_transformer."];
+        let weights = weights.with_prefix_of("embeddings.cls_token", &prefixes);
         let model = Self::build(&config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }
 
     fn build(config: &AstConfig, init: &Init, device: &Device) -> Result<Self> {
-        let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
+        let (h, p, eps) = (
+            config.transformer.hidden_size,
+            config.patch_size,
+            config.transformer.layer_norm_eps,
+        );
         let [f, t] = config.grid();
-        let shape = BlockShape {
-            dim: h,
-            heads: config.num_attention_heads,
-            ff_dim: config.intermediate_size,
-            eps,
-            activation: Activation::from_hf(&config.hidden_act)?,
-        };
-        let layers = hf_vit_layers(init, config.num_hidden_layers, shape, device)?;
+        let sizes = &config.transformer;
+        let layers = hf_vit_layers(init, sizes.num_hidden_layers, sizes.block_shape()?, device)?;
         let embeddings = init.pp("embeddings");
-        let tokens = |name: &str, length: usize| {
-            embeddings
-                .tensor(name, [1, length, h], device)
-                .map(Param::from_tensor)
-        };
+        let tokens = |name: &str, length: usize| embeddings.token_table(name, length, h, device);
         Ok(Self {
             patch_embedding: embeddings.pp("patch_embeddings.projection").conv2d(
                 &Conv2dConfig::new([1, h], [p, p])

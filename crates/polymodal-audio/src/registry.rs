@@ -130,6 +130,7 @@ impl PretrainedEncoder for WhisperEncoder {
 mod tests {
     use std::path::PathBuf;
 
+    use polymodal_core::testing::check_scratch_kinds;
     use polymodal_core::{Encoder, Error, Modality};
 
     use super::*;
@@ -165,28 +166,12 @@ mod tests {
         );
     }
 
-    /// The from-scratch kind builds at the sizes asked for and encodes; a
-    /// pretrained kind cannot be built from sizes, nor a from-scratch one
-    /// loaded.
     #[test]
     fn scratch_kinds_build_and_pretrained_kinds_load() {
-        let device = Device::flex();
         let sizes = AudioEncoderSizes { dim: 8 };
-        for kind in AudioEncoderKind::ALL {
-            let built = kind.init(&sizes, &device);
-            if kind.is_pretrained() {
-                let error = built.unwrap_err().to_string();
-                assert!(error.contains("is pretrained"), "{kind}: {error}");
-                continue;
-            }
-            let encoder = built.unwrap();
-            assert_eq!(encoder.kind(), kind);
-            assert_eq!((encoder.dim(), encoder.modality()), (8, Modality::Audio));
-            let embeddings = encoder.encode(&spectrograms(2, 16, 20, &device)).unwrap();
-            assert_eq!(embeddings.pooled.dims(), [2, 8], "{kind}");
-            let error = kind.load(fixture("whisper"), &device).unwrap_err();
-            assert!(error.to_string().contains("from scratch"), "{error}");
-        }
+        let input = spectrograms(2, 16, 20, &Device::flex());
+        let shape = (2, 8, Modality::Audio);
+        check_scratch_kinds::<AudioEncoderKind>(&sizes, &input, shape, &fixture("whisper"));
     }
 
     #[test]

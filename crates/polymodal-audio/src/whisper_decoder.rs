@@ -291,14 +291,10 @@ impl WhisperDecoder {
         let dir = dir.as_ref();
         let config = WhisperDecoderConfig::from_file(dir.join("config.json"))?;
         let weights = Weights::open(dir.join("model.safetensors"))?;
-        let prefix = if weights.contains("decoder.embed_tokens.weight") {
-            "decoder."
-        } else {
-            "model.decoder."
-        };
         // The output projection is tied to the token embeddings.
         weights.skip("proj_out.weight");
-        let weights = weights.with_prefix(prefix);
+        let prefixes = ["decoder.", "model.decoder."];
+        let weights = weights.with_prefix_of("embed_tokens.weight", &prefixes);
         let model = Self::build(&config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }

@@ -99,12 +99,7 @@ impl WhisperEncoder {
         let dir = dir.as_ref();
         let config = WhisperEncoderConfig::from_file(dir.join("config.json"))?;
         let weights = Weights::open(dir.join("model.safetensors"))?;
-        let prefix = if weights.contains("encoder.conv1.weight") {
-            "encoder."
-        } else {
-            "model.encoder."
-        };
-        let weights = weights.with_prefix(prefix);
+        let weights = weights.with_prefix_of("conv1.weight", &["encoder.", "model.encoder."]);
         let model = Self::build(&config, &Init::from(&weights), device)?;
         Ok((model, weights.finish()?))
     }

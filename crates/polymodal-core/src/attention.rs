@@ -249,6 +249,27 @@ pub struct BlockShape {
     pub activation: Activation,
 }
 
+impl BlockShape {
+    /// The shape a Hugging Face config gives: `hidden_size`,
+    /// `num_attention_heads`, `intermediate_size`, `layer_norm_eps` and the
+    /// activation's name (`hidden_act`, see [`Activation::from_hf`]).
+    pub fn from_hf(
+        hidden_size: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+        layer_norm_eps: f64,
+        hidden_act: &str,
+    ) -> Result<Self> {
+        Ok(Self {
+            dim: hidden_size,
+            heads: num_attention_heads,
+            ff_dim: intermediate_size,
+            eps: layer_norm_eps,
+            activation: Activation::from_hf(hidden_act)?,
+        })
+    }
+}
+
 impl PreNormBlock {
     /// The layer of `shape` with weights from `init` (the layer's scope)
     /// under `names`.

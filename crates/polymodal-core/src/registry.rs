@@ -40,6 +40,32 @@ pub trait PretrainedEncoder: Encoder + Sized {
     fn load(dir: &Path, device: &Device) -> Result<(Self, LoadReport)>;
 }
 
+/// A registry's kind enum, as code that works with every modality's
+/// registry sees it ([`encoder_registry!`](crate::encoder_registry)
+/// implements it; the kind's inherent methods are the same).
+pub trait EncoderKind:
+    Copy + PartialEq + std::fmt::Debug + std::fmt::Display + Sized + 'static
+{
+    /// What a from-scratch kind is built from.
+    type Sizes;
+    /// The encoder enum of the registry.
+    type Any: Encoder;
+    /// Every kind, in documentation order.
+    fn all() -> &'static [Self];
+    /// Whether the kind is loaded from a model folder.
+    fn is_pretrained(self) -> bool;
+    /// A fresh encoder of a from-scratch kind.
+    fn init(self, sizes: &Self::Sizes, device: &Device) -> Result<Self::Any>;
+    /// A pretrained kind's encoder loaded from the model folder `dir`.
+    fn load(self, dir: &Path, device: &Device) -> Result<(Self::Any, LoadReport)>;
+    /// The kind of an encoder of the registry.
+    fn of(encoder: &Self::Any) -> Self;
+    /// The kind named `name` in configs.
+    fn parse(name: &str) -> Result<Self>;
+    /// The pretrained kind of the model folder `dir`, from its `config.json`.
+    fn detect(dir: &Path) -> Result<Self>;
+}
+
 /// The names in `config.json` that identify a pretrained kind's folders.
 #[derive(Debug, Clone, Copy)]
 pub struct FolderNames {
@@ -371,6 +397,47 @@ macro_rules! encoder_registry {
                     .into_iter()
                     .filter_map(|k| k.folders().map(|f| (k, f)));
                 found.pick(kinds)
+            }
+        }
+
+        impl $crate::registry::EncoderKind for $kind {
+            type Sizes = $sizes;
+            type Any = $any;
+
+            fn all() -> &'static [Self] {
+                &Self::ALL
+            }
+
+            fn is_pretrained(self) -> bool {
+                $kind::is_pretrained(self)
+            }
+
+            fn init(
+                self,
+                sizes: &$sizes,
+                device: &$crate::registry::__private::Device,
+            ) -> $crate::Result<$any> {
+                $kind::init(self, sizes, device)
+            }
+
+            fn load(
+                self,
+                dir: &::std::path::Path,
+                device: &$crate::registry::__private::Device,
+            ) -> $crate::Result<($any, $crate::LoadReport)> {
+                $kind::load(self, dir, device)
+            }
+
+            fn of(encoder: &$any) -> Self {
+                encoder.kind()
+            }
+
+            fn parse(name: &str) -> $crate::Result<Self> {
+                name.parse()
+            }
+
+            fn detect(dir: &::std::path::Path) -> $crate::Result<Self> {
+                $kind::detect(dir)
             }
         }
 

@@ -4,13 +4,19 @@
 //! the same situation fails the test, so a green CI can never mean "skipped".
 //! Also the comparison every parity test shares ([`max_abs_diff`]) and the
 //! checks and folders every encoder registry's tests share
-//! ([`check_kind_names`], [`encoder_fixture`], [`config_folder`]).
+//! ([`check_kind_names`], [`check_scratch_kinds`], [`check_same_encoder`],
+//! [`encoder_fixture`], [`config_folder`]).
 
 use std::fmt::{Debug, Display};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
 use std::str::FromStr;
 
 use serde::{Serialize, de::DeserializeOwned};
+
+use crate::registry::EncoderKind;
+use crate::{Encoder, Modality};
 
 /// Whether this process runs under CI (`CI=true`).
 pub fn in_ci() -> bool {
@@ -74,6 +80,62 @@ pub fn check_kind_names<K>(
     assert_eq!(listed, names);
     let message = unknown.parse::<K>().unwrap_err().to_string();
     assert!(message.contains(error), "{message}");
+}
+
+/// The checks every encoder registry's tests share for its kinds: each
+/// from-scratch kind builds with `sizes`, reports its kind, and encodes
+/// `input` (a batch of `batch`) to `dim`-wide vectors of `modality`, but
+/// cannot load the pretrained model folder `folder`; each pretrained kind
+/// cannot be built from sizes.
+///
+/// # Panics
+/// On the first check that fails, naming the kind.
+pub fn check_scratch_kinds<K: EncoderKind>(
+    sizes: &K::Sizes,
+    input: &<K::Any as Encoder>::Input,
+    (batch, dim, modality): (usize, usize, Modality),
+    folder: &Path,
+) {
+    let device = Device::flex();
+    for &kind in K::all() {
+        let built = kind.init(sizes, &device);
+        if kind.is_pretrained() {
+            let error = built.err().expect("a pretrained kind built").to_string();
+            assert!(error.contains("is pretrained"), "{kind}: {error}");
+            continue;
+        }
+        let encoder = built.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(K::of(&encoder), kind);
+        assert_eq!(
+            (encoder.dim(), encoder.modality()),
+            (dim, modality),
+            "{kind}"
+        );
+        let embeddings = encoder.encode(input).unwrap();
+        assert_eq!(embeddings.pooled.dims(), [batch, dim], "{kind}");
+        let error = kind.load(folder, &device).err().expect("a folder loaded");
+        assert!(
+            error.to_string().contains("from scratch"),
+            "{kind}: {error}"
+        );
+    }
+}
+
+/// Checks that `any` (an encoder loaded through a registry) is `direct` (the
+/// same model loaded by its own loader): the same embeddings of `input`,
+/// pooled and per token, to the bit.
+///
+/// # Panics
+/// When an encoding fails or differs.
+pub fn check_same_encoder<E, F>(direct: &E, any: &F, input: &E::Input)
+where
+    E: Encoder,
+    F: Encoder<Input = E::Input>,
+{
+    let (a, b) = (direct.encode(input).unwrap(), any.encode(input).unwrap());
+    let values = |t: Tensor<3>| t.try_into_vec_as::<f32>().unwrap();
+    assert_eq!(values(a.pooled.unsqueeze()), values(b.pooled.unsqueeze()));
+    assert_eq!(values(a.sequence), values(b.sequence));
 }
 
 /// The folder of the encoders' parity fixtures (`tests/fixtures/parity/

@@ -101,6 +101,21 @@ impl Weights {
         self
     }
 
+    /// Looks names up under the first of `prefixes` under which the file
+    /// has `name`, or under the last when none has it (so that missing
+    /// tensors are named as the usual layout names them). A task head's
+    /// checkpoint nests its encoder (`ViTForImageClassification` under
+    /// `vit.`, Whisper's under `model.encoder.`): `name` is a tensor every
+    /// such encoder has.
+    pub fn with_prefix_of(self, name: &str, prefixes: &[&str]) -> Self {
+        let prefix = prefixes
+            .iter()
+            .find(|p| self.infos.contains_key(&format!("{p}{name}")))
+            .or(prefixes.last())
+            .map_or(String::new(), |p| p.to_string());
+        self.with_prefix(prefix)
+    }
+
     /// Whether the file has `name` (under the prefix).
     pub fn contains(&self, name: &str) -> bool {
         self.infos.contains_key(&self.full(name))
@@ -449,6 +464,20 @@ impl Init<'_> {
         }
     }
 
+    /// A learned table `[1, length, dim]` of this scope as a parameter: a
+    /// ViT-style model's class token or position embeddings (see
+    /// [`Init::tensor`]).
+    pub fn token_table(
+        &self,
+        name: &str,
+        length: usize,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Param<Tensor<3>>> {
+        self.tensor(name, [1, length, dim], device)
+            .map(Param::from_tensor)
+    }
+
     /// A learned scalar `name` of this scope, stored with shape `[]` or `[1]`
     /// (e.g. CLIP's `logit_scale`): `initial` when random (or missing, which
     /// [`Weights::finish`] reports).
@@ -716,5 +745,52 @@ pub mod hf_check {
     /// (see [`Activation::from_hf`]).
     pub fn activation(name: &str) -> Result<()> {
         Activation::from_hf(name).map(|_| ())
+    }
+}
+
+/// The fields of a BERT-style Hugging Face `config.json` (BERT, ViT, AST)
+/// that shape its Transformer layers, with transformers' defaults; each
+/// model's config flattens it in (`#[serde(flatten)]`), so the JSON keys
+/// stay where Hugging Face puts them.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct HfTransformer {
+    /// Token width.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Feed-forward activation: `gelu` (exact), `gelu_new` /
+    /// `gelu_pytorch_tanh` (tanh approximation) or `relu`.
+    #[serde(default = "hf_default::gelu")]
+    pub hidden_act: String,
+    /// Layer norm epsilon.
+    #[serde(default = "hf_default::layer_norm_eps")]
+    pub layer_norm_eps: f64,
+}
+
+impl HfTransformer {
+    /// The heads must divide the width, the activation must be supported.
+    pub fn validate(&self) -> Result<()> {
+        hf_check::multiple(
+            "hidden_size",
+            self.hidden_size,
+            "num_attention_heads",
+            self.num_attention_heads,
+        )?;
+        hf_check::activation(&self.hidden_act)
+    }
+
+    /// The shape of one layer.
+    pub fn block_shape(&self) -> Result<crate::BlockShape> {
+        crate::BlockShape::from_hf(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.intermediate_size,
+            self.layer_norm_eps,
+            &self.hidden_act,
+        )
     }
 }

@@ -212,17 +212,6 @@ impl RegisteredFusion for CrossModalTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::testing::conformance;
-
-    #[test]
-    fn conformance_suite() {
-        conformance(|dims, device| {
-            CrossModalTransformerConfig::new(dims)
-                .with_dim(16)
-                .with_dropout(0.0)
-                .init(device)
-        });
-    }
 
     #[test]
     fn needs_two_modalities() {

@@ -92,12 +92,6 @@ impl RegisteredFusion for FilmFusion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::testing::conformance;
-
-    #[test]
-    fn conformance_suite() {
-        conformance(|dims, device| FilmFusionConfig::new(dims).with_hidden(16).init(device));
-    }
 
     #[test]
     fn needs_a_conditioning_modality() {

@@ -98,19 +98,3 @@ impl RegisteredFusion for LowRankFusion {
             .init(device)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inputs::testing::conformance;
-
-    #[test]
-    fn conformance_suite() {
-        conformance(|dims, device| {
-            LowRankFusionConfig::new(dims)
-                .with_rank(3)
-                .with_hidden(16)
-                .init(device)
-        });
-    }
-}

@@ -131,6 +131,24 @@ macro_rules! fusion_registry {
                 }
             }
         }
+
+        /// Every call goes to the layer of the variant.
+        impl Fusion for FusionLayer {
+            fn output_dim(&self) -> usize {
+                self.fusion().output_dim()
+            }
+
+            fn fuse(&self, inputs: &[polymodal_core::ModalityEmbeddings]) -> Result<Tensor<2>> {
+                self.fusion().fuse(inputs)
+            }
+
+            fn auxiliary_loss(
+                &self,
+                inputs: &[polymodal_core::ModalityEmbeddings],
+            ) -> Result<Option<Tensor<1>>> {
+                self.fusion().auxiliary_loss(inputs)
+            }
+        }
     };
 }
 
@@ -299,6 +317,34 @@ mod tests {
                     }
                     _ => assert!(auxiliary.is_none(), "{kind}"),
                 }
+            }
+        }
+    }
+
+    /// Every registered layer, built as a classifier builds it, passes the
+    /// conformance suite (`inputs::testing::conformance`): output shape,
+    /// absent samples without influence, wrong inputs refused, gradients to
+    /// every modality, and learning the tiny problem. A new row is tested
+    /// without a line of its own.
+    #[test]
+    fn every_kind_passes_the_conformance_suite() {
+        for kind in FusionKind::ALL.into_iter().skip(1) {
+            eprintln!("conformance of {kind}");
+            crate::inputs::testing::conformance(|dims, device| {
+                Ok(kind.layer(dims, 8, device)?.expect("a layer"))
+            });
+        }
+    }
+
+    /// Every registered layer refuses widths it cannot be built for: no
+    /// modality, or one of width zero.
+    #[test]
+    fn every_kind_refuses_impossible_widths() {
+        let device = Device::flex();
+        for kind in FusionKind::ALL.into_iter().skip(1) {
+            for dims in [vec![], vec![4, 0], vec![0, 4]] {
+                let built = kind.layer(dims.clone(), 8, &device);
+                assert!(built.is_err(), "{kind} built for widths {dims:?}");
             }
         }
     }

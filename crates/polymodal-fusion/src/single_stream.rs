@@ -112,17 +112,6 @@ impl RegisteredFusion for SingleStreamTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::testing::conformance;
-
-    #[test]
-    fn conformance_suite() {
-        conformance(|dims, device| {
-            SingleStreamTransformerConfig::new(dims)
-                .with_dim(16)
-                .with_dropout(0.0)
-                .init(device)
-        });
-    }
 
     #[test]
     fn heads_must_divide_the_width() {

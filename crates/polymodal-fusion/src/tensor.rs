@@ -117,17 +117,6 @@ impl RegisteredFusion for TensorFusion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::testing::conformance;
-
-    #[test]
-    fn conformance_suite() {
-        conformance(|dims, device| {
-            TensorFusionConfig::new(dims)
-                .with_factor_dim(6)
-                .with_hidden(16)
-                .init(device)
-        });
-    }
 
     #[test]
     fn oversized_products_are_refused() {

@@ -232,6 +232,122 @@ impl ImagePreprocess {
     }
 }
 
+/// A Hugging Face image processor's `preprocessor_config.json` (the fields
+/// that decide the pixels: `ViTImageProcessor`, `CLIPImageProcessor`,
+/// `ConvNextImageProcessor`, ...).
+#[derive(Debug, Deserialize)]
+struct HfImageProcessor {
+    #[serde(default = "yes")]
+    do_resize: bool,
+    size: Option<HfSize>,
+    #[serde(default)]
+    do_center_crop: bool,
+    crop_size: Option<HfSize>,
+    /// ConvNext: the shorter side is `size / crop_pct` before the crop.
+    crop_pct: Option<f64>,
+    #[serde(default = "yes")]
+    do_rescale: bool,
+    #[serde(default = "yes")]
+    do_normalize: bool,
+    image_mean: Option<[f32; 3]>,
+    image_std: Option<[f32; 3]>,
+    /// PIL's filter numbers: 0 nearest, 1 Lanczos, 2 bilinear, 3 bicubic.
+    #[serde(default = "bilinear")]
+    resample: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn bilinear() -> u32 {
+    2
+}
+
+/// `size` / `crop_size`: a number, `{height, width}` or `{shortest_edge}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HfSize {
+    Square(u32),
+    Box { height: u32, width: u32 },
+    ShortestEdge { shortest_edge: u32 },
+}
+
+impl ImagePreprocess {
+    /// The preprocessing a Hugging Face `preprocessor_config.json` describes:
+    /// resize (exact, or shorter side then centre crop), PIL filter, mean
+    /// and standard deviation. A setting polymodal cannot reproduce (no
+    /// rescaling to 0..1, no resize) is an [`Error::Config`] naming the file
+    /// and the setting.
+    pub fn from_hf_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |what: String| Error::Config(format!("{}: {what}", path.display()));
+        let hf: HfImageProcessor = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if !hf.do_rescale || !hf.do_resize {
+            return Err(bad(
+                "do_rescale and do_resize must be true (the model reads fixed-size 0..1 pixels)"
+                    .into(),
+            ));
+        }
+        let filter = match hf.resample {
+            0 => Filter::Nearest,
+            1 => Filter::Lanczos3,
+            2 => Filter::Bilinear,
+            3 => Filter::Bicubic,
+            other => return Err(bad(format!("resample {other} is not supported (0 to 3)"))),
+        };
+        let size = hf.size.ok_or_else(|| bad("no `size`".into()))?;
+        let (width, height, resize) = match (size, hf.do_center_crop.then_some(hf.crop_size)) {
+            (HfSize::Square(side), None) => (side, side, ResizeMode::Exact),
+            (HfSize::Box { height, width }, None) => (width, height, ResizeMode::Exact),
+            (HfSize::ShortestEdge { shortest_edge }, None) => match hf.crop_pct {
+                // ConvNext below 384 pixels: scale, then crop `shortest_edge`.
+                Some(pct) if shortest_edge < 384 && pct > 0.0 && pct <= 1.0 => {
+                    let shorter_side = (f64::from(shortest_edge) / pct) as u32;
+                    let resize = ResizeMode::ShorterSideThenCenterCrop { shorter_side };
+                    (shortest_edge, shortest_edge, resize)
+                }
+                _ => (shortest_edge, shortest_edge, ResizeMode::Exact),
+            },
+            (size, Some(crop)) => {
+                let shorter_side = match size {
+                    HfSize::Square(s) | HfSize::ShortestEdge { shortest_edge: s } => s,
+                    HfSize::Box { height, width } => height.min(width),
+                };
+                let (width, height) = match crop {
+                    Some(HfSize::Square(s)) => (s, s),
+                    Some(HfSize::Box { height, width }) => (width, height),
+                    Some(HfSize::ShortestEdge { .. }) | None => (shorter_side, shorter_side),
+                };
+                (
+                    width,
+                    height,
+                    ResizeMode::ShorterSideThenCenterCrop { shorter_side },
+                )
+            }
+        };
+        let normalize = if hf.do_normalize {
+            Normalize {
+                mean: hf.image_mean.unwrap_or(Normalize::IMAGENET.mean),
+                std: hf.image_std.unwrap_or(Normalize::IMAGENET.std),
+            }
+        } else {
+            Normalize {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            }
+        };
+        let preprocess = Self {
+            normalize,
+            resize,
+            filter,
+            ..Self::new(width, height)
+        };
+        preprocess.validate().map_err(|e| bad(e.to_string()))?;
+        Ok(preprocess)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +423,60 @@ mod tests {
                 .apply(&RgbImage::new(0, 0))
                 .is_err()
         );
+    }
+
+    fn processor_file(name: &str, json: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("polymodal-hf-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("preprocessor_config.json");
+        std::fs::write(&path, json).unwrap();
+        path
+    }
+
+    /// The processor files transformers writes for ViT and CLIP (as saved by
+    /// `ViTImageProcessor()` / `CLIPImageProcessor()`) give the presets
+    /// whose pixels the parity tests check against those processors.
+    #[test]
+    fn hugging_face_processor_files_give_the_presets() {
+        let vit = r#"{"do_normalize": true, "do_rescale": true, "do_resize": true,
+            "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "ViTImageProcessor",
+            "image_std": [0.5, 0.5, 0.5], "resample": 2, "rescale_factor": 0.00392156862745098,
+            "size": {"height": 224, "width": 224}}"#;
+        let path = processor_file("vit", vit);
+        assert_eq!(
+            ImagePreprocess::from_hf_file(&path).unwrap(),
+            ImagePreprocess::vit(224)
+        );
+        let clip = r#"{"crop_size": {"height": 224, "width": 224}, "do_center_crop": true,
+            "do_convert_rgb": true, "do_normalize": true, "do_rescale": true, "do_resize": true,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_processor_type": "CLIPImageProcessor",
+            "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3,
+            "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 224}}"#;
+        let path = processor_file("clip", clip);
+        assert_eq!(
+            ImagePreprocess::from_hf_file(&path).unwrap(),
+            ImagePreprocess::clip(224)
+        );
+        // The older format: plain numbers.
+        let path = processor_file(
+            "old",
+            r#"{"size": 32, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#,
+        );
+        assert_eq!(
+            ImagePreprocess::from_hf_file(&path).unwrap(),
+            ImagePreprocess::vit(32)
+        );
+        // What cannot be reproduced is an error naming the file and setting.
+        let path = processor_file("bad", r#"{"size": 32, "resample": 5}"#);
+        let error = ImagePreprocess::from_hf_file(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("resample 5") && error.contains("preprocessor_config.json"),
+            "{error}"
+        );
+        let path = processor_file("nosize", r#"{"do_resize": true}"#);
+        assert!(ImagePreprocess::from_hf_file(&path).is_err());
     }
 }

@@ -26,7 +26,9 @@ use polymodal_core::registry::{PretrainedEncoder, ScratchEncoder};
 use polymodal_core::{Error, LoadReport, Result};
 
 // The encoder types the table names.
-use crate::{ConvEncoder, ConvEncoderConfig, ResNet, ResNetConfig, Vit};
+use crate::{
+    ConvEncoder, ConvEncoderConfig, ImagePreprocess, ResNet, ResNetConfig, Vit, VitConfig,
+};
 
 /// The sizes a from-scratch image encoder is built with (a classifier's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,42 @@ polymodal_core::encoder_registry! {
         ResNet = "resnet", pretrained ResNet;
         /// ViT (Hugging Face `ViTModel`, `model_type` `vit`).
         Vit = "vit", pretrained Vit;
+    }
+}
+
+impl ImageEncoderKind {
+    /// The preprocessing the model of the pretrained folder `dir` (of this
+    /// kind) was trained with: its `preprocessor_config.json`
+    /// ([`ImagePreprocess::from_hf_file`]) where it has one, else the kind's
+    /// standard (ViT: [`ImagePreprocess::vit`] at the `image_size` of its
+    /// `config.json`; ResNet: torchvision's [`ImagePreprocess::imagenet`] at
+    /// 224). A from-scratch kind is an [`Error::Config`].
+    pub fn preprocess(self, dir: impl AsRef<Path>) -> Result<ImagePreprocess> {
+        let dir = dir.as_ref();
+        let processor = dir.join("preprocessor_config.json");
+        let scratch = || {
+            Error::Config(format!(
+                "image encoder `{self}` is trained from scratch: its preprocessing is the \
+                 experiment's `[features.image]`"
+            ))
+        };
+        if !self.is_pretrained() {
+            return Err(scratch());
+        }
+        if processor.is_file() {
+            return ImagePreprocess::from_hf_file(processor);
+        }
+        match self {
+            Self::Scratch => Err(scratch()),
+            Self::ResNet => Ok(ImagePreprocess::imagenet(224)),
+            Self::Vit => {
+                let config = VitConfig::from_file(dir.join("config.json"))?;
+                let side = u32::try_from(config.image_size).map_err(|_| {
+                    Error::Config(format!("{}: image_size too large", dir.display()))
+                })?;
+                Ok(ImagePreprocess::vit(side))
+            }
+        }
     }
 }
 
@@ -114,7 +152,8 @@ impl PretrainedEncoder for Vit {
 mod tests {
     use std::path::PathBuf;
 
-    use polymodal_core::{Encoder, Modality};
+    use polymodal_core::Modality;
+    use polymodal_core::testing::{check_same_encoder, check_scratch_kinds};
 
     use super::*;
 
@@ -134,10 +173,6 @@ mod tests {
         Tensor::from_data(TensorData::new(values, [2, 3, side, side]), device)
     }
 
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.try_into_vec_as::<f32>().unwrap()
-    }
-
     #[test]
     fn names_round_trip_and_are_unique() {
         polymodal_core::testing::check_kind_names(
@@ -148,31 +183,15 @@ mod tests {
         );
     }
 
-    /// The from-scratch kind builds at the sizes asked for and encodes; a
-    /// pretrained kind cannot be built from sizes, nor a from-scratch one
-    /// loaded.
     #[test]
     fn scratch_kinds_build_and_pretrained_kinds_load() {
-        let device = Device::flex();
         let sizes = ImageEncoderSizes {
             channels: 3,
             dim: 8,
         };
-        for kind in ImageEncoderKind::ALL {
-            let built = kind.init(&sizes, &device);
-            if kind.is_pretrained() {
-                let error = built.unwrap_err().to_string();
-                assert!(error.contains("is pretrained"), "{kind}: {error}");
-                continue;
-            }
-            let encoder = built.unwrap();
-            assert_eq!(encoder.kind(), kind);
-            assert_eq!((encoder.dim(), encoder.modality()), (8, Modality::Image));
-            let embeddings = encoder.encode(&images(16, &device)).unwrap();
-            assert_eq!(embeddings.pooled.dims(), [2, 8], "{kind}");
-            let error = kind.load(fixture("vit"), &device).unwrap_err();
-            assert!(error.to_string().contains("from scratch"), "{error}");
-        }
+        let input = images(16, &Device::flex());
+        let shape = (2, 8, Modality::Image);
+        check_scratch_kinds::<ImageEncoderKind>(&sizes, &input, shape, &fixture("vit"));
     }
 
     #[test]
@@ -223,8 +242,7 @@ mod tests {
         );
     }
 
-    /// Loading through the registry gives the direct loader's model: the
-    /// same embeddings, to the bit.
+    /// Loading through the registry gives the direct loader's model.
     #[test]
     fn load_through_the_registry_is_the_direct_loader() {
         let device = Device::flex();
@@ -232,9 +250,35 @@ mod tests {
         let (any, report) = AnyImageEncoder::load(fixture("vit"), &device).unwrap();
         assert!(report.unexpected.is_empty(), "{report:?}");
         assert_eq!(any.kind(), ImageEncoderKind::Vit);
-        let input = images(16, &device);
-        let (a, b) = (direct.encode(&input).unwrap(), any.encode(&input).unwrap());
-        assert_eq!(values(a.pooled), values(b.pooled));
-        assert_eq!(values(a.sequence), values(b.sequence));
+        check_same_encoder(&direct, &any, &images(16, &device));
+    }
+
+    /// A folder's preprocessing: its `preprocessor_config.json` when it has
+    /// one, else the kind's standard at the folder's size.
+    #[test]
+    fn a_folder_decides_its_preprocessing() {
+        let config = VitConfig::from_file(fixture("vit").join("config.json")).unwrap();
+        let side = config.image_size as u32;
+        let vit = ImageEncoderKind::Vit;
+        assert_eq!(
+            vit.preprocess(fixture("vit")).unwrap(),
+            ImagePreprocess::vit(side)
+        );
+        let dir = folder("processor", Some(r#"{"model_type": "vit"}"#));
+        std::fs::write(
+            dir.join("preprocessor_config.json"),
+            r#"{"size": {"shortest_edge": 40}, "do_center_crop": true, "crop_size": 32,
+                "resample": 3, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#,
+        )
+        .unwrap();
+        let processed = vit.preprocess(&dir).unwrap();
+        assert_eq!((processed.width, processed.height), (32, 32));
+        assert_eq!(
+            processed.resize,
+            crate::ResizeMode::ShorterSideThenCenterCrop { shorter_side: 40 }
+        );
+        assert_eq!(processed.filter, crate::Filter::Bicubic);
+        let error = ImageEncoderKind::Scratch.preprocess(&dir).unwrap_err();
+        assert!(error.to_string().contains("from scratch"), "{error}");
     }
 }

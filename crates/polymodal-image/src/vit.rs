@@ -12,27 +12,17 @@ use burn::prelude::*;
 use serde::Deserialize;
 
 use polymodal_core::{
-    Activation, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock,
-    Result, Weights, hf_vit_layers, read_config, weights::hf_check,
+    Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock, Result, Weights,
+    hf_vit_layers, read_config,
+    weights::{HfTransformer, hf_check},
 };
 
 /// The fields of a Hugging Face ViT `config.json` that shape the model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct VitConfig {
-    /// Token width.
-    pub hidden_size: usize,
-    /// Transformer layers.
-    pub num_hidden_layers: usize,
-    /// Attention heads.
-    pub num_attention_heads: usize,
-    /// Feed-forward width.
-    pub intermediate_size: usize,
-    /// Feed-forward activation.
-    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
-    pub hidden_act: String,
-    /// Layer norm epsilon.
-    #[serde(default = "polymodal_core::weights::hf_default::layer_norm_eps")]
-    pub layer_norm_eps: f64,
+    /// The Transformer layers' sizes (`hidden_size`, `num_hidden_layers`, ...).
+    #[serde(flatten)]
+    pub transformer: HfTransformer,
     /// Input side in pixels (square images).
     pub image_size: usize,
     /// Patch side in pixels.
@@ -51,13 +41,7 @@ impl VitConfig {
     /// Checks the sizes.
     pub fn validate(&self) -> Result<()> {
         hf_check::multiple("image_size", self.image_size, "patch_size", self.patch_size)?;
-        hf_check::multiple(
-            "hidden_size",
-            self.hidden_size,
-            "num_attention_heads",
-            self.num_attention_heads,
-        )?;
-        hf_check::activation(&self.hidden_act)
+        self.transformer.validate()
     }
 
     /// Patches per image.
@@ -101,11 +85,7 @@ impl Vit {
         let dir = dir.as_ref();
         let config = VitConfig::from_file(dir.join("config.json"))?;
         let weights = Weights::open(dir.join("model.safetensors"))?;
-        let weights = if weights.contains("embeddings.cls_token") {
-            weights
-        } else {
-            weights.with_prefix("vit.")
-        };
+        let weights = weights.with_prefix_of("embeddings.cls_token", &["", "vit."]);
         let pooler = weights.contains("pooler.dense.weight");
         let model = Self::build(&config, &Init::from(&weights), pooler, device)?;
         Ok((model, weights.finish()?))
@@ -115,21 +95,15 @@ impl Vit {
     /// `init`'s scope), with the pooler when `pooler`.
     pub fn build(config: &VitConfig, init: &Init, pooler: bool, device: &Device) -> Result<Self> {
         config.validate()?;
-        let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
-        let shape = BlockShape {
-            dim: h,
-            heads: config.num_attention_heads,
-            ff_dim: config.intermediate_size,
-            eps,
-            activation: Activation::from_hf(&config.hidden_act)?,
-        };
-        let layers = hf_vit_layers(init, config.num_hidden_layers, shape, device)?;
+        let (h, p, eps) = (
+            config.transformer.hidden_size,
+            config.patch_size,
+            config.transformer.layer_norm_eps,
+        );
+        let sizes = &config.transformer;
+        let layers = hf_vit_layers(init, sizes.num_hidden_layers, sizes.block_shape()?, device)?;
         let embeddings = init.pp("embeddings");
-        let tokens = |name: &str, length: usize| {
-            embeddings
-                .tensor(name, [1, length, h], device)
-                .map(Param::from_tensor)
-        };
+        let tokens = |name: &str, length: usize| embeddings.token_table(name, length, h, device);
         Ok(Self {
             patch_embedding: embeddings.pp("patch_embeddings.projection").conv2d(
                 &Conv2dConfig::new([config.num_channels, h], [p, p]).with_stride([p, p]),

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use polymodal_core::{
     Activation, AttentionNames, Embeddings, Encoder, Error, Init, LoadReport, Modality, Result,
-    SelfAttention, TokenBatch, Weights, masked_mean, read_config, weights::hf_check,
+    SelfAttention, TokenBatch, Weights, masked_mean, read_config,
+    weights::{HfTransformer, hf_check},
 };
 
 /// The fields of a Hugging Face BERT `config.json` that shape the model.
@@ -19,26 +20,14 @@ use polymodal_core::{
 pub struct BertConfig {
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Width of every token vector.
-    pub hidden_size: usize,
-    /// Transformer layers.
-    pub num_hidden_layers: usize,
-    /// Attention heads per layer.
-    pub num_attention_heads: usize,
-    /// Width of the feed-forward layer.
-    pub intermediate_size: usize,
-    /// Feed-forward activation: `gelu` (exact), `gelu_new` /
-    /// `gelu_pytorch_tanh` (tanh approximation) or `relu`.
-    #[serde(default = "polymodal_core::weights::hf_default::gelu")]
-    pub hidden_act: String,
+    /// The Transformer layers' sizes (`hidden_size`, `num_hidden_layers`, ...).
+    #[serde(flatten)]
+    pub transformer: HfTransformer,
     /// Size of the position table (longest input).
     pub max_position_embeddings: usize,
     /// Number of segments (token types).
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: usize,
-    /// Layer norm epsilon.
-    #[serde(default = "polymodal_core::weights::hf_default::layer_norm_eps")]
-    pub layer_norm_eps: f64,
     /// Only `absolute` position embeddings are supported.
     #[serde(default = "default_positions")]
     pub position_embedding_type: String,
@@ -59,12 +48,7 @@ impl BertConfig {
 
     /// Checks the sizes and the options this implementation supports.
     pub fn validate(&self) -> Result<()> {
-        hf_check::multiple(
-            "hidden_size",
-            self.hidden_size,
-            "num_attention_heads",
-            self.num_attention_heads,
-        )?;
+        self.transformer.validate()?;
         hf_check::positive(&[
             ("vocab_size", self.vocab_size),
             ("max_position_embeddings", self.max_position_embeddings),
@@ -75,7 +59,7 @@ impl BertConfig {
                 self.position_embedding_type
             )));
         }
-        hf_check::activation(&self.hidden_act)
+        Ok(())
     }
 
     /// A randomly initialised model (to train from scratch), pooling with
@@ -116,12 +100,13 @@ struct BertLayer {
 impl BertLayer {
     /// The layer in `init`'s scope (`encoder.layer.{i}`).
     fn build(config: &BertConfig, init: &Init, device: &Device) -> Result<Self> {
+        let sizes = &config.transformer;
         let (h, i, eps) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.layer_norm_eps,
+            sizes.hidden_size,
+            sizes.intermediate_size,
+            sizes.layer_norm_eps,
         );
-        let heads = config.num_attention_heads;
+        let heads = sizes.num_attention_heads;
         Ok(Self {
             attention: SelfAttention::build(init, &ATTENTION, h, heads, device)?,
             attention_norm: init
@@ -194,13 +179,7 @@ impl Bert {
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
         config.validate()?;
-        let under_bert = !weights.contains("embeddings.word_embeddings.weight")
-            && weights.names().any(|n| n.starts_with("bert."));
-        let weights = if under_bert {
-            weights.with_prefix("bert.")
-        } else {
-            weights
-        };
+        let weights = weights.with_prefix_of("embeddings.word_embeddings.weight", &["bert.", ""]);
         let has_pooler = weights.contains("pooler.dense.weight");
         if pooling == BertPooling::Pooler && !has_pooler {
             return Err(Error::Weights {
@@ -220,7 +199,8 @@ impl Bert {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let sizes = &config.transformer;
+        let (h, eps) = (sizes.hidden_size, sizes.layer_norm_eps);
         let embeddings = init.pp("embeddings");
         // A buffer of 0..max_positions that the model recomputes.
         embeddings.skip("position_ids");
@@ -231,13 +211,13 @@ impl Bert {
             position_embeddings: embedding("position_embeddings", config.max_position_embeddings)?,
             token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size)?,
             embeddings_norm: embeddings.pp("LayerNorm").layer_norm(h, eps, device)?,
-            layers: (0..config.num_hidden_layers)
+            layers: (0..sizes.num_hidden_layers)
                 .map(|i| BertLayer::build(config, &layers.pp(i), device))
                 .collect::<Result<_>>()?,
             pooler: pooler
                 .then(|| init.pp("pooler.dense").linear(h, h, device))
                 .transpose()?,
-            activation: Activation::from_hf(&config.hidden_act)?,
+            activation: Activation::from_hf(&sizes.hidden_act)?,
             pooling,
             hidden: h,
             max_positions: config.max_position_embeddings,
@@ -340,14 +320,16 @@ mod tests {
     fn tiny() -> BertConfig {
         BertConfig {
             vocab_size: 20,
-            hidden_size: 8,
-            num_hidden_layers: 2,
-            num_attention_heads: 2,
-            intermediate_size: 16,
-            hidden_act: "gelu".into(),
+            transformer: HfTransformer {
+                hidden_size: 8,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                intermediate_size: 16,
+                hidden_act: "gelu".into(),
+                layer_norm_eps: 1e-12,
+            },
             max_position_embeddings: 6,
             type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
             position_embedding_type: "absolute".into(),
         }
     }
@@ -387,10 +369,10 @@ mod tests {
     #[test]
     fn bad_configs_are_errors() {
         let mut config = tiny();
-        config.num_attention_heads = 3;
+        config.transformer.num_attention_heads = 3;
         assert!(config.validate().is_err());
         let mut config = tiny();
-        config.hidden_act = "swish".into();
+        config.transformer.hidden_act = "swish".into();
         assert!(config.validate().is_err());
         let mut config = tiny();
         config.position_embedding_type = "relative_key".into();

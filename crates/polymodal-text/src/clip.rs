@@ -14,8 +14,8 @@ use burn::prelude::*;
 use serde::Deserialize;
 
 use polymodal_core::{
-    Activation, AttentionNames, BlockNames, BlockShape, Error, Init, LoadReport, PreNormBlock,
-    Result, Weights, read_config, weights::hf_check,
+    AttentionNames, BlockNames, BlockShape, Error, Init, LoadReport, PreNormBlock, Result, Weights,
+    read_config, weights::hf_check,
 };
 
 use polymodal_core::l2_normalize;
@@ -145,13 +145,13 @@ impl ClipText {
     /// The tower in `init`'s scope (`text_model`).
     fn build(config: &ClipTextConfig, init: &Init, device: &Device) -> Result<Self> {
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
-        let shape = BlockShape {
-            dim: h,
-            heads: config.num_attention_heads,
-            ff_dim: config.intermediate_size,
+        let shape = BlockShape::from_hf(
+            h,
+            config.num_attention_heads,
+            config.intermediate_size,
             eps,
-            activation: Activation::from_hf(&config.hidden_act)?,
-        };
+            &config.hidden_act,
+        )?;
         let embeddings = init.pp("embeddings");
         embeddings.skip("position_ids");
         Ok(Self {
@@ -224,13 +224,13 @@ impl ClipVision {
     fn build(config: &ClipVisionConfig, init: &Init, device: &Device) -> Result<Self> {
         let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
         let patches = (config.image_size / p).pow(2);
-        let shape = BlockShape {
-            dim: h,
-            heads: config.num_attention_heads,
-            ff_dim: config.intermediate_size,
+        let shape = BlockShape::from_hf(
+            h,
+            config.num_attention_heads,
+            config.intermediate_size,
             eps,
-            activation: Activation::from_hf(&config.hidden_act)?,
-        };
+            &config.hidden_act,
+        )?;
         let embeddings = init.pp("embeddings");
         embeddings.skip("position_ids");
         Ok(Self {
