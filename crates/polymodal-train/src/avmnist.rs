@@ -45,6 +45,7 @@ pub fn avmnist_features() -> FeatureConfig {
                 ..MelConfig::librosa(8000, 256, 160, 40)
             },
             standardize: true,
+            ..AudioFeatures::default()
         },
         video: VideoFeatures {
             frames: 1,

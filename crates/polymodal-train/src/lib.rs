@@ -62,8 +62,9 @@ pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};
 pub use metrics::{ConfusionMatrix, MultiLabelMetrics, argmax, recall_at_k};
 pub use model::{
-    ClassifierConfig, ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir,
-    predict_files,
+    ClassifierConfig, EncoderChoice, EncoderChoices, EncoderMode, ModelCard, ModelDir,
+    MultimodalClassifier, embed_files, evaluate_dir, folder_features, predict_files,
+    weights_sha256,
 };
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{

@@ -162,6 +162,16 @@ impl<E: Encoder<Input = Tensor<4>> + Module> FrameEncoder<E> {
         let temporal = Temporal::new(temporal, frame.dim(), max_frames, device)?;
         Ok(Self { frame, temporal })
     }
+
+    /// The encoder with its frame encoder frozen ([`Module::freeze`]: no
+    /// gradients, batch norms and dropout as in inference; a frozen
+    /// pretrained image model): the temporal model still trains.
+    pub fn freeze_frames(self) -> Self {
+        Self {
+            frame: self.frame.freeze(),
+            temporal: self.temporal,
+        }
+    }
 }
 
 impl<E: Encoder<Input = Tensor<4>> + Module> Encoder for FrameEncoder<E> {

@@ -12,6 +12,10 @@
 //! fusion = "gated"                  # see `polymodal_fusion`; default concat
 //! modalities = ["image", "audio"]   # default: every modality of the train set
 //!
+//! [encoders.audio]                  # default: each modality's `scratch` kind
+//! pretrained = "models/whisper-tiny.en"  # a Hugging Face folder; its input
+//! mode = "frozen"                   # features come from it (or "fine-tune")
+//!
 //! [train]
 //! epochs = 20
 //! schedule = { kind = "warmup-cosine", warmup_steps = 100 }
@@ -32,7 +36,8 @@ use polymodal_train::{
 };
 pub use polymodal_train::{DataConfig, Splits, TextConfig};
 
-use polymodal_train::{ClassifierConfig, ModelCard, ModelDir};
+use polymodal_text::TextTokenizer;
+use polymodal_train::{ClassifierConfig, EncoderChoices, ModelCard, ModelDir, folder_features};
 
 /// A whole experiment: data, model, features, training, output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +60,10 @@ pub struct Experiment {
     /// Tokenisation, for models that read text.
     #[serde(default)]
     pub text: TextConfig,
+    /// The encoder of each modality (default: its `scratch` kind); a
+    /// pretrained folder decides its modality's input features.
+    #[serde(default)]
+    pub encoders: EncoderChoices,
 }
 
 fn default_output() -> PathBuf {
@@ -99,7 +108,13 @@ impl Experiment {
         let resolve = |p: &mut PathBuf| *p = base.join(&*p);
         resolve(&mut experiment.output);
         let data = experiment.data.paths_mut();
-        data.chain(&mut experiment.text.tokenizer).for_each(resolve);
+        let folders = experiment
+            .encoders
+            .values_mut()
+            .filter_map(|c| c.pretrained.as_mut());
+        data.chain(&mut experiment.text.tokenizer)
+            .chain(folders)
+            .for_each(resolve);
         experiment
             .validate()
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -108,14 +123,52 @@ impl Experiment {
 
     fn validate(&self) -> Result<()> {
         self.data.validate()?;
+        for (&modality, choice) in &self.encoders {
+            choice.validate(modality)?;
+        }
+        let text_folder = self.encoders.get(&Modality::Text);
+        if self.text.tokenizer.is_some() && text_folder.is_some_and(|c| c.pretrained.is_some()) {
+            return Err(Error::Config(
+                "text.tokenizer and a pretrained encoders.text both give the tokenizer: \
+                 remove text.tokenizer (the folder's tokenizer.json is used)"
+                    .into(),
+            ));
+        }
         self.train.validate()
     }
 
-    /// The feature settings in force.
-    pub fn features(&self) -> FeatureConfig {
-        self.features
+    /// The feature settings in force: `[features]` or the data's defaults,
+    /// with the settings of the pretrained encoders' folders (see
+    /// [`folder_features`]; an explicit `[features]` setting that differs
+    /// from a folder's is an error).
+    pub fn features(&self) -> Result<FeatureConfig> {
+        let mut features = self
+            .features
             .clone()
-            .unwrap_or_else(|| self.data.default_features())
+            .unwrap_or_else(|| self.data.default_features());
+        let explicit = self.features.is_some();
+        folder_features(
+            &self.encoders,
+            &Modality::ALL,
+            &mut features,
+            self.text.max_tokens,
+            explicit,
+        )?;
+        Ok(features)
+    }
+
+    /// The tokenizer for `texts`: a pretrained text encoder's, the
+    /// `text.tokenizer` file, or one trained on `texts`.
+    fn tokenizer(&self, texts: &[String]) -> Result<TextTokenizer> {
+        let mut features = FeatureConfig::default();
+        let folder = folder_features(
+            &self.encoders,
+            &[Modality::Text],
+            &mut features,
+            self.text.max_tokens,
+            false,
+        )?;
+        folder.map_or_else(|| self.text.tokenizer(texts), Ok)
     }
 }
 
@@ -124,7 +177,7 @@ impl Experiment {
 /// are not decoded.
 pub fn load_splits(experiment: &Experiment) -> Result<Splits> {
     let used = experiment.model.modalities.as_deref();
-    experiment.data.load(&experiment.features(), used)
+    experiment.data.load(&experiment.features()?, used)
 }
 
 /// What [`run`] produced.
@@ -163,11 +216,16 @@ pub fn run(
         FusionKind::Concat
     });
     let tokenizer = if modalities.contains(&Modality::Text) {
-        Some(experiment.text.tokenizer(&splits.texts)?)
+        Some(experiment.tokenizer(&splits.texts)?)
     } else {
         None
     };
-    let features = experiment.features();
+    let features = experiment.features()?;
+    let mut encoders = experiment.encoders.clone();
+    encoders.retain(|m, _| modalities.contains(m));
+    for choice in encoders.values_mut() {
+        choice.record_weights()?;
+    }
     let config = ClassifierConfig::new(modalities.clone(), fusion, splits.train.classes().len())
         .with_dim(experiment.model.dim)
         .with_text(
@@ -178,6 +236,7 @@ pub fn run(
         .with_modality_dropout(experiment.model.modality_dropout)
         .with_contrastive_weight(experiment.model.contrastive_weight)
         .with_multi_label(splits.train.is_multi_label());
+    let config = ClassifierConfig { encoders, ..config };
     config.validate()?;
     let dir = ModelDir(experiment.output.clone());
     let card = ModelCard {
@@ -234,7 +293,7 @@ mod tests {
         assert_eq!(e.output, base.join("runs/experiment"));
         assert_eq!(e.train, TrainConfig::default());
         assert_eq!(e.model.dim, 64);
-        assert_eq!(e.features(), FeatureConfig::default());
+        assert_eq!(e.features().unwrap(), FeatureConfig::default());
     }
 
     #[test]
@@ -260,5 +319,54 @@ mod tests {
         );
         let message = Experiment::from_file(&path).unwrap_err().to_string();
         assert!(message.contains("learning_rate"), "{message}");
+    }
+
+    /// A pretrained folder decides its modality's features; an explicit
+    /// setting that differs is an error naming both, and a tokenizer file
+    /// beside a pretrained text encoder is refused.
+    #[test]
+    fn pretrained_folders_decide_the_features() {
+        let vit = polymodal_core::testing::encoder_fixture("vit");
+        let whisper = polymodal_core::testing::encoder_fixture("whisper");
+        let folders = format!(
+            "[encoders.image]\npretrained = {vit:?}\n[encoders.audio]\npretrained = {whisper:?}\n"
+        );
+        let path = write(
+            "folders",
+            &format!("[data]\ntrain = \"m.jsonl\"\n{folders}"),
+        );
+        let features = Experiment::from_file(&path).unwrap().features().unwrap();
+        let side = polymodal_image::VitConfig::from_file(vit.join("config.json"))
+            .unwrap()
+            .image_size as u32;
+        assert_eq!(features.image, polymodal_image::ImagePreprocess::vit(side));
+        assert_eq!(features.audio.max_frames, Some(3000));
+        assert!(features.audio.resample && !features.audio.standardize);
+        // A [features.image] of another size is an error naming both.
+        assert_ne!(features.image.width, 64);
+        let path = write(
+            "clash",
+            &format!(
+                "[data]\ntrain = \"m.jsonl\"\n{folders}[features.image]\nwidth = 64\nheight = 64\n"
+            ),
+        );
+        let error = Experiment::from_file(&path)
+            .unwrap()
+            .features()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("features.image") && error.contains(&vit.display().to_string()),
+            "{error}"
+        );
+        let path = write(
+            "tokenizer",
+            &format!(
+                "[data]\ntrain = \"m.jsonl\"\n[text]\ntokenizer = \"t.json\"\n\
+                 [encoders.text]\npretrained = {vit:?}\n"
+            ),
+        );
+        let error = Experiment::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("text.tokenizer"), "{error}");
     }
 }

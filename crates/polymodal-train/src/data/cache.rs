@@ -48,16 +48,9 @@ impl FeatureCache {
         compute: impl FnOnce() -> Result<Vec<f32>>,
     ) -> Result<Vec<f32>> {
         let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        let mut hasher = Sha256::new();
-        for part in [settings.as_bytes(), modality.as_bytes(), &bytes] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-        let key = hex(&hasher.finalize());
-        let path = self.dir.join(&key[..2]).join(format!("{key}.f32"));
-        if let Some(values) = std::fs::read(&path)
-            .ok()
-            .and_then(|stored| decode_entry_bytes(&stored, shape))
+        let key = Self::key(&[settings.as_bytes(), modality.as_bytes(), &bytes]);
+        if let Some((stored, values)) = self.get(&key)
+            && stored == shape
         {
             return Ok(values);
         }
@@ -70,8 +63,38 @@ impl FeatureCache {
                 values.len()
             )));
         }
-        self.store(&path, &encode_entry(shape, &values))?;
+        self.put(&key, shape, &values)?;
         Ok(values)
+    }
+
+    /// The key of an entry made from `parts` (each length-prefixed, so no
+    /// two lists of parts share a key).
+    pub fn key(parts: &[&[u8]]) -> String {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hex(&hasher.finalize())
+    }
+
+    /// The shape and values stored under `key`, when the entry checks out
+    /// (see [`FeatureCache`]); `None` for a missing or damaged entry.
+    pub fn get(&self, key: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        std::fs::read(self.path(key))
+            .ok()
+            .and_then(|stored| decode_entry_bytes(&stored))
+    }
+
+    /// Stores `values` of `shape` under `key` (atomically).
+    pub fn put(&self, key: &str, shape: &[usize], values: &[f32]) -> Result<()> {
+        self.store(&self.path(key), &encode_entry(shape, values))
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir
+            .join(key.get(..2).unwrap_or("00"))
+            .join(format!("{key}.f32"))
     }
 
     fn store(&self, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -108,9 +131,9 @@ fn encode_entry(shape: &[usize], values: &[f32]) -> Vec<u8> {
     out
 }
 
-/// The values of an entry, when every part of it checks out against
-/// `shape`; `None` for anything else.
-fn decode_entry_bytes(bytes: &[u8], shape: &[usize]) -> Option<Vec<f32>> {
+/// The shape and values of an entry, when every part of it checks out (the
+/// values fill the shape, the checksum matches); `None` for anything else.
+fn decode_entry_bytes(bytes: &[u8]) -> Option<(Vec<usize>, Vec<f32>)> {
     let mut rest = bytes;
     let mut take = |n: usize| {
         let (head, tail) = rest.split_at_checked(n)?;
@@ -121,26 +144,29 @@ fn decode_entry_bytes(bytes: &[u8], shape: &[usize]) -> Option<Vec<f32>> {
     if take(4)? != CACHE_MAGIC || u32_at(take(4)?) != CACHE_VERSION {
         return None;
     }
-    if u32_at(take(4)?) as usize != shape.len() {
+    let rank = u32_at(take(4)?) as usize;
+    if rank > 8 {
         return None;
     }
-    for &d in shape {
-        if u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) != d as u64 {
-            return None;
-        }
+    let mut shape = Vec::with_capacity(rank);
+    for _ in 0..rank {
+        let d = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+        shape.push(usize::try_from(d).ok()?);
     }
     let checksum = take(32)?.to_vec();
-    let expected = shape.iter().product::<usize>().checked_mul(4)?;
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))?
+        .checked_mul(4)?;
     let payload = take(expected)?;
     if !rest.is_empty() || Sha256::digest(payload).as_slice() != checksum.as_slice() {
         return None;
     }
-    Some(
-        payload
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    )
+    let values = payload
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Some((shape, values))
 }
 
 #[cfg(test)]
@@ -234,7 +260,7 @@ mod tests {
         }
         // An intact entry asked for with another shape is recomputed too.
         assert_eq!(get(&[3, 2]), truth);
-        assert_eq!(decode_entry_bytes(&good, &[2, 3]), Some(truth.clone()));
+        assert_eq!(decode_entry_bytes(&good), Some((vec![2, 3], truth.clone())));
         // A computation that disagrees with the shape is an error naming the file.
         let error = cache
             .get_or_compute(&file, "audio", "other", &[4], || Ok(vec![1.0]))

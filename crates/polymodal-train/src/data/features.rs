@@ -20,6 +20,13 @@ pub struct AudioFeatures {
     pub mel: MelConfig,
     /// Scale each spectrogram to zero mean and unit variance.
     pub standardize: bool,
+    /// Resample audio of another rate to `mel.sample_rate` (otherwise such a
+    /// file is an error).
+    pub resample: bool,
+    /// Keep at most this many frames, the first, before the log scale
+    /// (Whisper's encoder reads the first 3000 of the 3001 frames a centred
+    /// 30-second STFT gives).
+    pub max_frames: Option<usize>,
 }
 
 /// Video feature settings: uniformly sampled frames, each preprocessed like an image.
@@ -58,6 +65,8 @@ impl Default for AudioFeatures {
             clip_samples: 16_000,
             mel: MelConfig::librosa(16_000, 400, 160, 64),
             standardize: true,
+            resample: false,
+            max_frames: None,
         }
     }
 }
@@ -111,6 +120,11 @@ impl FeatureConfig {
             )));
         }
         MelSpectrogram::new(self.audio.mel.clone()).map_err(named("audio.mel"))?;
+        if self.audio.max_frames == Some(0) {
+            return Err(Error::Config(
+                "features.audio.max_frames must be positive".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -134,9 +148,12 @@ impl FeatureConfig {
     /// Spectrogram shape `[mels, frames]`.
     pub fn audio_shape(&self) -> Result<[usize; 2]> {
         let mel = MelSpectrogram::new(self.audio.mel.clone())?;
+        let frames = mel.frames_for(self.audio.clip_samples);
         Ok([
             self.audio.mel.n_mels,
-            mel.frames_for(self.audio.clip_samples),
+            self.audio
+                .max_frames
+                .map_or(frames, |keep| keep.min(frames)),
         ])
     }
 }
@@ -184,7 +201,10 @@ pub(crate) fn audio_features(
     config: &AudioFeatures,
     mel: &MelSpectrogram,
 ) -> Result<Vec<f32>> {
-    let clip = polymodal_audio::decode_file(path)?;
+    let mut clip = polymodal_audio::decode_file(path)?;
+    if clip.sample_rate != config.mel.sample_rate && config.resample {
+        clip = clip.resample(config.mel.sample_rate)?;
+    }
     if clip.sample_rate != config.mel.sample_rate {
         return Err(Error::decode(
             path,
@@ -197,7 +217,14 @@ pub(crate) fn audio_features(
     }
     let mut samples = clip.to_mono();
     samples.resize(config.clip_samples, 0.0);
-    let (mut values, _) = mel.compute(&samples)?;
+    let (mut values, frames) = mel.mel_power(&samples)?;
+    if let Some(keep) = config.max_frames.filter(|&keep| keep < frames) {
+        values = values
+            .chunks_exact(frames)
+            .flat_map(|band| band[..keep].iter().copied())
+            .collect();
+    }
+    mel.config().log.apply(&mut values);
     if config.standardize {
         standardize(&mut values);
     }

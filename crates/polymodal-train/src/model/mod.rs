@@ -1,12 +1,15 @@
 //! The model polymodal trains and serves: [`MultimodalClassifier`] (an
 //! encoder per modality from the modality crates' registries, a fusion
 //! layer from polymodal-fusion's registry, a linear head) built from a
-//! [`ClassifierConfig`], and model folders ([`ModelDir`]: its weights and
+//! [`ClassifierConfig`] (with an [`EncoderChoice`] per modality: from
+//! scratch or a pretrained folder, frozen or fine-tuned), and model folders ([`ModelDir`]: its weights and
 //! [`ModelCard`]) with what is done with one: [`evaluate_dir`],
 //! [`predict_files`], [`embed_files`].
 
+mod encoders;
 mod folder;
 mod multimodal;
 
+pub use encoders::{EncoderChoice, EncoderChoices, EncoderMode, folder_features, weights_sha256};
 pub use folder::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use multimodal::{ClassifierConfig, MultimodalClassifier};

@@ -13,6 +13,7 @@ use polymodal_image::{AnyImageEncoder, ConvEncoderConfig, ImageEncoderKind, Imag
 use polymodal_text::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
 use polymodal_video::{FrameEncoder, FrameEncoderConfig};
 
+use super::{EncoderChoice, EncoderChoices};
 use crate::Classifier;
 
 fn default_contrastive_weight() -> f64 {
@@ -47,6 +48,11 @@ pub struct ClassifierConfig {
     /// probabilities, binary cross-entropy) instead of one class per sample.
     #[serde(default)]
     pub multi_label: bool,
+    /// The encoder of each modality that does not use its `scratch` kind
+    /// at width [`ClassifierConfig::dim`]: another from-scratch kind, or a
+    /// pretrained folder (its own width).
+    #[serde(default, skip_serializing_if = "EncoderChoices::is_empty")]
+    pub encoders: EncoderChoices,
 }
 
 impl ClassifierConfig {
@@ -66,7 +72,19 @@ impl ClassifierConfig {
             modality_dropout: 0.0,
             contrastive_weight: default_contrastive_weight(),
             multi_label: false,
+            encoders: EncoderChoices::new(),
         }
+    }
+
+    /// Sets the encoder of `modality` (see [`ClassifierConfig::encoders`]).
+    pub fn with_encoder(mut self, modality: Modality, choice: EncoderChoice) -> Self {
+        self.encoders.insert(modality, choice);
+        self
+    }
+
+    /// The choice for `modality` (the default: its `scratch` kind).
+    fn encoder(&self, modality: Modality) -> EncoderChoice {
+        self.encoders.get(&modality).cloned().unwrap_or_default()
     }
 
     /// Sets [`ClassifierConfig::dim`].
@@ -141,22 +159,24 @@ impl ClassifierConfig {
         } else if !(self.contrastive_weight >= 0.0 && self.contrastive_weight.is_finite()) {
             Some("contrastive_weight must be finite and non-negative".to_string())
         } else {
-            None
+            let unread = self.encoders.keys().find(|m| !self.modalities.contains(m));
+            unread.map(|m| format!("encoders.{m}: the model does not read {m}"))
         };
-        problem.map_or(Ok(()), |p| Err(Error::Config(p)))
+        problem.map_or(Ok(()), |p| Err(Error::Config(p)))?;
+        for (&modality, choice) in &self.encoders {
+            choice.validate(modality)?;
+        }
+        Ok(())
     }
 
-    /// Builds the model with fresh weights on `device`: each modality's
-    /// from-scratch encoder (the `scratch` kind of its crate's registry) at
-    /// width `dim`, the fusion layer of [`ClassifierConfig::fusion`], the
-    /// head.
+    /// Builds the model on `device`: each modality's encoder as
+    /// [`ClassifierConfig::encoders`] chooses (by default the `scratch` kind
+    /// of its crate's registry at width `dim`; a pretrained folder's model
+    /// with its weights, frozen unless fine-tuned), the fusion layer of
+    /// [`ClassifierConfig::fusion`] over the encoders' widths, the head.
     pub fn init(&self, device: &Device) -> Result<MultimodalClassifier> {
         self.validate()?;
         let uses = |m| self.modalities.contains(&m);
-        let fusion = self.fusion_layer(device)?;
-        let fused_dim = fusion
-            .as_ref()
-            .map_or(self.dim, |f| f.fusion().output_dim());
         let text = TextEncoderSizes {
             vocab_size: self.vocab_size,
             dim: self.dim,
@@ -172,24 +192,26 @@ impl ClassifierConfig {
         // encoder comes from the image registry.
         let video =
             FrameEncoderConfig::new(ConvEncoderConfig::new(self.channels).with_dim(self.dim));
-        Ok(MultimodalClassifier {
+        let choice = |modality: Modality| self.encoder(modality);
+        let mut model = MultimodalClassifier {
             text: uses(Modality::Text)
-                .then(|| TextEncoderKind::Scratch.init(&text, device))
+                .then(|| choice(Modality::Text).build::<TextEncoderKind>(&text, device))
                 .transpose()?,
             image: uses(Modality::Image)
-                .then(|| ImageEncoderKind::Scratch.init(&image, device))
+                .then(|| choice(Modality::Image).build::<ImageEncoderKind>(&image, device))
                 .transpose()?,
             audio: uses(Modality::Audio)
-                .then(|| AudioEncoderKind::Scratch.init(&audio, device))
+                .then(|| choice(Modality::Audio).build::<AudioEncoderKind>(&audio, device))
                 .transpose()?,
             video: uses(Modality::Video)
                 .then(|| -> Result<_> {
-                    let frame = ImageEncoderKind::Scratch.init(&image, device)?;
+                    let frame =
+                        choice(Modality::Video).build::<ImageEncoderKind>(&image, device)?;
                     FrameEncoder::new(frame, video.temporal, video.max_frames, device)
                 })
                 .transpose()?,
-            fusion,
-            head: LinearConfig::new(fused_dim, self.classes).init(device),
+            fusion: None,
+            head: LinearConfig::new(1, 1).init(device),
             modality_dropout: self.modality_dropout,
             contrastive_weight: self.contrastive_weight,
             modalities: self
@@ -197,14 +219,34 @@ impl ClassifierConfig {
                 .iter()
                 .map(|m| m.name().to_string())
                 .collect(),
-        })
+        };
+        let dims = model.encoder_dims();
+        let fusion = self.fusion.layer(dims.clone(), self.dim, device)?;
+        let fused_dim = fusion.as_ref().map_or(dims[0], |f| f.fusion().output_dim());
+        model.fusion = fusion;
+        model.head = LinearConfig::new(fused_dim, self.classes).init(device);
+        Ok(self.freeze_encoders(model))
     }
-}
 
-impl ClassifierConfig {
-    fn fusion_layer(&self, device: &Device) -> Result<Option<FusionLayer>> {
-        self.fusion
-            .layer(vec![self.dim; self.modalities.len()], self.dim, device)
+    /// The model with the encoders of frozen choices taken out of training
+    /// ([`Module::freeze`]): their parameters need no gradient, so autodiff
+    /// records nothing for them and the optimiser never moves them, and
+    /// their batch norms and dropout act as in inference.
+    fn freeze_encoders(&self, mut model: MultimodalClassifier) -> MultimodalClassifier {
+        let frozen = |m: Modality| self.encoders.get(&m).is_some_and(EncoderChoice::is_frozen);
+        if frozen(Modality::Text) {
+            model.text = model.text.map(Module::freeze);
+        }
+        if frozen(Modality::Image) {
+            model.image = model.image.map(Module::freeze);
+        }
+        if frozen(Modality::Audio) {
+            model.audio = model.audio.map(Module::freeze);
+        }
+        if frozen(Modality::Video) {
+            model.video = model.video.map(FrameEncoder::freeze_frames);
+        }
+        model
     }
 }
 
@@ -244,6 +286,25 @@ fn encode<E: Encoder>(
 }
 
 impl MultimodalClassifier {
+    /// The widths of the encoders, in the model's modality order.
+    fn encoder_dims(&self) -> Vec<usize> {
+        let widths = [
+            (Modality::Text, self.text.as_ref().map(Encoder::dim)),
+            (Modality::Image, self.image.as_ref().map(Encoder::dim)),
+            (Modality::Audio, self.audio.as_ref().map(Encoder::dim)),
+            (Modality::Video, self.video.as_ref().map(Encoder::dim)),
+        ];
+        self.modalities
+            .iter()
+            .filter_map(|name| {
+                widths
+                    .iter()
+                    .find(|(m, _)| m.name() == name)
+                    .and_then(|(_, dim)| *dim)
+            })
+            .collect()
+    }
+
     /// Per-modality embeddings in the model's modality order.
     pub fn embed(&self, batch: &MultimodalBatch) -> Result<Vec<ModalityEmbeddings>> {
         let mut parts = [
@@ -321,6 +382,7 @@ impl Classifier for MultimodalClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EncoderMode;
     use polymodal_audio::SpectrogramEncoderConfig;
     use polymodal_text::TextEncoderConfig;
 
@@ -337,7 +399,10 @@ mod tests {
         assert!(matches!(model.image, Some(AnyImageEncoder::Scratch(_))));
         assert!(matches!(model.audio, Some(AnyAudioEncoder::Scratch(_))));
         let image = ConvEncoderConfig::new(3).with_dim(8);
-        let fusion = config.fusion_layer(&device).unwrap().unwrap();
+        let fusion = FusionKind::Concat
+            .layer(vec![8; 4], 8, &device)
+            .unwrap()
+            .unwrap();
         let direct = TextEncoderConfig::new(40)
             .with_dim(8)
             .with_max_length(12)
@@ -357,5 +422,145 @@ mod tests {
                 .init(&device)
                 .num_params();
         assert_eq!(model.num_params(), direct);
+    }
+
+    /// A batch of text (the BERT fixture's vocabulary) and 16×16 images.
+    fn text_and_images(device: &Device) -> MultimodalBatch {
+        let ids = Tensor::<2, Int>::from_data([[2, 17, 42, 3], [2, 9, 3, 0]], device);
+        let mask = ids.clone().not_equal_elem(0);
+        let images = Tensor::<4>::random(
+            [2, 3, 16, 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        MultimodalBatch {
+            text: Some(ModalityBatch::all_present(
+                polymodal_core::TokenBatch { ids, mask },
+                2,
+                device,
+            )),
+            image: Some(ModalityBatch::all_present(images, 2, device)),
+            audio: None,
+            video: None,
+            targets: polymodal_core::Targets::Classes(Tensor::from_data([0, 1], device)),
+        }
+    }
+
+    /// The pooled text embeddings of `model` (on a plain device).
+    fn text_embeddings(model: &MultimodalClassifier, batch: &MultimodalBatch) -> Vec<f32> {
+        let parts = model.valid().embed(batch).unwrap();
+        let text = parts.iter().find(|p| p.modality == Modality::Text).unwrap();
+        text.embeddings
+            .pooled
+            .clone()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    }
+
+    /// One Adam step on `batch` with a large rate.
+    fn one_step(model: MultimodalClassifier, batch: &MultimodalBatch) -> MultimodalClassifier {
+        use burn::optim::{AdamConfig, GradientsParams};
+        let logits = model.logits(batch).unwrap();
+        let polymodal_core::Targets::Classes(classes) = &batch.targets else {
+            unreachable!()
+        };
+        let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, classes.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        AdamConfig::new().init().step(0.1, model, grads)
+    }
+
+    /// A pretrained folder's encoder is built at its own width (BERT
+    /// fixture: 32) beside a from-scratch one (8); frozen, a training step
+    /// leaves it as loaded, fine-tuned it moves.
+    #[test]
+    fn pretrained_encoders_load_at_their_width_and_train_as_chosen() {
+        let device = Device::flex().autodiff();
+        let bert = polymodal_core::testing::encoder_fixture("bert");
+        let config = |mode| {
+            ClassifierConfig::new(vec![Modality::Text, Modality::Image], FusionKind::Concat, 2)
+                .with_dim(8)
+                .with_encoder(Modality::Text, EncoderChoice::pretrained(&bert, mode))
+        };
+        let batch = text_and_images(&device);
+        for (mode, moves) in [(EncoderMode::Frozen, false), (EncoderMode::FineTune, true)] {
+            let model = config(mode).init(&device).unwrap();
+            assert!(matches!(model.text, Some(AnyTextEncoder::Bert(_))));
+            assert_eq!(model.encoder_dims(), [32, 8]);
+            let before = text_embeddings(&model, &batch);
+            let model = one_step(model, &batch);
+            let after = text_embeddings(&model, &batch);
+            assert_eq!(before != after, moves, "{mode:?}");
+        }
+        // The recorded weights must be the folder's.
+        let mut choice = EncoderChoice::pretrained(&bert, EncoderMode::Frozen);
+        choice.record_weights().unwrap();
+        let recorded = config(EncoderMode::Frozen).with_encoder(Modality::Text, choice.clone());
+        assert!(recorded.init(&device).is_ok());
+        choice.weights_sha256 = Some("0".repeat(64));
+        let error = config(EncoderMode::Frozen)
+            .with_encoder(Modality::Text, choice)
+            .init(&device)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("weights changed"), "{error}");
+    }
+
+    /// Choices are checked: a kind or a folder, a from-scratch kind by
+    /// name, only for modalities the model reads; the card keeps them.
+    #[test]
+    fn encoder_choices_are_checked_and_kept_in_the_card() {
+        let base =
+            ClassifierConfig::new(vec![Modality::Text, Modality::Image], FusionKind::Concat, 2)
+                .with_text(40, 12)
+                .with_dim(8);
+        let rnn = EncoderChoice {
+            kind: Some("rnn".into()),
+            ..EncoderChoice::default()
+        };
+        let config = base.clone().with_encoder(Modality::Text, rnn.clone());
+        let model = config.init(&Device::flex()).unwrap();
+        assert!(matches!(model.text, Some(AnyTextEncoder::Rnn(_))));
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ClassifierConfig>(&json).unwrap(),
+            config
+        );
+        let errors = [
+            (
+                Modality::Text,
+                EncoderChoice {
+                    kind: Some("bert".into()),
+                    ..rnn.clone()
+                },
+                "is pretrained",
+            ),
+            (
+                Modality::Text,
+                EncoderChoice {
+                    kind: Some("gpt".into()),
+                    ..rnn.clone()
+                },
+                "gpt",
+            ),
+            (Modality::Audio, rnn.clone(), "does not read audio"),
+            (
+                Modality::Image,
+                EncoderChoice {
+                    pretrained: Some("x".into()),
+                    ..rnn.clone()
+                },
+                "not both",
+            ),
+        ];
+        for (modality, choice, message) in errors {
+            let error = base
+                .clone()
+                .with_encoder(modality, choice)
+                .validate()
+                .unwrap_err();
+            assert!(error.to_string().contains(message), "{error}");
+        }
     }
 }

@@ -72,6 +72,7 @@ pub fn demo_features() -> FeatureConfig {
             clip_samples: synthetic::CLIP_SAMPLES,
             mel,
             standardize: true,
+            ..AudioFeatures::default()
         },
         video: VideoFeatures {
             frames: 4,
