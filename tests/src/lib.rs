@@ -164,6 +164,7 @@ impl HostBatch {
                 input: Tensor::from_data(float(&self.video, vec![N, 4, 3, 32, 32]), device),
                 present: present([true, true, false]),
             }),
+            embedded: Vec::new(),
             targets: Targets::Classes(Tensor::from_data(
                 TensorData::new(vec![0i64, 1, 2], [N]),
                 device,

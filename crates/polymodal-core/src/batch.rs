@@ -65,6 +65,10 @@ pub struct MultimodalBatch {
     pub audio: Option<ModalityBatch<Tensor<4>>>,
     /// Video clips `[batch, frames, channels, height, width]`.
     pub video: Option<ModalityBatch<Tensor<5>>>,
+    /// Embeddings computed ahead of training (a frozen encoder's, once per
+    /// sample): a model uses them instead of running that modality's
+    /// encoder, so the batch needs no media input for it.
+    pub embedded: Vec<crate::ModalityEmbeddings>,
     /// Class index or classes per sample.
     pub targets: Targets,
 }

@@ -2,10 +2,13 @@
 
 use burn::prelude::*;
 
-use polymodal_core::{Error, Modality, ModalityBatch, MultimodalBatch, Result, Targets};
+use polymodal_core::{
+    Embeddings, Error, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch, Result,
+    Targets,
+};
 use polymodal_text::TextTokenizer;
 
-use crate::data::{Example, FeatureConfig, Label};
+use crate::data::{Embedded, Example, FeatureConfig, Label};
 
 /// Builds batches for a fixed set of modalities.
 #[derive(Debug, Clone)]
@@ -44,6 +47,11 @@ impl Batcher {
         &self.modalities
     }
 
+    /// The feature settings the batches are made with.
+    pub fn features(&self) -> &FeatureConfig {
+        &self.config
+    }
+
     /// Stacks `examples` into one batch. A sample lacking a modality gets
     /// zeros there and `present = false`.
     pub fn batch(&self, examples: &[&Example], device: &Device) -> Result<MultimodalBatch> {
@@ -72,12 +80,22 @@ impl Batcher {
             }
             Ok((values, present(m)))
         };
-        let has = |m| self.modalities.contains(&m);
+        // A modality computed ahead (a frozen encoder's embeddings) is not
+        // stacked from media.
+        let mut batch_embedded = Vec::new();
+        for &m in &self.modalities {
+            if let Some(part) = embedded_part(m, examples, device)? {
+                batch_embedded.push(part);
+            }
+        }
+        let precomputed: Vec<Modality> = batch_embedded.iter().map(|p| p.modality).collect();
+        let has = |m| self.modalities.contains(&m) && !precomputed.contains(&m);
         let mut batch = MultimodalBatch {
             text: None,
             image: None,
             audio: None,
             video: None,
+            embedded: Vec::new(),
             targets: targets(examples, device)?,
         };
         if has(Modality::Text) {
@@ -123,8 +141,93 @@ impl Batcher {
                 present,
             });
         }
+        batch.embedded = batch_embedded;
         Ok(batch)
     }
+}
+
+/// The embeddings of `modality` computed ahead for `examples`, when any
+/// example carries them (then every example that has the modality must):
+/// pooled vectors `[n, dim]`, and the real tokens padded to the longest
+/// `[n, tokens, dim]` with their mask, or, when only pooled vectors were
+/// kept, each pooled vector as a one-token sequence. Samples without the
+/// modality get zeros and `present = false`.
+fn embedded_part(
+    modality: Modality,
+    examples: &[&Example],
+    device: &Device,
+) -> Result<Option<ModalityEmbeddings>> {
+    let parts: Vec<Option<&Embedded>> = examples
+        .iter()
+        .map(|e| e.features.embedded.get(&modality))
+        .collect();
+    let Some(first) = parts.iter().flatten().next() else {
+        return Ok(None);
+    };
+    let dim = first.pooled.len();
+    let n = examples.len();
+    let mut pooled = Vec::with_capacity(n * dim);
+    let mut tokens = Vec::with_capacity(n);
+    for (e, part) in examples.iter().zip(&parts) {
+        match part {
+            Some(p) if p.pooled.len() == dim && p.sequence.len() % dim == 0 => {
+                pooled.extend_from_slice(&p.pooled);
+                tokens.push(p.sequence.len() / dim);
+            }
+            Some(p) => {
+                return Err(Error::Invalid(format!(
+                    "sample `{}`: {modality} embeddings of width {} (sequence {} values) in a \
+                     batch of width {dim}",
+                    e.id,
+                    p.pooled.len(),
+                    p.sequence.len()
+                )));
+            }
+            None if e.features.has_media(modality) => {
+                return Err(Error::Invalid(format!(
+                    "sample `{}`: {modality} media where the batch has embeddings computed ahead",
+                    e.id
+                )));
+            }
+            None => {
+                pooled.resize(pooled.len() + dim, 0.0);
+                tokens.push(0);
+            }
+        }
+    }
+    let flags: Vec<bool> = parts.iter().map(Option::is_some).collect();
+    let present = Tensor::<1, Bool>::from_data(TensorData::new(flags.clone(), [n]), device);
+    let pooled = Tensor::<2>::from_data(TensorData::new(pooled, [n, dim]), device);
+    let length = tokens.iter().copied().max().unwrap_or(0);
+    let embeddings = if length == 0 {
+        // Pooled vectors only: each is a sequence of one token.
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(flags, [n, 1]), device);
+        Embeddings {
+            sequence: pooled.clone().unsqueeze_dim(1),
+            pooled,
+            mask,
+        }
+    } else {
+        let mut sequence = vec![0.0f32; n * length * dim];
+        let mut mask = vec![false; n * length];
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(p) = part {
+                let count = tokens[i];
+                sequence[i * length * dim..][..count * dim].copy_from_slice(&p.sequence);
+                mask[i * length..][..count].fill(true);
+            }
+        }
+        Embeddings {
+            pooled,
+            sequence: Tensor::from_data(TensorData::new(sequence, [n, length, dim]), device),
+            mask: Tensor::from_data(TensorData::new(mask, [n, length]), device),
+        }
+    };
+    Ok(Some(ModalityEmbeddings {
+        modality,
+        embeddings,
+        present,
+    }))
 }
 
 /// The targets of `examples`: class indices, or multi-hot rows when the

@@ -55,16 +55,16 @@ pub use avmnist::{AvMnist, avmnist_features, load_avmnist};
 pub use batch::Batcher;
 pub use chart::{Bar, BarChart, LineChart, Series};
 pub use data::{
-    AudioFeatures, DataConfig, Dataset, Example, FeatureCache, FeatureConfig, Features, Label,
-    LazyDataset, MAX_CLIP_SAMPLES, Samples, Splits, TextConfig, VideoFeatures, load_dataset,
+    AudioFeatures, DataConfig, Dataset, Embedded, Example, FeatureCache, FeatureConfig, Features,
+    Label, LazyDataset, MAX_CLIP_SAMPLES, Samples, Splits, TextConfig, VideoFeatures, load_dataset,
 };
 pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};
 pub use metrics::{ConfusionMatrix, MultiLabelMetrics, argmax, recall_at_k};
 pub use model::{
-    ClassifierConfig, EncoderChoice, EncoderChoices, EncoderMode, ModelCard, ModelDir,
-    MultimodalClassifier, embed_files, evaluate_dir, folder_features, predict_files,
-    weights_sha256,
+    ClassifierConfig, EmbedPlan, EmbeddedSamples, EncoderChoice, EncoderChoices, EncoderMode,
+    ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir, folder_features,
+    predict_files, weights_sha256,
 };
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{

@@ -24,6 +24,7 @@
 //! Every key has a default except `data.train` (or `data.avmnist`, the
 //! built-in AV-MNIST benchmark folder); unknown keys are errors naming them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -37,7 +38,10 @@ use polymodal_train::{
 pub use polymodal_train::{DataConfig, Splits, TextConfig};
 
 use polymodal_text::TextTokenizer;
-use polymodal_train::{ClassifierConfig, EncoderChoices, ModelCard, ModelDir, folder_features};
+use polymodal_train::{
+    ClassifierConfig, EmbedPlan, EmbeddedSamples, EncoderChoices, FeatureCache, ModelCard,
+    ModelDir, MultimodalClassifier, Samples, folder_features,
+};
 
 /// A whole experiment: data, model, features, training, output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,12 +254,13 @@ pub fn run(
     train_device.seed(experiment.train.seed);
     let trainer = Trainer {
         batcher: &batcher,
-        config: experiment.train.clone(),
+        config: train_config(experiment, &config)?,
         device: train_device.clone(),
         output: Some(dir.0.clone()),
         resume,
     };
     let model = config.init(&train_device)?;
+    let splits = embed_frozen(experiment, &config, &model, &batcher, splits, device)?;
     let (model, report) = trainer.train(model, &*splits.train, &*splits.valid, progress)?;
     let test = splits
         .test
@@ -266,6 +271,80 @@ pub fn run(
         train: report,
         test,
         model_dir: dir.0,
+    })
+}
+
+/// `[train]` with the learning rates of `[encoders.<modality>]` added; a
+/// modality given a rate in both places is an error.
+fn train_config(experiment: &Experiment, config: &ClassifierConfig) -> Result<TrainConfig> {
+    let mut train = experiment.train.clone();
+    for (&modality, choice) in &config.encoders {
+        let Some(rate) = choice.learning_rate else {
+            continue;
+        };
+        if train
+            .encoder_learning_rates
+            .insert(modality, rate)
+            .is_some()
+        {
+            return Err(Error::Config(format!(
+                "the learning rate of the {modality} encoder is given twice: in \
+                 [encoders.{modality}] and in [train] encoder_learning_rates"
+            )));
+        }
+    }
+    train.validate()?;
+    Ok(train)
+}
+
+/// The splits with the embeddings of the frozen encoders computed once per
+/// sample in place of their media ([`EmbeddedSamples`]; kept in `[data]
+/// cache` when set), so no epoch decodes or encodes those media again.
+/// Sequences are kept only for joint fusion, which reads them.
+fn embed_frozen(
+    experiment: &Experiment,
+    config: &ClassifierConfig,
+    model: &MultimodalClassifier,
+    batcher: &Batcher,
+    splits: Splits,
+    device: &Device,
+) -> Result<Splits> {
+    let settings = serde_json::to_string(&(batcher.features(), config.max_tokens))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let identities: BTreeMap<Modality, String> = config
+        .encoders
+        .iter()
+        .filter(|(_, choice)| choice.is_frozen())
+        .map(|(&m, choice)| {
+            let weights = choice.weights_sha256.clone().unwrap_or_default();
+            (m, format!("{weights}|{settings}"))
+        })
+        .collect();
+    if identities.is_empty() {
+        return Ok(splits);
+    }
+    let cache = experiment
+        .data
+        .cache
+        .as_ref()
+        .map(FeatureCache::new)
+        .transpose()?;
+    let plan = EmbedPlan {
+        model,
+        batcher,
+        identities,
+        keep_sequences: config.fusion.is_joint(),
+        cache: cache.as_ref(),
+        device,
+    };
+    let embed = |samples: Box<dyn Samples>| -> Result<Box<dyn Samples>> {
+        Ok(Box::new(EmbeddedSamples::new(&*samples, &plan)?))
+    };
+    Ok(Splits {
+        train: embed(splits.train)?,
+        valid: embed(splits.valid)?,
+        test: splits.test.map(embed).transpose()?,
+        ..splits
     })
 }
 
@@ -368,5 +447,66 @@ mod tests {
         );
         let error = Experiment::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("text.tokenizer"), "{error}");
+    }
+
+    /// Training with a frozen pretrained encoder (the ViT fixture) on image
+    /// files: the samples are embedded once (with `[data] cache`, a second
+    /// run serves them from disk), the card records the weights' hash, and
+    /// the model folder evaluates the test manifest from the files as
+    /// training evaluated it from the embeddings.
+    #[test]
+    fn a_frozen_pretrained_encoder_trains_on_its_embeddings() {
+        let path = write("frozen", "");
+        let dir = path.parent().unwrap();
+        let mut lines = (String::new(), String::new());
+        for i in 0..16 {
+            let class = i % 2;
+            let image = image::RgbImage::from_fn(16, 16, |x, y| {
+                let noise = ((i * 31 + x * 7 + y * 13) % 40) as u8;
+                if class == 0 {
+                    image::Rgb([200 + noise / 2, 40 + noise, 30])
+                } else {
+                    image::Rgb([30, 40 + noise, 200 + noise / 2])
+                }
+            });
+            let file = dir.join(format!("{i}.png"));
+            image.save(&file).unwrap();
+            let line = format!("{{\"image\": {file:?}, \"label\": \"c{class}\"}}\n");
+            if i < 12 { &mut lines.0 } else { &mut lines.1 }.push_str(&line);
+        }
+        std::fs::write(dir.join("train.jsonl"), &lines.0).unwrap();
+        std::fs::write(dir.join("test.jsonl"), &lines.1).unwrap();
+        let vit = polymodal_core::testing::encoder_fixture("vit");
+        let toml = |output: &str| {
+            format!(
+                "output = \"{output}\"\n[data]\ntrain = \"train.jsonl\"\ntest = \"test.jsonl\"\n\
+                 cache = \"cache\"\nvalid_fraction = 0.25\n[encoders.image]\npretrained = {vit:?}\n\
+                 [train]\nepochs = 3\n"
+            )
+        };
+        let mut accuracies = Vec::new();
+        for output in ["run1", "run2"] {
+            std::fs::write(&path, toml(output)).unwrap();
+            let experiment = Experiment::from_file(&path).unwrap();
+            let report = run(&experiment, &Device::flex(), false, &mut |_| {}).unwrap();
+            let test = report.test.unwrap();
+            let (accuracy, card) = polymodal_train::evaluate_dir(
+                &report.model_dir,
+                &dir.join("test.jsonl"),
+                &Device::flex(),
+            )
+            .unwrap();
+            assert_eq!(accuracy, test.accuracy, "from files and from embeddings");
+            let recorded = &card.classifier.encoders[&Modality::Image].weights_sha256;
+            assert_eq!(
+                recorded,
+                &Some(polymodal_train::weights_sha256(&vit).unwrap())
+            );
+            accuracies.push(accuracy);
+        }
+        // The second run's embeddings come from the cache: the same run.
+        assert_eq!(accuracies[0], accuracies[1]);
+        let entries = std::fs::read_dir(dir.join("cache")).unwrap().count();
+        assert!(entries > 0, "nothing cached");
     }
 }

@@ -2,6 +2,7 @@
 //! features of a sample ([`Features`]), and computing them from one media
 //! file (text, audio, video; images go through [`ImagePreprocess`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -148,13 +149,18 @@ impl FeatureConfig {
     /// Spectrogram shape `[mels, frames]`.
     pub fn audio_shape(&self) -> Result<[usize; 2]> {
         let mel = MelSpectrogram::new(self.audio.mel.clone())?;
+        Ok(self.audio_shape_with(&mel))
+    }
+
+    /// Spectrogram shape `[mels, frames]` made by `mel` (this config's).
+    pub(crate) fn audio_shape_with(&self, mel: &MelSpectrogram) -> [usize; 2] {
         let frames = mel.frames_for(self.audio.clip_samples);
-        Ok([
+        [
             self.audio.mel.n_mels,
             self.audio
                 .max_frames
                 .map_or(frames, |keep| keep.min(frames)),
-        ])
+        ]
     }
 }
 
@@ -169,11 +175,30 @@ pub struct Features {
     pub audio: Option<Vec<f32>>,
     /// `[frames, channels, height, width]` values.
     pub video: Option<Vec<f32>>,
+    /// A frozen encoder's output, in place of the modality's media features
+    /// (see `polymodal_train::EmbeddedSamples`).
+    pub embedded: BTreeMap<Modality, Embedded>,
+}
+
+/// One sample's embeddings from a frozen encoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// The pooled vector, `[dim]`.
+    pub pooled: Vec<f32>,
+    /// The real tokens' vectors, `[tokens, dim]` row-major; empty when only
+    /// pooled vectors are kept (feature-level fusion reads nothing else).
+    pub sequence: Vec<f32>,
 }
 
 impl Features {
     /// Whether the sample has `modality`.
     pub fn has(&self, modality: Modality) -> bool {
+        self.embedded.contains_key(&modality) || self.has_media(modality)
+    }
+
+    /// Whether the sample has `modality` as media features (text, decoded
+    /// pixels or spectrogram), not embeddings computed ahead.
+    pub fn has_media(&self, modality: Modality) -> bool {
         match modality {
             Modality::Text => self.text.is_some(),
             Modality::Image => self.image.is_some(),

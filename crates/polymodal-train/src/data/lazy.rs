@@ -1,6 +1,7 @@
 //! Datasets decoded from a manifest: [`LazyDataset`] (decoded when a batch
 //! needs them) and [`load_dataset`] (all at once), and decoding one entry.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -131,10 +132,7 @@ fn decode_entry(
             None => compute(),
         }
     };
-    let audio_shape = [
-        config.audio.mel.n_mels,
-        mel.frames_for(config.audio.clip_samples),
-    ];
+    let audio_shape = config.audio_shape_with(mel);
     let features = Features {
         text: entry.text.as_deref().map(read_text).transpose()?,
         image: entry
@@ -176,6 +174,7 @@ fn decode_entry(
                 )
             })
             .transpose()?,
+        embedded: BTreeMap::new(),
     };
     Ok(Example {
         id: entry.id.clone(),

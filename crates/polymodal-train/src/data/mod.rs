@@ -24,7 +24,9 @@ mod splits;
 
 pub use cache::FeatureCache;
 pub use dataset::{Dataset, Example, Label, Samples};
-pub use features::{AudioFeatures, FeatureConfig, Features, MAX_CLIP_SAMPLES, VideoFeatures};
+pub use features::{
+    AudioFeatures, Embedded, FeatureConfig, Features, MAX_CLIP_SAMPLES, VideoFeatures,
+};
 pub use lazy::{LazyDataset, load_dataset};
 pub use splits::{DataConfig, Splits, TextConfig};
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,6 +60,16 @@ pub struct EncoderChoice {
     /// How a pretrained encoder trains (default: frozen).
     #[serde(default)]
     pub mode: EncoderMode,
+    /// With `mode = "fine-tune"`: train only the top this many layers of
+    /// the encoder's Transformer stack (and its final norm and pooler); the
+    /// embeddings and lower layers stay frozen. `None`: every layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<usize>,
+    /// The encoder's peak learning rate where it differs from the run's
+    /// (`[train] learning_rate`): typically lower for a fine-tuned
+    /// pretrained encoder. Lands in `TrainConfig::encoder_learning_rates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
     /// SHA-256 of the folder's `model.safetensors`, recorded when training
     /// starts ([`EncoderChoice::record_weights`]): a model folder is only
     /// rebuilt from pretrained weights with this hash.
@@ -107,6 +118,23 @@ impl EncoderChoice {
             }
             (None, _) if self.mode == EncoderMode::FineTune && self.pretrained.is_none() => {
                 bad("`mode` applies to a `pretrained` folder".into())
+            }
+            _ => Ok(()),
+        }?;
+        if self.layers.is_some() && (self.pretrained.is_none() || self.is_frozen()) {
+            return bad(
+                "`layers` applies to a pretrained encoder with mode = \"fine-tune\"".into(),
+            );
+        }
+        if self.layers == Some(0) {
+            return bad("layers must be at least 1".into());
+        }
+        match self.learning_rate {
+            Some(rate) if !(rate > 0.0 && rate.is_finite()) => {
+                bad(format!("learning_rate must be positive, got {rate}"))
+            }
+            Some(_) if self.is_frozen() => {
+                bad("a frozen encoder does not train: drop `learning_rate` or fine-tune".into())
             }
             _ => Ok(()),
         }
@@ -278,5 +306,150 @@ fn folder_audio(dir: &Path) -> Result<AudioFeatures> {
              yet (Whisper's can)",
             dir.display()
         ))),
+    }
+}
+
+/// The encoder with every parameter frozen (no gradient) but those of the
+/// top `keep` entries of its layer stack (the first list field named
+/// `layers`: BERT's, ViT's, AST's, Whisper's Transformer layers) and of what
+/// follows the stack (final norm, pooler): the embeddings and the lower
+/// layers keep their pretrained values. An encoder without such a stack, or
+/// with fewer than `keep` layers, is an [`Error::Config`].
+pub(crate) fn freeze_below_top<M: Module>(encoder: M, keep: usize) -> Result<M> {
+    let mut count = StackCount::default();
+    encoder.visit(&mut count);
+    if keep == 0 || count.layers < keep {
+        return Err(Error::Config(format!(
+            "fine-tuning the top {keep} layers needs a layer stack of at least {keep} \
+             (this encoder has {})",
+            count.layers
+        )));
+    }
+    let mut freeze = FreezeBelow {
+        first_trained: count.layers - keep,
+        path: Vec::new(),
+        trainable: false,
+    };
+    Ok(encoder.map(&mut freeze))
+}
+
+/// Whether the module path `path` ends in the layer stack (`…/layers`).
+fn in_stack(path: &[String]) -> bool {
+    path.last().is_some_and(|name| name == "layers")
+}
+
+/// Counts the entries of the first `layers` list.
+#[derive(Default)]
+struct StackCount {
+    path: Vec<String>,
+    layers: usize,
+    done: bool,
+}
+
+impl ModuleVisitor for StackCount {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if !self.done && container_type == "Vec" && in_stack(&self.path) {
+            self.layers = self.layers.max(name.parse::<usize>().map_or(0, |i| i + 1));
+        }
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, name: &str, _container_type: &str) {
+        self.path.pop();
+        // Leaving the stack: a later `layers` list (a temporal model's) is
+        // not the encoder's.
+        if name == "layers" && self.layers > 0 {
+            self.done = true;
+        }
+    }
+}
+
+/// Freezes every parameter met before layer `first_trained` of the stack.
+struct FreezeBelow {
+    first_trained: usize,
+    path: Vec<String>,
+    trainable: bool,
+}
+
+impl ModuleMapper for FreezeBelow {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        // Once trainable, everything after is: the rest of the stack and
+        // what follows it.
+        let index = name.parse::<usize>().ok();
+        if container_type == "Vec"
+            && in_stack(&self.path)
+            && index.is_some_and(|i| i >= self.first_trained)
+        {
+            self.trainable = true;
+        }
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.trainable {
+            param
+        } else {
+            param.set_require_grad(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polymodal_core::testing::encoder_fixture;
+    use polymodal_text::AnyTextEncoder;
+
+    use super::*;
+
+    /// Float parameters that need a gradient, and those that do not.
+    #[derive(Default)]
+    struct Trainable {
+        yes: usize,
+        no: usize,
+    }
+
+    impl ModuleVisitor for Trainable {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.val().is_require_grad() {
+                self.yes += 1;
+            } else {
+                self.no += 1;
+            }
+        }
+    }
+
+    fn count<M: Module>(module: &M) -> (usize, usize) {
+        let mut trainable = Trainable::default();
+        module.visit(&mut trainable);
+        (trainable.yes, trainable.no)
+    }
+
+    /// The BERT fixture (embeddings: 3 tables and a norm, 5 tensors; then 2
+    /// layers of 16 tensors; a pooler of 2): the top layer alone, both
+    /// layers, more layers than it has.
+    #[test]
+    fn fine_tuning_the_top_layers_freezes_what_is_below() {
+        let device = Device::flex().autodiff();
+        let (bert, _) = AnyTextEncoder::load(encoder_fixture("bert"), &device).unwrap();
+        let all = count(&bert);
+        assert_eq!(all, (5 + 2 * 16 + 2, 0));
+        let top_two = count(&freeze_below_top(bert.clone(), 2).unwrap());
+        assert_eq!(top_two, (2 * 16 + 2, 5), "the embeddings frozen");
+        let top_one = count(&freeze_below_top(bert.clone(), 1).unwrap());
+        assert_eq!(
+            top_one,
+            (16 + 2, 5 + 16),
+            "the embeddings and layer 0 frozen"
+        );
+        let error = freeze_below_top(bert, 3).unwrap_err().to_string();
+        assert!(error.contains("has 2"), "{error}");
+        // A from-scratch CNN has no layer stack.
+        let cnn = polymodal_image::ConvEncoderConfig::new(3).init(&device);
+        let error = freeze_below_top(cnn, 1).unwrap_err().to_string();
+        assert!(error.contains("has 0"), "{error}");
     }
 }

@@ -1,5 +1,6 @@
 //! The multimodal classifier: per-modality encoders → fusion → linear head.
 
+use burn::module::{ParamId, list_param_ids};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use polymodal_image::{AnyImageEncoder, ConvEncoderConfig, ImageEncoderKind, Imag
 use polymodal_text::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
 use polymodal_video::{FrameEncoder, FrameEncoderConfig};
 
+use super::encoders::freeze_below_top;
 use super::{EncoderChoice, EncoderChoices};
 use crate::Classifier;
 
@@ -225,28 +227,38 @@ impl ClassifierConfig {
         let fused_dim = fusion.as_ref().map_or(dims[0], |f| f.fusion().output_dim());
         model.fusion = fusion;
         model.head = LinearConfig::new(fused_dim, self.classes).init(device);
-        Ok(self.freeze_encoders(model))
+        self.freeze_encoders(model)
     }
 
     /// The model with the encoders of frozen choices taken out of training
     /// ([`Module::freeze`]): their parameters need no gradient, so autodiff
     /// records nothing for them and the optimiser never moves them, and
-    /// their batch norms and dropout act as in inference.
-    fn freeze_encoders(&self, mut model: MultimodalClassifier) -> MultimodalClassifier {
+    /// their batch norms and dropout act as in inference. A fine-tuned
+    /// choice with `layers` trains only the top layers of its stack.
+    fn freeze_encoders(&self, mut model: MultimodalClassifier) -> Result<MultimodalClassifier> {
         let frozen = |m: Modality| self.encoders.get(&m).is_some_and(EncoderChoice::is_frozen);
+        let top = |m: Modality| self.encoders.get(&m).and_then(|c| c.layers);
         if frozen(Modality::Text) {
             model.text = model.text.map(Module::freeze);
+        } else if let Some(keep) = top(Modality::Text) {
+            model.text = model.text.map(|e| freeze_below_top(e, keep)).transpose()?;
         }
         if frozen(Modality::Image) {
             model.image = model.image.map(Module::freeze);
+        } else if let Some(keep) = top(Modality::Image) {
+            model.image = model.image.map(|e| freeze_below_top(e, keep)).transpose()?;
         }
         if frozen(Modality::Audio) {
             model.audio = model.audio.map(Module::freeze);
+        } else if let Some(keep) = top(Modality::Audio) {
+            model.audio = model.audio.map(|e| freeze_below_top(e, keep)).transpose()?;
         }
         if frozen(Modality::Video) {
             model.video = model.video.map(FrameEncoder::freeze_frames);
+        } else if let Some(keep) = top(Modality::Video) {
+            model.video = model.video.map(|e| freeze_below_top(e, keep)).transpose()?;
         }
-        model
+        Ok(model)
     }
 }
 
@@ -305,21 +317,42 @@ impl MultimodalClassifier {
             .collect()
     }
 
-    /// Per-modality embeddings in the model's modality order.
+    /// Per-modality embeddings in the model's modality order; a modality
+    /// whose embeddings the batch carries (computed ahead, see
+    /// [`crate::EmbeddedSamples`]) is not encoded again.
     pub fn embed(&self, batch: &MultimodalBatch) -> Result<Vec<ModalityEmbeddings>> {
-        let mut parts = [
-            encode(&self.text, &batch.text)?,
-            encode(&self.image, &batch.image)?,
-            encode(&self.audio, &batch.audio)?,
-            encode(&self.video, &batch.video)?,
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
+        let mut parts = Vec::with_capacity(self.modalities.len());
+        for modality in Modality::ALL {
+            let ahead = batch.embedded.iter().find(|p| p.modality == modality);
+            match ahead {
+                Some(part) if self.reads(modality) => parts.push(part.clone()),
+                _ => parts.extend(self.encode(modality, batch)?),
+            }
+        }
         let order =
             |m: &ModalityEmbeddings| self.modalities.iter().position(|n| n == m.modality.name());
         parts.sort_by_key(order);
         Ok(parts)
+    }
+
+    /// Whether the model has an encoder for `modality`.
+    pub fn reads(&self, modality: Modality) -> bool {
+        self.modalities.iter().any(|n| n == modality.name())
+    }
+
+    /// Runs the encoder of `modality` on the batch's input for it; `None`
+    /// when the model does not read the modality.
+    pub fn encode(
+        &self,
+        modality: Modality,
+        batch: &MultimodalBatch,
+    ) -> Result<Option<ModalityEmbeddings>> {
+        match modality {
+            Modality::Text => encode(&self.text, &batch.text),
+            Modality::Image => encode(&self.image, &batch.image),
+            Modality::Audio => encode(&self.audio, &batch.audio),
+            Modality::Video => encode(&self.video, &batch.video),
+        }
     }
 }
 
@@ -376,6 +409,16 @@ impl Classifier for MultimodalClassifier {
 
     fn training_output(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
         self.forward(batch)
+    }
+
+    fn modality_params(&self, modality: Modality) -> Vec<ParamId> {
+        match modality {
+            Modality::Text => self.text.as_ref().map(list_param_ids),
+            Modality::Image => self.image.as_ref().map(list_param_ids),
+            Modality::Audio => self.audio.as_ref().map(list_param_ids),
+            Modality::Video => self.video.as_ref().map(list_param_ids),
+        }
+        .unwrap_or_default()
     }
 }
 
@@ -442,6 +485,7 @@ mod tests {
             image: Some(ModalityBatch::all_present(images, 2, device)),
             audio: None,
             video: None,
+            embedded: Vec::new(),
             targets: polymodal_core::Targets::Classes(Tensor::from_data([0, 1], device)),
         }
     }
@@ -562,5 +606,76 @@ mod tests {
                 .unwrap_err();
             assert!(error.to_string().contains(message), "{error}");
         }
+    }
+
+    /// An encoder with a learning rate of its own steps at it: the
+    /// fine-tuned ViT fixture at a rate of 1e-12 stays put while the head
+    /// learns; at the run's rate it moves.
+    #[test]
+    fn an_encoder_trains_at_its_own_learning_rate() {
+        use crate::{Dataset, Example, Features, Label, TrainConfig, Trainer};
+        let device = Device::flex();
+        let vit = polymodal_core::testing::encoder_fixture("vit");
+        let config = ClassifierConfig::new(vec![Modality::Image], FusionKind::None, 2)
+            .with_encoder(
+                Modality::Image,
+                EncoderChoice::pretrained(vit, EncoderMode::FineTune),
+            );
+        let examples: Vec<Example> = (0..8)
+            .map(|i| Example {
+                id: format!("s{i}"),
+                features: Features {
+                    image: Some((0..768).map(|j| ((i * 5 + j) as f32 * 0.7).sin()).collect()),
+                    ..Features::default()
+                },
+                label: Label::Single(i % 2),
+            })
+            .collect();
+        let data = Dataset {
+            examples,
+            classes: vec!["a".into(), "b".into()],
+        };
+        let features = crate::FeatureConfig {
+            image: polymodal_image::ImagePreprocess::vit(16),
+            ..crate::FeatureConfig::default()
+        };
+        let batcher = crate::Batcher::new(vec![Modality::Image], features, None).unwrap();
+        let refs: Vec<&Example> = data.examples.iter().collect();
+        let probe = batcher.batch(&refs, &device).unwrap();
+        let pooled = |model: &MultimodalClassifier| -> Vec<f32> {
+            let parts = model.valid().embed(&probe).unwrap();
+            parts[0]
+                .embeddings
+                .pooled
+                .clone()
+                .try_into_vec_as::<f32>()
+                .unwrap()
+        };
+        let moved = |rates: &[(Modality, f64)]| -> f32 {
+            let train_device = device.clone().autodiff();
+            let model = config.init(&train_device).unwrap();
+            let before = pooled(&model);
+            let trainer = Trainer {
+                batcher: &batcher,
+                config: TrainConfig {
+                    epochs: 2,
+                    batch_size: 4,
+                    learning_rate: 1e-2,
+                    encoder_learning_rates: rates.iter().copied().collect(),
+                    ..TrainConfig::default()
+                },
+                device: train_device,
+                output: None,
+                resume: false,
+            };
+            let (model, _) = trainer.train(model, &data, &data, &mut |_| {}).unwrap();
+            polymodal_core::testing::max_abs_diff(&before, &pooled(&model))
+        };
+        let (own, shared) = (moved(&[(Modality::Image, 1e-12)]), moved(&[]));
+        assert!(own < 1e-5, "the encoder moved by {own} at a rate of 1e-12");
+        assert!(
+            shared > 1e-3,
+            "the encoder moved by {shared} at the run's rate"
+        );
     }
 }

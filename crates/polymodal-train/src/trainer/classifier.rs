@@ -4,10 +4,10 @@
 //! [`Trainer::train`]: crate::Trainer::train
 //! [`evaluate`]: crate::evaluate
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::prelude::*;
 
-use polymodal_core::{MultimodalBatch, Result};
+use polymodal_core::{Modality, MultimodalBatch, Result};
 
 /// A model that maps a batch to class logits `[batch, classes]`.
 pub trait Classifier: Module + Sized {
@@ -18,5 +18,14 @@ pub trait Classifier: Module + Sized {
     /// a contrastive alignment loss). The default has no extra term.
     fn training_output(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
         Ok((self.logits(batch)?, None))
+    }
+
+    /// The parameters of `modality`'s encoder, which train at that
+    /// modality's rate of [`crate::TrainConfig::encoder_learning_rates`]
+    /// when it has one. The default: none (everything trains at the run's
+    /// rate).
+    fn modality_params(&self, modality: Modality) -> Vec<ParamId> {
+        let _ = modality;
+        Vec::new()
     }
 }

@@ -1,9 +1,11 @@
 //! Training settings: [`TrainConfig`] and its learning-rate schedule
 //! ([`LrSchedule`]), with their validation.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use polymodal_core::{Error, Result};
+use polymodal_core::{Error, Modality, Result};
 
 /// How the learning rate changes over training.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -68,6 +70,12 @@ pub struct TrainConfig {
     pub label_smoothing: f32,
     /// Stop when validation accuracy has not improved for this many epochs.
     pub early_stopping: Option<usize>,
+    /// The peak learning rate of a modality's encoder where it differs from
+    /// `learning_rate` (a pretrained encoder fine-tuned gently); the
+    /// schedule shapes it the same way. An experiment fills it from
+    /// `[encoders.<modality>] learning_rate`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub encoder_learning_rates: BTreeMap<Modality, f64>,
 }
 
 impl Default for TrainConfig {
@@ -82,6 +90,7 @@ impl Default for TrainConfig {
             accumulation: 1,
             label_smoothing: 0.0,
             early_stopping: None,
+            encoder_learning_rates: BTreeMap::new(),
         }
     }
 }
@@ -95,6 +104,8 @@ impl TrainConfig {
             Some("batch_size must be at least 1")
         } else if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             Some("learning_rate must be positive")
+        } else if (self.encoder_learning_rates.values()).any(|r| !(*r > 0.0 && r.is_finite())) {
+            Some("encoder_learning_rates must be positive")
         } else if self.accumulation == 0 {
             Some("accumulation must be at least 1")
         } else if !(0.0..1.0).contains(&self.label_smoothing) {

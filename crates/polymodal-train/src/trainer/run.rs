@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use polymodal_core::{Error, MultimodalBatch, Result, Targets};
+use polymodal_core::{Error, Modality, MultimodalBatch, Result, Targets};
 
 use crate::data::{Example, Samples, prefetched};
 use crate::losses::binary_cross_entropy_with_logits;
@@ -196,8 +196,16 @@ impl<'a> Run<'a> {
             .map(<[usize]>::to_vec)
             .collect();
         let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        // Encoders with a learning rate of their own step separately.
+        let groups: Vec<(Modality, f64)> = config
+            .encoder_learning_rates
+            .iter()
+            .map(|(&m, &rate)| (m, rate))
+            .collect();
         prefetched(self.train, chunks, |batches| {
             let mut accumulator = GradientsAccumulator::new();
+            let mut group_accumulators: Vec<GradientsAccumulator<M>> =
+                groups.iter().map(|_| GradientsAccumulator::new()).collect();
             let mut pending = 0;
             let mut loss_sum = 0.0;
             let mut rate = config.learning_rate;
@@ -220,8 +228,12 @@ impl<'a> Run<'a> {
                 let group_end = (group_start + config.accumulation).min(sizes.len());
                 let group_len: usize = sizes[group_start..group_end].iter().sum();
                 let scaled = loss * (sizes[index] as f32 / group_len as f32);
-                let grads = GradientsParams::from_grads(scaled.backward(), &model);
-                accumulator.accumulate(&model, grads);
+                let mut raw = scaled.backward();
+                for ((modality, _), group) in groups.iter().zip(&mut group_accumulators) {
+                    let ids = model.modality_params(*modality);
+                    group.accumulate(&model, GradientsParams::from_params(&mut raw, &model, &ids));
+                }
+                accumulator.accumulate(&model, GradientsParams::from_grads(raw, &model));
                 pending += 1;
                 if pending == config.accumulation || index + 1 == sizes.len() {
                     rate = config.schedule.rate(
@@ -229,6 +241,13 @@ impl<'a> Run<'a> {
                         state.optimizer_steps,
                         total_steps,
                     );
+                    for ((_, base), group) in groups.iter().zip(&mut group_accumulators) {
+                        let group_rate =
+                            config
+                                .schedule
+                                .rate(*base, state.optimizer_steps, total_steps);
+                        model = optimizer.step(group_rate, model, group.grads());
+                    }
                     model = optimizer.step(rate, model, accumulator.grads());
                     state.optimizer_steps += 1;
                     pending = 0;
