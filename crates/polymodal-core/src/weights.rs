@@ -748,6 +748,44 @@ pub mod hf_check {
     }
 }
 
+/// Writes f32 tensors (name, shape, values) and text `metadata` to the
+/// safetensors file `path` (the format `Weights` reads, and
+/// `safetensors.torch.load_file` / `safe_open` in Python), atomically
+/// (a temporary file renamed). A tensor whose values do not fill its shape
+/// is an [`Error::Invalid`].
+pub fn save_f32(
+    path: &Path,
+    tensors: &[(&str, Vec<usize>, &[f32])],
+    metadata: BTreeMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            if shape.iter().product::<usize>() != values.len() {
+                return Err(Error::Invalid(format!(
+                    "tensor `{name}`: {} values do not fill the shape {shape:?}",
+                    values.len()
+                )));
+            }
+            Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        })
+        .collect::<Result<_>>()?;
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), data)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|view| (name.to_string(), view))
+                .map_err(|e| Error::Invalid(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = safetensors::serialize(views, Some(metadata.into_iter().collect()))
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    let partial = path.with_extension("safetensors.partial");
+    std::fs::write(&partial, data).map_err(|e| Error::io(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
 /// The fields of a BERT-style Hugging Face `config.json` (BERT, ViT, AST)
 /// that shape its Transformer layers, with transformers' defaults; each
 /// model's config flattens it in (`#[serde(flatten)]`), so the JSON keys

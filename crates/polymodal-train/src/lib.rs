@@ -63,8 +63,8 @@ pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};
 pub use metrics::{ConfusionMatrix, MultiLabelMetrics, argmax, recall_at_k};
 pub use model::{
     ClassifierConfig, EmbedPlan, EmbeddedSamples, EncoderChoice, EncoderChoices, EncoderMode,
-    ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir, folder_features,
-    predict_files, weights_sha256,
+    FolderEmbedder, ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir,
+    folder_features, predict_files, weights_sha256,
 };
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{

@@ -391,6 +391,85 @@ fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the texts"));
 }
 
+/// `polymodal embed` with a Hugging Face image folder (the ViT fixture):
+/// one vector for an image file, the same vectors for a manifest written to
+/// safetensors with the sample ids; a text given to an image model is a
+/// readable error.
+#[test]
+fn embed_images_and_a_manifest_with_a_hugging_face_image_folder() {
+    let dir = scratch("embed-vit");
+    let vit =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/encoders/vit");
+    let vit = vit.to_str().unwrap();
+    let mut manifest = String::new();
+    for i in 0..3u8 {
+        let image = image::RgbImage::from_fn(24, 20, |x, y| {
+            image::Rgb([x as u8 * 7, y as u8 * 5 + i * 50, 90])
+        });
+        let path = dir.join(format!("{i}.png"));
+        image.save(&path).unwrap();
+        manifest.push_str(&format!(
+            "{{\"id\": \"img{i}\", \"image\": {path:?}, \"label\": \"x\"}}\n"
+        ));
+    }
+    let manifest_path = dir.join("images.jsonl");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let one: Vec<f32> = serde_json::from_str(
+        succeeds(&[
+            "embed",
+            "--model",
+            vit,
+            "--image",
+            dir.join("1.png").to_str().unwrap(),
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let out = dir.join("images.safetensors");
+    succeeds(&[
+        "embed",
+        "--model",
+        vit,
+        "--manifest",
+        manifest_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "2",
+    ]);
+    let bytes = std::fs::read(&out).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensor = file.tensor("embeddings").unwrap();
+    assert_eq!(tensor.shape(), [3, one.len()]);
+    let values: Vec<f32> = tensor
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(
+        &values[one.len()..2 * one.len()],
+        &one[..],
+        "row 1 is image 1"
+    );
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().clone().unwrap();
+    assert_eq!(metadata["ids"], r#"["img0","img1","img2"]"#);
+    assert_eq!(metadata["modality"], "image");
+    let out = polymodal(&[
+        "embed",
+        "--model",
+        vit,
+        "--text",
+        manifest_path.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("image model"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Whether a wgpu adapter exists (always required in CI, where lavapipe is).
 #[cfg(feature = "wgpu")]
 fn wgpu_or_skip() -> bool {

@@ -8,11 +8,13 @@
 //! with one: [`evaluate_dir`], [`predict_files`], [`embed_files`].
 
 mod embedded;
+mod embedder;
 mod encoders;
 mod folder;
 mod multimodal;
 
 pub use embedded::{EmbedPlan, EmbeddedSamples};
+pub use embedder::FolderEmbedder;
 pub use encoders::{EncoderChoice, EncoderChoices, EncoderMode, folder_features, weights_sha256};
 pub use folder::{ModelCard, ModelDir, embed_files, evaluate_dir, predict_files};
 pub use multimodal::{ClassifierConfig, MultimodalClassifier};

@@ -1,18 +1,25 @@
 //! `polymodal embed`: embeddings from a trained model or a Hugging Face folder.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 
+use indicatif::{ProgressBar, ProgressStyle};
+use polymodal::core::Modality;
+use polymodal::core::weights::save_f32;
+use polymodal::train::{FolderEmbedder, read_manifest};
 use polymodal::{Error, Result};
 
 use super::args::{InferenceDevice, SampleFiles};
 
 /// Embeddings as JSON: with a trained model folder, the fused
 /// representation (the head's input) of one sample given as files; with a
-/// Hugging Face sentence-transformers folder (config.json,
-/// model.safetensors, tokenizer.json), one sentence embedding per TEXT,
-/// one line each.
+/// Hugging Face folder of any modality (text: BERT, sentence-transformers;
+/// image: ViT, ResNet, also per video frame; audio: Whisper, AST), the
+/// pooled vector of each TEXT, or of the file given (--text, --image,
+/// --audio, --video), one line each; with --manifest, every file of the
+/// manifest into a safetensors file.
 #[derive(clap::Args)]
 pub struct Embed {
     /// Model folder.
@@ -20,6 +27,18 @@ pub struct Embed {
     model: PathBuf,
     /// Texts to embed (Hugging Face text models).
     texts: Vec<String>,
+    /// Embed every file of this JSONL or CSV manifest (of the Hugging Face
+    /// folder's modality; video with an image model when the manifest has
+    /// videos only), in batches, with a progress bar.
+    #[arg(long, requires = "out")]
+    manifest: Option<PathBuf>,
+    /// The safetensors file for --manifest: `embeddings` [samples, dim],
+    /// with the sample ids, the model folder and the modality as metadata.
+    #[arg(long, requires = "manifest")]
+    out: Option<PathBuf>,
+    /// Samples per batch with --manifest.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
     #[command(flatten)]
     files: SampleFiles,
     #[command(flatten)]
@@ -44,7 +63,22 @@ impl Embed {
                 &device,
             )?]
         } else if self.model.join("config.json").is_file() {
-            embed_texts(&self.model, &self.texts, &device)?
+            if let (Some(manifest), Some(out)) = (&self.manifest, &self.out) {
+                return embed_manifest(&self.model, manifest, out, self.batch, &device);
+            }
+            if self.texts.is_empty() {
+                let files = self.files.list().map_err(|_| {
+                    Error::Config(
+                        "give the texts to embed as arguments (polymodal embed --model DIR \
+                         \"some text\"), one file (--text, --image, --audio, --video), or \
+                         --manifest M --out FILE.safetensors"
+                            .into(),
+                    )
+                })?;
+                embed_file(&self.model, files, &device)?
+            } else {
+                embed_texts(&self.model, &self.texts, &device)?
+            }
         } else {
             return Err(Error::Config(format!(
                 "{}: neither a polymodal model folder (model.json) nor a Hugging Face \
@@ -75,4 +109,76 @@ fn embed_texts(dir: &Path, texts: &[String], device: &Device) -> Result<Vec<Vec<
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Invalid(format!("{e:?}")))?;
     Ok(values.chunks(encoder.dim()).map(<[f32]>::to_vec).collect())
+}
+
+/// The pooled vector of the one file given, with a Hugging Face folder.
+fn embed_file(
+    dir: &Path,
+    files: Vec<(Modality, PathBuf)>,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let [(modality, file)] = <[_; 1]>::try_from(files).map_err(|_| {
+        Error::Config("a Hugging Face folder embeds one file at a time (or --manifest)".into())
+    })?;
+    let embedder = FolderEmbedder::load(dir, Some(modality), device)?;
+    embedder.embed(&[file], 1, device, &mut |_, _| {})
+}
+
+/// Every file of `manifest` of the folder's modality, into `out`.
+fn embed_manifest(
+    dir: &Path,
+    manifest: &Path,
+    out: &Path,
+    batch: usize,
+    device: &Device,
+) -> Result<()> {
+    let entries = read_manifest(manifest)?;
+    let own = FolderEmbedder::modality_of(dir)?;
+    // An image model embeds the videos of a manifest that has no images.
+    let has = |m: Modality| entries.iter().any(|e| e.path(m).is_some());
+    let modality = if own == Modality::Image && !has(Modality::Image) && has(Modality::Video) {
+        Modality::Video
+    } else {
+        own
+    };
+    let (ids, files): (Vec<String>, Vec<PathBuf>) = entries
+        .iter()
+        .filter_map(|e| e.path(modality).map(|f| (e.id.clone(), f.to_path_buf())))
+        .unzip();
+    if files.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: no sample has {modality}, the modality of {}",
+            manifest.display(),
+            dir.display()
+        )));
+    }
+    let embedder = FolderEmbedder::load(dir, Some(modality), device)?;
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("embed [{bar:30}] {pos}/{len} samples {eta}")
+            .expect("valid template"),
+    );
+    let vectors = embedder.embed(&files, batch, device, &mut |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    let dim = vectors.first().map_or(0, Vec::len);
+    let values: Vec<f32> = vectors.concat();
+    let ids = serde_json::to_string(&ids).map_err(|e| Error::Invalid(e.to_string()))?;
+    let metadata = BTreeMap::from([
+        ("ids".to_string(), ids),
+        ("model".to_string(), dir.display().to_string()),
+        ("modality".to_string(), modality.name().to_string()),
+    ]);
+    save_f32(
+        out,
+        &[("embeddings", vec![files.len(), dim], &values)],
+        metadata,
+    )?;
+    println!(
+        "{} {modality} embeddings of width {dim} written to {}",
+        files.len(),
+        out.display()
+    );
+    Ok(())
 }
