@@ -44,6 +44,7 @@
 //! ```
 
 mod augment;
+mod clip_vision;
 mod cnn;
 mod decode;
 #[cfg(feature = "wgpu")]
@@ -55,6 +56,7 @@ mod resnet;
 mod vit;
 
 pub use augment::{Augment, ColorJitter, RandomResizedCrop};
+pub use clip_vision::{ClipVision, ClipVisionConfig, clip_layers};
 pub use cnn::{ConvEncoder, ConvEncoderConfig};
 pub use decode::{MAX_BYTES, MAX_SIDE, decode_rgb, load_rgb};
 pub use preprocess::{ImagePreprocess, Normalize, ResizeMode};

@@ -14,9 +14,8 @@
 //! row to the table. The impls of the encoders that predate the registry are
 //! at the end of this file.
 //!
-//! CLIP's vision tower is not listed: it lives in polymodal-text
-//! (`polymodal_text::ClipVision`) and does not implement `Encoder`; moving
-//! it here is the next step.
+//! A CLIP folder is the `clip` kind here (its vision tower) and in
+//! polymodal-text's registry (its text tower).
 
 use std::path::Path;
 
@@ -27,7 +26,8 @@ use polymodal_core::{Error, LoadReport, Result};
 
 // The encoder types the table names.
 use crate::{
-    ConvEncoder, ConvEncoderConfig, ImagePreprocess, ResNet, ResNetConfig, Vit, VitConfig,
+    ClipVision, ClipVisionConfig, ConvEncoder, ConvEncoderConfig, ImagePreprocess, ResNet,
+    ResNetConfig, Vit, VitConfig,
 };
 
 /// The sizes a from-scratch image encoder is built with (a classifier's).
@@ -60,6 +60,9 @@ polymodal_core::encoder_registry! {
         ResNet = "resnet", pretrained ResNet;
         /// ViT (Hugging Face `ViTModel`, `model_type` `vit`).
         Vit = "vit", pretrained Vit;
+        /// CLIP's vision tower (Hugging Face `CLIPVisionModel`, or the
+        /// `vision_model` of a `CLIPModel` folder): the post-norm class token.
+        Clip = "clip", pretrained ClipVision;
     }
 }
 
@@ -90,13 +93,20 @@ impl ImageEncoderKind {
             Self::ResNet => Ok(ImagePreprocess::imagenet(224)),
             Self::Vit => {
                 let config = VitConfig::from_file(dir.join("config.json"))?;
-                let side = u32::try_from(config.image_size).map_err(|_| {
-                    Error::Config(format!("{}: image_size too large", dir.display()))
-                })?;
-                Ok(ImagePreprocess::vit(side))
+                Ok(ImagePreprocess::vit(side(config.image_size, dir)?))
+            }
+            Self::Clip => {
+                let config = ClipVisionConfig::from_file(dir.join("config.json"))?;
+                Ok(ImagePreprocess::clip(side(config.image_size, dir)?))
             }
         }
     }
+}
+
+/// A folder's `image_size` as a pixel count.
+fn side(image_size: usize, dir: &Path) -> Result<u32> {
+    u32::try_from(image_size)
+        .map_err(|_| Error::Config(format!("{}: image_size too large", dir.display())))
 }
 
 // How the encoders above are built or loaded (their own files predate the
@@ -148,6 +158,16 @@ impl PretrainedEncoder for Vit {
     }
 }
 
+impl PretrainedEncoder for ClipVision {
+    const MODEL_TYPES: &'static [&'static str] = &["clip", "clip_vision_model"];
+    const ARCHITECTURES: &'static [&'static str] = &["CLIPModel", "CLIPVisionModel"];
+
+    /// [`ClipVision::load`].
+    fn load(dir: &Path, device: &Device) -> Result<(Self, LoadReport)> {
+        ClipVision::load(dir, device)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -178,7 +198,7 @@ mod tests {
         polymodal_core::testing::check_kind_names(
             &ImageEncoderKind::ALL,
             ImageEncoderKind::name,
-            &["scratch", "resnet", "vit"],
+            &["scratch", "resnet", "vit", "clip"],
             ("swin", "unknown image encoder `swin`"),
         );
     }
@@ -220,12 +240,17 @@ mod tests {
             .to_string();
         assert!(error.contains("unknown ResNet `resnet50d`"), "{error}");
         // An unknown model type names the folder, the type and the supported ones.
-        let error = ImageEncoderKind::detect(fixture("clip"))
+        // A CLIP folder is the clip kind (its vision tower).
+        assert_eq!(
+            ImageEncoderKind::detect(fixture("clip")).unwrap(),
+            ImageEncoderKind::Clip
+        );
+        let error = ImageEncoderKind::detect(fixture("bert"))
             .unwrap_err()
             .to_string();
-        let config = fixture("clip").join("config.json");
+        let config = fixture("bert").join("config.json");
         assert!(error.contains(&config.display().to_string()), "{error}");
-        assert!(error.contains("model_type `clip`"), "{error}");
+        assert!(error.contains("model_type `bert`"), "{error}");
         assert!(
             error.contains("`vit` (model_type `vit`") && error.contains("`resnet50…`"),
             "{error}"

@@ -1,22 +1,24 @@
 //! CLIP (Radford et al., 2021) as Hugging Face's `CLIPModel`: a causal text
 //! Transformer and a Vision Transformer, each projected into one space where
 //! matching captions and images have high cosine similarity, scaled by a
-//! learned temperature. The vision tower reads preprocessed pixels
-//! (`polymodal_image::ImagePreprocess::clip`), so this crate needs no image
-//! decoder.
+//! learned temperature. The vision tower is polymodal-image's
+//! [`ClipVision`] (it reads pixels preprocessed with
+//! `ImagePreprocess::clip`); the text tower, alone, is the `clip` kind of
+//! this crate's registry.
 
 use std::path::Path;
 
 use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::prelude::*;
 use serde::Deserialize;
 
 use polymodal_core::{
-    AttentionNames, BlockNames, BlockShape, Error, Init, LoadReport, PreNormBlock, Result, Weights,
-    read_config, weights::hf_check,
+    BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock, Result,
+    TokenBatch, Weights, read_config,
 };
+use polymodal_image::clip_layers;
+pub use polymodal_image::{ClipVision, ClipVisionConfig};
 
 use polymodal_core::l2_normalize;
 
@@ -48,32 +50,6 @@ pub struct ClipTextConfig {
     pub eos_token_id: i64,
 }
 
-/// `vision_config` of a Hugging Face CLIP `config.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ClipVisionConfig {
-    /// Token width.
-    pub hidden_size: usize,
-    /// Feed-forward width.
-    pub intermediate_size: usize,
-    /// Layers.
-    pub num_hidden_layers: usize,
-    /// Attention heads.
-    pub num_attention_heads: usize,
-    /// Input side in pixels.
-    pub image_size: usize,
-    /// Patch side in pixels.
-    pub patch_size: usize,
-    /// Input channels.
-    #[serde(default = "polymodal_core::weights::hf_default::channels")]
-    pub num_channels: usize,
-    /// Activation.
-    #[serde(default = "polymodal_core::weights::hf_default::quick_gelu")]
-    pub hidden_act: String,
-    /// Layer norm epsilon.
-    #[serde(default = "polymodal_core::weights::hf_default::clip_layer_norm_eps")]
-    pub layer_norm_eps: f64,
-}
-
 /// A Hugging Face CLIP `config.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ClipConfig {
@@ -103,31 +79,13 @@ impl ClipConfig {
 
     /// Checks the sizes.
     pub fn validate(&self) -> Result<()> {
-        let v = &self.vision_config;
-        hf_check::multiple("image_size", v.image_size, "patch_size", v.patch_size)
+        self.vision_config.validate()
     }
 
     /// A randomly initialised model.
     pub fn init(&self, device: &Device) -> Result<Clip> {
         Clip::build(self, &Init::random(), device)
     }
-}
-
-/// The layers of a tower (`init`: `text_model` or `vision_model`).
-fn clip_layers(
-    init: &Init,
-    count: usize,
-    shape: BlockShape,
-    device: &Device,
-) -> Result<Vec<PreNormBlock>> {
-    let names = BlockNames {
-        norm1: "layer_norm1",
-        attention: AttentionNames::new("self_attn", ["q_proj", "k_proj", "v_proj", "out_proj"]),
-        norm2: "layer_norm2",
-        fc1: "mlp.fc1",
-        fc2: "mlp.fc2",
-    };
-    PreNormBlock::stack(&init.pp("encoder.layers"), count, &names, shape, device)
 }
 
 /// CLIP's text tower.
@@ -207,84 +165,57 @@ impl ClipText {
     }
 }
 
-/// CLIP's vision tower.
-#[derive(Module, Debug)]
-pub struct ClipVision {
-    patch_embedding: Conv2d,
-    class_embedding: Param<Tensor<1>>,
-    positions: Embedding,
-    pre_norm: LayerNorm,
-    layers: Vec<PreNormBlock>,
-    post_norm: LayerNorm,
-    image_size: usize,
+impl ClipTextConfig {
+    /// The text tower's settings of a Hugging Face folder's `config.json`:
+    /// a `CLIPModel`'s `text_config`, or a `CLIPTextModel`'s own fields.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Pair {
+            text_config: ClipTextConfig,
+        }
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        match serde_json::from_str::<Pair>(&text) {
+            Ok(pair) => Ok(pair.text_config),
+            Err(_) => read_config(path, |_: &Self| Ok(())),
+        }
+    }
 }
 
-impl ClipVision {
-    /// The tower in `init`'s scope (`vision_model`).
-    fn build(config: &ClipVisionConfig, init: &Init, device: &Device) -> Result<Self> {
-        let (h, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
-        let patches = (config.image_size / p).pow(2);
-        let shape = BlockShape::from_hf(
-            h,
-            config.num_attention_heads,
-            config.intermediate_size,
-            eps,
-            &config.hidden_act,
-        )?;
-        let embeddings = init.pp("embeddings");
-        embeddings.skip("position_ids");
-        Ok(Self {
-            patch_embedding: embeddings.pp("patch_embedding").conv2d(
-                &Conv2dConfig::new([config.num_channels, h], [p, p])
-                    .with_stride([p, p])
-                    .with_bias(false),
-                device,
-            )?,
-            class_embedding: Param::from_tensor(embeddings.tensor(
-                "class_embedding",
-                [h],
-                device,
-            )?),
-            positions: embeddings
-                .pp("position_embedding")
-                .embedding(patches + 1, h, device)?,
-            // "pre_layrnorm" is Hugging Face's spelling.
-            pre_norm: init.pp("pre_layrnorm").layer_norm(h, eps, device)?,
-            layers: clip_layers(init, config.num_hidden_layers, shape, device)?,
-            post_norm: init.pp("post_layernorm").layer_norm(h, eps, device)?,
-            image_size: config.image_size,
-        })
+impl ClipText {
+    /// Loads the text tower of a Hugging Face folder (`config.json` +
+    /// `model.safetensors`: a `CLIPModel`, whose vision tower is reported
+    /// unused, or a `CLIPTextModel`).
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
+        let dir = dir.as_ref();
+        let config = ClipTextConfig::from_file(dir.join("config.json"))?;
+        let weights = Weights::open(dir.join("model.safetensors"))?;
+        let model = Self::build(&config, &Init::from(&weights).pp("text_model"), device)?;
+        Ok((model, weights.finish()?))
+    }
+}
+
+impl Encoder for ClipText {
+    type Input = TokenBatch;
+
+    fn modality(&self) -> Modality {
+        Modality::Text
     }
 
-    /// Last hidden state `[batch, 1 + patches, hidden]` and the pooled
-    /// (post-norm class token) vector `[batch, hidden]`.
-    pub fn forward(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, Tensor<2>)> {
-        let [batch, _, height, width] = pixels.dims();
-        if height != self.image_size || width != self.image_size {
-            return Err(Error::Invalid(format!(
-                "CLIP expects {0}×{0} images, got {height}×{width}",
-                self.image_size
-            )));
-        }
-        let patches = self.patch_embedding.forward(pixels);
-        let [_, hidden, gh, gw] = patches.dims();
-        let patches = patches.reshape([batch, hidden, gh * gw]).swap_dims(1, 2);
-        let class = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, hidden])
-            .expand([batch, 1, hidden]);
-        let length = gh * gw + 1;
-        let positions = Tensor::<1, Int>::arange(0..length as i64, &patches.device())
-            .unsqueeze::<2>()
-            .expand([batch, length]);
-        let x = Tensor::cat(vec![class, patches], 1) + self.positions.forward(positions);
-        let mut x = self.pre_norm.forward(x);
-        for layer in &self.layers {
-            x = layer.forward(x, None, false);
-        }
-        let cls = x.clone().slice([0..batch, 0..1]).reshape([batch, hidden]);
-        Ok((x, self.post_norm.forward(cls)))
+    fn dim(&self) -> usize {
+        self.norm.gamma.dims()[0]
+    }
+
+    /// Pooled: the end-of-text token's vector (`CLIPTextModel`'s
+    /// `pooler_output`, before the projection); sequence: every token with
+    /// the batch's mask.
+    fn encode(&self, batch: &TokenBatch) -> Result<Embeddings> {
+        let (sequence, pooled) = self.forward(batch.ids.clone(), batch.mask.clone())?;
+        Ok(Embeddings {
+            pooled,
+            sequence,
+            mask: batch.mask.clone(),
+        })
     }
 }
 

@@ -12,11 +12,10 @@
 //! one row to the table. The impls of the encoders that predate the registry
 //! are at the end of this file.
 //!
-//! CLIP's text tower ([`crate::ClipText`]) is not listed: it does not
-//! implement [`Encoder`](polymodal_core::Encoder) (CLIP is used as a whole,
-//! [`crate::Clip`]). [`crate::SentenceEncoder`] is not listed either: it
-//! wraps a [`Bert`], and a sentence-transformers folder loads as the `bert`
-//! kind with the folder's pooling.
+//! [`crate::SentenceEncoder`] is not listed: it wraps a [`Bert`], and a
+//! sentence-transformers folder loads as the `bert` kind with the folder's
+//! pooling. A CLIP folder is the `clip` kind here (its text tower) and in
+//! polymodal-image's registry (its vision tower).
 
 use std::path::Path;
 
@@ -27,8 +26,8 @@ use polymodal_core::{LoadReport, RecurrentConfig, Result, TokenBatch};
 
 // The encoder types the table names.
 use crate::{
-    Bert, BertPooling, RnnTextEncoder, RnnTextEncoderConfig, SentenceEncoder, TextEncoder,
-    TextEncoderConfig,
+    Bert, BertPooling, ClipText, RnnTextEncoder, RnnTextEncoderConfig, SentenceEncoder,
+    TextEncoder, TextEncoderConfig,
 };
 
 /// The sizes a from-scratch text encoder is built with (a classifier's).
@@ -62,6 +61,9 @@ polymodal_core::encoder_registry! {
         /// BERT (Hugging Face `BertModel`, `model_type` `bert`), including
         /// sentence-transformers folders such as all-MiniLM-L6-v2.
         Bert = "bert", pretrained Bert;
+        /// CLIP's text tower (Hugging Face `CLIPTextModel`, or the
+        /// `text_model` of a `CLIPModel` folder): the end-of-text vector.
+        Clip = "clip", pretrained ClipText;
     }
 }
 
@@ -111,6 +113,16 @@ impl PretrainedEncoder for Bert {
     }
 }
 
+impl PretrainedEncoder for ClipText {
+    const MODEL_TYPES: &'static [&'static str] = &["clip", "clip_text_model"];
+    const ARCHITECTURES: &'static [&'static str] = &["CLIPModel", "CLIPTextModel"];
+
+    /// [`ClipText::load`].
+    fn load(dir: &Path, device: &Device) -> Result<(Self, LoadReport)> {
+        ClipText::load(dir, device)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -144,7 +156,7 @@ mod tests {
         polymodal_core::testing::check_kind_names(
             &TextEncoderKind::ALL,
             TextEncoderKind::name,
-            &["scratch", "rnn", "bert"],
+            &["scratch", "rnn", "bert", "clip"],
             ("gpt", "unknown text encoder `gpt`"),
         );
     }
@@ -177,13 +189,18 @@ mod tests {
             TextEncoderKind::Bert
         );
         // An unknown model type names the folder, the type and the supported ones.
-        let error = TextEncoderKind::detect(fixture("clip"))
+        // A CLIP folder is the clip kind (its text tower).
+        assert_eq!(
+            TextEncoderKind::detect(fixture("clip")).unwrap(),
+            TextEncoderKind::Clip
+        );
+        let error = TextEncoderKind::detect(fixture("vit"))
             .unwrap_err()
             .to_string();
         eprintln!("{error}");
-        let config = fixture("clip").join("config.json");
+        let config = fixture("vit").join("config.json");
         assert!(error.contains(&config.display().to_string()), "{error}");
-        assert!(error.contains("model_type `clip`"), "{error}");
+        assert!(error.contains("model_type `vit`"), "{error}");
         assert!(
             error.contains("`bert` (model_type `bert`; architectures `Bert…`)"),
             "{error}"
@@ -242,5 +259,39 @@ mod tests {
         let direct = sentence.bert().encode(&batch).unwrap().pooled;
         let ours = any.encode(&batch).unwrap().pooled;
         assert_eq!(values(direct), values(ours));
+    }
+
+    /// A CLIP folder through both registries gives the towers of the pair
+    /// [`crate::Clip`] loads (whose outputs the parity tests check against
+    /// transformers' `CLIPModel`): the same pooled vectors, to the bit.
+    #[test]
+    fn a_clip_folder_loads_its_towers_through_both_registries() {
+        let device = Device::flex();
+        let dir = fixture("clip");
+        let (pair, _) = crate::Clip::load(&dir, &device).unwrap();
+        let (text, report) = AnyTextEncoder::load(&dir, &device).unwrap();
+        assert_eq!(text.kind(), TextEncoderKind::Clip);
+        assert!(
+            report
+                .unexpected
+                .iter()
+                .any(|n| n.starts_with("vision_model."))
+        );
+        let batch = tokens(&device);
+        let (_, want) = pair
+            .text_model()
+            .forward(batch.ids.clone(), batch.mask.clone())
+            .unwrap();
+        assert_eq!(values(text.encode(&batch).unwrap().pooled), values(want));
+        let (image, _) = polymodal_image::AnyImageEncoder::load(&dir, &device).unwrap();
+        assert_eq!(image.kind(), polymodal_image::ImageEncoderKind::Clip);
+        let side = pair.vision_model().image_size();
+        let pixels = Tensor::<4>::random(
+            [2, 3, side, side],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let (_, want) = pair.vision_model().forward(pixels.clone()).unwrap();
+        assert_eq!(values(image.encode(&pixels).unwrap().pooled), values(want));
     }
 }

@@ -32,34 +32,44 @@ pub struct FolderEmbedder {
 }
 
 impl FolderEmbedder {
-    /// The modality a folder's model reads, from its `config.json`: text
-    /// (BERT, sentence-transformers), image (ViT, ResNet) or audio
-    /// (Whisper, AST). An image folder also embeds videos (frame by frame,
-    /// the mean over frames): ask for [`Modality::Video`].
-    pub fn modality_of(dir: &Path) -> Result<Modality> {
-        if TextEncoderKind::detect(dir).is_ok() {
-            Ok(Modality::Text)
-        } else if ImageEncoderKind::detect(dir).is_ok() {
-            Ok(Modality::Image)
-        } else if AudioEncoderKind::detect(dir).is_ok() {
-            Ok(Modality::Audio)
-        } else {
+    /// The modalities a folder's model reads, from its `config.json`: text
+    /// (BERT, sentence-transformers, CLIP's text tower), image (ViT, ResNet,
+    /// CLIP's vision tower), audio (Whisper, AST); a CLIP folder reads text
+    /// and images. An image model also embeds videos (frame by frame, the
+    /// mean over frames): ask for [`Modality::Video`].
+    pub fn modalities_of(dir: &Path) -> Result<Vec<Modality>> {
+        let found: Vec<Modality> = [
+            (Modality::Text, TextEncoderKind::detect(dir).is_ok()),
+            (Modality::Image, ImageEncoderKind::detect(dir).is_ok()),
+            (Modality::Audio, AudioEncoderKind::detect(dir).is_ok()),
+        ]
+        .into_iter()
+        .filter_map(|(m, yes)| yes.then_some(m))
+        .collect();
+        if found.is_empty() {
             // The audio registry's error names the folder and what it found.
-            AudioEncoderKind::detect(dir)
-                .map(|_| Modality::Audio)
-                .map_err(|e| Error::Config(format!("{e} (nor a text or image model)")))
+            let error = AudioEncoderKind::detect(dir).err();
+            return Err(Error::Config(format!(
+                "{} (nor a text or image model)",
+                error.map_or_else(String::new, |e| e.to_string())
+            )));
         }
+        Ok(found)
     }
 
-    /// Loads the folder `dir` to embed `modality` (default: the folder's,
-    /// [`FolderEmbedder::modality_of`]; video for an image folder).
+    /// Loads the folder `dir` to embed `modality` (default: the folder's
+    /// first, [`FolderEmbedder::modalities_of`]; video for an image folder).
     pub fn load(dir: &Path, modality: Option<Modality>, device: &Device) -> Result<Self> {
-        let own = Self::modality_of(dir)?;
-        let modality = modality.unwrap_or(own);
-        if modality != own && !(own == Modality::Image && modality == Modality::Video) {
+        let own = Self::modalities_of(dir)?;
+        let modality = modality.unwrap_or(own[0]);
+        let reads =
+            |m| own.contains(&m) || (m == Modality::Video && own.contains(&Modality::Image));
+        if !reads(modality) {
+            let names: Vec<&str> = own.iter().map(|m| m.name()).collect();
             return Err(Error::Config(format!(
-                "{} holds a {own} model: it cannot embed {modality}",
-                dir.display()
+                "{} holds a {} model: it cannot embed {modality}",
+                dir.display(),
+                names.join(" and ")
             )));
         }
         let choice = EncoderChoice::pretrained(dir, EncoderMode::Frozen);
@@ -176,7 +186,13 @@ mod tests {
             .collect();
         let device = Device::flex();
         let vit = encoder_fixture("vit");
-        assert_eq!(FolderEmbedder::modality_of(&vit).unwrap(), Modality::Image);
+        assert_eq!(
+            FolderEmbedder::modalities_of(&vit).unwrap(),
+            [Modality::Image]
+        );
+        let clip = encoder_fixture("clip");
+        let both = [Modality::Text, Modality::Image];
+        assert_eq!(FolderEmbedder::modalities_of(&clip).unwrap(), both);
         let embedder = FolderEmbedder::load(&vit, None, &device).unwrap();
         let mut calls = Vec::new();
         let vectors = embedder

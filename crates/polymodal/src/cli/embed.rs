@@ -133,13 +133,15 @@ fn embed_manifest(
     device: &Device,
 ) -> Result<()> {
     let entries = read_manifest(manifest)?;
-    let own = FolderEmbedder::modality_of(dir)?;
-    // An image model embeds the videos of a manifest that has no images.
+    // The first modality of the folder's that the manifest has; an image
+    // model embeds the videos of a manifest that has no images.
+    let own = FolderEmbedder::modalities_of(dir)?;
     let has = |m: Modality| entries.iter().any(|e| e.path(m).is_some());
-    let modality = if own == Modality::Image && !has(Modality::Image) && has(Modality::Video) {
-        Modality::Video
-    } else {
-        own
+    let image_videos = own.contains(&Modality::Image) && has(Modality::Video);
+    let modality = match own.iter().copied().find(|&m| has(m)) {
+        Some(m) => m,
+        None if image_videos => Modality::Video,
+        None => own[0],
     };
     let (ids, files): (Vec<String>, Vec<PathBuf>) = entries
         .iter()
