@@ -240,6 +240,28 @@ pub fn read_config<T: serde::de::DeserializeOwned>(
     Ok(config)
 }
 
+/// Reads the part `field` of a JSON settings file when it has one (a
+/// two-tower model's `text_config` / `vision_config`), else the whole file
+/// (a single tower's own `config.json`), and checks it with `validate`;
+/// errors name the file.
+pub fn read_config_part<T: serde::de::DeserializeOwned>(
+    path: impl AsRef<Path>,
+    field: &str,
+    validate: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let in_file = |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", path.display()));
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| in_file(&e))?;
+    let part = match json.get_mut(field) {
+        Some(part) => part.take(),
+        None => json,
+    };
+    let config: T = serde_json::from_value(part).map_err(|e| in_file(&e))?;
+    validate(&config).map_err(|e| in_file(&e))?;
+    Ok(config)
+}
+
 /// Where a model's parameters come from, and under which name: fresh random
 /// initialisation (to train from scratch) or a weights file, scoped to a
 /// name prefix. Models are built once against this, so the pretrained and

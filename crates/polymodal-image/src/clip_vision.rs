@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use polymodal_core::{
     AttentionNames, BlockNames, BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality,
-    PreNormBlock, Result, Weights, read_config, weights::hf_check,
+    PreNormBlock, Result, Weights,
+    weights::{hf_check, read_config_part},
 };
 
 /// `vision_config` of a Hugging Face CLIP `config.json`.
@@ -153,19 +154,7 @@ impl ClipVisionConfig {
     /// The vision tower's settings of a Hugging Face folder's `config.json`:
     /// a `CLIPModel`'s `vision_config`, or a `CLIPVisionModel`'s own fields.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Pair {
-            vision_config: ClipVisionConfig,
-        }
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        match serde_json::from_str::<Pair>(&text) {
-            Ok(pair) => {
-                pair.vision_config.validate()?;
-                Ok(pair.vision_config)
-            }
-            Err(_) => read_config(path, Self::validate),
-        }
+        read_config_part(path, "vision_config", Self::validate)
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use polymodal_core::{
     BlockShape, Embeddings, Encoder, Error, Init, LoadReport, Modality, PreNormBlock, Result,
-    TokenBatch, Weights, read_config,
+    TokenBatch, Weights, read_config, weights::read_config_part,
 };
 use polymodal_image::clip_layers;
 pub use polymodal_image::{ClipVision, ClipVisionConfig};
@@ -169,16 +169,7 @@ impl ClipTextConfig {
     /// The text tower's settings of a Hugging Face folder's `config.json`:
     /// a `CLIPModel`'s `text_config`, or a `CLIPTextModel`'s own fields.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        #[derive(Deserialize)]
-        struct Pair {
-            text_config: ClipTextConfig,
-        }
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        match serde_json::from_str::<Pair>(&text) {
-            Ok(pair) => Ok(pair.text_config),
-            Err(_) => read_config(path, |_: &Self| Ok(())),
-        }
+        read_config_part(path, "text_config", |_: &Self| Ok(()))
     }
 }
 
