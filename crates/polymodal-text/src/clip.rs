@@ -18,6 +18,8 @@ use polymodal_core::{
     TokenBatch, Weights, read_config, weights::read_config_part,
 };
 use polymodal_image::clip_layers;
+
+use crate::TextTokenizer;
 pub use polymodal_image::{ClipVision, ClipVisionConfig};
 
 use polymodal_core::l2_normalize;
@@ -289,6 +291,45 @@ impl Clip {
         })
     }
 
+    /// Zero-shot classification: the probability of each label for each
+    /// image of `pixels` (preprocessed, `[images, 3, side, side]`), as
+    /// `[images, labels]` rows that sum to 1. Each label's text embedding
+    /// is the mean of its prompts' normalised embeddings, normalised again
+    /// (CLIP's prompt ensembling); each prompt is a template with `{}`
+    /// replaced by the label. The logits are the cosine similarities scaled
+    /// by the model's logit scale, as `CLIPModel`'s `logits_per_image`.
+    pub fn zero_shot(
+        &self,
+        tokenizer: &TextTokenizer,
+        pixels: Tensor<4>,
+        labels: &[String],
+        templates: &[String],
+    ) -> Result<Tensor<2>> {
+        if labels.is_empty() || templates.is_empty() {
+            return Err(Error::Config(
+                "zero-shot classification needs labels and prompt templates".into(),
+            ));
+        }
+        if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
+            return Err(Error::Config(format!(
+                "prompt template `{t}` has no `{{}}` for the label"
+            )));
+        }
+        let device = pixels.device();
+        let mut classes = Vec::with_capacity(labels.len());
+        for label in labels {
+            let prompts: Vec<String> = templates.iter().map(|t| t.replace("{}", label)).collect();
+            let batch = tokenizer.encode_batch(&prompts)?.to_tensors(&device)?;
+            let embeds = self.text_embeds(batch.ids, batch.mask)?; // [prompts, dim]
+            classes.push(embeds.mean_dim(0)); // [1, dim]
+        }
+        let classes = l2_normalize(Tensor::cat(classes, 0)); // [labels, dim]
+        let images = self.image_embeds(pixels)?; // [images, dim]
+        let scale = self.logit_scale.val().exp().reshape([1, 1]);
+        let logits = images.matmul(classes.transpose()) * scale;
+        Ok(burn::tensor::activation::softmax(logits, 1))
+    }
+
     /// The text tower.
     pub fn text_model(&self) -> &ClipText {
         &self.text
@@ -297,5 +338,70 @@ impl Clip {
     /// The vision tower.
     pub fn vision_model(&self) -> &ClipVision {
         &self.vision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> std::path::PathBuf {
+        polymodal_core::testing::encoder_fixture("clip")
+    }
+
+    /// With one prompt per label, zero-shot probabilities are the softmax
+    /// of `CLIPModel`'s `logits_per_image` (the parity-tested output of
+    /// [`Clip::forward`]) for those prompts; an ensemble of prompts still
+    /// gives rows that sum to 1, and differs.
+    #[test]
+    fn zero_shot_is_the_softmax_of_the_image_logits() {
+        let device = Device::flex();
+        let (clip, _) = Clip::load(fixture(), &device).unwrap();
+        let labels = vec![
+            "red car".to_string(),
+            "blue sky".to_string(),
+            "dog".to_string(),
+        ];
+        let corpus = ["a photo of a red car", "a blue sky", "a dog", "an image of"];
+        let tokenizer = TextTokenizer::train_wordpiece(corpus.iter(), 60, 16).unwrap();
+        assert!(tokenizer.vocab_size() <= 99, "the fixture's vocabulary");
+        let side = clip.vision_model().image_size();
+        let pixels = Tensor::<4>::random(
+            [2, 3, side, side],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let one = vec!["a photo of a {}".to_string()];
+        let ours = clip
+            .zero_shot(&tokenizer, pixels.clone(), &labels, &one)
+            .unwrap();
+        let prompts: Vec<String> = labels.iter().map(|l| format!("a photo of a {l}")).collect();
+        let batch = tokenizer
+            .encode_batch(&prompts)
+            .unwrap()
+            .to_tensors(&device)
+            .unwrap();
+        let logits = clip
+            .forward(batch.ids, batch.mask, pixels.clone())
+            .unwrap()
+            .logits_per_image;
+        let want = burn::tensor::activation::softmax(logits, 1);
+        let (ours, want) = (
+            ours.try_into_vec_as::<f32>().unwrap(),
+            want.try_into_vec_as::<f32>().unwrap(),
+        );
+        let diff = polymodal_core::testing::max_abs_diff(&ours, &want);
+        assert!(diff < 1e-5, "{diff}");
+        let two = vec!["a photo of a {}".to_string(), "an image of {}".to_string()];
+        let ensemble = clip
+            .zero_shot(&tokenizer, pixels.clone(), &labels, &two)
+            .unwrap();
+        let ensemble = ensemble.try_into_vec_as::<f32>().unwrap();
+        for row in ensemble.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+        }
+        assert!(polymodal_core::testing::max_abs_diff(&ensemble, &ours) > 1e-6);
+        let error = clip.zero_shot(&tokenizer, pixels, &labels, &["no slot".into()]);
+        assert!(error.unwrap_err().to_string().contains("no slot"));
     }
 }

@@ -470,6 +470,57 @@ fn embed_images_and_a_manifest_with_a_hugging_face_image_folder() {
     );
 }
 
+/// `polymodal zero-shot` with a CLIP folder (the tiny CLIP fixture, with a
+/// tokenizer trained here: no real CLIP checkpoint is available offline):
+/// one JSON line per image with a probability per label, summing to 1; a
+/// folder without a tokenizer is a readable error.
+#[test]
+fn zero_shot_classifies_images_with_a_clip_folder() {
+    let dir = scratch("zero-shot");
+    let clip =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/encoders/clip");
+    let model = dir.join("clip");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(clip.join(file), model.join(file)).unwrap();
+    }
+    let image = dir.join("a.png");
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 128]))
+        .save(&image)
+        .unwrap();
+    let args = [
+        "zero-shot",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--labels",
+        "cat, dog ,red car",
+        "--template",
+        "a photo of a {}",
+        "--template",
+        "{}",
+    ];
+    let out = polymodal(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokenizer.json"));
+    let corpus = ["a photo of a cat", "a dog", "a red car"];
+    polymodal::text::TextTokenizer::train_wordpiece(corpus.iter(), 60, 16)
+        .unwrap()
+        .save(model.join("tokenizer.json"))
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(succeeds(&args).trim()).unwrap();
+    let row = line["probabilities"].as_object().unwrap();
+    let labels: Vec<&str> = row.keys().map(String::as_str).collect();
+    assert_eq!(labels.len(), 3);
+    assert!(
+        ["cat", "dog", "red car"].iter().all(|l| labels.contains(l)),
+        "{labels:?}"
+    );
+    let sum: f64 = row.values().map(|p| p.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+}
+
 /// Whether a wgpu adapter exists (always required in CI, where lavapipe is).
 #[cfg(feature = "wgpu")]
 fn wgpu_or_skip() -> bool {

@@ -10,6 +10,7 @@ mod embed;
 mod eval;
 mod train;
 mod transcribe;
+mod zero_shot;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,7 @@ enum Command {
     Predict(eval::Predict),
     Embed(embed::Embed),
     Transcribe(transcribe::Transcribe),
+    ZeroShot(zero_shot::ZeroShot),
     /// List the CPU and the wgpu adapters, with the precisions each supports.
     Devices,
 }
@@ -51,6 +53,7 @@ impl Cli {
             Command::Predict(command) => command.run(),
             Command::Embed(command) => command.run(),
             Command::Transcribe(command) => command.run(),
+            Command::ZeroShot(command) => command.run(),
             Command::Devices => devices::run(),
         }
     }
