@@ -521,6 +521,74 @@ fn zero_shot_classifies_images_with_a_clip_folder() {
     assert!((sum - 1.0).abs() < 1e-5, "{sum}");
 }
 
+/// `polymodal retrieve` with a CLIP folder (the tiny fixture and a trained
+/// tokenizer): a text query lists the best images, most similar first;
+/// without a query, recall@k both ways over the samples' own pairs (at
+/// k = 10 over six candidates every match is found).
+#[test]
+fn retrieve_lists_images_for_a_text_and_reports_recall() {
+    let dir = scratch("retrieve");
+    let clip =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/encoders/clip");
+    let model = dir.join("clip");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(clip.join(file), model.join(file)).unwrap();
+    }
+    let words = ["red", "green", "blue", "dark", "light", "grey"];
+    polymodal::text::TextTokenizer::train_wordpiece(words.iter(), 60, 16)
+        .unwrap()
+        .save(model.join("tokenizer.json"))
+        .unwrap();
+    let mut manifest = String::new();
+    for (i, word) in words.iter().enumerate() {
+        let image = dir.join(format!("{i}.png"));
+        let shade = (i * 40) as u8;
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([shade, x as u8 * 4, y as u8 * 4]))
+            .save(&image)
+            .unwrap();
+        let text = dir.join(format!("{i}.txt"));
+        std::fs::write(&text, word).unwrap();
+        manifest.push_str(&format!(
+            "{{\"id\": \"s{i}\", \"image\": {image:?}, \"text\": {text:?}, \"label\": \"x\"}}\n"
+        ));
+    }
+    let manifest_path = dir.join("pairs.jsonl");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let (model, manifest_path) = (model.to_str().unwrap(), manifest_path.to_str().unwrap());
+    let out = succeeds(&[
+        "retrieve",
+        "--model",
+        model,
+        "--manifest",
+        manifest_path,
+        "--query",
+        "red",
+        "--top",
+        "4",
+    ]);
+    let scores: Vec<f64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["cosine"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(scores.len(), 4);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let report: serde_json::Value = serde_json::from_str(
+        succeeds(&["retrieve", "--model", model, "--manifest", manifest_path]).trim(),
+    )
+    .unwrap();
+    assert_eq!(report["texts"], 6);
+    for way in ["text_to_image", "image_to_text"] {
+        let at = |k: usize| report[format!("{way}_recall@{k}")].as_f64().unwrap();
+        assert!(at(1) <= at(5) && at(5) <= at(10), "{report}");
+        assert_eq!(at(10), 1.0, "{report}");
+    }
+}
+
 /// Whether a wgpu adapter exists (always required in CI, where lavapipe is).
 #[cfg(feature = "wgpu")]
 fn wgpu_or_skip() -> bool {

@@ -8,6 +8,7 @@ mod demo;
 mod devices;
 mod embed;
 mod eval;
+mod retrieve;
 mod train;
 mod transcribe;
 mod zero_shot;
@@ -36,6 +37,7 @@ enum Command {
     Eval(eval::Eval),
     Predict(eval::Predict),
     Embed(embed::Embed),
+    Retrieve(retrieve::Retrieve),
     Transcribe(transcribe::Transcribe),
     ZeroShot(zero_shot::ZeroShot),
     /// List the CPU and the wgpu adapters, with the precisions each supports.
@@ -52,6 +54,7 @@ impl Cli {
             Command::Eval(command) => command.run(),
             Command::Predict(command) => command.run(),
             Command::Embed(command) => command.run(),
+            Command::Retrieve(command) => command.run(),
             Command::Transcribe(command) => command.run(),
             Command::ZeroShot(command) => command.run(),
             Command::Devices => devices::run(),
