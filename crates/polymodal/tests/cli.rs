@@ -470,13 +470,9 @@ fn embed_images_and_a_manifest_with_a_hugging_face_image_folder() {
     );
 }
 
-/// `polymodal zero-shot` with a CLIP folder (the tiny CLIP fixture, with a
-/// tokenizer trained here: no real CLIP checkpoint is available offline):
-/// one JSON line per image with a probability per label, summing to 1; a
-/// folder without a tokenizer is a readable error.
-#[test]
-fn zero_shot_classifies_images_with_a_clip_folder() {
-    let dir = scratch("zero-shot");
+/// A copy of the tiny CLIP fixture (weights and config, no tokenizer) in
+/// `dir/clip`: no real CLIP checkpoint is available offline.
+fn clip_folder(dir: &Path) -> std::path::PathBuf {
     let clip =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/encoders/clip");
     let model = dir.join("clip");
@@ -484,6 +480,17 @@ fn zero_shot_classifies_images_with_a_clip_folder() {
     for file in ["config.json", "model.safetensors"] {
         std::fs::copy(clip.join(file), model.join(file)).unwrap();
     }
+    model
+}
+
+/// `polymodal zero-shot` with a CLIP folder (the tiny CLIP fixture, with a
+/// tokenizer trained here: no real CLIP checkpoint is available offline):
+/// one JSON line per image with a probability per label, summing to 1; a
+/// folder without a tokenizer is a readable error.
+#[test]
+fn zero_shot_classifies_images_with_a_clip_folder() {
+    let dir = scratch("zero-shot");
+    let model = clip_folder(&dir);
     let image = dir.join("a.png");
     image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 128]))
         .save(&image)
@@ -528,13 +535,7 @@ fn zero_shot_classifies_images_with_a_clip_folder() {
 #[test]
 fn retrieve_lists_images_for_a_text_and_reports_recall() {
     let dir = scratch("retrieve");
-    let clip =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/encoders/clip");
-    let model = dir.join("clip");
-    std::fs::create_dir_all(&model).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(clip.join(file), model.join(file)).unwrap();
-    }
+    let model = clip_folder(&dir);
     let words = ["red", "green", "blue", "dark", "light", "grey"];
     polymodal::text::TextTokenizer::train_wordpiece(words.iter(), 60, 16)
         .unwrap()
