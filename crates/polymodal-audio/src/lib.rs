@@ -76,4 +76,4 @@ pub use transcribe::{Decoded, Segment, Transcript, Whisper, WhisperGenerationCon
 pub use wav::write_wav_pcm16;
 pub use whisper::WhisperFeatures;
 pub use whisper_decoder::{DecoderCache, WhisperDecoder, WhisperDecoderConfig};
-pub use whisper_encoder::{WhisperEncoder, WhisperEncoderConfig};
+pub use whisper_encoder::{WhisperEncoder, WhisperEncoderConfig, audio_positions};

@@ -203,8 +203,98 @@ impl Encoder for WhisperEncoder {
         self.d_model
     }
 
-    /// Pooled: the mean over positions; sequence: every position.
+    /// Pooled: the mean over the positions that hold audio; sequence: every
+    /// position, masked to those ([`audio_positions`]). Whisper pads every
+    /// input to 30 s, and a mean over the padding drowns a short clip (on
+    /// FSDD's digits, logistic regression on unseen speakers reaches 0.999
+    /// with the mean over the audio, 0.63 over all 1,500 positions).
     fn encode(&self, features: &Tensor<3>) -> Result<Embeddings> {
-        Ok(Embeddings::dense_mean(self.forward(features.clone())?))
+        let sequence = self.forward(features.clone())?;
+        let positions = sequence.dims()[1];
+        let mask = audio_positions(features.clone(), positions);
+        Ok(Embeddings::from_sequence(sequence, mask))
+    }
+}
+
+/// Which of the encoder's `positions` hold audio, `[batch, positions]`, from
+/// its log-mel input `[batch, mels, frames]`: the zeros Whisper pads with
+/// all sit at the log scale's floor, the smallest value of the
+/// spectrogram; a frame holds audio when any band is above it, and a
+/// position (the second convolution's stride: `frames / positions` frames)
+/// when any of its frames does. A row without such a frame (silence, or an
+/// input scaled otherwise) keeps every position.
+pub fn audio_positions(features: Tensor<3>, positions: usize) -> Tensor<2, Bool> {
+    let [batch, mels, frames] = features.dims();
+    let stride = (frames / positions.max(1)).max(1);
+    let floor = features
+        .clone()
+        .min_dim(2)
+        .min_dim(1)
+        .expand([batch, mels, frames]);
+    let above = features.greater(floor + 1e-6).int().sum_dim(1); // [batch, 1, frames]
+    let used = positions * stride;
+    let real = above
+        .reshape([batch, frames])
+        .slice([0..batch, 0..used.min(frames)])
+        .reshape([batch, positions, stride])
+        .sum_dim(2)
+        .reshape([batch, positions])
+        .greater_elem(0);
+    let any = real.clone().int().sum_dim(1).greater_elem(0); // [batch, 1]
+    real.bool_or(any.bool_not().expand([batch, positions]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clip whose second half is Whisper's padding (the log floor): only
+    /// the first half's positions hold audio, and the pooled vector is
+    /// their mean, not the mean over every position.
+    #[test]
+    fn the_pooled_vector_is_the_mean_over_the_positions_that_hold_audio() {
+        let device = Device::flex();
+        let dir = polymodal_core::testing::encoder_fixture("whisper");
+        let (model, _) = WhisperEncoder::load(&dir, &device).unwrap();
+        let (mels, frames) = (model.mel_bins, model.frames);
+        let floor = -0.75f32;
+        let values: Vec<f32> = (0..mels * frames)
+            .map(|i| {
+                let frame = i % frames;
+                if frame < frames / 2 {
+                    floor + 0.5 + (i as f32 * 0.37).sin().abs()
+                } else {
+                    floor
+                }
+            })
+            .collect();
+        let features = Tensor::<3>::from_data(TensorData::new(values, [1, mels, frames]), &device);
+        let positions = frames / 2;
+        let mask = audio_positions(features.clone(), positions)
+            .into_data()
+            .try_to_vec::<bool>()
+            .unwrap();
+        let want: Vec<bool> = (0..positions).map(|p| p < positions / 2).collect();
+        assert_eq!(mask, want);
+        let embeddings = model.encode(&features).unwrap();
+        let sequence = model.forward(features.clone()).unwrap();
+        let dim = sequence.dims()[2];
+        let audio = sequence.clone().slice([0..1, 0..positions / 2]).mean_dim(1);
+        let audio = audio.reshape([1, dim]).try_into_vec_as::<f32>().unwrap();
+        let pooled = embeddings.pooled.try_into_vec_as::<f32>().unwrap();
+        assert!(polymodal_core::testing::max_abs_diff(&pooled, &audio) < 1e-5);
+        let everywhere = sequence
+            .mean_dim(1)
+            .reshape([1, dim])
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        assert!(polymodal_core::testing::max_abs_diff(&pooled, &everywhere) > 1e-4);
+        // All at the floor (silence): every position.
+        let silence = Tensor::<3>::full([1, mels, frames], floor, &device);
+        let mask = audio_positions(silence, positions)
+            .into_data()
+            .try_to_vec::<bool>()
+            .unwrap();
+        assert!(mask.iter().all(|&m| m));
     }
 }

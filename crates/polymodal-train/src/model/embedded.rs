@@ -15,6 +15,11 @@ use crate::{Batcher, Embedded, Example, FeatureCache, Label, Samples};
 /// Samples carried through at most this many at a time.
 const CHUNK: usize = 16;
 
+/// Part of every cache key: bumped whenever an encoder's output for the
+/// same weights and input changes (2: Whisper pools over the positions
+/// that hold audio), so no stale embedding is served.
+const ENCODERS_VERSION: &[u8] = b"2";
+
 /// A set of samples whose frozen modalities hold a frozen encoder's
 /// embeddings ([`Embedded`]) in place of their media: each sample is
 /// decoded and encoded once, when the set is made; [`Samples::load`] then
@@ -134,6 +139,7 @@ fn key(plan: &EmbedPlan, modality: Modality, identity: &str, media: &[u8]) -> St
     let sequences: &[u8] = if plan.keep_sequences { b"1" } else { b"0" };
     let parts = [
         b"embeddings".as_slice(),
+        ENCODERS_VERSION,
         modality.name().as_bytes(),
         identity.as_bytes(),
         sequences,
