@@ -2,9 +2,11 @@
 docs/encoders.md ("Measured on real data") next to this file, from the
 shared data folder (first argument, default ../shared relative to the
 repository root): six speakers; training clips are recordings 2-4 of every
-digit (180), test clips FSDD's test recordings 0-1 (120).
+digit (180), test clips FSDD's test recordings 0-1 (120). With --official,
+FSDD's own split: recordings 5-49 train (2700), 0-4 test (300), for
+whisper-official.toml.
 
-    python3 scripts/experiments/speakers/make_manifests.py [SHARED]
+    python3 scripts/experiments/speakers/make_manifests.py [--official] [SHARED]
     target/debug/polymodal train --config scripts/experiments/speakers/whisper.toml
     target/debug/polymodal train --config scripts/experiments/speakers/scratch.toml
 
@@ -20,11 +22,16 @@ SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
 
 def main():
-    shared = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared")
+    args = [a for a in sys.argv[1:] if a != "--official"]
+    shared = args[0] if args else os.path.join(ROOT, "..", "shared")
     fsdd = os.path.join(os.path.abspath(shared), "data", "avmnist", "fsdd")
     out = os.path.join(HERE, "out")
     os.makedirs(out, exist_ok=True)
-    splits = {"train": range(2, 5), "test": range(0, 2)}
+    if "--official" in sys.argv:
+        # FSDD's own split: recordings 0-4 are the test set.
+        splits = {"official-train": range(5, 50), "official-test": range(0, 5)}
+    else:
+        splits = {"train": range(2, 5), "test": range(0, 2)}
     for split, recordings in splits.items():
         with open(os.path.join(out, f"{split}.jsonl"), "w") as f:
             for speaker in SPEAKERS:
@@ -35,7 +42,7 @@ def main():
                             sys.exit(f"missing {path}")
                         row = {"id": f"{digit}_{speaker}_{index}", "audio": path, "label": speaker}
                         f.write(json.dumps(row) + "\n")
-    print(f"wrote {out}/train.jsonl and {out}/test.jsonl")
+    print("wrote " + ", ".join(f"{out}/{split}.jsonl" for split in splits))
 
 
 if __name__ == "__main__":
