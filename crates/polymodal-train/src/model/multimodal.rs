@@ -236,29 +236,30 @@ impl ClassifierConfig {
     /// their batch norms and dropout act as in inference. A fine-tuned
     /// choice with `layers` trains only the top layers of its stack.
     fn freeze_encoders(&self, mut model: MultimodalClassifier) -> Result<MultimodalClassifier> {
-        let frozen = |m: Modality| self.encoders.get(&m).is_some_and(EncoderChoice::is_frozen);
-        let top = |m: Modality| self.encoders.get(&m).and_then(|c| c.layers);
-        if frozen(Modality::Text) {
-            model.text = model.text.map(Module::freeze);
-        } else if let Some(keep) = top(Modality::Text) {
-            model.text = model.text.map(|e| freeze_below_top(e, keep)).transpose()?;
-        }
-        if frozen(Modality::Image) {
-            model.image = model.image.map(Module::freeze);
-        } else if let Some(keep) = top(Modality::Image) {
-            model.image = model.image.map(|e| freeze_below_top(e, keep)).transpose()?;
-        }
-        if frozen(Modality::Audio) {
-            model.audio = model.audio.map(Module::freeze);
-        } else if let Some(keep) = top(Modality::Audio) {
-            model.audio = model.audio.map(|e| freeze_below_top(e, keep)).transpose()?;
-        }
-        if frozen(Modality::Video) {
-            model.video = model.video.map(FrameEncoder::freeze_frames);
-        } else if let Some(keep) = top(Modality::Video) {
-            model.video = model.video.map(|e| freeze_below_top(e, keep)).transpose()?;
-        }
+        let choice = |m: Modality| self.encoders.get(&m);
+        model.text = train_mode(model.text, choice(Modality::Text), Module::freeze)?;
+        model.image = train_mode(model.image, choice(Modality::Image), Module::freeze)?;
+        model.audio = train_mode(model.audio, choice(Modality::Audio), Module::freeze)?;
+        // A frozen video encoder's temporal model still trains.
+        let freeze_frames = FrameEncoder::freeze_frames;
+        model.video = train_mode(model.video, choice(Modality::Video), freeze_frames)?;
         Ok(model)
+    }
+}
+
+/// `encoder` as `choice` trains it: frozen with `freeze`, only its top
+/// layers trainable, or as built.
+fn train_mode<M: Module>(
+    encoder: Option<M>,
+    choice: Option<&EncoderChoice>,
+    freeze: fn(M) -> M,
+) -> Result<Option<M>> {
+    match choice {
+        Some(c) if c.is_frozen() => Ok(encoder.map(freeze)),
+        Some(EncoderChoice {
+            layers: Some(keep), ..
+        }) => encoder.map(|e| freeze_below_top(e, *keep)).transpose(),
+        _ => Ok(encoder),
     }
 }
 
