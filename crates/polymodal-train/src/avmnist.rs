@@ -7,6 +7,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image::RgbImage;
 use serde::Deserialize;
@@ -15,7 +16,9 @@ use polymodal_audio::{LogScale, MelConfig, MelSpectrogram};
 use polymodal_core::{Error, Result};
 use polymodal_image::{ImagePreprocess, Normalize};
 
-use crate::data::{AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, VideoFeatures};
+use crate::data::{
+    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, Samples, VideoFeatures,
+};
 
 /// MNIST's pixel statistics (on the 0..1 scale).
 const MNIST_MEAN: f32 = 0.1307;
@@ -63,6 +66,27 @@ pub struct AvMnist {
     pub test: Dataset,
 }
 
+/// The benchmark's two splits, decoded on demand ([`AvMnistPairs`]).
+pub struct AvMnistSplits {
+    /// 2700 pairs (FSDD recordings 5–49 with MNIST training images).
+    pub train: AvMnistPairs,
+    /// 300 pairs (FSDD recordings 0–4 with MNIST test images).
+    pub test: AvMnistPairs,
+}
+
+/// One split's pairs as [`Samples`], decoded when loaded: what a large
+/// input (Whisper's 30-second log-mel) needs, where holding every decoded
+/// pair at once would take gigabytes.
+pub struct AvMnistPairs {
+    dir: PathBuf,
+    name: String,
+    pairs: Vec<Pair>,
+    images: Arc<[MnistImages; 2]>,
+    features: FeatureConfig,
+    mel: Arc<MelSpectrogram>,
+    classes: Vec<String>,
+}
+
 #[derive(Deserialize)]
 struct Pair {
     wav: PathBuf,
@@ -73,38 +97,100 @@ struct Pair {
     label: usize,
 }
 
+/// Opens the benchmark in `dir` with `features` (normally
+/// [`avmnist_features`]): reads the pairings and the MNIST files, decodes
+/// no audio yet.
+pub fn open_avmnist(dir: &Path, features: &FeatureConfig) -> Result<AvMnistSplits> {
+    let mnist = dir.join("mnist");
+    let images = Arc::new([
+        MnistImages::read(&mnist, "train")?,
+        MnistImages::read(&mnist, "t10k")?,
+    ]);
+    let mel = Arc::new(MelSpectrogram::new(features.audio.mel.clone())?);
+    let split = |name: &str| -> Result<AvMnistPairs> {
+        Ok(AvMnistPairs {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            pairs: read_pairs(&dir.join(name))?,
+            images: images.clone(),
+            features: features.clone(),
+            mel: mel.clone(),
+            classes: (0..CLASSES).map(|d| d.to_string()).collect(),
+        })
+    };
+    Ok(AvMnistSplits {
+        train: split("pairs_train.csv")?,
+        test: split("pairs_test.csv")?,
+    })
+}
+
 /// Decodes the benchmark in `dir` with `features` (normally
 /// [`avmnist_features`]). Every pair's label is checked against the MNIST
 /// label file and the FSDD file name; a mismatch or a damaged file is an
 /// error naming it.
 pub fn load_avmnist(dir: &Path, features: &FeatureConfig) -> Result<AvMnist> {
-    let mnist = dir.join("mnist");
-    let train_images = MnistImages::read(&mnist, "train")?;
-    let test_images = MnistImages::read(&mnist, "t10k")?;
-    let mel = MelSpectrogram::new(features.audio.mel.clone())?;
-    let split = |name: &str| -> Result<Dataset> {
-        let pairs = read_pairs(&dir.join(name))?;
-        let examples = crate::data::parallel_map(&pairs, |pair| {
-            let images = match pair.mnist_split.as_str() {
-                "train" => &train_images,
-                "t10k" | "test" => &test_images,
-                other => {
-                    return Err(Error::Config(format!(
-                        "{name}: unknown mnist_split `{other}`"
-                    )));
-                }
-            };
-            decode_pair(dir, pair, images, features, &mel)
-        })?;
+    let splits = open_avmnist(dir, features)?;
+    Ok(AvMnist {
+        train: splits.train.decode_all()?,
+        test: splits.test.decode_all()?,
+    })
+}
+
+impl AvMnistPairs {
+    /// The speaker of every pair, in order (FSDD's six: george, jackson,
+    /// lucas, nicolas, theo, yweweler).
+    pub fn speakers(&self) -> Vec<&str> {
+        self.pairs.iter().map(|p| p.speaker.as_str()).collect()
+    }
+
+    /// Every pair decoded (on all cores).
+    pub fn decode_all(&self) -> Result<Dataset> {
+        let examples = crate::data::parallel_map(&self.pairs, |pair| self.decode(pair))?;
         Ok(Dataset {
             examples,
-            classes: (0..CLASSES).map(|d| d.to_string()).collect(),
+            classes: self.classes.clone(),
         })
-    };
-    Ok(AvMnist {
-        train: split("pairs_train.csv")?,
-        test: split("pairs_test.csv")?,
-    })
+    }
+
+    fn decode(&self, pair: &Pair) -> Result<Example> {
+        let images = match pair.mnist_split.as_str() {
+            "train" => &self.images[0],
+            "t10k" | "test" => &self.images[1],
+            other => {
+                return Err(Error::Config(format!(
+                    "{}: unknown mnist_split `{other}`",
+                    self.name
+                )));
+            }
+        };
+        decode_pair(&self.dir, pair, images, &self.features, &self.mel)
+    }
+}
+
+impl Samples for AvMnistPairs {
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn targets(&self) -> Vec<Label> {
+        self.pairs.iter().map(|p| Label::Single(p.label)).collect()
+    }
+
+    fn load(&self, indices: &[usize]) -> Result<Vec<Example>> {
+        let pairs: Vec<&Pair> = indices
+            .iter()
+            .map(|&i| {
+                self.pairs.get(i).ok_or_else(|| {
+                    Error::Invalid(format!("pair {i} of {} in {}", self.pairs.len(), self.name))
+                })
+            })
+            .collect::<Result<_>>()?;
+        crate::data::parallel_map(&pairs, |pair| self.decode(pair))
+    }
 }
 
 fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
@@ -252,6 +338,99 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
         encoder.write_all(content).unwrap();
         encoder.finish().unwrap();
+    }
+
+    /// An idx file of `dims` bytes.
+    fn idx(path: &Path, magic: u8, dims: &[u32], data: &[u8]) {
+        let mut bytes = vec![0, 0, 8, magic];
+        for d in dims {
+            bytes.extend(d.to_be_bytes());
+        }
+        bytes.extend(data);
+        gz(path, &bytes);
+    }
+
+    /// A three-pair benchmark folder: two MNIST images per split, three
+    /// short FSDD-named clips of two speakers.
+    fn tiny_benchmark(dir: &Path) {
+        let mnist = dir.join("mnist");
+        std::fs::create_dir_all(&mnist).unwrap();
+        std::fs::create_dir_all(dir.join("fsdd")).unwrap();
+        for split in ["train", "t10k"] {
+            let pixels: Vec<u8> = (0..2 * 28 * 28).map(|i| (i * 7 % 256) as u8).collect();
+            idx(
+                &mnist.join(format!("{split}-images-idx3-ubyte.gz")),
+                3,
+                &[2, 28, 28],
+                &pixels,
+            );
+            idx(
+                &mnist.join(format!("{split}-labels-idx1-ubyte.gz")),
+                1,
+                &[2],
+                &[3, 5],
+            );
+        }
+        for (name, hz) in [
+            ("3_theo_7", 300.0),
+            ("5_lucas_9", 500.0),
+            ("3_lucas_0", 700.0),
+        ] {
+            let tone: Vec<f32> = (0..4000)
+                .map(|i| (i as f32 * hz * std::f32::consts::TAU / 8000.0).sin() * 0.5)
+                .collect();
+            polymodal_audio::write_wav_pcm16(dir.join(format!("fsdd/{name}.wav")), &tone, 8000, 1)
+                .unwrap();
+        }
+        let header = "wav,speaker,fsdd_index,mnist_split,mnist_index,label\n";
+        std::fs::write(
+            dir.join("pairs_train.csv"),
+            format!(
+                "{header}fsdd/3_theo_7.wav,theo,7,train,0,3\nfsdd/5_lucas_9.wav,lucas,9,train,1,5\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("pairs_test.csv"),
+            format!("{header}fsdd/3_lucas_0.wav,lucas,0,t10k,0,3\n"),
+        )
+        .unwrap();
+    }
+
+    /// Pairs opened lazily decode, one by one, to exactly what decoding the
+    /// whole benchmark gives; their labels and speakers come from the
+    /// pairing; an index past the end and a pairing that contradicts MNIST
+    /// are errors.
+    #[test]
+    fn pairs_decode_on_demand_as_the_whole_benchmark_does() {
+        let dir = std::env::temp_dir().join(format!("polymodal-avpairs-{}", std::process::id()));
+        tiny_benchmark(&dir);
+        let features = avmnist_features();
+        let whole = load_avmnist(&dir, &features).unwrap();
+        let lazy = open_avmnist(&dir, &features).unwrap();
+        assert_eq!((lazy.train.len(), lazy.test.len()), (2, 1));
+        assert_eq!(lazy.train.speakers(), ["theo", "lucas"]);
+        assert_eq!(lazy.train.targets(), [Label::Single(3), Label::Single(5)]);
+        let one = lazy.train.load(&[1]).unwrap();
+        assert_eq!(one[0].id, whole.train.examples[1].id);
+        assert_eq!(one[0].features, whole.train.examples[1].features);
+        assert_ne!(one[0].features, whole.train.examples[0].features);
+        assert_eq!(lazy.test.load(&[0]).unwrap()[0].id, "3_lucas_0");
+        let error = lazy.train.load(&[2]).unwrap_err().to_string();
+        assert!(error.contains("pair 2 of 2"), "{error}");
+        // MNIST's test image 1 is a 5, not a 3.
+        std::fs::write(
+            dir.join("pairs_test.csv"),
+            "wav,speaker,fsdd_index,mnist_split,mnist_index,label\nfsdd/3_lucas_0.wav,lucas,0,t10k,1,3\n",
+        )
+        .unwrap();
+        let error = open_avmnist(&dir, &features)
+            .unwrap()
+            .test
+            .load(&[0])
+            .unwrap_err();
+        assert!(error.to_string().contains("disagrees"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

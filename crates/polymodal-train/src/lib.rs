@@ -51,7 +51,9 @@ mod model;
 mod split;
 mod trainer;
 
-pub use avmnist::{AvMnist, avmnist_features, load_avmnist};
+pub use avmnist::{
+    AvMnist, AvMnistPairs, AvMnistSplits, avmnist_features, load_avmnist, open_avmnist,
+};
 pub use batch::Batcher;
 pub use chart::{Bar, BarChart, LineChart, Series};
 pub use data::{

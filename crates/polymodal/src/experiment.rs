@@ -24,7 +24,6 @@
 //! Every key has a default except `data.train` (or `data.avmnist`, the
 //! built-in AV-MNIST benchmark folder); unknown keys are errors naming them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -309,17 +308,7 @@ fn embed_frozen(
     splits: Splits,
     device: &Device,
 ) -> Result<Splits> {
-    let settings = serde_json::to_string(&(batcher.features(), config.max_tokens))
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let identities: BTreeMap<Modality, String> = config
-        .encoders
-        .iter()
-        .filter(|(_, choice)| choice.is_frozen())
-        .map(|(&m, choice)| {
-            let weights = choice.weights_sha256.clone().unwrap_or_default();
-            (m, format!("{weights}|{settings}"))
-        })
-        .collect();
+    let identities = EmbedPlan::identities(config, batcher.features())?;
     if identities.is_empty() {
         return Ok(splits);
     }

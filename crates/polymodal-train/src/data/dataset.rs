@@ -86,6 +86,7 @@ impl Dataset {
                 Modality::Audio => e.features.audio = None,
                 Modality::Video => e.features.video = None,
             }
+            e.features.embedded.remove(&modality);
         }
         data
     }

@@ -17,8 +17,10 @@ const CHUNK: usize = 16;
 
 /// Part of every cache key: bumped whenever an encoder's output for the
 /// same weights and input changes (2: Whisper pools over the positions
-/// that hold audio), so no stale embedding is served.
-const ENCODERS_VERSION: &[u8] = b"2";
+/// that hold audio) or the key's parts do (3: one key whether or not the
+/// tokens are kept; an identity holds only its own modality's settings),
+/// so no stale embedding is served.
+const ENCODERS_VERSION: &[u8] = b"3";
 
 /// A set of samples whose frozen modalities hold a frozen encoder's
 /// embeddings ([`Embedded`]) in place of their media: each sample is
@@ -27,9 +29,12 @@ const ENCODERS_VERSION: &[u8] = b"2";
 ///
 /// The embeddings are those `model` computes; with a cache, an entry is
 /// keyed by the modality, the encoder's identity (`identities`, e.g. the
-/// SHA-256 of its weights and its input settings), whether sequences are
-/// kept, and the sample's decoded features, so a change to any of them
-/// computes anew.
+/// SHA-256 of its weights and its input settings, [`EmbedPlan::identities`])
+/// and the sample's decoded features, so a change to any of them computes
+/// anew. An entry holds the pooled vector alone (shape `[dim]`) or with
+/// every token (`[1 + tokens, dim]`): a run that keeps sequences computes
+/// again over a pooled-only entry and stores the tokens, a run that does
+/// not reads the pooled row of either.
 pub struct EmbeddedSamples {
     examples: Vec<Example>,
     classes: Vec<String>,
@@ -52,6 +57,37 @@ pub struct EmbedPlan<'a> {
     pub device: &'a Device,
 }
 
+impl EmbedPlan<'_> {
+    /// The cache identity of each frozen encoder of `config` whose inputs
+    /// `features` describe: the SHA-256 of its weights
+    /// ([`crate::EncoderChoice::weights_sha256`], "unrecorded" when not
+    /// recorded) and its own modality's settings (a change to another
+    /// modality's settings keeps its entries).
+    pub fn identities(
+        config: &crate::ClassifierConfig,
+        features: &crate::FeatureConfig,
+    ) -> Result<BTreeMap<Modality, String>> {
+        let json = |value: serde_json::Result<String>| {
+            value.map_err(|e| Error::Config(format!("encoder settings: {e}")))
+        };
+        config
+            .encoders
+            .iter()
+            .filter(|(m, choice)| choice.is_frozen() && config.modalities.contains(m))
+            .map(|(&m, choice)| {
+                let settings = match m {
+                    Modality::Text => json(serde_json::to_string(&config.max_tokens))?,
+                    Modality::Image => json(serde_json::to_string(&features.image))?,
+                    Modality::Audio => json(serde_json::to_string(&features.audio))?,
+                    Modality::Video => json(serde_json::to_string(&features.video))?,
+                };
+                let weights = choice.weights_sha256.as_deref().unwrap_or("unrecorded");
+                Ok((m, format!("{weights}|{settings}")))
+            })
+            .collect()
+    }
+}
+
 impl EmbeddedSamples {
     /// Encodes the frozen modalities of every sample of `samples` once.
     pub fn new(samples: &dyn Samples, plan: &EmbedPlan) -> Result<Self> {
@@ -72,6 +108,17 @@ impl EmbeddedSamples {
     }
 }
 
+impl From<EmbeddedSamples> for crate::Dataset {
+    /// The embedded samples as a [`crate::Dataset`] (to subset them, or
+    /// take a modality away).
+    fn from(samples: EmbeddedSamples) -> Self {
+        crate::Dataset {
+            examples: samples.examples,
+            classes: samples.classes,
+        }
+    }
+}
+
 /// Replaces `modality`'s media of `examples` by its embeddings: from the
 /// cache, or encoded in one batch.
 fn embed_modality(
@@ -83,16 +130,14 @@ fn embed_modality(
 ) -> Result<()> {
     let keys: Vec<Option<String>> = examples
         .iter()
-        .map(|e| media_bytes(e, modality).map(|bytes| key(plan, modality, identity, &bytes)))
+        .map(|e| media_bytes(e, modality).map(|bytes| key(modality, identity, &bytes)))
         .collect();
     let mut missing = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let Some(key) = key else { continue };
-        match plan.cache.and_then(|c| c.get(key)) {
-            Some((shape, values)) => match split(&shape, values) {
-                Some(embedded) => set(&mut examples[i], modality, embedded),
-                None => missing.push(i),
-            },
+        let cached = plan.cache.and_then(|c| c.get(key));
+        match cached.and_then(|(shape, values)| split(&shape, values, plan.keep_sequences)) {
+            Some(embedded) => set(&mut examples[i], modality, embedded),
             None => missing.push(i),
         }
     }
@@ -125,9 +170,13 @@ fn embed_modality(
             sequence: tokens,
         };
         if let (Some(cache), Some(key)) = (plan.cache, &keys[i]) {
-            let rows = 1 + embedded.sequence.len() / dim;
-            let values = [embedded.pooled.as_slice(), &embedded.sequence].concat();
-            cache.put(key, &[rows, dim], &values)?;
+            if plan.keep_sequences {
+                let rows = 1 + embedded.sequence.len() / dim;
+                let values = [embedded.pooled.as_slice(), &embedded.sequence].concat();
+                cache.put(key, &[rows, dim], &values)?;
+            } else {
+                cache.put(key, &[dim], &embedded.pooled)?;
+            }
         }
         set(&mut examples[i], modality, embedded);
     }
@@ -135,14 +184,12 @@ fn embed_modality(
 }
 
 /// The cache key of one sample's embeddings.
-fn key(plan: &EmbedPlan, modality: Modality, identity: &str, media: &[u8]) -> String {
-    let sequences: &[u8] = if plan.keep_sequences { b"1" } else { b"0" };
+fn key(modality: Modality, identity: &str, media: &[u8]) -> String {
     let parts = [
         b"embeddings".as_slice(),
         ENCODERS_VERSION,
         modality.name().as_bytes(),
         identity.as_bytes(),
-        sequences,
         media,
     ];
     FeatureCache::key(&parts)
@@ -160,15 +207,26 @@ fn media_bytes(example: &Example, modality: Modality) -> Option<Vec<u8>> {
     }
 }
 
-/// A cache entry `[1 + tokens, dim]` as the pooled row and the token rows.
-fn split(shape: &[usize], values: Vec<f32>) -> Option<Embedded> {
-    let &[rows, dim] = shape else { return None };
+/// A cache entry as the pooled row and, when `tokens` are wanted, the token
+/// rows: `[dim]` holds the pooled vector alone (no use when tokens are
+/// wanted), `[1 + tokens, dim]` both.
+fn split(shape: &[usize], values: Vec<f32>, tokens: bool) -> Option<Embedded> {
+    let (rows, dim) = match *shape {
+        [dim] if !tokens => (1, dim),
+        [rows, dim] => (rows, dim),
+        _ => return None,
+    };
     if rows == 0 || dim == 0 || values.len() != rows * dim {
         return None;
     }
+    let sequence = if tokens {
+        values[dim..].to_vec()
+    } else {
+        Vec::new()
+    };
     Some(Embedded {
         pooled: values[..dim].to_vec(),
-        sequence: values[dim..].to_vec(),
+        sequence,
     })
 }
 
@@ -367,6 +425,20 @@ mod tests {
         assert_ne!(uncached, first, "the CNN and the ViT differ");
         let second = pooled(&embed(&data, &cnn, Some(&cache), false));
         assert_eq!(second, first, "served from the cache");
+        // Tokens wanted: the pooled-only entries are computed again (by the
+        // CNN now) and stored with their tokens, which a pooled-only run
+        // then reads too.
+        let with_tokens = embed(&data, &cnn, Some(&cache), true);
+        assert_eq!(pooled(&with_tokens), uncached, "computed again");
+        assert!(
+            with_tokens
+                .iter()
+                .all(|e| !e.features.embedded[&Modality::Image].sequence.is_empty())
+        );
+        let third = pooled(&embed(&data, &model(true), Some(&cache), false));
+        assert_eq!(third, uncached, "the entries with tokens serve pooled runs");
+        let again = embed(&data, &model(true), Some(&cache), true);
+        assert_eq!(pooled(&again), uncached, "and runs that keep tokens");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -247,6 +247,18 @@ impl ClassifierConfig {
     }
 }
 
+/// Counts the elements of the parameters that need a gradient.
+struct TrainableCount(usize);
+
+impl burn::module::ModuleVisitor for TrainableCount {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let value = param.val();
+        if value.is_require_grad() {
+            self.0 += value.shape().num_elements();
+        }
+    }
+}
+
 /// `encoder` as `choice` trains it: frozen with `freeze`, only its top
 /// layers trainable, or as built.
 fn train_mode<M: Module>(
@@ -334,6 +346,15 @@ impl MultimodalClassifier {
             |m: &ModalityEmbeddings| self.modalities.iter().position(|n| n == m.modality.name());
         parts.sort_by_key(order);
         Ok(parts)
+    }
+
+    /// The number of parameters a training step updates: all but those of
+    /// frozen encoders and frozen lower layers (as
+    /// [`burn::module::Module::num_params`] counts them).
+    pub fn trainable_params(&self) -> usize {
+        let mut count = TrainableCount(0);
+        self.visit(&mut count);
+        count.0
     }
 
     /// Whether the model has an encoder for `modality`.
@@ -529,15 +550,26 @@ mod tests {
                 .with_encoder(Modality::Text, EncoderChoice::pretrained(&bert, mode))
         };
         let batch = text_and_images(&device);
+        let mut trainable = Vec::new();
         for (mode, moves) in [(EncoderMode::Frozen, false), (EncoderMode::FineTune, true)] {
             let model = config(mode).init(&device).unwrap();
             assert!(matches!(model.text, Some(AnyTextEncoder::Bert(_))));
             assert_eq!(model.encoder_dims(), [32, 8]);
+            trainable.push((
+                model.trainable_params(),
+                model.text.as_ref().unwrap().num_params(),
+            ));
             let before = text_embeddings(&model, &batch);
             let model = one_step(model, &batch);
             let after = text_embeddings(&model, &batch);
             assert_eq!(before != after, moves, "{mode:?}");
         }
+        // Freezing takes exactly BERT's parameters out of the trained ones.
+        let [(frozen, bert_params), (fine_tuned, _)] = trainable[..] else {
+            panic!("two modes")
+        };
+        assert!(frozen > 0 && bert_params > 0);
+        assert_eq!(fine_tuned - frozen, bert_params);
         // The recorded weights must be the folder's.
         let mut choice = EncoderChoice::pretrained(&bert, EncoderMode::Frozen);
         choice.record_weights().unwrap();
