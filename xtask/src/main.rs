@@ -47,16 +47,22 @@ commands:
                    ratios in docs/benchmarks/kernels-<device>.md; with --python also
                    PyTorch's version of the work (on CUDA when torch has a GPU)
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
+               [--audio-encoder DIR] [--split official|speakers] [--cache DIR]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
                    method, N seeds each (default 3, at most 20 epochs; --parallel runs
                    that many jobs at once, one compute thread each); writes
                    docs/benchmarks/avmnist.{md,svg,json}, the headline being the fused
                    method best on validation, with its test accuracy. DIR defaults to
-                   $POLYMODAL_SHARED/data/avmnist
-  bench fusion --report-only
-                   rewrite docs/benchmarks/avmnist.{md,svg} from the saved avmnist.json,
-                   without training
+                   $POLYMODAL_SHARED/data/avmnist. --audio-encoder: a frozen pretrained
+                   audio encoder (e.g. whisper-tiny.en) replaces the audio CNN, its
+                   embeddings computed once (kept in --cache, default
+                   target/polymodal-cache); --split speakers: leave one speaker out, six
+                   folds; --only image|audio: one unimodal model. Each setting writes
+                   docs/benchmarks/avmnist[-ENCODER][-speakers].{md,svg,json}
+  bench fusion --report-only [--audio-encoder DIR] [--split official|speakers]
+                   rewrite that setting's docs/benchmarks/avmnist*.{md,svg} from its
+                   saved json, without training
   bench epoch [--device cpu|wgpu|wgpu:N]
                    two AV-MNIST training epochs of `polymodal train` (concat fusion) against
                    the same model and training in PyTorch in the same run (on CUDA when the
@@ -312,15 +318,20 @@ fn bench_kernels(args: &[String]) -> Result<(), String> {
 fn bench_fusion(args: &[String]) -> Result<(), String> {
     let out = root().join("docs").join("benchmarks");
     if args.iter().any(|a| a == "--report-only") {
-        if args.len() > 1 {
+        // The report of a setting is named by its encoder and split.
+        let rest: Vec<&String> = args.iter().filter(|a| *a != "--report-only").collect();
+        let setting = rest.chunks(2).all(|pair| {
+            pair.len() == 2 && matches!(pair[0].as_str(), "--audio-encoder" | "--split")
+        });
+        if !setting {
             return Err(format!(
-                "bench fusion --report-only takes no other argument\n\n{USAGE}"
+                "bench fusion --report-only takes only --audio-encoder and --split\n\n{USAGE}"
             ));
         }
         let mut command = bench_binary("avmnist");
-        command.arg("--render").arg("--out").arg(&out);
+        command.arg("--render").arg("--out").arg(&out).args(rest);
         return run(
-            "AV-MNIST report from docs/benchmarks/avmnist.json (release build)",
+            "AV-MNIST report from its saved json (release build)",
             &mut command,
         );
     }
@@ -333,7 +344,18 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
             .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
         match flag.as_str() {
             "--data" => data = Some(PathBuf::from(value)),
-            "--seeds" | "--epochs" | "--only" | "--parallel" => {
+            "--seeds" | "--epochs" | "--only" | "--parallel" | "--split" | "--cache" => {
+                forwarded.extend([flag.clone(), value.clone()])
+            }
+            "--audio-encoder" => {
+                let dir = PathBuf::from(value);
+                if !dir.join("config.json").is_file() {
+                    return Err(format!(
+                        "--audio-encoder {}: no config.json (a Hugging Face model folder, e.g. \
+                         $POLYMODAL_SHARED/models/whisper-tiny.en)",
+                        dir.display()
+                    ));
+                }
                 forwarded.extend([flag.clone(), value.clone()])
             }
             _ => return Err(format!("unknown bench fusion argument `{flag}`\n\n{USAGE}")),

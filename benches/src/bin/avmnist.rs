@@ -13,9 +13,20 @@
 //! memory is its own. The model-level job trains the two unimodal models
 //! (reported as such) and combines them, so its peak memory is shared.
 //!
-//! Usage: `avmnist --data DIR --out DIR [--seeds N] [--epochs N] [--only a,b] [--parallel N]`,
-//! or `avmnist --render --out DIR`.
+//! `--audio-encoder DIR` puts a frozen pretrained audio encoder (e.g.
+//! whisper-tiny.en) in place of the from-scratch audio CNN in every job: the
+//! parent embeds every clip once (kept in `--cache DIR`), the jobs train on
+//! the embeddings. `--split speakers` replaces FSDD's official split by
+//! leave-one-speaker-out: six folds, each testing on the 500 pairs of a
+//! speaker no model heard in training. Each setting writes its own report
+//! (`avmnist[-ENCODER][-speakers].{json,md,svg}`). `--only image` or
+//! `--only audio` trains one unimodal model without the combiners.
+//!
+//! Usage: `avmnist --data DIR --out DIR [--seeds N] [--epochs N] [--only a,b] [--parallel N]
+//! [--audio-encoder DIR] [--split official|speakers] [--cache DIR]`, or
+//! `avmnist --render --out DIR [--audio-encoder DIR] [--split …]`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -23,16 +34,49 @@ use std::time::Instant;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use polymodal::Weights;
+use polymodal::core::weights::save_f32;
 use polymodal::fusion::{Pool, Stacking, StackingConfig, Voting, WeightedAverage};
 use polymodal::train::{
-    Bar, BarChart, Batcher, ConfusionMatrix, Dataset, Example, LrSchedule, Progress, TrainConfig,
-    Trainer, avmnist_features, evaluate, k_folds, load_avmnist, recall_at_k, stratified_holdout,
+    Bar, BarChart, Batcher, ConfusionMatrix, Dataset, EmbedPlan, Embedded, EmbeddedSamples,
+    EncoderChoice, EncoderMode, Example, FeatureCache, FeatureConfig, LrSchedule, Progress,
+    Samples, TrainConfig, Trainer, avmnist_features, evaluate, folder_features, k_folds,
+    load_avmnist, open_avmnist, recall_at_k, stratified_holdout,
 };
 use polymodal::{ClassifierConfig, Error, FusionKind, Modality, MultimodalClassifier, Result};
 use polymodal_benches::report::{self, Align, Goal, Provenance, Table, Verdict};
 
 /// The model-level job (also the unimodal models).
 const LATE_JOB: &str = "late";
+
+/// Jobs that train one unimodal model and nothing else (only on request:
+/// [`LATE_JOB`] trains both and reports them).
+const UNIMODAL_JOBS: [&str; 2] = ["image", "audio"];
+
+/// FSDD's speakers: fold `k` of `--split speakers` tests on speaker `k - 1`.
+const SPEAKERS: [&str; 6] = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"];
+
+/// The goals of the leave-one-speaker-out split: audio alone, and every
+/// fused method (none below the best single modality).
+const SPEAKERS_AUDIO_GOAL: f64 = 0.99;
+
+/// Where each test pair comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// FSDD's official split (recordings 0–4 are the test set).
+    Official,
+    /// Leave one speaker out: six folds.
+    Speakers,
+}
+
+impl Split {
+    fn name(self) -> &'static str {
+        match self {
+            Split::Official => "official",
+            Split::Speakers => "speakers",
+        }
+    }
+}
 
 /// The jobs: [`LATE_JOB`], then one per fusion layer of the registry
 /// ([`FusionKind::ALL`] but `none`), named as the kind.
@@ -69,6 +113,13 @@ struct Outcome {
     without_image: Option<f32>,
     without_audio: Option<f32>,
     parameters: usize,
+    /// Parameters a training step updates (absent from runs saved before
+    /// it was recorded).
+    #[serde(default)]
+    trained_parameters: Option<usize>,
+    /// Mean wall time of a training epoch (none for model-level rows).
+    #[serde(default)]
+    epoch_seconds: Option<f64>,
     train_seconds: f64,
     peak_mb: f64,
     /// Audio → image retrieval on the test set, class-level recall@1 and @5.
@@ -88,6 +139,35 @@ struct Saved {
     #[serde(default)]
     provenance: Option<Provenance>,
     outcomes: Vec<Outcome>,
+    /// `official` or `speakers` (absent from runs saved before there was a
+    /// choice: official).
+    #[serde(default = "official")]
+    split: String,
+    /// The frozen pretrained audio encoder's folder name, when the audio
+    /// side is one.
+    #[serde(default)]
+    audio_encoder: Option<String>,
+    /// The build that ran: `release` (`cargo xtask bench`), or `dev`
+    /// (dependencies optimised, this crate at opt-level 1).
+    #[serde(default = "release")]
+    build: String,
+}
+
+fn official() -> String {
+    Split::Official.name().into()
+}
+
+fn release() -> String {
+    "release".into()
+}
+
+/// The build of this binary.
+fn this_build() -> String {
+    if cfg!(debug_assertions) {
+        "dev".into()
+    } else {
+        release()
+    }
 }
 
 struct Args {
@@ -100,7 +180,45 @@ struct Args {
     parallel: usize,
     /// Only rewrite the report from `avmnist.json`.
     render: bool,
+    /// A frozen pretrained audio encoder in place of the audio CNN.
+    audio_encoder: Option<PathBuf>,
+    split: Split,
+    /// Where the frozen encoder's embeddings are kept between runs.
+    cache: PathBuf,
+    /// In a job: the audio embeddings the parent computed.
+    embeddings: Option<PathBuf>,
     job: Option<(String, u64, PathBuf)>,
+}
+
+impl Args {
+    /// The report's file stem: `avmnist`, the audio encoder's folder name,
+    /// `speakers` for that split.
+    fn stem(&self) -> String {
+        let mut stem = "avmnist".to_string();
+        if let Some(name) = self.encoder_name() {
+            stem = format!("{stem}-{name}");
+        }
+        if self.split == Split::Speakers {
+            stem.push_str("-speakers");
+        }
+        stem
+    }
+
+    fn encoder_name(&self) -> Option<String> {
+        let dir = self.audio_encoder.as_ref()?;
+        Some(dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ))
+    }
+
+    /// Runs per job: seeds, or one fold per speaker.
+    fn runs(&self) -> u64 {
+        match self.split {
+            Split::Official => self.seeds,
+            Split::Speakers => SPEAKERS.len() as u64,
+        }
+    }
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -112,6 +230,10 @@ fn parse_args() -> std::result::Result<Args, String> {
         only: Vec::new(),
         parallel: 1,
         render: false,
+        audio_encoder: None,
+        split: Split::Official,
+        cache: PathBuf::from("target/polymodal-cache"),
+        embeddings: None,
         job: None,
     };
     let mut job = (None, 1, None);
@@ -130,15 +252,36 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
             "--parallel" => args.parallel = number(value()?)?.max(1) as usize,
             "--render" => args.render = true,
+            "--audio-encoder" => args.audio_encoder = Some(value()?.into()),
+            "--cache" => args.cache = value()?.into(),
+            "--embeddings" => args.embeddings = Some(value()?.into()),
+            "--split" => {
+                args.split = match value()?.as_str() {
+                    "official" => Split::Official,
+                    "speakers" => Split::Speakers,
+                    other => {
+                        return Err(format!(
+                            "--split: `{other}` is neither `official` nor `speakers`"
+                        ));
+                    }
+                }
+            }
             "--job" => job.0 = Some(value()?),
             "--seed" => job.1 = number(value()?)?,
             "--json" => job.2 = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let jobs = jobs();
+    let mut jobs = jobs();
+    jobs.extend(UNIMODAL_JOBS);
     if let Some(name) = args.only.iter().find(|n| !jobs.contains(&n.as_str())) {
         return Err(format!("unknown job `{name}` (jobs: {})", jobs.join(", ")));
+    }
+    let asked = |name: &str| args.only.iter().any(|o| o == name);
+    if asked(LATE_JOB) && UNIMODAL_JOBS.iter().any(|&j| asked(j)) {
+        return Err(format!(
+            "`{LATE_JOB}` already trains the image and audio models: ask for it or for them"
+        ));
     }
     if args.seeds == 0 || args.epochs == 0 {
         return Err("--seeds and --epochs must be positive".into());
@@ -168,17 +311,26 @@ fn main() {
 // ---------------------------------------------------------------- parent
 
 fn run_all(args: &Args) -> Result<()> {
-    let jobs: Vec<&str> = jobs()
-        .into_iter()
-        .filter(|j| args.only.is_empty() || args.only.iter().any(|o| o == j))
-        .collect();
+    let jobs: Vec<&str> = if args.only.is_empty() {
+        jobs()
+    } else {
+        args.only.iter().map(String::as_str).collect()
+    };
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let scratch = std::env::temp_dir().join(format!("polymodal-avmnist-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
     let started = Instant::now();
     let provenance = Provenance::capture();
+    let embeddings = match &args.audio_encoder {
+        Some(dir) => {
+            let path = scratch.join("audio-embeddings.safetensors");
+            embed_audio(args, dir, &path)?;
+            Some(path)
+        }
+        None => None,
+    };
     let exe = std::env::current_exe().map_err(|e| Error::io("self", e))?;
-    let queue: Vec<(String, u64)> = (1..=args.seeds)
+    let queue: Vec<(String, u64)> = (1..=args.runs())
         .flat_map(|seed| jobs.iter().map(move |j| (j.to_string(), seed)))
         .collect();
     let mut running: Vec<(String, u64, PathBuf, std::process::Child)> = Vec::new();
@@ -201,7 +353,15 @@ fn run_all(args: &Args) -> Result<()> {
                 .args(["--epochs", &args.epochs.to_string()])
                 .args(["--job", &job, "--seed", &seed.to_string()])
                 .arg("--json")
-                .arg(&json);
+                .arg(&json)
+                .args(["--split", args.split.name()]);
+            if let (Some(dir), Some(embeddings)) = (&args.audio_encoder, &embeddings) {
+                command
+                    .arg("--audio-encoder")
+                    .arg(dir)
+                    .arg("--embeddings")
+                    .arg(embeddings);
+            }
             if args.parallel > 1 {
                 command.env("RAYON_NUM_THREADS", "1");
             }
@@ -241,16 +401,19 @@ fn run_all(args: &Args) -> Result<()> {
         outcomes.append(&mut results);
     }
     let saved = Saved {
-        seeds: args.seeds,
+        seeds: args.runs(),
         epochs: args.epochs,
         parallel: args.parallel,
         total_seconds: started.elapsed().as_secs_f64(),
         machine: provenance.machine.clone(),
         provenance: Some(provenance),
         outcomes,
+        split: args.split.name().into(),
+        audio_encoder: args.encoder_name(),
+        build: this_build(),
     };
     let json = serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
-    let path = args.out.join("avmnist.json");
+    let path = args.out.join(format!("{}.json", args.stem()));
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
     let _ = std::fs::remove_dir_all(&scratch);
     write_report(args, Report::new(saved, None))
@@ -259,7 +422,7 @@ fn run_all(args: &Args) -> Result<()> {
 /// Rewrites `avmnist.md` and `avmnist.svg` from `avmnist.json`, without
 /// training (`cargo xtask bench fusion --report-only`).
 fn render(args: &Args) -> Result<()> {
-    let path = args.out.join("avmnist.json");
+    let path = args.out.join(format!("{}.json", args.stem()));
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let saved: Saved = serde_json::from_str(&text)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -272,8 +435,8 @@ fn write_report(args: &Args, report: Report) -> Result<()> {
         std::fs::write(&path, content).map_err(|e| Error::io(&path, e))
     };
     let markdown = report.markdown();
-    write("avmnist.md", markdown.clone())?;
-    write("avmnist.svg", report.chart())?;
+    write(&format!("{}.md", args.stem()), markdown.clone())?;
+    write(&format!("{}.svg", args.stem()), report.chart())?;
     println!("{markdown}");
     Ok(())
 }
@@ -475,6 +638,95 @@ impl Report {
         }
     }
 
+    /// The report's file stem (as [`Args::stem`]).
+    fn stem(&self) -> String {
+        let mut stem = "avmnist".to_string();
+        if let Some(name) = &self.saved.audio_encoder {
+            stem = format!("{stem}-{name}");
+        }
+        if self.saved.split == Split::Speakers.name() {
+            stem.push_str("-speakers");
+        }
+        stem
+    }
+
+    fn speakers(&self) -> bool {
+        self.saved.split == Split::Speakers.name()
+    }
+
+    /// "N seeds", or "N folds (one per held-out speaker)".
+    fn runs_text(&self) -> String {
+        if self.speakers() {
+            format!("{} folds (one per held-out speaker)", self.saved.seeds)
+        } else {
+            format!("{} seeds", self.saved.seeds)
+        }
+    }
+
+    /// What the audio side is, for the report's text.
+    fn audio_side(&self) -> String {
+        match &self.saved.audio_encoder {
+            Some(name) => format!(
+                "the audio side is the frozen pretrained `{name}` encoder: every clip is embedded \
+                 once, before training, from the folder's own log-mel input (resampled to its \
+                 rate); its vector is the mean over the encoder positions that hold audio, and \
+                 joint fusion attends over those positions; only the fusion layer, the head and \
+                 the image CNN train (the *trained* column)"
+            ),
+            None => "the audio side is the from-scratch audio CNN".into(),
+        }
+    }
+
+    /// Goal lines of the leave-one-speaker-out split.
+    fn speaker_goals(&self) -> Vec<String> {
+        let fmt = |(m, s): (f64, f64)| format!("{m:.4} ± {s:.4}");
+        let mut lines = Vec::new();
+        if let Some(audio) = self.rows.iter().find(|r| r.method == "audio") {
+            let accuracy = audio.accuracy();
+            lines.push(format!(
+                "- Goal: audio alone ≥ {SPEAKERS_AUDIO_GOAL} on unseen speakers: {} ({}).",
+                fmt(accuracy),
+                verdict_text(Verdict::of(
+                    Some(accuracy.0),
+                    Some(Goal(SPEAKERS_AUDIO_GOAL))
+                ))
+            ));
+            let per_speaker: Vec<String> = audio
+                .runs
+                .iter()
+                .map(|o| {
+                    let who = SPEAKERS.get(o.seed as usize - 1).copied().unwrap_or("?");
+                    format!("{who} {:.4}", o.accuracy)
+                })
+                .collect();
+            lines.push(format!(
+                "- Audio alone per held-out speaker: {}.",
+                per_speaker.join(", ")
+            ));
+        }
+        let fused: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.family != "unimodal")
+            .collect();
+        if !fused.is_empty() {
+            let below: Vec<String> = fused
+                .iter()
+                .filter(|r| r.accuracy().0 < ACCURACY_GOAL)
+                .map(|r| r.label())
+                .collect();
+            lines.push(format!(
+                "- Goal: every fused method ≥ {ACCURACY_GOAL} on unseen speakers: {}.",
+                if below.is_empty() {
+                    "met".to_string()
+                } else {
+                    format!("**MISSED** by {}", below.join(", "))
+                }
+            ));
+        }
+        lines
+    }
+
     fn best_unimodal(&self) -> f64 {
         self.rows
             .iter()
@@ -529,11 +781,11 @@ impl Report {
         if pick.on_validation {
             format!(
                 "**Headline**: the fused method with the best validation accuracy is {} ({}); \
-                 its test accuracy is **{}** over {} seeds (goal ≥ {ACCURACY_GOAL}: {}).{tied}",
+                 its test accuracy is **{}** over {}; goal ≥ {ACCURACY_GOAL}: {}.{tied}",
                 pick.row.label(),
                 fmt(pick.row.valid().expect("chosen on it")),
                 fmt(test),
-                self.saved.seeds,
+                self.runs_text(),
                 verdict_text(verdict),
             )
         } else {
@@ -561,36 +813,52 @@ impl Report {
             s.map_or("—".to_string(), |(m, sd)| format!("{m:.4} ± {sd:.4}"))
         };
         let saved = &self.saved;
-        let mut report = report::Report::new(
-            "AV-MNIST: unimodal models and every fusion method",
-            self.provenance(),
-        );
+        let mut title = "AV-MNIST: unimodal models and every fusion method".to_string();
+        if let Some(name) = &saved.audio_encoder {
+            title.push_str(&format!(", audio by frozen {name}"));
+        }
+        if self.speakers() {
+            title.push_str(", on speakers never heard in training");
+        }
+        let mut report = report::Report::new(&title, self.provenance());
+        let json = format!("{}.json", self.stem());
         if let Some(rendered) = &self.rendered {
             report.text(format!(
-                "Report rendered from [avmnist.json](avmnist.json) (no training) by `{}` on {} \
-                 at commit {}.",
+                "Report rendered from [{json}]({json}) (no training) by `{}` on {} at commit {}.",
                 rendered.command, rendered.date, rendered.commit
             ));
         }
         report.text(self.headline());
+        let data = if self.speakers() {
+            "**Data** (`shared/data/avmnist`): FSDD spoken digits paired with MNIST images, all 3000 \
+             pairs, left one speaker out: each of six folds tests on the 500 pairs of one speaker \
+             (george, jackson, lucas, nicolas, theo, yweweler in folds 1 to 6) and trains on the \
+             other five speakers' 2500 pairs, of which 10 % of each digit are held out for \
+             validation; fold k trains with seed k. No model hears the test speaker's voice."
+        } else {
+            "**Data** (`shared/data/avmnist`): FSDD spoken digits paired with MNIST images, FSDD's \
+             official split: 2700 training pairs, of which 10 % of each digit (270, the same for \
+             every seed) are held out for validation, and 300 test pairs."
+        };
+        let runs = self.runs_text();
         report.text(format!(
-            "**Data** (`shared/data/avmnist`): FSDD spoken digits paired with MNIST images, FSDD's official \
-             split: 2700 training pairs, of which 10 % of each digit (270, the same for every seed) are held \
-             out for validation, and 300 test pairs. Image: 28×28 grey, MNIST statistics. Audio: the first \
+            "{data} Image: 28×28 grey, MNIST statistics. Audio for the from-scratch CNN: the first \
              second, 40 log-mel bands (32 ms window, 20 ms hop), standardised per clip.\n\n\
-             **Models** (release build, CPU backend): each encoder is two convolution blocks (16 and 32 \
-             channels) giving 64-d tokens and a pooled vector on a 4×4 grid. Adam, batch 64, peak rate \
-             2e-3 with one epoch of warm-up then cosine decay, at most {epochs} epochs; the best \
-             validation epoch's model is tested. Fused models train with modality dropout 0.2, so the \
-             *without image / audio* columns (that modality removed from every test sample) measure \
-             graceful degradation; `contrastive` adds 0.5 × InfoNCE. The model-level rows combine the \
-             image and audio models of the same seed (their training time is included); `stacking` is \
-             fitted on 3-fold out-of-fold predictions of the training pairs (6 more trainings, \
-             included); the fitted log pool's two weights are fitted on the validation pairs, so its \
-             validation accuracy is measured on the pairs it was fitted to. Mean ± sample standard \
-             deviation over {seeds} seeds.",
+             **Models** ({build} build, CPU backend): {audio}. Each from-scratch encoder is two \
+             convolution blocks (16 and 32 channels) giving 64-d tokens and a pooled vector on a \
+             4×4 grid. Adam, batch 64, peak rate 2e-3 with one epoch of warm-up then cosine decay, \
+             at most {epochs} epochs; the best validation epoch's model is tested. Fused models \
+             train with modality dropout 0.2, so the *without image / audio* columns (that \
+             modality removed from every test sample) measure graceful degradation; \
+             `contrastive` adds 0.5 × InfoNCE. The model-level rows combine the image and audio \
+             models of the same run (their training time is included); `stacking` is fitted on \
+             3-fold out-of-fold predictions of the training pairs (6 more trainings, included); \
+             the fitted log pool's two weights are fitted on the validation pairs, so its \
+             validation accuracy is measured on the pairs it was fitted to. Mean ± sample \
+             standard deviation over {runs}.",
+            audio = self.audio_side(),
+            build = saved.build,
             epochs = saved.epochs,
-            seeds = saved.seeds,
         ));
         let mut table = Table::new(&[
             ("method", Align::Left),
@@ -601,6 +869,8 @@ impl Report {
             ("without image", Align::Right),
             ("without audio", Align::Right),
             ("parameters", Align::Right),
+            ("trained", Align::Right),
+            ("epoch time", Align::Right),
             ("training time", Align::Right),
             ("peak memory", Align::Right),
         ]);
@@ -616,15 +886,19 @@ impl Report {
                 fmt(row.stat(|o| o.without_image)),
                 fmt(row.stat(|o| o.without_audio)),
                 row.runs[0].parameters.to_string(),
+                row.runs[0]
+                    .trained_parameters
+                    .map_or("—".into(), |n| n.to_string()),
+                row.stat(|o| o.epoch_seconds.map(|s| s as f32))
+                    .map_or("—".into(), |(m, _)| format!("{m:.2} s")),
                 format!("{:.0} ± {:.0} s", time.0, time.1),
                 format!("{:.0} MB", memory.0),
             ]);
         }
         report.table(&table);
         report.text(format!(
-            "{} seeds, at most {} epochs per model (the best validation epoch's model is tested), \
+            "{runs}, at most {} epochs per model (the best validation epoch's model is tested), \
              {:.0} s in all, {} job(s) at a time{}.",
-            saved.seeds,
             saved.epochs,
             saved.total_seconds,
             saved.parallel,
@@ -669,17 +943,21 @@ impl Report {
                 row.label()
             ));
         }
+        if self.speakers() {
+            notes.extend(self.speaker_goals());
+        }
         notes.extend(self.warnings.iter().map(|w| format!("- **Warning**: {w}.")));
-        notes.push(
-            "- Chart: [avmnist.svg](avmnist.svg); every run: [avmnist.json](avmnist.json).".into(),
-        );
+        let stem = self.stem();
+        notes.push(format!(
+            "- Chart: [{stem}.svg]({stem}.svg); every run: [{stem}.json]({stem}.json)."
+        ));
         for row in &self.rows {
             if let Some(r1) = row.stat(|o| o.retrieval.map(|r| r[0])) {
                 let r5 = row
                     .stat(|o| o.retrieval.map(|r| r[1]))
                     .expect("both recalls");
                 notes.push(format!(
-                    "- {}: audio → image retrieval over the 300 test pairs, an image of the spoken digit \
+                    "- {}: audio → image retrieval over the test pairs, an image of the spoken digit \
                      counting as a hit: recall@1 {}, recall@5 {}.",
                     row.label(),
                     fmt(Some(r1)),
@@ -701,8 +979,8 @@ impl Report {
         let lowest = self.rows.iter().map(|r| r.accuracy().0).fold(1.0, f64::min);
         BarChart {
             title: format!(
-                "AV-MNIST test accuracy (mean ± std over {} seeds)",
-                self.saved.seeds
+                "AV-MNIST test accuracy (mean ± std over {})",
+                self.runs_text()
             ),
             bars: self
                 .rows
@@ -747,18 +1025,38 @@ struct Splits {
     test: Dataset,
 }
 
+/// What every model of a job shares.
+struct Job {
+    splits: Splits,
+    settings: TrainConfig,
+    /// The batcher's settings (the audio encoder's inputs when pretrained).
+    features: FeatureConfig,
+    /// The frozen pretrained audio encoder, when chosen.
+    audio: Option<EncoderChoice>,
+}
+
 fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
     let started = Instant::now();
-    let features = avmnist_features();
-    let data = load_avmnist(&args.data, &features)?;
-    let (kept, held) = stratified_holdout(&data.train.labels(), 0.1, HOLDOUT_SEED)?;
-    let splits = Splits {
-        train: data.train.subset(&kept),
-        valid: data.train.subset(&held),
-        test: data.test,
+    let data = load_avmnist(&args.data, &avmnist_features())?;
+    let (mut train, mut test) = (data.train, data.test);
+    let (features, audio) = match &args.audio_encoder {
+        Some(dir) => {
+            let (features, choice) = audio_setup(dir)?;
+            let path = args.embeddings.as_ref().ok_or_else(|| {
+                Error::Config("--audio-encoder in a job needs --embeddings".into())
+            })?;
+            let embeddings = Weights::open(path)?;
+            // Joint fusion attends over the tokens; the rest read the pooled vector.
+            let tokens = name.parse::<FusionKind>().is_ok_and(FusionKind::is_joint);
+            attach_audio(&mut train, &embeddings, "train", tokens)?;
+            attach_audio(&mut test, &embeddings, "test", tokens)?;
+            (features, Some(choice))
+        }
+        None => (avmnist_features(), None),
     };
+    let splits = job_splits(args.split, seed, train, test)?;
     eprintln!(
-        "decoded {} train, {} validation, {} test pairs in {:.1} s",
+        "loaded {} train, {} validation, {} test pairs in {:.1} s",
         splits.train.examples.len(),
         splits.valid.examples.len(),
         splits.test.examples.len(),
@@ -776,10 +1074,17 @@ fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
         },
         ..TrainConfig::default()
     };
-    let mut outcomes = if name == LATE_JOB {
-        late_job(&splits, &settings)?
-    } else {
-        vec![fused_job(name.parse()?, &splits, &settings)?]
+    let job = Job {
+        splits,
+        settings,
+        features,
+        audio,
+    };
+    let mut outcomes = match name {
+        LATE_JOB => late_job(&job)?,
+        "image" => vec![unimodal(&job, Modality::Image)?.outcome],
+        "audio" => vec![unimodal(&job, Modality::Audio)?.outcome],
+        _ => vec![fused_job(&job, name.parse()?)?],
     };
     let peak = peak_memory_mb();
     for o in &mut outcomes {
@@ -788,6 +1093,170 @@ fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
     }
     let text = serde_json::to_string(&outcomes).map_err(|e| Error::Config(e.to_string()))?;
     std::fs::write(json, text).map_err(|e| Error::io(json, e))
+}
+
+/// Training, validation and test pairs of run `seed`: FSDD's official split
+/// (10 % of each digit of the training pairs held out for validation, the
+/// same for every seed), or every pair of speaker `seed - 1` as the test set
+/// and the other speakers' pairs split in the same way.
+fn job_splits(split: Split, seed: u64, train: Dataset, test: Dataset) -> Result<Splits> {
+    let (pool, test) = match split {
+        Split::Official => (train, test),
+        Split::Speakers => {
+            let held = (seed as usize)
+                .checked_sub(1)
+                .and_then(|i| SPEAKERS.get(i))
+                .ok_or_else(|| Error::Config(format!("no speaker for fold {seed}")))?;
+            let mut all = train;
+            all.examples.extend(test.examples);
+            // Ids are `{digit}_{speaker}_{recording}`.
+            let (out, kept): (Vec<usize>, Vec<usize>) = (0..all.examples.len())
+                .partition(|&i| all.examples[i].id.split('_').nth(1) == Some(held));
+            if out.is_empty() {
+                return Err(Error::Config(format!("no pair of speaker {held}")));
+            }
+            (all.subset(&kept), all.subset(&out))
+        }
+    };
+    let (kept, held) = stratified_holdout(&pool.labels(), 0.1, HOLDOUT_SEED)?;
+    Ok(Splits {
+        train: pool.subset(&kept),
+        valid: pool.subset(&held),
+        test,
+    })
+}
+
+/// The audio inputs and the frozen choice of the pretrained folder `dir`
+/// (its log-mel settings come from the folder).
+fn audio_setup(dir: &Path) -> Result<(FeatureConfig, EncoderChoice)> {
+    let mut choice = EncoderChoice::pretrained(dir, EncoderMode::Frozen);
+    choice.record_weights()?;
+    let mut features = avmnist_features();
+    let encoders = BTreeMap::from([(Modality::Audio, choice.clone())]);
+    folder_features(&encoders, &[Modality::Audio], &mut features, 0, false)?;
+    Ok((features, choice))
+}
+
+/// Clips embedded per progress line.
+const EMBED_CHUNK: usize = 100;
+
+/// Embeds every clip of both splits once with the frozen encoder in `dir`
+/// (served from `--cache` when computed before), every token kept, and
+/// writes them to `path` as tensors `train.{i}` / `test.{i}` of shape
+/// `[1 + tokens, dim]` (the pooled row first) for the jobs to read.
+fn embed_audio(args: &Args, dir: &Path, path: &Path) -> Result<()> {
+    let started = Instant::now();
+    let (features, choice) = audio_setup(dir)?;
+    let config = ClassifierConfig::new(vec![Modality::Audio], FusionKind::None, 10)
+        .with_encoder(Modality::Audio, choice);
+    let device = Device::flex();
+    let model = config.init(&device)?;
+    let batcher = Batcher::new(vec![Modality::Audio], features.clone(), None)?;
+    let cache = FeatureCache::new(&args.cache)?;
+    let plan = EmbedPlan {
+        model: &model,
+        batcher: &batcher,
+        identities: EmbedPlan::identities(&config, &features)?,
+        keep_sequences: true,
+        cache: Some(&cache),
+        device: &device,
+    };
+    let pairs = open_avmnist(&args.data, &features)?;
+    let mut rows: Vec<(String, [usize; 2], Vec<f32>)> = Vec::new();
+    for (name, split) in [("train", &pairs.train), ("test", &pairs.test)] {
+        for start in (0..split.len()).step_by(EMBED_CHUNK) {
+            let indices: Vec<usize> = (start..(start + EMBED_CHUNK).min(split.len())).collect();
+            let part = Part {
+                samples: split,
+                indices: &indices,
+            };
+            let embedded = Dataset::from(EmbeddedSamples::new(&part, &plan)?);
+            for (i, example) in indices.iter().zip(embedded.examples) {
+                let e = example
+                    .features
+                    .embedded
+                    .get(&Modality::Audio)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!("{name} pair {i}: no audio embedding"))
+                    })?;
+                let dim = e.pooled.len();
+                let values = [e.pooled.as_slice(), &e.sequence].concat();
+                rows.push((format!("{name}.{i}"), [values.len() / dim, dim], values));
+            }
+            eprintln!(
+                "embedded {} of {} {name} clips ({:.0} s)",
+                indices.last().map_or(0, |i| i + 1),
+                split.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let tensors: Vec<(&str, Vec<usize>, &[f32])> = rows
+        .iter()
+        .map(|(n, shape, v)| (n.as_str(), shape.to_vec(), v.as_slice()))
+        .collect();
+    save_f32(path, &tensors, BTreeMap::new())
+}
+
+/// Some samples of a set, in the order of `indices`.
+struct Part<'a> {
+    samples: &'a dyn Samples,
+    indices: &'a [usize],
+}
+
+impl Samples for Part<'_> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    fn classes(&self) -> &[String] {
+        self.samples.classes()
+    }
+
+    fn targets(&self) -> Vec<polymodal::train::Label> {
+        let all = self.samples.targets();
+        self.indices.iter().map(|&i| all[i].clone()).collect()
+    }
+
+    fn load(&self, indices: &[usize]) -> Result<Vec<Example>> {
+        let mapped: Option<Vec<usize>> = indices
+            .iter()
+            .map(|&i| self.indices.get(i).copied())
+            .collect();
+        let mapped = mapped.ok_or_else(|| Error::Invalid("sample outside the part".into()))?;
+        self.samples.load(&mapped)
+    }
+}
+
+/// Puts the parent's embedding `{split}.{i}` in place of the audio of pair
+/// `i` of `data` (the pooled row; with `tokens`, every token too).
+fn attach_audio(data: &mut Dataset, embeddings: &Weights, split: &str, tokens: bool) -> Result<()> {
+    for (i, example) in data.examples.iter_mut().enumerate() {
+        let name = format!("{split}.{i}");
+        let missing = || Error::Invalid(format!("{}: no `{name}`", embeddings.path().display()));
+        let shape = embeddings.shape(&name).ok_or_else(missing)?.to_vec();
+        let &[rows, dim] = shape.as_slice() else {
+            return Err(Error::Invalid(format!("`{name}` has shape {shape:?}")));
+        };
+        if rows == 0 || dim == 0 {
+            return Err(Error::Invalid(format!("`{name}` has shape {shape:?}")));
+        }
+        let values = embeddings.values(&name, &shape)?.ok_or_else(missing)?;
+        let sequence = if tokens {
+            values[dim..].to_vec()
+        } else {
+            Vec::new()
+        };
+        example.features.audio = None;
+        example.features.embedded.insert(
+            Modality::Audio,
+            Embedded {
+                pooled: values[..dim].to_vec(),
+                sequence,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// The process's peak resident memory (VmHWM), in MB.
@@ -802,47 +1271,60 @@ fn peak_memory_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn classifier(modalities: &[Modality], fusion: FusionKind) -> ClassifierConfig {
+fn classifier(job: &Job, modalities: &[Modality], fusion: FusionKind) -> ClassifierConfig {
     let dropout = if fusion == FusionKind::None {
         0.0
     } else {
         MODALITY_DROPOUT
     };
-    ClassifierConfig::new(modalities.to_vec(), fusion, 10)
+    let config = ClassifierConfig::new(modalities.to_vec(), fusion, 10)
         .with_channels(1)
         .with_modality_dropout(dropout)
-        .with_contrastive_weight(0.5)
+        .with_contrastive_weight(0.5);
+    match &job.audio {
+        Some(choice) if modalities.contains(&Modality::Audio) => {
+            config.with_encoder(Modality::Audio, choice.clone())
+        }
+        _ => config,
+    }
 }
 
 struct Trained {
     model: MultimodalClassifier,
     batcher: Batcher,
     parameters: usize,
+    /// Those a training step updates (not a frozen encoder's).
+    trained_parameters: usize,
     seconds: f64,
+    /// Mean wall time of an epoch.
+    epoch_seconds: f64,
 }
 
 fn train(
+    job: &Job,
     name: &str,
     config: &ClassifierConfig,
     train: &Dataset,
     valid: &Dataset,
-    settings: &TrainConfig,
 ) -> Result<Trained> {
     let device = Device::flex().autodiff();
-    device.seed(settings.seed);
+    device.seed(job.settings.seed);
     let model = config.init(&device)?;
     let parameters = burn::module::Module::num_params(&model);
-    let batcher = Batcher::new(config.modalities.clone(), avmnist_features(), None)?;
+    let trained_parameters = model.trainable_params();
+    let batcher = Batcher::new(config.modalities.clone(), job.features.clone(), None)?;
     let trainer = Trainer {
         batcher: &batcher,
-        config: settings.clone(),
+        config: job.settings.clone(),
         device,
         output: None,
         resume: false,
     };
     let started = Instant::now();
+    let mut epochs = Vec::new();
     let (model, _) = trainer.train(model, train, valid, &mut |event| {
         if let Progress::Epoch(r) = event {
+            epochs.push(r.elapsed.as_secs_f64());
             eprintln!(
                 "{name}: epoch {} loss {:.4} valid accuracy {:.4} ({:.1} s)",
                 r.epoch,
@@ -856,7 +1338,9 @@ fn train(
         model,
         batcher,
         parameters,
+        trained_parameters,
         seconds: started.elapsed().as_secs_f64(),
+        epoch_seconds: epochs.iter().sum::<f64>() / epochs.len().max(1) as f64,
     })
 }
 
@@ -869,9 +1353,10 @@ fn scores(probabilities: &Tensor<2>, labels: &[usize]) -> Result<(f32, f32)> {
     Ok((m.accuracy(), m.macro_f1()))
 }
 
-fn fused_job(kind: FusionKind, splits: &Splits, settings: &TrainConfig) -> Result<Outcome> {
-    let config = classifier(&MODALITIES, kind);
-    let trained = train(kind.name(), &config, &splits.train, &splits.valid, settings)?;
+fn fused_job(job: &Job, kind: FusionKind) -> Result<Outcome> {
+    let splits = &job.splits;
+    let config = classifier(job, &MODALITIES, kind);
+    let trained = train(job, kind.name(), &config, &splits.train, &splits.valid)?;
     let labels = splits.test.labels();
     let (accuracy, macro_f1) = scores(&test_scores(&trained, &splits.test)?, &labels)?;
     let valid_accuracy = scores(
@@ -901,9 +1386,49 @@ fn fused_job(kind: FusionKind, splits: &Splits, settings: &TrainConfig) -> Resul
         without_image: Some(without(Modality::Image)?),
         without_audio: Some(without(Modality::Audio)?),
         parameters: trained.parameters,
+        trained_parameters: Some(trained.trained_parameters),
+        epoch_seconds: Some(trained.epoch_seconds),
         train_seconds: trained.seconds,
         peak_mb: 0.0,
         retrieval,
+    })
+}
+
+/// A unimodal model's outcome and its validation and test probabilities.
+struct Unimodal {
+    outcome: Outcome,
+    valid: Tensor<2>,
+    test: Tensor<2>,
+}
+
+fn unimodal(job: &Job, modality: Modality) -> Result<Unimodal> {
+    let splits = &job.splits;
+    let config = classifier(job, &[modality], FusionKind::None);
+    let trained = train(job, modality.name(), &config, &splits.train, &splits.valid)?;
+    let test = test_scores(&trained, &splits.test)?;
+    let (accuracy, macro_f1) = scores(&test, &splits.test.labels())?;
+    let valid = test_scores(&trained, &splits.valid)?;
+    let valid_accuracy = scores(&valid, &splits.valid.labels())?.0;
+    let outcome = Outcome {
+        method: modality.name().into(),
+        family: "unimodal".into(),
+        seed: 0,
+        accuracy,
+        valid_accuracy: Some(valid_accuracy),
+        macro_f1,
+        without_image: None,
+        without_audio: None,
+        parameters: trained.parameters,
+        trained_parameters: Some(trained.trained_parameters),
+        epoch_seconds: Some(trained.epoch_seconds),
+        train_seconds: trained.seconds,
+        peak_mb: 0.0,
+        retrieval: None,
+    };
+    Ok(Unimodal {
+        outcome,
+        valid,
+        test,
     })
 }
 
@@ -924,7 +1449,8 @@ fn retrieval(trained: &Trained, test: &Dataset) -> Result<[f32; 2]> {
     ])
 }
 
-fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
+fn late_job(job: &Job) -> Result<Vec<Outcome>> {
+    let (splits, settings) = (&job.splits, &job.settings);
     let labels = splits.test.labels();
     let valid_labels = splits.valid.labels();
     let n = splits.test.examples.len();
@@ -943,37 +1469,15 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
     let mut test_p = Vec::new();
     let mut base_seconds = 0.0;
     let mut base_parameters = 0;
+    let mut base_trained = 0;
     for modality in MODALITIES {
-        let config = classifier(&[modality], FusionKind::None);
-        let trained = train(
-            modality.name(),
-            &config,
-            &splits.train,
-            &splits.valid,
-            settings,
-        )?;
-        let p = test_scores(&trained, &splits.test)?;
-        let (accuracy, macro_f1) = scores(&p, &labels)?;
-        let valid = test_scores(&trained, &splits.valid)?;
-        let valid_accuracy = scores(&valid, &valid_labels)?.0;
-        outcomes.push(Outcome {
-            method: modality.name().into(),
-            family: "unimodal".into(),
-            seed: 0,
-            accuracy,
-            valid_accuracy: Some(valid_accuracy),
-            macro_f1,
-            without_image: None,
-            without_audio: None,
-            parameters: trained.parameters,
-            train_seconds: trained.seconds,
-            peak_mb: 0.0,
-            retrieval: None,
-        });
-        valid_p.push(valid);
-        test_p.push(p);
-        base_seconds += trained.seconds;
-        base_parameters += trained.parameters;
+        let model = unimodal(job, modality)?;
+        base_seconds += model.outcome.train_seconds;
+        base_parameters += model.outcome.parameters;
+        base_trained += model.outcome.trained_parameters.unwrap_or_default();
+        valid_p.push(model.valid);
+        test_p.push(model.test);
+        outcomes.push(model.outcome);
     }
     // Out-of-fold predictions on the training pairs for stacking.
     let oof_started = Instant::now();
@@ -985,14 +1489,14 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
             .filter(|i| held.binary_search(i).is_err())
             .collect();
         for (m, modality) in MODALITIES.into_iter().enumerate() {
-            let config = classifier(&[modality], FusionKind::None);
+            let config = classifier(job, &[modality], FusionKind::None);
             let name = format!("{modality} fold {}", f + 1);
             let trained = train(
+                job,
                 &name,
                 &config,
                 &splits.train.subset(&rest),
                 &splits.valid,
-                settings,
             )?;
             let p = test_scores(&trained, &splits.train.subset(held))?
                 .try_into_vec_as::<f32>()
@@ -1072,6 +1576,8 @@ fn late_job(splits: &Splits, settings: &TrainConfig) -> Result<Vec<Outcome>> {
             without_image: Some(scores(&no_image, &labels)?.0),
             without_audio: Some(scores(&no_audio, &labels)?.0),
             parameters: base_parameters + extra_parameters,
+            trained_parameters: Some(base_trained + extra_parameters),
+            epoch_seconds: None,
             train_seconds: base_seconds + extra_seconds + started.elapsed().as_secs_f64(),
             peak_mb: 0.0,
             retrieval: None,
@@ -1095,6 +1601,8 @@ mod tests {
             without_image: None,
             without_audio: None,
             parameters: 1000 + method.len(),
+            trained_parameters: None,
+            epoch_seconds: None,
             train_seconds: 1.0 + seed as f64,
             peak_mb: 100.0,
             retrieval: None,
@@ -1110,6 +1618,9 @@ mod tests {
             machine: "Test CPU, 2 cores".into(),
             provenance: None,
             outcomes,
+            split: official(),
+            audio_encoder: None,
+            build: release(),
         }
     }
 
@@ -1242,6 +1753,128 @@ mod tests {
             report
                 .markdown()
                 .contains("**Warning**: soft voting should give")
+        );
+    }
+
+    /// Pairs of every speaker, ids as the loader writes them.
+    fn pairs() -> Dataset {
+        let examples = SPEAKERS
+            .iter()
+            .flat_map(|who| {
+                (0..20).map(move |i| Example {
+                    id: format!("{}_{who}_{i}", i % 10),
+                    features: polymodal::train::Features::default(),
+                    label: polymodal::train::Label::Single(i % 10),
+                })
+            })
+            .collect();
+        Dataset {
+            examples,
+            classes: (0..10).map(|d| d.to_string()).collect(),
+        }
+    }
+
+    /// Fold k tests on every pair of speaker k and trains on none of them;
+    /// the official split keeps the given test set.
+    #[test]
+    fn leave_one_speaker_out_tests_on_an_unheard_speaker() {
+        let all = pairs();
+        let half = all.examples.len() / 2;
+        let train = all.subset(&(0..half).collect::<Vec<_>>());
+        let test = all.subset(&(half..all.examples.len()).collect::<Vec<_>>());
+        for (fold, who) in SPEAKERS.iter().enumerate() {
+            let splits = job_splits(
+                Split::Speakers,
+                fold as u64 + 1,
+                train.clone(),
+                test.clone(),
+            )
+            .unwrap();
+            let speaker = |e: &Example| e.id.split('_').nth(1).unwrap().to_string();
+            assert_eq!(splits.test.examples.len(), 20);
+            assert!(splits.test.examples.iter().all(|e| speaker(e) == *who));
+            let heard = splits.train.examples.iter().chain(&splits.valid.examples);
+            assert!(heard.clone().all(|e| speaker(e) != *who));
+            assert_eq!(heard.count(), 100);
+        }
+        assert!(job_splits(Split::Speakers, 7, train.clone(), test.clone()).is_err());
+        let official = job_splits(Split::Official, 1, train, test.clone()).unwrap();
+        assert_eq!(official.test.examples.len(), test.examples.len());
+    }
+
+    /// The parent's embeddings replace each pair's audio: the pooled row,
+    /// and the tokens only when asked; a file without a pair's tensor is an
+    /// error.
+    #[test]
+    fn embeddings_from_the_parent_replace_the_audio() {
+        let path =
+            std::env::temp_dir().join(format!("polymodal-avmnist-{}.st", std::process::id()));
+        let first = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        save_f32(
+            &path,
+            &[
+                ("train.0", vec![3, 2], &first),
+                ("train.1", vec![1, 2], &[7.0, 8.0]),
+            ],
+            BTreeMap::new(),
+        )
+        .unwrap();
+        let embeddings = Weights::open(&path).unwrap();
+        let mut data = pairs().subset(&[0, 1]);
+        data.examples[0].features.audio = Some(vec![0.5; 4]);
+        attach_audio(&mut data, &embeddings, "train", true).unwrap();
+        let e = &data.examples[0].features;
+        assert!(e.audio.is_none());
+        assert_eq!(e.embedded[&Modality::Audio].pooled, [1.0, 2.0]);
+        assert_eq!(e.embedded[&Modality::Audio].sequence, [3.0, 4.0, 5.0, 6.0]);
+        attach_audio(&mut data, &embeddings, "train", false).unwrap();
+        assert!(
+            data.examples[0].features.embedded[&Modality::Audio]
+                .sequence
+                .is_empty()
+        );
+        let error = attach_audio(&mut pairs(), &embeddings, "train", false).unwrap_err();
+        assert!(error.to_string().contains("no `train.2`"), "{error}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    /// The leave-one-speaker-out report names its setting in its file
+    /// names and states each goal, with the audio accuracy per speaker.
+    #[test]
+    fn the_speakers_report_states_its_goals() {
+        let mut outcomes = Vec::new();
+        for seed in 1..=6 {
+            outcomes.push(outcome("audio", "unimodal", seed, 0.995, Some(1.0)));
+            outcomes.push(outcome("concat", EARLY, seed, 0.99, Some(1.0)));
+        }
+        outcomes[2].accuracy = 0.985; // jackson
+        let mut saved = saved(outcomes);
+        saved.seeds = 6;
+        saved.split = Split::Speakers.name().into();
+        saved.audio_encoder = Some("whisper-tiny.en".into());
+        let report = Report::new(saved, None);
+        assert_eq!(report.stem(), "avmnist-whisper-tiny.en-speakers");
+        let md = report.markdown();
+        assert!(
+            md.contains("over 6 folds (one per held-out speaker)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("audio alone ≥ 0.99 on unseen speakers: 0.9933 ± 0.0041 (met)"),
+            "{md}"
+        );
+        assert!(md.contains("george 0.9950, jackson 0.9850"), "{md}");
+        assert!(
+            md.contains("≥ 0.995 on unseen speakers: **MISSED** by concat"),
+            "{md}"
+        );
+        assert!(
+            md.contains("frozen pretrained `whisper-tiny.en` encoder"),
+            "{md}"
+        );
+        assert!(
+            md.contains("[avmnist-whisper-tiny.en-speakers.json]"),
+            "{md}"
         );
     }
 
