@@ -153,6 +153,19 @@ struct Saved {
     build: String,
 }
 
+/// `avmnist`, then the audio encoder's folder name, then `speakers` for
+/// the leave-one-speaker-out split, joined by `-`.
+fn report_stem(audio_encoder: Option<&str>, speakers: bool) -> String {
+    let mut stem = "avmnist".to_string();
+    if let Some(name) = audio_encoder {
+        stem = format!("{stem}-{name}");
+    }
+    if speakers {
+        stem.push_str("-speakers");
+    }
+    stem
+}
+
 fn official() -> String {
     Split::Official.name().into()
 }
@@ -194,14 +207,10 @@ impl Args {
     /// The report's file stem: `avmnist`, the audio encoder's folder name,
     /// `speakers` for that split.
     fn stem(&self) -> String {
-        let mut stem = "avmnist".to_string();
-        if let Some(name) = self.encoder_name() {
-            stem = format!("{stem}-{name}");
-        }
-        if self.split == Split::Speakers {
-            stem.push_str("-speakers");
-        }
-        stem
+        report_stem(
+            self.encoder_name().as_deref(),
+            self.split == Split::Speakers,
+        )
     }
 
     fn encoder_name(&self) -> Option<String> {
@@ -640,14 +649,7 @@ impl Report {
 
     /// The report's file stem (as [`Args::stem`]).
     fn stem(&self) -> String {
-        let mut stem = "avmnist".to_string();
-        if let Some(name) = &self.saved.audio_encoder {
-            stem = format!("{stem}-{name}");
-        }
-        if self.saved.split == Split::Speakers.name() {
-            stem.push_str("-speakers");
-        }
-        stem
+        report_stem(self.saved.audio_encoder.as_deref(), self.speakers())
     }
 
     fn speakers(&self) -> bool {
