@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use polymodal_audio::{AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes};
 use polymodal_core::{
-    Encoder, Error, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch, Result,
+    Embeddings, Encoder, Error, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch,
+    Result,
 };
 use polymodal_fusion::{ContrastiveAlignment, FusionKind, FusionLayer, ModalityDropout};
 use polymodal_image::{AnyImageEncoder, ConvEncoderConfig, ImageEncoderKind, ImageEncoderSizes};
@@ -293,6 +294,9 @@ pub struct MultimodalClassifier {
 }
 
 /// Encodes one modality if the model has its encoder; the batch must carry it.
+/// When no sample of the batch has the modality the encoder does not run:
+/// fusion reads an absent modality through `present` only, and running a
+/// large pretrained encoder on placeholders would cost as much as on media.
 fn encode<E: Encoder>(
     encoder: &Option<E>,
     part: &Option<ModalityBatch<E::Input>>,
@@ -303,11 +307,32 @@ fn encode<E: Encoder>(
     let part = part
         .as_ref()
         .ok_or(Error::MissingModality(encoder.modality()))?;
+    let embeddings = if part.present.clone().any().into_scalar::<bool>() {
+        encoder.encode(&part.input)?
+    } else {
+        absent(
+            part.present.dims()[0],
+            encoder.dim(),
+            &part.present.device(),
+        )
+    };
     Ok(Some(ModalityEmbeddings {
         modality: encoder.modality(),
-        embeddings: encoder.encode(&part.input)?,
+        embeddings,
         present: part.present.clone(),
     }))
+}
+
+/// The embeddings of a modality no sample has: zero vectors, each a
+/// one-token sequence whose token is masked out (as
+/// [`crate::EmbeddedSamples`] batches give absent samples).
+fn absent(batch: usize, dim: usize, device: &Device) -> Embeddings {
+    let pooled = Tensor::<2>::zeros([batch, dim], device);
+    Embeddings {
+        sequence: pooled.clone().unsqueeze_dim(1),
+        pooled,
+        mask: Tensor::<2>::zeros([batch, 1], device).equal_elem(1.0),
+    }
 }
 
 impl MultimodalClassifier {
@@ -510,6 +535,51 @@ mod tests {
             embedded: Vec::new(),
             targets: polymodal_core::Targets::Classes(Tensor::from_data([0, 1], device)),
         }
+    }
+
+    /// A modality no sample of the batch has is not encoded: its pooled
+    /// vectors are zeros and its one token is masked (the scratch image
+    /// encoder maps a zero image to a non-zero vector, so running it would
+    /// show); one present sample makes the encoder run for the batch.
+    #[test]
+    fn a_modality_absent_from_the_whole_batch_is_not_encoded() {
+        let device = Device::flex();
+        let config =
+            ClassifierConfig::new(vec![Modality::Text, Modality::Image], FusionKind::Concat, 2)
+                .with_dim(8)
+                .with_text(64, 8);
+        let model = config.init(&device).unwrap();
+        let mut batch = text_and_images(&device);
+        let pooled_image = |batch: &MultimodalBatch| {
+            let parts = model.embed(batch).unwrap();
+            let image = parts
+                .iter()
+                .find(|p| p.modality == Modality::Image)
+                .unwrap();
+            let mask = image
+                .embeddings
+                .mask
+                .clone()
+                .int()
+                .sum()
+                .into_scalar::<i64>();
+            let pooled = image.embeddings.pooled.clone().try_into_vec_as::<f32>();
+            (pooled.unwrap(), mask)
+        };
+        let image = batch.image.as_mut().unwrap();
+        image.input = image.input.clone().zeros_like();
+        image.present = Tensor::<1, Bool>::from_data([true, false], &device);
+        let (encoded, _) = pooled_image(&batch);
+        assert!(
+            encoded.iter().any(|v| *v != 0.0),
+            "zero images encode to non-zero vectors"
+        );
+        batch.image.as_mut().unwrap().present =
+            Tensor::<1, Bool>::from_data([false, false], &device);
+        let (skipped, mask) = pooled_image(&batch);
+        assert_eq!(skipped, vec![0.0; 16]);
+        assert_eq!(mask, 0);
+        assert!(model.logits(&batch).unwrap().dims() == [2, 2]);
     }
 
     /// The pooled text embeddings of `model` (on a plain device).
