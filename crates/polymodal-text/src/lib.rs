@@ -38,6 +38,8 @@
 mod bert;
 mod clip;
 mod encoder;
+mod error_rate;
+mod normalize;
 mod registry;
 mod sentence;
 mod tokenize;
@@ -47,6 +49,11 @@ pub use clip::{
     Clip, ClipConfig, ClipOutput, ClipText, ClipTextConfig, ClipVision, ClipVisionConfig,
 };
 pub use encoder::{RnnTextEncoder, RnnTextEncoderConfig, TextEncoder, TextEncoderConfig};
+pub use error_rate::{ErrorCounts, char_error_rate, word_error_rate};
+pub use normalize::{
+    BasicTextNormalizer, EnglishTextNormalizer, TextNormalizer, remove_symbols,
+    remove_symbols_and_diacritics,
+};
 pub use polymodal_core::l2_normalize;
 pub use registry::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
 pub use sentence::SentenceEncoder;
