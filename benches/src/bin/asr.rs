@@ -9,8 +9,12 @@
 //! - one long input: the LibriVox utterances joined, repeated to over two
 //!   minutes, in 30-second windows without timestamps, greedy.
 //!
-//! Decoding the files is not timed on either side. Written with the run's
-//! provenance and the goals' verdicts to `docs/benchmarks/asr-cpu.md`.
+//! Decoding the files is not timed on either side. The texts of the last
+//! pass are scored against the clips' reference transcripts: word and
+//! character error rates after Whisper's English normaliser
+//! ([`polymodal_text::EnglishTextNormalizer`]) on both sides, for every
+//! tool. Written with the run's provenance and the goals' verdicts to
+//! `docs/benchmarks/asr-cpu.md`.
 //!
 //! Usage: asr --shared DIR [--python PYTHON] [--reps N]
 
@@ -21,7 +25,8 @@ use burn::prelude::*;
 use polymodal_audio::{LoadOptions, Whisper, load};
 use polymodal_benches::report::{Align, Goal, Provenance, Report, Table, ratio_cell, reports_dir};
 use polymodal_benches::{Options, best_of, error, python_reference, timing};
-use serde_json::json;
+use polymodal_text::{EnglishTextNormalizer, ErrorCounts};
+use serde_json::{Value, json};
 
 /// Times the LibriVox utterances are repeated in the long input.
 const LONG_REPEATS: usize = 5;
@@ -42,6 +47,61 @@ fn files(shared: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
     }
     let long = (0..LONG_REPEATS).flat_map(|_| utterances.clone()).collect();
     Ok((clips, long))
+}
+
+/// The reference transcript of each of `files`: the LibriVox utterances'
+/// line in their folder's `transcription` file (`<s> TEXT </s> (ID)`), an
+/// audioeval clip's `.txt` beside it.
+fn transcripts(files: &[PathBuf]) -> Result<Vec<String>, String> {
+    files
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .map_or(String::new(), |s| s.to_string_lossy().into());
+            let own = path.with_extension("txt");
+            if own.is_file() {
+                return std::fs::read_to_string(&own)
+                    .map_err(|e| format!("{}: {e}", own.display()));
+            }
+            let list = path.with_file_name("transcription");
+            let text =
+                std::fs::read_to_string(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+            text.lines()
+                .find_map(|line| {
+                    let (words, id) = line.rsplit_once('(')?;
+                    (id.trim_end().strip_suffix(')')? == stem).then(|| {
+                        words
+                            .replace("<s>", "")
+                            .replace("</s>", "")
+                            .trim()
+                            .to_string()
+                    })
+                })
+                .ok_or_else(|| format!("{}: no transcript of {stem}", list.display()))
+        })
+        .collect()
+}
+
+/// Word and character error counts of `hypotheses` against `references`,
+/// both through Whisper's English normaliser, summed over the pairs.
+fn score(references: &[String], hypotheses: &[String]) -> (ErrorCounts, ErrorCounts) {
+    let (mut words, mut chars) = (ErrorCounts::default(), ErrorCounts::default());
+    for (reference, hypothesis) in references.iter().zip(hypotheses) {
+        let (r, h) = (
+            EnglishTextNormalizer.normalize(reference),
+            EnglishTextNormalizer.normalize(hypothesis),
+        );
+        words += ErrorCounts::words(&r, &h);
+        chars += ErrorCounts::chars(&r, &h);
+    }
+    (words, chars)
+}
+
+/// The texts a reference job printed, when it ran.
+fn reference_texts(python: &Result<Value, String>, job: &str) -> Option<Vec<String>> {
+    let texts = python.as_ref().ok()?[job]["texts"].as_array()?;
+    texts.iter().map(|t| t.as_str().map(String::from)).collect()
 }
 
 fn samples(path: &Path) -> Result<Vec<f32>, String> {
@@ -84,23 +144,32 @@ fn run() -> Result<(), String> {
 
     // Each clip: features, then greedy decoding or a 5-beam search (what
     // `transcribe` does with `with_beams(1)` or `with_beams(5)`).
+    // The texts of the last pass are kept for the error rates.
     let transcribe_clips = |beams: usize| {
-        best_of(reps, || {
+        let mut texts = Vec::new();
+        let time = best_of(reps, || {
+            texts.clear();
             for clip in &clips {
                 let features = whisper.features(clip).map_err(error)?;
                 let tokens = match beams {
                     1 => whisper.greedy(features).map_err(error)?.remove(0).tokens,
                     _ => whisper.beam_search(features, beams).map_err(error)?.tokens,
                 };
-                whisper.decode(&tokens).map_err(error)?;
+                texts.push(whisper.decode(&tokens).map_err(error)?);
             }
             Ok(())
-        })
+        })?;
+        Ok::<_, String>((time, texts))
     };
-    let ours_greedy = transcribe_clips(1)?;
-    let ours_beam = transcribe_clips(5)?;
+    let (ours_greedy, greedy_texts) = transcribe_clips(1)?;
+    let (ours_beam, beam_texts) = transcribe_clips(5)?;
+    let mut long_text = String::new();
     let ours_long = best_of(reps, || {
-        whisper.transcribe_long(&long).map_err(error)?;
+        let segments = whisper.transcribe_long(&long).map_err(error)?;
+        long_text = segments
+            .iter()
+            .map(|s| s.transcript.text.as_str())
+            .collect();
         Ok(())
     })?;
 
@@ -171,6 +240,32 @@ fn run() -> Result<(), String> {
             row.goal,
         );
     }
+    let clip_refs = transcripts(&clip_files)?;
+    let long_refs = vec![transcripts(&long_files)?.join(" ")];
+    let long_texts = vec![long_text];
+    let errors = error_table(
+        &[
+            Scored {
+                what: format!("{short}, greedy"),
+                references: &clip_refs,
+                ours: &greedy_texts,
+                jobs: &["fw_f32_greedy", "fw_int8_greedy", "hf_greedy"],
+            },
+            Scored {
+                what: format!("{short}, 5 beams"),
+                references: &clip_refs,
+                ours: &beam_texts,
+                jobs: &["fw_f32_beam", "fw_int8_beam", "hf_beam"],
+            },
+            Scored {
+                what: format!("{long_what}, greedy"),
+                references: &long_refs,
+                ours: &long_texts,
+                jobs: &["fw_f32_long", "fw_int8_long"],
+            },
+        ],
+        &python,
+    );
     let provenance = Provenance::capture().python_tools(&python);
     let mut report = Report::new("Speech to text against faster-whisper: CPU", provenance);
     report
@@ -185,7 +280,102 @@ fn run() -> Result<(), String> {
              text as prompt and without VAD, as polymodal does. What each row measures: \
              [../benchmarks.md](../benchmarks.md#speech-to-text-cargo-xtask-bench-asr).",
         ))
-        .table(&table);
+        .table(&table)
+        .text(
+            "**Error rates** of the same passes' texts against the clips' reference \
+             transcripts (the LibriVox `transcription` file, the audioeval `.txt` files; the \
+             long input's reference is its utterances' transcripts joined), both sides through \
+             Whisper's English normaliser (`polymodal_text::EnglishTextNormalizer`, checked \
+             against openai-whisper's): word error rate (WER) and character error rate (CER) \
+             over all the words of the set, as jiwer computes them.",
+        )
+        .table(&errors);
     report.write(&reports_dir(), "asr-cpu.md")?;
     Ok(())
+}
+
+/// A set of inputs whose texts are scored together.
+struct Scored<'a> {
+    what: String,
+    references: &'a [String],
+    /// polymodal's texts.
+    ours: &'a [String],
+    /// The reference jobs that transcribed the same inputs.
+    jobs: &'a [&'a str],
+}
+
+/// The error-rate table: polymodal's texts and each reference tool's, per
+/// set.
+fn error_table(sets: &[Scored], python: &Result<Value, String>) -> Table {
+    let mut table = Table::new(&[
+        ("work", Align::Left),
+        ("transcribed by", Align::Left),
+        ("WER", Align::Right),
+        ("CER", Align::Right),
+        ("reference words", Align::Right),
+    ]);
+    for set in sets {
+        let mut row = |tool: String, texts: Option<Vec<String>>| {
+            let rate = |c: ErrorCounts| {
+                c.rate()
+                    .map_or("-".into(), |r| format!("{:.1} %", 100.0 * r))
+            };
+            let cells = match texts {
+                Some(texts) if texts.len() == set.references.len() => {
+                    let (words, chars) = score(set.references, &texts);
+                    [rate(words), rate(chars), words.reference_len.to_string()]
+                }
+                Some(texts) => [
+                    format!("{} texts for {} inputs", texts.len(), set.references.len()),
+                    "-".into(),
+                    "-".into(),
+                ],
+                None => ["not run".into(), "-".into(), "-".into()],
+            };
+            let [wer, cer, words] = cells;
+            table.row(vec![set.what.clone(), tool, wer, cer, words]);
+        };
+        row("polymodal".into(), Some(set.ours.to_vec()));
+        for job in set.jobs {
+            let tool = timing(python, job).map_or_else(|why| why, |(_, tool)| tool);
+            row(tool, reference_texts(python, job));
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clip's transcript comes from its `.txt`, else from its folder's
+    /// `transcription` list by id; a clip with neither is an error naming it.
+    #[test]
+    fn transcripts_are_found_for_each_clip() {
+        let dir = std::env::temp_dir().join(format!("polymodal-asr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hello.txt"), "Hello world.").unwrap();
+        std::fs::write(
+            dir.join("transcription"),
+            "<s> he was not an ill disposed young man </s> (book-0880)\n\
+             <s> unless to be rather cold hearted </s> (book-0890)\n",
+        )
+        .unwrap();
+        let files = [dir.join("book-0890.wav"), dir.join("hello.wav")];
+        assert_eq!(
+            transcripts(&files).unwrap(),
+            ["unless to be rather cold hearted", "Hello world."]
+        );
+        let missing = transcripts(&[dir.join("book-0999.wav")]).unwrap_err();
+        assert!(missing.contains("no transcript of book-0999"), "{missing}");
+        let (words, chars) = score(
+            &["Mister Smith won't come".into()],
+            &[" Mr. Smith will not come.".into()],
+        );
+        assert_eq!(
+            (words.edits(), words.reference_len, chars.edits()),
+            (0, 5, 0)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
