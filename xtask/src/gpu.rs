@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{bench_binary, build_polymodal, cargo, python_bench, run, runtime_env, setup};
+use crate::{bench_binary, build_polymodal, cargo, python, python_bench, run, runtime_env, setup};
 
 /// Software rasterisers wgpu may list: not a GPU.
 const SOFTWARE: [&str; 3] = ["llvmpipe", "lavapipe", "swiftshader"];
@@ -144,7 +144,7 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
         "build the benchmarks (release)",
         cargo().args(["build", "--release", "-p", "polymodal-benches", "--bins"]),
     )?;
-    let python = std::env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     let mut kernels = bench_binary("kernels");
     kernels.args(["--device", &adapter, "--reps", &reps, "--python", &python]);
     runtime_env(&mut kernels);

@@ -59,10 +59,14 @@ commands:
                    embeddings computed once (kept in --cache, default
                    target/polymodal-cache); --split speakers: leave one speaker out, six
                    folds; --only image|audio: one unimodal model. Each setting writes
-                   docs/benchmarks/avmnist[-ENCODER][-speakers].{md,svg,json}
-  bench fusion --report-only [--audio-encoder DIR] [--split official|speakers]
+                   docs/benchmarks/avmnist[-ENCODER][-speakers].{md,svg,json}. With
+                   --audio-encoder, logistic regression on transformers' vectors of the
+                   same encoder is the reference ($POLYMODAL_PYTHON with torch,
+                   transformers, scikit-learn; skipped, and said so, without them)
+  bench fusion --report-only [--audio-encoder DIR] [--split official|speakers] [--reference]
                    rewrite that setting's docs/benchmarks/avmnist*.{md,svg} from its
-                   saved json, without training
+                   saved json, without training; --reference runs the reference again
+                   and keeps it in the json
   bench epoch [--device cpu|wgpu|wgpu:N]
                    two AV-MNIST training epochs of `polymodal train` (concat fusion) against
                    the same model and training in PyTorch in the same run (on CUDA when the
@@ -292,15 +296,20 @@ fn bench_against_python(name: &str, args: &[String], flags: &[&str]) -> Result<(
     )
 }
 
+/// The interpreter of the Python reference scripts: `$POLYMODAL_PYTHON`,
+/// default python3.
+fn python() -> String {
+    env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// The benchmark binary `name` with the shared folder, `$POLYMODAL_PYTHON`
 /// (default python3) and `args`, ready to run.
 fn python_bench<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Result<Command, String> {
-    let python = env::var("POLYMODAL_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut command = bench_binary(name);
     command
         .arg("--shared")
         .arg(shared_dir()?)
-        .args(["--python", &python])
+        .args(["--python", &python()])
         .args(args);
     runtime_env(&mut command);
     Ok(command)
@@ -319,17 +328,27 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
     let out = root().join("docs").join("benchmarks");
     if args.iter().any(|a| a == "--report-only") {
         // The report of a setting is named by its encoder and split.
-        let rest: Vec<&String> = args.iter().filter(|a| *a != "--report-only").collect();
+        let reference = args.iter().any(|a| a == "--reference");
+        let rest: Vec<&String> = args
+            .iter()
+            .filter(|a| !matches!(a.as_str(), "--report-only" | "--reference"))
+            .collect();
         let setting = rest.chunks(2).all(|pair| {
             pair.len() == 2 && matches!(pair[0].as_str(), "--audio-encoder" | "--split")
         });
         if !setting {
             return Err(format!(
-                "bench fusion --report-only takes only --audio-encoder and --split\n\n{USAGE}"
+                "bench fusion --report-only takes only --audio-encoder, --split and \
+                 --reference\n\n{USAGE}"
             ));
         }
         let mut command = bench_binary("avmnist");
         command.arg("--render").arg("--out").arg(&out).args(rest);
+        if reference {
+            let data = shared_dir()?.join("data").join("avmnist");
+            command.arg("--reference").arg("--data").arg(data);
+            command.args(["--python", &python()]);
+        }
         return run(
             "AV-MNIST report from its saved json (release build)",
             &mut command,
@@ -378,6 +397,7 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
         .arg(&data)
         .arg("--out")
         .arg(&out)
+        .args(["--python", &python()])
         .args(&forwarded);
     run("AV-MNIST fusion benchmark (release build)", &mut command)
 }

@@ -151,6 +151,12 @@ struct Saved {
     /// (dependencies optimised, this crate at opt-level 1).
     #[serde(default = "release")]
     build: String,
+    /// What `benches/python/avmnist_logreg_reference.py` printed for the
+    /// audio encoder (logistic regression on the Hugging Face encoder's
+    /// pooled vectors), or `{"skipped": why}`; absent without an audio
+    /// encoder and from runs saved before it was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reference: Option<serde_json::Value>,
 }
 
 /// `avmnist`, then the audio encoder's folder name, then `speakers` for
@@ -200,6 +206,11 @@ struct Args {
     cache: PathBuf,
     /// In a job: the audio embeddings the parent computed.
     embeddings: Option<PathBuf>,
+    /// The interpreter of the reference script (with torch, transformers
+    /// and scikit-learn).
+    python: String,
+    /// With `--render`: run the reference again and keep it in the json.
+    reference: bool,
     job: Option<(String, u64, PathBuf)>,
 }
 
@@ -243,6 +254,8 @@ fn parse_args() -> std::result::Result<Args, String> {
         split: Split::Official,
         cache: PathBuf::from("target/polymodal-cache"),
         embeddings: None,
+        python: "python3".into(),
+        reference: false,
         job: None,
     };
     let mut job = (None, 1, None);
@@ -264,6 +277,8 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--audio-encoder" => args.audio_encoder = Some(value()?.into()),
             "--cache" => args.cache = value()?.into(),
             "--embeddings" => args.embeddings = Some(value()?.into()),
+            "--python" => args.python = value()?,
+            "--reference" => args.reference = true,
             "--split" => {
                 args.split = match value()?.as_str() {
                     "official" => Split::Official,
@@ -420,6 +435,7 @@ fn run_all(args: &Args) -> Result<()> {
         split: args.split.name().into(),
         audio_encoder: args.encoder_name(),
         build: this_build(),
+        reference: logreg_reference(args),
     };
     let json = serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
     let path = args.out.join(format!("{}.json", args.stem()));
@@ -433,9 +449,31 @@ fn run_all(args: &Args) -> Result<()> {
 fn render(args: &Args) -> Result<()> {
     let path = args.out.join(format!("{}.json", args.stem()));
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let saved: Saved = serde_json::from_str(&text)
+    let mut saved: Saved = serde_json::from_str(&text)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    if args.reference {
+        saved.reference = logreg_reference(args);
+        let json =
+            serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
+        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    }
     write_report(args, Report::new(saved, Some(Provenance::capture())))
+}
+
+/// Logistic regression on the Hugging Face encoder's pooled vectors of the
+/// same clips (`benches/python/avmnist_logreg_reference.py`), when the
+/// audio side is a pretrained encoder: the figure a frozen encoder's head
+/// is held to. A reference that cannot run is kept as `{"skipped": why}`.
+fn logreg_reference(args: &Args) -> Option<serde_json::Value> {
+    let encoder = args.audio_encoder.as_ref()?;
+    eprintln!(
+        "reference: logistic regression on {} (Python)",
+        encoder.display()
+    );
+    let spec = serde_json::json!({ "data": args.data, "encoder": encoder, "cache": args.cache });
+    let output =
+        polymodal_benches::python_reference(&args.python, "avmnist_logreg_reference.py", &spec);
+    Some(output.unwrap_or_else(|why| serde_json::json!({ "skipped": why })))
 }
 
 fn write_report(args: &Args, report: Report) -> Result<()> {
@@ -729,6 +767,62 @@ impl Report {
         lines
     }
 
+    /// Lines on the logistic-regression reference of a pretrained audio
+    /// encoder, side by side with this run's audio row.
+    fn reference_lines(&self) -> Vec<String> {
+        let Some(reference) = &self.saved.reference else {
+            return Vec::new();
+        };
+        let what = "Reference: scikit-learn's logistic regression (C = 1, to convergence, no \
+                    validation hold-out) on the vectors transformers' encoder of the same folder \
+                    gives for the same clips, averaged over the positions that hold audio \
+                    ([avmnist_logreg_reference.py](../../benches/python/avmnist_logreg_reference.py))";
+        if let Some(why) = reference["skipped"].as_str() {
+            return vec![format!("- {what}: not run ({why}).")];
+        }
+        let audio = self.rows.iter().find(|r| r.method == "audio");
+        let ours = |seed: u64| {
+            audio
+                .and_then(|r| r.runs.iter().find(|o| o.seed == seed))
+                .map_or("—".to_string(), |o| format!("{:.4}", o.accuracy))
+        };
+        let speaker_id = reference["speaker_identification"]
+            .as_f64()
+            .map_or(String::new(), |a| {
+                format!(" Speaker identification (six classes) on the official split: {a:.4}.")
+            });
+        if !self.speakers() {
+            let official = reference["official"].as_f64().unwrap_or(f64::NAN);
+            let audio = audio.map_or("—".to_string(), |r| format!("{:.4}", r.accuracy().0));
+            return vec![format!(
+                "- {what}: audio alone {official:.4} on the official split (this run's audio \
+                 row: {audio}).{speaker_id}"
+            )];
+        }
+        let folds: Vec<(String, f64)> = reference["speakers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pair| Some((pair[0].as_str()?.to_string(), pair[1].as_f64()?)))
+            .collect();
+        let values: Vec<f64> = folds.iter().map(|(_, a)| *a).collect();
+        let (mean, sd) = mean_std(&values);
+        let per_speaker: Vec<String> = folds
+            .iter()
+            .map(|(who, a)| {
+                let seed = SPEAKERS
+                    .iter()
+                    .position(|s| s == who)
+                    .map_or(0, |i| i as u64 + 1);
+                format!("{who} {a:.4} (ours {})", ours(seed))
+            })
+            .collect();
+        vec![format!(
+            "- {what}, per held-out speaker: {}; mean {mean:.4} ± {sd:.4}.{speaker_id}",
+            per_speaker.join(", ")
+        )]
+    }
+
     fn best_unimodal(&self) -> f64 {
         self.rows
             .iter()
@@ -822,7 +916,15 @@ impl Report {
         if self.speakers() {
             title.push_str(", on speakers never heard in training");
         }
-        let mut report = report::Report::new(&title, self.provenance());
+        let mut provenance = self.provenance();
+        if let Some(reference) = &self.saved.reference {
+            let output = match reference["skipped"].as_str() {
+                Some(why) => Err(why.to_string()),
+                None => Ok(reference.clone()),
+            };
+            provenance = provenance.python_tools(&output);
+        }
+        let mut report = report::Report::new(&title, provenance);
         let json = format!("{}.json", self.stem());
         if let Some(rendered) = &self.rendered {
             report.text(format!(
@@ -929,10 +1031,13 @@ impl Report {
             .iter()
             .map(|(name, value)| format!("{name} {value}"))
             .collect();
-        notes.push(format!(
-            "- Logistic regression on the same pairing (shared/README.md): {}.",
-            reference.join(", ")
-        ));
+        if !self.speakers() {
+            // Measured on the official split, with the raw features.
+            notes.push(format!(
+                "- Logistic regression on the same pairing (shared/README.md): {}.",
+                reference.join(", ")
+            ));
+        }
         for row in self.rows.iter().filter(|r| !r.same_as.is_empty()) {
             notes.push(format!(
                 "- {} is shown once as `{}`: with two models soft voting's scores are exactly the \
@@ -948,6 +1053,7 @@ impl Report {
         if self.speakers() {
             notes.extend(self.speaker_goals());
         }
+        notes.extend(self.reference_lines());
         notes.extend(self.warnings.iter().map(|w| format!("- **Warning**: {w}.")));
         let stem = self.stem();
         notes.push(format!(
@@ -1623,6 +1729,7 @@ mod tests {
             split: official(),
             audio_encoder: None,
             build: release(),
+            reference: None,
         }
     }
 
@@ -1878,6 +1985,39 @@ mod tests {
             md.contains("[avmnist-whisper-tiny.en-speakers.json]"),
             "{md}"
         );
+    }
+
+    /// The logistic-regression reference stands beside the audio row, per
+    /// held-out speaker, with its tools in the provenance; one that could
+    /// not run says why.
+    #[test]
+    fn the_reference_is_shown_beside_the_audio_row() {
+        let outcomes: Vec<Outcome> = (1..=6)
+            .map(|seed| outcome("audio", "unimodal", seed, 0.99 - seed as f32 / 100.0, None))
+            .collect();
+        let mut saved = saved(outcomes);
+        saved.split = Split::Speakers.name().into();
+        saved.audio_encoder = Some("whisper-tiny.en".into());
+        let folds: Vec<serde_json::Value> = SPEAKERS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| serde_json::json!([s, 1.0 - i as f64 / 50.0]))
+            .collect();
+        saved.reference = Some(serde_json::json!({
+            "official": 1.0, "speakers": folds, "speaker_identification": 0.9967,
+            "versions": [["Python", "3.11.2"], ["scikit-learn", "1.7.2"]],
+        }));
+        let md = Report::new(saved.clone(), None).markdown();
+        assert!(
+            md.contains("george 1.0000 (ours 0.9800), jackson 0.9800 (ours 0.9700)"),
+            "{md}"
+        );
+        assert!(md.contains("mean 0.9500 ± 0.0374"), "{md}");
+        assert!(md.contains("on the official split: 0.9967"), "{md}");
+        assert!(md.contains("scikit-learn 1.7.2"), "{md}");
+        saved.reference = Some(serde_json::json!({ "skipped": "sklearn not installed" }));
+        let md = Report::new(saved, None).markdown();
+        assert!(md.contains("not run (sklearn not installed)"), "{md}");
     }
 
     #[test]
