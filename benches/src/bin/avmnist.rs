@@ -437,9 +437,7 @@ fn run_all(args: &Args) -> Result<()> {
         build: this_build(),
         reference: logreg_reference(args),
     };
-    let json = serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
-    let path = args.out.join(format!("{}.json", args.stem()));
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    save(&args.out.join(format!("{}.json", args.stem())), &saved)?;
     let _ = std::fs::remove_dir_all(&scratch);
     write_report(args, Report::new(saved, None))
 }
@@ -453,11 +451,15 @@ fn render(args: &Args) -> Result<()> {
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     if args.reference {
         saved.reference = logreg_reference(args);
-        let json =
-            serde_json::to_string_pretty(&saved).map_err(|e| Error::Config(e.to_string()))?;
-        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+        save(&path, &saved)?;
     }
     write_report(args, Report::new(saved, Some(Provenance::capture())))
+}
+
+/// Writes a run as the json its report is rendered from.
+fn save(path: &Path, saved: &Saved) -> Result<()> {
+    let json = serde_json::to_string_pretty(saved).map_err(|e| Error::Config(e.to_string()))?;
+    std::fs::write(path, json).map_err(|e| Error::io(path, e))
 }
 
 /// Logistic regression on the Hugging Face encoder's pooled vectors of the

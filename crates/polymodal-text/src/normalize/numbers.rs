@@ -264,6 +264,18 @@ impl Reader {
         }
     }
 
+    /// `tens` joined to the number being read: added to a whole hundred,
+    /// written after anything else.
+    fn join_tens(&self, tens: u128) -> Value {
+        match &self.value {
+            None => Value::Int(tens),
+            Some(Value::Int(v)) if v % 100 == 0 => v
+                .checked_add(tens)
+                .map_or_else(|| Value::Text(format!("{v}{tens}")), Value::Int),
+            Some(value) => Value::Text(format!("{}{tens}", value.text())),
+        }
+    }
+
     /// The digit(s) `ones` joined to the number being read, as the
     /// reference does for a ones word (`suffix` empty) or a suffixed one.
     fn join_ones(&self, ones: u128, prev: Option<&str>, w: &Words) -> Value {
@@ -329,20 +341,10 @@ impl Reader {
             let joined = self.join_ones(ones, prev, w).text();
             self.output(joined + suffix);
         } else if let Some(&tens) = w.tens.get(current) {
-            self.value = Some(match &self.value {
-                None => Value::Int(tens),
-                Some(Value::Text(text)) => Value::Text(format!("{text}{tens}")),
-                Some(Value::Int(v)) if v % 100 == 0 => Value::Int(v + tens),
-                Some(Value::Int(v)) => Value::Text(format!("{v}{tens}")),
-            });
+            self.value = Some(self.join_tens(tens));
         } else if let Some(&(tens, suffix)) = w.tens_suffixed.get(current) {
-            let text = match &self.value {
-                None => tens.to_string(),
-                Some(Value::Text(text)) => format!("{text}{tens}"),
-                Some(Value::Int(v)) if v % 100 == 0 => (v + tens).to_string(),
-                Some(Value::Int(v)) => format!("{v}{tens}"),
-            };
-            self.output(text + suffix);
+            let joined = self.join_tens(tens).text();
+            self.output(joined + suffix);
         } else if let Some(&power) = w.multipliers.get(current) {
             let multiplier = int_value(&format!("1{}", "0".repeat(power as usize)));
             match self.value.clone() {
