@@ -138,32 +138,33 @@ impl HostBatch {
     /// The batch on `device` (text, image, audio, video; some modalities
     /// absent in some samples), with class targets.
     pub fn on(&self, device: &Device) -> MultimodalBatch {
-        let present = |flags: [bool; N]| {
-            Tensor::<1, Bool>::from_data(TensorData::new(flags.to_vec(), [N]), device)
-        };
         let ids: Vec<i64> = vec![2, 7, 9, 3, 0, 2, 11, 3, 0, 0, 2, 5, 6, 8, 3];
         let mask: Vec<bool> = ids.iter().map(|&id| id != 0).collect();
         let float = |values: &[f32], shape: Vec<usize>| TensorData::new(values.to_vec(), shape);
         MultimodalBatch {
-            text: Some(ModalityBatch {
-                input: TokenBatch {
+            text: Some(ModalityBatch::new(
+                TokenBatch {
                     ids: Tensor::from_data(TensorData::new(ids, [N, 5]), device),
                     mask: Tensor::from_data(TensorData::new(mask, [N, 5]), device),
                 },
-                present: present([true; N]),
-            }),
-            image: Some(ModalityBatch {
-                input: Tensor::from_data(float(&self.image, vec![N, 3, 32, 32]), device),
-                present: present([true; N]),
-            }),
-            audio: Some(ModalityBatch {
-                input: Tensor::from_data(float(&self.audio, vec![N, 1, 32, 32]), device),
-                present: present([true, false, true]),
-            }),
-            video: Some(ModalityBatch {
-                input: Tensor::from_data(float(&self.video, vec![N, 4, 3, 32, 32]), device),
-                present: present([true, true, false]),
-            }),
+                &[true; N],
+                device,
+            )),
+            image: Some(ModalityBatch::new(
+                Tensor::from_data(float(&self.image, vec![N, 3, 32, 32]), device),
+                &[true; N],
+                device,
+            )),
+            audio: Some(ModalityBatch::new(
+                Tensor::from_data(float(&self.audio, vec![N, 1, 32, 32]), device),
+                &[true, false, true],
+                device,
+            )),
+            video: Some(ModalityBatch::new(
+                Tensor::from_data(float(&self.video, vec![N, 4, 3, 32, 32]), device),
+                &[true, true, false],
+                device,
+            )),
             embedded: Vec::new(),
             targets: Targets::Classes(Tensor::from_data(
                 TensorData::new(vec![0i64, 1, 2], [N]),

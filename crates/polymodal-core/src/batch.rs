@@ -10,13 +10,25 @@ pub struct ModalityBatch<I> {
     pub input: I,
     /// Presence of the modality per sample, `[batch]`.
     pub present: Tensor<1, Bool>,
+    /// Whether any sample has the modality: `present.any()` kept on the
+    /// host, so that a model can skip an encoder for a batch without the
+    /// modality without reading `present` back from the device.
+    pub any_present: bool,
 }
 
 impl<I> ModalityBatch<I> {
+    /// A batch whose sample `i` has the modality when `present[i]` is true.
+    pub fn new(input: I, present: &[bool], device: &Device) -> Self {
+        Self {
+            input,
+            present: Tensor::from_data(TensorData::new(present.to_vec(), [present.len()]), device),
+            any_present: present.contains(&true),
+        }
+    }
+
     /// A batch in which every sample has the modality.
     pub fn all_present(input: I, batch_size: usize, device: &Device) -> Self {
-        let present = Tensor::<1>::ones([batch_size], device).equal_elem(1.0);
-        Self { input, present }
+        Self::new(input, &vec![true; batch_size], device)
     }
 }
 

@@ -56,10 +56,8 @@ impl Batcher {
     /// zeros there and `present = false`.
     pub fn batch(&self, examples: &[&Example], device: &Device) -> Result<MultimodalBatch> {
         let n = examples.len();
-        let present = |m: Modality| {
-            let flags: Vec<bool> = examples.iter().map(|e| e.features.has(m)).collect();
-            Tensor::<1, Bool>::from_data(TensorData::new(flags, [n]), device)
-        };
+        let present =
+            |m: Modality| -> Vec<bool> { examples.iter().map(|e| e.features.has(m)).collect() };
         // Features come from files (and the feature cache): a length other
         // than the configured shape's is an error naming the sample, never a
         // tensor built from it.
@@ -105,19 +103,14 @@ impl Batcher {
                 .map(|e| e.features.text.as_deref().unwrap_or(""))
                 .collect();
             let input = tokenizer.encode_batch(&texts)?.to_tensors(device)?;
-            batch.text = Some(ModalityBatch {
-                input,
-                present: present(Modality::Text),
-            });
+            batch.text = Some(ModalityBatch::new(input, &present(Modality::Text), device));
         }
         if has(Modality::Image) {
             let [c, h, w] = self.config.image_shape();
             let (values, present) =
                 stack(Modality::Image, |e| e.features.image.as_ref(), c * h * w)?;
-            batch.image = Some(ModalityBatch {
-                input: Tensor::from_data(TensorData::new(values, [n, c, h, w]), device),
-                present,
-            });
+            let input = Tensor::from_data(TensorData::new(values, [n, c, h, w]), device);
+            batch.image = Some(ModalityBatch::new(input, &present, device));
         }
         if has(Modality::Audio) {
             let [mels, frames] = self.audio_shape;
@@ -127,7 +120,7 @@ impl Batcher {
                 mels * frames,
             )?;
             let input = Tensor::from_data(TensorData::new(values, [n, 1, mels, frames]), device);
-            batch.audio = Some(ModalityBatch { input, present });
+            batch.audio = Some(ModalityBatch::new(input, &present, device));
         }
         if has(Modality::Video) {
             let [f, c, h, w] = self.config.video_shape();
@@ -136,10 +129,8 @@ impl Batcher {
                 |e| e.features.video.as_ref(),
                 f * c * h * w,
             )?;
-            batch.video = Some(ModalityBatch {
-                input: Tensor::from_data(TensorData::new(values, [n, f, c, h, w]), device),
-                present,
-            });
+            let input = Tensor::from_data(TensorData::new(values, [n, f, c, h, w]), device);
+            batch.video = Some(ModalityBatch::new(input, &present, device));
         }
         batch.embedded = batch_embedded;
         Ok(batch)
