@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use polymodal::train::Classifier;
 use polymodal::{
     ClassifierConfig, FusionKind, Modality, ModalityBatch, MultimodalBatch, Targets, TokenBatch,
 };
@@ -360,5 +363,40 @@ impl burn::module::ModuleVisitor for ParamGrads<'_> {
             let grad = grad.to_device(&self.cpu);
             self.out.push(grad.try_into_vec_as::<f32>().unwrap());
         }
+    }
+}
+
+/// A linear classifier over 4×4 grey images (no batch norm, so a batch of
+/// 16 and two accumulated batches of 8 see the same gradient), three classes.
+#[derive(Module, Debug)]
+pub struct Tiny {
+    /// The one layer, `[16, 3]`.
+    pub linear: Linear,
+}
+
+impl Tiny {
+    /// Fixed initial weights: Burn's random stream is shared by every test
+    /// thread of this process, so a seeded random init would not repeat.
+    pub fn new(device: &Device) -> Self {
+        let mut linear = LinearConfig::new(16, 3).init(device);
+        let weights: Vec<f32> = (0..48)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 40.0)
+            .collect();
+        linear.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(weights, [16, 3]), device));
+        linear.bias = Some(Param::from_tensor(Tensor::zeros([3], device)));
+        Self { linear }
+    }
+}
+
+impl Classifier for Tiny {
+    fn logits(&self, batch: &MultimodalBatch) -> polymodal::Result<Tensor<2>> {
+        let images = &batch
+            .image
+            .as_ref()
+            .ok_or(polymodal::Error::MissingModality(Modality::Image))?
+            .input;
+        let n = images.dims()[0];
+        Ok(self.linear.forward(images.clone().reshape([n, 16])))
     }
 }

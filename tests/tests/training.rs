@@ -4,50 +4,14 @@
 
 use std::path::Path;
 
-use burn::module::Param;
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use polymodal::core::testing::max_abs_diff;
 use polymodal::train::{
-    Batcher, Classifier, Dataset, Example, FeatureConfig, Features, Label, LrSchedule, Progress,
-    RunDir, TrainConfig, Trainer, avmnist_features, evaluate, load_checkpoint,
+    Batcher, Dataset, Example, FeatureConfig, Features, Label, LrSchedule, Progress, RunDir,
+    TrainConfig, Trainer, avmnist_features, evaluate, load_checkpoint,
 };
-use polymodal::{Error, Modality, MultimodalBatch, Result};
-use polymodal_tests::scratch_dir;
-
-/// A linear classifier over 4×4 grey images (no batch norm, so a batch of
-/// 16 and two accumulated batches of 8 see the same gradient).
-#[derive(Module, Debug)]
-struct Tiny {
-    linear: Linear,
-}
-
-impl Tiny {
-    /// Fixed initial weights: Burn's random stream is shared by every test
-    /// thread of this process, so a seeded random init would not repeat.
-    fn new(device: &Device) -> Self {
-        let mut linear = LinearConfig::new(16, 3).init(device);
-        let weights: Vec<f32> = (0..48)
-            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 40.0)
-            .collect();
-        linear.weight =
-            Param::from_tensor(Tensor::from_data(TensorData::new(weights, [16, 3]), device));
-        linear.bias = Some(Param::from_tensor(Tensor::zeros([3], device)));
-        Self { linear }
-    }
-}
-
-impl Classifier for Tiny {
-    fn logits(&self, batch: &MultimodalBatch) -> Result<Tensor<2>> {
-        let images = &batch
-            .image
-            .as_ref()
-            .ok_or(Error::MissingModality(Modality::Image))?
-            .input;
-        let n = images.dims()[0];
-        Ok(self.linear.forward(images.clone().reshape([n, 16])))
-    }
-}
+use polymodal::{Error, Modality, Result};
+use polymodal_tests::{Tiny, scratch_dir};
 
 fn features() -> FeatureConfig {
     let mut config = avmnist_features();

@@ -17,7 +17,7 @@ use polymodal_core::{Error, Result};
 use polymodal_image::{ImagePreprocess, Normalize};
 
 use crate::data::{
-    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, Samples, VideoFeatures,
+    AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, Media, Samples, VideoFeatures,
 };
 
 /// MNIST's pixel statistics (on the 0..1 scale).
@@ -237,7 +237,7 @@ fn decode_pair(
         )));
     }
     let image = features.image.apply(&images.rgb(pair.mnist_index))?;
-    let audio = crate::data::audio_features(&wav, &features.audio, mel)?;
+    let audio = crate::data::audio_features(Media::File(&wav), &features.audio, mel)?;
     Ok(Example {
         id: format!("{}_{}_{}", pair.label, pair.speaker, pair.fsdd_index),
         features: Features {

@@ -157,26 +157,7 @@ fn jsonl_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
         let at = || format!("{}:{}", path.display(), index + 1);
         let line: Line =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", at())))?;
-        let name = |value: serde_json::Value| match value {
-            serde_json::Value::String(s) if !s.is_empty() => Ok(s),
-            serde_json::Value::Number(n) => Ok(n.to_string()),
-            other => Err(Error::Config(format!(
-                "{}: a class name must be a non-empty string or a number, got {other}",
-                at()
-            ))),
-        };
-        let label = match (line.label, line.labels) {
-            (Some(label), None) => LabelNames::Single(name(label)?),
-            (None, Some(labels)) => LabelNames::Multi(distinct(
-                labels.into_iter().map(name).collect::<Result<_>>()?,
-            )),
-            _ => {
-                return Err(Error::Config(format!(
-                    "{}: give exactly one of `label` (one class) and `labels` (a list of classes)",
-                    at()
-                )));
-            }
-        };
+        let label = label_names(line.label, line.labels, &at)?;
         rows.push((
             index + 1,
             Row {
@@ -190,6 +171,34 @@ fn jsonl_lines(path: &Path, content: &str) -> Result<Vec<(usize, Row)>> {
         ));
     }
     Ok(rows)
+}
+
+/// The class names of a JSON `label` (one class) or `labels` (a list):
+/// exactly one of them, each a non-empty string or a number. `at` names
+/// where they were read, for errors.
+pub(crate) fn label_names(
+    label: Option<serde_json::Value>,
+    labels: Option<Vec<serde_json::Value>>,
+    at: &dyn Fn() -> String,
+) -> Result<LabelNames> {
+    let name = |value: serde_json::Value| match value {
+        serde_json::Value::String(s) if !s.is_empty() => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(Error::Config(format!(
+            "{}: a class name must be a non-empty string or a number, got {other}",
+            at()
+        ))),
+    };
+    match (label, labels) {
+        (Some(label), None) => Ok(LabelNames::Single(name(label)?)),
+        (None, Some(labels)) => Ok(LabelNames::Multi(distinct(
+            labels.into_iter().map(name).collect::<Result<_>>()?,
+        ))),
+        _ => Err(Error::Config(format!(
+            "{}: give exactly one of `label` (one class) and `labels` (a list of classes)",
+            at()
+        ))),
+    }
 }
 
 const COLUMNS: [&str; 7] = ["id", "label", "labels", "text", "image", "audio", "video"];

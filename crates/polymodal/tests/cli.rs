@@ -274,6 +274,45 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `polymodal shard` writes a manifest as tar shards and prints their
+/// pattern; an experiment trains from it (validation and test from
+/// manifests) and evaluates.
+#[cfg(feature = "video")]
+#[test]
+fn shard_a_manifest_then_train_from_the_shards() {
+    let dir = scratch("shard");
+    let data = generate(&dir, ["4", "2", "2"]);
+    let shards = dir.join("shards");
+    let out = polymodal(&[
+        "shard",
+        data.join("train.jsonl").to_str().unwrap(),
+        "--out",
+        shards.to_str().unwrap(),
+        "--per-shard",
+        "5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.ends_with("shard-{000000..000004}.tar"), "{stdout}");
+    assert_eq!(std::fs::read_dir(&shards).unwrap().count(), 5);
+    let experiment = format!(
+        "output = \"run\"\n[data]\ntrain = \"{stdout}\"\nvalid = \"data/valid.jsonl\"\n\
+         test = \"data/test.jsonl\"\nshuffle_buffer = 4\n\
+         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"concat\"\ndim = 8\n\
+         [train]\nepochs = 2\nbatch_size = 8\n"
+    );
+    let (_, stdout) = train(&dir, &experiment);
+    assert!(
+        stdout.contains("epoch 2") && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A multi-label manifest from the generated data: each sample pairs one
 /// sample's image with the next one's audio and has both their classes.
 fn multi_label_manifest(data: &Path, split: &str) -> std::path::PathBuf {
@@ -395,6 +434,28 @@ fn embed_prints_sentence_embeddings_of_a_hugging_face_folder() {
 /// one vector for an image file, the same vectors for a manifest written to
 /// safetensors with the sample ids; a text given to an image model is a
 /// readable error.
+/// The `embeddings` tensor of a safetensors file `polymodal embed` wrote:
+/// its shape, values and the file's metadata.
+fn read_embeddings(
+    path: &Path,
+) -> (
+    Vec<usize>,
+    Vec<f32>,
+    std::collections::HashMap<String, String>,
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensor = file.tensor("embeddings").unwrap();
+    let values = tensor
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().clone().unwrap();
+    (tensor.shape().to_vec(), values, metadata)
+}
+
 #[test]
 fn embed_images_and_a_manifest_with_a_hugging_face_image_folder() {
     let dir = scratch("embed-vit");
@@ -437,24 +498,46 @@ fn embed_images_and_a_manifest_with_a_hugging_face_image_folder() {
         "--batch",
         "2",
     ]);
-    let bytes = std::fs::read(&out).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let tensor = file.tensor("embeddings").unwrap();
-    assert_eq!(tensor.shape(), [3, one.len()]);
-    let values: Vec<f32> = tensor
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let (shape, values, metadata) = read_embeddings(&out);
+    assert_eq!(shape, [3, one.len()]);
     assert_eq!(
         &values[one.len()..2 * one.len()],
         &one[..],
         "row 1 is image 1"
     );
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let metadata = metadata.metadata().clone().unwrap();
     assert_eq!(metadata["ids"], r#"["img0","img1","img2"]"#);
     assert_eq!(metadata["modality"], "image");
+    // The same images as shards of one sample, shards 1.. of them embedded
+    // as one job: images 1 and 2, the same vectors.
+    let shards = dir.join("shards");
+    let pattern = succeeds(&[
+        "shard",
+        manifest_path.to_str().unwrap(),
+        "--out",
+        shards.to_str().unwrap(),
+        "--per-shard",
+        "1",
+    ]);
+    let part = dir.join("part.safetensors");
+    succeeds(&[
+        "embed",
+        "--model",
+        vit,
+        "--shards",
+        pattern.trim(),
+        "--shard-range",
+        "1..",
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    let (shape, from_shards, metadata) = read_embeddings(&part);
+    assert_eq!(shape, [2, one.len()]);
+    assert_eq!(from_shards, values[one.len()..], "rows 1 and 2");
+    assert_eq!(metadata["ids"], r#"["img1","img2"]"#);
+    assert!(
+        metadata["shards"].contains("shard-000002.tar"),
+        "{metadata:?}"
+    );
     let out = polymodal(&[
         "embed",
         "--model",

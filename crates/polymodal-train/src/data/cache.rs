@@ -7,6 +7,8 @@ use sha2::{Digest, Sha256};
 
 use polymodal_core::{Error, Result};
 
+use crate::data::features::Media;
+
 /// Decoded features on disk, keyed by the SHA-256 of the media file's bytes,
 /// the modality and the preprocessing settings: editing a file or changing
 /// a setting makes a new entry, so a stale feature is never served.
@@ -47,8 +49,19 @@ impl FeatureCache {
         shape: &[usize],
         compute: impl FnOnce() -> Result<Vec<f32>>,
     ) -> Result<Vec<f32>> {
-        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        let key = Self::key(&[settings.as_bytes(), modality.as_bytes(), &bytes]);
+        self.get_or_compute_media(Media::File(file), modality, settings, shape, compute)
+    }
+
+    /// [`Self::get_or_compute`] for a file or a shard's member.
+    pub(crate) fn get_or_compute_media(
+        &self,
+        media: Media,
+        modality: &str,
+        settings: &str,
+        shape: &[usize],
+        compute: impl FnOnce() -> Result<Vec<f32>>,
+    ) -> Result<Vec<f32>> {
+        let key = Self::key(&[settings.as_bytes(), modality.as_bytes(), &media.bytes()?]);
         if let Some((stored, values)) = self.get(&key)
             && stored == shape
         {
@@ -59,7 +72,7 @@ impl FeatureCache {
         if values.len() != expected {
             return Err(Error::Invalid(format!(
                 "{}: {} {modality} feature values, the shape {shape:?} holds {expected}",
-                file.display(),
+                media.name().display(),
                 values.len()
             )));
         }

@@ -3,6 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
 use polymodal_core::{Modality, Result};
 
 use crate::data::features::Features;
@@ -134,6 +138,15 @@ pub trait Samples: Sync {
     }
     /// The samples at `indices`, decoded.
     fn load(&self, indices: &[usize]) -> Result<Vec<Example>>;
+    /// The order an epoch seeded by `seed` visits the samples in: every
+    /// index once, the same for the same seed (so a resumed run replays
+    /// the epoch). A uniform shuffle unless the samples are better read in
+    /// another order (shards: a few at a time).
+    fn epoch_order(&self, seed: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        order
+    }
 }
 
 impl Samples for Dataset {

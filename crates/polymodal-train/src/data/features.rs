@@ -1,7 +1,9 @@
 //! Per-sample features: the settings ([`FeatureConfig`]), the decoded
 //! features of a sample ([`Features`]), and computing them from one media
-//! file (text, audio, video; images go through [`ImagePreprocess`]).
+//! file or a shard's member ([`Media`]: text, audio, video; images go
+//! through [`ImagePreprocess`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -208,25 +210,80 @@ impl Features {
     }
 }
 
-/// The image file `path` decoded to RGB and preprocessed.
-pub(super) fn image_features(path: &Path, preprocess: &ImagePreprocess) -> Result<Vec<f32>> {
-    polymodal_image::load_rgb(path).and_then(|i| preprocess.apply(&i))
+/// One modality's media of a sample: a file, or the bytes of a shard's
+/// member (named `SHARD.tar:KEY.EXT` in errors).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Media<'a> {
+    /// A file on disk.
+    File(&'a Path),
+    /// Bytes read from somewhere else; `extension` tells their format.
+    Bytes {
+        /// The name errors give.
+        name: &'a Path,
+        /// The format's file extension (`"wav"`, `"jpg"`, ...).
+        extension: &'a str,
+        /// The content.
+        bytes: &'a [u8],
+    },
 }
 
-/// The UTF-8 text of the file `path`.
-pub(super) fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| Error::decode(path, "text", format!("not UTF-8 ({e})")))
+impl Media<'_> {
+    /// The name errors give.
+    pub(crate) fn name(&self) -> &Path {
+        match self {
+            Media::File(path) => path,
+            Media::Bytes { name, .. } => name,
+        }
+    }
+
+    /// The content (read from disk for a file).
+    pub(crate) fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        match self {
+            Media::File(path) => std::fs::read(path)
+                .map(Cow::Owned)
+                .map_err(|e| Error::io(path, e)),
+            Media::Bytes { bytes, .. } => Ok(Cow::Borrowed(bytes)),
+        }
+    }
+
+    /// `error` naming this media instead of the in-memory placeholder the
+    /// decoders give bytes.
+    fn named(&self, error: Error) -> Error {
+        match error {
+            Error::Decode { what, reason, .. } => Error::decode(self.name(), what, reason),
+            other => other,
+        }
+    }
 }
 
-/// The log-mel spectrogram of the audio file `path`: its first
+/// The image `media` decoded to RGB and preprocessed.
+pub(crate) fn image_features(media: Media, preprocess: &ImagePreprocess) -> Result<Vec<f32>> {
+    let image = polymodal_image::decode_rgb(&media.bytes()?)
+        .map_err(|reason| Error::decode(media.name(), "image", reason))?;
+    preprocess.apply(&image)
+}
+
+/// The UTF-8 text of `media`.
+pub(crate) fn read_text(media: Media) -> Result<String> {
+    String::from_utf8(media.bytes()?.into_owned())
+        .map_err(|e| Error::decode(media.name(), "text", format!("not UTF-8 ({e})")))
+}
+
+/// The log-mel spectrogram of the audio `media`: its first
 /// `config.clip_samples` samples (zero-padded), standardised if asked.
 pub(crate) fn audio_features(
-    path: &Path,
+    media: Media,
     config: &AudioFeatures,
     mel: &MelSpectrogram,
 ) -> Result<Vec<f32>> {
-    let mut clip = polymodal_audio::decode_file(path)?;
+    let mut clip = match media {
+        Media::File(path) => polymodal_audio::decode_file(path)?,
+        Media::Bytes {
+            extension, bytes, ..
+        } => polymodal_audio::decode_bytes(bytes.to_vec(), Some(extension))
+            .map_err(|e| media.named(e))?,
+    };
+    let path = media.name();
     if clip.sample_rate != config.mel.sample_rate && config.resample {
         clip = clip.resample(config.mel.sample_rate)?;
     }
@@ -272,9 +329,23 @@ fn standardize(values: &mut [f32]) {
 /// show that frame, as a player would. A file with no decodable frame is an
 /// error naming it. Built without the `video` feature, an error naming the
 /// file ([`no_video_support`]).
+///
+/// FFmpeg reads files, so a shard's video is written to a temporary file
+/// first (removed when decoded).
 #[cfg(feature = "video")]
-pub(super) fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<f32>> {
-    let frames = polymodal_video::sample_uniform(path, config.frames)?;
+pub(crate) fn video_features(media: Media, config: &VideoFeatures) -> Result<Vec<f32>> {
+    let (path, _scratch) = match media {
+        Media::File(path) => (path.to_path_buf(), None),
+        Media::Bytes {
+            extension, bytes, ..
+        } => {
+            let scratch = ScratchFile::write(bytes, extension)?;
+            (scratch.0.clone(), Some(scratch))
+        }
+    };
+    let frames =
+        polymodal_video::sample_uniform(&path, config.frames).map_err(|e| media.named(e))?;
+    let path = media.name();
     if frames.len() != config.frames {
         return Err(Error::decode(
             path,
@@ -295,8 +366,39 @@ pub(super) fn video_features(path: &Path, config: &VideoFeatures) -> Result<Vec<
 
 /// Without the `video` feature no video is decoded: the error naming `path`.
 #[cfg(not(feature = "video"))]
-pub(super) fn video_features(path: &Path, _config: &VideoFeatures) -> Result<Vec<f32>> {
-    Err(no_video_support(path))
+pub(crate) fn video_features(media: Media, _config: &VideoFeatures) -> Result<Vec<f32>> {
+    Err(no_video_support(media.name()))
+}
+
+/// A temporary file holding bytes a decoder must read from disk; removed
+/// when dropped.
+#[cfg(feature = "video")]
+struct ScratchFile(std::path::PathBuf);
+
+#[cfg(feature = "video")]
+impl ScratchFile {
+    fn write(bytes: &[u8], extension: &str) -> Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // The extension is the member's: keep it to a plain word.
+        let extension: String = extension
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(8)
+            .collect();
+        let path =
+            std::env::temp_dir().join(format!("polymodal-{}-{n}.{extension}", std::process::id()));
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+        Ok(Self(path))
+    }
+}
+
+#[cfg(feature = "video")]
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The error for a video file met by a build without the `video` feature.

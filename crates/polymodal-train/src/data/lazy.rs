@@ -2,7 +2,6 @@
 //! needs them) and [`load_dataset`] (all at once), and decoding one entry.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -12,7 +11,7 @@ use polymodal_core::{Error, Result};
 use crate::data::cache::FeatureCache;
 use crate::data::dataset::{Dataset, Example, Label, Samples};
 use crate::data::features::{
-    FeatureConfig, Features, audio_features, image_features, read_text, video_features,
+    FeatureConfig, Features, Media, audio_features, image_features, read_text, video_features,
 };
 use crate::data::parallel::parallel_map;
 use crate::manifest::{LabelNames, ManifestEntry, class_names};
@@ -47,7 +46,7 @@ impl LazyDataset {
         let classes = classes.map_or_else(|| class_names(&entries), <[String]>::to_vec);
         let labels = entries
             .iter()
-            .map(|e| label_of(e, &classes))
+            .map(|e| label_of(&e.id, &e.label, &classes))
             .collect::<Result<_>>()?;
         let mel = MelSpectrogram::new(config.audio.mel.clone())?;
         Ok(Self {
@@ -121,80 +120,103 @@ fn decode_entry(
     classes: &[String],
     cache: Option<&FeatureCache>,
 ) -> Result<Example> {
-    let label = label_of(entry, classes)?;
-    let cached = |path: &Path,
+    let media = SampleMedia {
+        text: entry.text.as_deref().map(Media::File),
+        image: entry.image.as_deref().map(Media::File),
+        audio: entry.audio.as_deref().map(Media::File),
+        video: entry.video.as_deref().map(Media::File),
+    };
+    Ok(Example {
+        id: entry.id.clone(),
+        features: decode_media(&media, config, mel, cache)?,
+        label: label_of(&entry.id, &entry.label, classes)?,
+    })
+}
+
+/// The media of one sample, each modality's where it is.
+pub(crate) struct SampleMedia<'a> {
+    /// Text.
+    pub text: Option<Media<'a>>,
+    /// Image.
+    pub image: Option<Media<'a>>,
+    /// Audio.
+    pub audio: Option<Media<'a>>,
+    /// Video.
+    pub video: Option<Media<'a>>,
+}
+
+/// The features of one sample's `media`, through `cache` when given.
+pub(crate) fn decode_media(
+    media: &SampleMedia,
+    config: &FeatureConfig,
+    mel: &MelSpectrogram,
+    cache: Option<&FeatureCache>,
+) -> Result<Features> {
+    let cached = |media: Media,
                   modality: &str,
                   settings: String,
                   shape: &[usize],
                   compute: &dyn Fn() -> Result<Vec<f32>>| {
         match cache {
-            Some(cache) => cache.get_or_compute(path, modality, &settings, shape, compute),
+            Some(cache) => cache.get_or_compute_media(media, modality, &settings, shape, compute),
             None => compute(),
         }
     };
     let audio_shape = config.audio_shape_with(mel);
-    let features = Features {
-        text: entry.text.as_deref().map(read_text).transpose()?,
-        image: entry
+    Ok(Features {
+        text: media.text.map(read_text).transpose()?,
+        image: media
             .image
-            .as_deref()
-            .map(|p| {
+            .map(|m| {
                 cached(
-                    p,
+                    m,
                     "image",
                     settings_key(&config.image),
                     &config.image_shape(),
-                    &|| image_features(p, &config.image),
+                    &|| image_features(m, &config.image),
                 )
             })
             .transpose()?,
-        audio: entry
+        audio: media
             .audio
-            .as_deref()
-            .map(|p| {
+            .map(|m| {
                 cached(
-                    p,
+                    m,
                     "audio",
                     settings_key(&config.audio),
                     &audio_shape,
-                    &|| audio_features(p, &config.audio, mel),
+                    &|| audio_features(m, &config.audio, mel),
                 )
             })
             .transpose()?,
-        video: entry
+        video: media
             .video
-            .as_deref()
-            .map(|p| {
+            .map(|m| {
                 cached(
-                    p,
+                    m,
                     "video",
                     settings_key(&config.video),
                     &config.video_shape(),
-                    &|| video_features(p, &config.video),
+                    &|| video_features(m, &config.video),
                 )
             })
             .transpose()?,
         embedded: BTreeMap::new(),
-    };
-    Ok(Example {
-        id: entry.id.clone(),
-        features,
-        label,
     })
 }
 
-/// The label of `entry` as indices into `classes`; a class name not in the
-/// list is an error naming the sample.
-fn label_of(entry: &ManifestEntry, classes: &[String]) -> Result<Label> {
+/// The label of sample `id` as indices into `classes`; a class name not in
+/// the list is an error naming the sample.
+pub(crate) fn label_of(id: &str, label: &LabelNames, classes: &[String]) -> Result<Label> {
     let index = |name: &String| {
         classes.iter().position(|c| c == name).ok_or_else(|| {
             Error::Config(format!(
                 "sample `{}`: label `{name}` is not one of the training classes {classes:?}",
-                entry.id
+                id
             ))
         })
     };
-    Ok(match &entry.label {
+    Ok(match label {
         LabelNames::Single(name) => Label::Single(index(name)?),
         LabelNames::Multi(names) => Label::multi(
             &names.iter().map(index).collect::<Result<Vec<_>>>()?,
@@ -242,10 +264,12 @@ mod tests {
             message.contains("clips/b.mp4") && message.contains("`video` feature"),
             "{message}"
         );
-        let message =
-            crate::data::features::video_features(std::path::Path::new("c.mp4"), &config.video)
-                .unwrap_err()
-                .to_string();
+        let message = crate::data::features::video_features(
+            crate::data::features::Media::File(std::path::Path::new("c.mp4")),
+            &config.video,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(message.contains("c.mp4"), "{message}");
         assert!(LazyDataset::new(entries[..1].to_vec(), config, None, None).is_ok());
     }

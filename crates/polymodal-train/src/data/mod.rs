@@ -12,6 +12,8 @@
 //!   trainer draws batches from;
 //! - `lazy`: [`LazyDataset`] and [`load_dataset`], which decode a manifest's
 //!   entries;
+//! - `shards`: WebDataset-style tar shards ([`ShardDataset`], streams,
+//!   writing a manifest as shards);
 //! - `splits`: an experiment's `[data]` and `[text]` tables ([`DataConfig`],
 //!   [`TextConfig`]) and the [`Splits`] they load.
 
@@ -20,6 +22,7 @@ mod dataset;
 mod features;
 mod lazy;
 mod parallel;
+pub mod shards;
 mod splits;
 
 pub use cache::FeatureCache;
@@ -28,8 +31,9 @@ pub use features::{
     AudioFeatures, Embedded, FeatureConfig, Features, MAX_CLIP_SAMPLES, VideoFeatures,
 };
 pub use lazy::{LazyDataset, load_dataset};
+pub use shards::{ShardDataset, ShardStream, StreamConfig, StreamPosition};
 pub use splits::{DataConfig, Splits, TextConfig};
 
 pub(crate) use dataset::prefetched;
-pub(crate) use features::audio_features;
+pub(crate) use features::{Media, audio_features};
 pub(crate) use parallel::parallel_map;

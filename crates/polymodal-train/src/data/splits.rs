@@ -2,13 +2,14 @@
 //! experiment, and the train / validation / test sets they describe.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Modality, Result};
 use polymodal_text::TextTokenizer;
 
+use super::shards::{ShardDataset, StreamConfig, is_shard_path};
 use super::{FeatureCache, FeatureConfig, LazyDataset, Samples};
 use crate::avmnist::{avmnist_features, load_avmnist};
 use crate::manifest::{ManifestEntry, class_names, read_manifest};
@@ -21,12 +22,14 @@ const HOLDOUT_SEED: u64 = 2026;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Training manifest (JSONL or CSV).
+    /// Training samples: a manifest (JSONL or CSV), or tar shards (a
+    /// `.tar` file or a brace pattern of them, `train-{000..015}.tar`).
     pub train: Option<PathBuf>,
-    /// Validation manifest; without it `valid_fraction` of the training set
-    /// (stratified by class, fixed seed) is held out.
+    /// Validation samples (manifest or shards); without them
+    /// `valid_fraction` of the training set (stratified by class, fixed
+    /// seed) is held out.
     pub valid: Option<PathBuf>,
-    /// Test manifest, evaluated after training.
+    /// Test samples (manifest or shards), evaluated after training.
     pub test: Option<PathBuf>,
     /// Instead of manifests: the AV-MNIST folder (`shared/data/avmnist`);
     /// its official test split is the test set.
@@ -41,10 +44,18 @@ pub struct DataConfig {
     /// A folder for decoded features (keyed by file content and feature
     /// settings): later runs skip decoding.
     pub cache: Option<PathBuf>,
+    /// Training shards are read shard by shard through a shuffle buffer of
+    /// this many samples (shards are always decoded batch by batch).
+    #[serde(default = "default_shuffle_buffer")]
+    pub shuffle_buffer: usize,
 }
 
 fn default_valid_fraction() -> f64 {
     0.1
+}
+
+fn default_shuffle_buffer() -> usize {
+    StreamConfig::default().shuffle_buffer
 }
 
 impl DataConfig {
@@ -100,9 +111,13 @@ impl DataConfig {
         if let Some(dir) = &self.avmnist {
             return self.load_avmnist(dir, features);
         }
-        let train = read_manifest(self.train.as_ref().ok_or_else(|| {
+        let train = self.train.as_ref().ok_or_else(|| {
             Error::Config("[data] needs `train` (a manifest) or `avmnist`".into())
-        })?)?;
+        })?;
+        if is_shard_path(train) {
+            return self.load_shards(train, features, used);
+        }
+        let train = read_manifest(train)?;
         let classes = class_names(&train);
         let (mut train, mut valid) = match &self.valid {
             Some(path) => (train, read_manifest(path)?),
@@ -140,6 +155,68 @@ impl DataConfig {
             test: test.map(source).transpose()?,
             modalities,
             texts,
+        })
+    }
+
+    /// Training samples from shards; validation and test from shards or
+    /// manifests.
+    fn load_shards(
+        &self,
+        train: &Path,
+        features: &FeatureConfig,
+        used: Option<&[Modality]>,
+    ) -> Result<Splits> {
+        let cache = self.cache.as_ref().map(FeatureCache::new).transpose()?;
+        let stream = StreamConfig {
+            shuffle_buffer: self.shuffle_buffer,
+            ..StreamConfig::default()
+        };
+        let open = |path: &Path, classes: Option<&[String]>| -> Result<ShardDataset> {
+            let mut data =
+                ShardDataset::open_pattern(&path.to_string_lossy(), features.clone(), classes)?
+                    .with_stream(stream.clone())?;
+            if let Some(cache) = &cache {
+                data = data.with_cache(cache.clone());
+            }
+            Ok(match used {
+                Some(used) => data.keeping(used),
+                None => data,
+            })
+        };
+        let all = open(train, None)?;
+        let classes = all.classes().to_vec();
+        let modalities = all.modalities();
+        let source = |path: &PathBuf| -> Result<Box<dyn Samples>> {
+            if is_shard_path(path) {
+                return Ok(Box::new(open(path, Some(&classes))?));
+            }
+            let mut entries = read_manifest(path)?;
+            if let Some(used) = used {
+                entries.iter_mut().for_each(|e| keep_only(e, used));
+            }
+            let lazy = LazyDataset::new(entries, features.clone(), Some(&classes), cache.clone())?;
+            Ok(Box::new(lazy))
+        };
+        let (train, valid): (ShardDataset, Box<dyn Samples>) = match &self.valid {
+            Some(path) => (all, source(path)?),
+            None => {
+                let (kept, held) =
+                    stratified_holdout(&all.label_list(), self.valid_fraction, HOLDOUT_SEED)?;
+                (all.subset(&kept)?, Box::new(all.subset(&held)?))
+            }
+        };
+        // For a tokenizer trained on the training texts, as with manifests.
+        let texts = if modalities.contains(&Modality::Text) {
+            train.texts()?
+        } else {
+            Vec::new()
+        };
+        Ok(Splits {
+            texts,
+            train: Box::new(train),
+            valid,
+            test: self.test.as_ref().map(source).transpose()?,
+            modalities,
         })
     }
 

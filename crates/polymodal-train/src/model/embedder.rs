@@ -14,7 +14,8 @@ use polymodal_image::ImageEncoderKind;
 use polymodal_text::TextEncoderKind;
 
 use super::{ClassifierConfig, EncoderChoice, EncoderMode, MultimodalClassifier, folder_features};
-use crate::{Batcher, FeatureConfig, LabelNames, ManifestEntry, load_dataset};
+use crate::data::prefetched;
+use crate::{Batcher, Example, FeatureConfig, LabelNames, ManifestEntry, Samples, load_dataset};
 
 /// Tokens a text is cut at (or the model's position table, if shorter).
 const MAX_TOKENS: usize = 512;
@@ -114,6 +115,35 @@ impl FolderEmbedder {
         Ok(vectors)
     }
 
+    /// The feature settings the folder decides: open a dataset with them
+    /// for [`Self::embed_samples`].
+    pub fn features(&self) -> &FeatureConfig {
+        &self.features
+    }
+
+    /// One pooled vector per sample of `data` (decoded with
+    /// [`Self::features`]; each must have this modality), computed `batch`
+    /// at a time while the next batch decodes; `progress(done, total)`
+    /// after each batch.
+    pub fn embed_samples(
+        &self,
+        data: &dyn Samples,
+        batch: usize,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let all: Vec<usize> = (0..data.len()).collect();
+        let chunks: Vec<Vec<usize>> = all.chunks(batch.max(1)).map(<[usize]>::to_vec).collect();
+        prefetched(data, chunks, |batches| {
+            let mut vectors = Vec::with_capacity(data.len());
+            for examples in batches {
+                vectors.extend(self.embed_examples(&examples?, device)?);
+                progress(vectors.len(), data.len());
+            }
+            Ok(vectors)
+        })
+    }
+
     fn embed_batch(&self, files: &[PathBuf], device: &Device) -> Result<Vec<Vec<f32>>> {
         let entries: Vec<ManifestEntry> = files
             .iter()
@@ -121,7 +151,17 @@ impl FolderEmbedder {
             .map(|(i, path)| entry(i, self.modality, path))
             .collect();
         let data = load_dataset(&entries, &self.features, Some(&["_".to_string()]))?;
-        let examples: Vec<_> = data.examples.iter().collect();
+        self.embed_examples(&data.examples, device)
+    }
+
+    fn embed_examples(&self, examples: &[Example], device: &Device) -> Result<Vec<Vec<f32>>> {
+        if let Some(e) = examples.iter().find(|e| !e.features.has(self.modality)) {
+            return Err(Error::Config(format!(
+                "sample `{}` has no {}, the modality embedded",
+                e.id, self.modality
+            )));
+        }
+        let examples: Vec<_> = examples.iter().collect();
         let batch = self.batcher.batch(&examples, device)?;
         let part = self
             .model

@@ -10,9 +10,6 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 use polymodal_core::{Error, Modality, MultimodalBatch, Result, Targets};
 
@@ -186,8 +183,7 @@ impl<'a> Run<'a> {
         // replays exactly what an uninterrupted one would.
         let epoch_seed = epoch_seed(config.seed, epoch);
         self.device.seed(epoch_seed);
-        let mut order: Vec<usize> = (0..self.train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed));
+        let order = self.train.epoch_order(epoch_seed);
         let loss_fn = CrossEntropyLossConfig::new()
             .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
             .init(&self.device);

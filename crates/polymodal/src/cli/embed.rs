@@ -8,7 +8,8 @@ use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use polymodal::core::Modality;
 use polymodal::core::weights::save_f32;
-use polymodal::train::{FolderEmbedder, read_manifest};
+use polymodal::train::shards::{expand_pattern, shard_range};
+use polymodal::train::{FeatureConfig, FolderEmbedder, Samples, ShardDataset, read_manifest};
 use polymodal::{Error, Result};
 
 use super::args::{InferenceDevice, SampleFiles};
@@ -18,8 +19,8 @@ use super::args::{InferenceDevice, SampleFiles};
 /// Hugging Face folder of any modality (text: BERT, sentence-transformers;
 /// image: ViT, ResNet, also per video frame; audio: Whisper, AST), the
 /// pooled vector of each TEXT, or of the file given (--text, --image,
-/// --audio, --video), one line each; with --manifest, every file of the
-/// manifest into a safetensors file.
+/// --audio, --video), one line each; with --manifest or --shards, every
+/// sample's file into a safetensors file.
 #[derive(clap::Args)]
 pub struct Embed {
     /// Model folder.
@@ -32,11 +33,22 @@ pub struct Embed {
     /// videos only), in batches, with a progress bar.
     #[arg(long, requires = "out")]
     manifest: Option<PathBuf>,
-    /// The safetensors file for --manifest: `embeddings` [samples, dim],
-    /// with the sample ids, the model folder and the modality as metadata.
-    #[arg(long, requires = "manifest")]
+    /// Embed every sample of these tar shards (a file or a brace pattern,
+    /// `shards/train-{000000..000099}.tar`; WebDataset layout, labels not
+    /// needed) into --out, like --manifest.
+    #[arg(long, requires = "out", conflicts_with = "manifest")]
+    shards: Option<String>,
+    /// With --shards: only these shards of the pattern's list (`a..b`: from
+    /// a up to, not including, b; `a..`; `a`), so that a large collection
+    /// splits into independent jobs.
+    #[arg(long, requires = "shards")]
+    shard_range: Option<String>,
+    /// The safetensors file for --manifest or --shards: `embeddings`
+    /// [samples, dim], with the sample ids, the model folder, the modality
+    /// (and the shards) as metadata.
+    #[arg(long)]
     out: Option<PathBuf>,
-    /// Samples per batch with --manifest.
+    /// Samples per batch with --manifest or --shards.
     #[arg(long, default_value_t = 16)]
     batch: usize,
     #[command(flatten)]
@@ -65,6 +77,18 @@ impl Embed {
         } else if self.model.join("config.json").is_file() {
             if let (Some(manifest), Some(out)) = (&self.manifest, &self.out) {
                 return embed_manifest(&self.model, manifest, out, self.batch, &device);
+            }
+            if let (Some(pattern), Some(out)) = (&self.shards, &self.out) {
+                let jobs = ShardJob {
+                    pattern,
+                    range: self.shard_range.as_deref(),
+                };
+                return embed_shards(&self.model, jobs, out, self.batch, &device);
+            }
+            if self.out.is_some() {
+                return Err(Error::Config(
+                    "--out is where --manifest or --shards embeddings go: give one of them".into(),
+                ));
             }
             if self.texts.is_empty() {
                 let files = self.files.list().map_err(|_| {
@@ -155,31 +179,113 @@ fn embed_manifest(
         )));
     }
     let embedder = FolderEmbedder::load(dir, Some(modality), device)?;
-    let bar = ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("embed [{bar:30}] {pos}/{len} samples {eta}")
-            .expect("valid template"),
-    );
+    let bar = progress_bar(files.len());
     let vectors = embedder.embed(&files, batch, device, &mut |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
+    save_embeddings(out, dir, modality, &ids, &vectors, BTreeMap::new())
+}
+
+/// The shards of a `--shards` job: a pattern and an optional range of it.
+struct ShardJob<'a> {
+    pattern: &'a str,
+    range: Option<&'a str>,
+}
+
+/// Every sample of the job's shards that has a modality of the folder's
+/// (the first the shards hold; an image model embeds videos when they
+/// hold no images), into `out`, with the shard files in the metadata.
+fn embed_shards(
+    dir: &Path,
+    job: ShardJob,
+    out: &Path,
+    batch: usize,
+    device: &Device,
+) -> Result<()> {
+    let mut shards: Vec<PathBuf> = expand_pattern(job.pattern)?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    if let Some(range) = job.range {
+        shards = shards[shard_range(range, shards.len())?].to_vec();
+    }
+    let data = ShardDataset::open_unlabelled(&shards, FeatureConfig::default())?;
+    let held = data.modalities();
+    let own = FolderEmbedder::modalities_of(dir)?;
+    let image_videos = own.contains(&Modality::Image) && held.contains(&Modality::Video);
+    let modality = match own.iter().copied().find(|m| held.contains(m)) {
+        Some(m) => m,
+        None if image_videos => Modality::Video,
+        None => {
+            return Err(Error::Config(format!(
+                "{}: no sample of the shards has {}, the modality of {}",
+                job.pattern,
+                own[0],
+                dir.display()
+            )));
+        }
+    };
+    let embedder = FolderEmbedder::load(dir, Some(modality), device)?;
+    let with = data.indices_with(modality);
+    let data = data
+        .subset(&with)?
+        .keeping(&[modality])
+        .with_features(embedder.features().clone())?;
+    let bar = progress_bar(data.len());
+    let vectors = embedder.embed_samples(&data, batch, device, &mut |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    let ids: Vec<String> = data.ids().into_iter().map(str::to_string).collect();
+    let names: Vec<String> = shards.iter().map(|p| p.display().to_string()).collect();
+    let names = serde_json::to_string(&names).map_err(|e| Error::Invalid(e.to_string()))?;
+    save_embeddings(
+        out,
+        dir,
+        modality,
+        &ids,
+        &vectors,
+        BTreeMap::from([("shards".to_string(), names)]),
+    )
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("embed [{bar:30}] {pos}/{len} samples {eta}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+/// `vectors` as the `embeddings` tensor of the safetensors file `out`, with
+/// the sample ids, the model folder, the modality and `extra` as metadata.
+fn save_embeddings(
+    out: &Path,
+    dir: &Path,
+    modality: Modality,
+    ids: &[String],
+    vectors: &[Vec<f32>],
+    extra: BTreeMap<String, String>,
+) -> Result<()> {
     let dim = vectors.first().map_or(0, Vec::len);
     let values: Vec<f32> = vectors.concat();
-    let ids = serde_json::to_string(&ids).map_err(|e| Error::Invalid(e.to_string()))?;
-    let metadata = BTreeMap::from([
+    let ids = serde_json::to_string(ids).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut metadata = BTreeMap::from([
         ("ids".to_string(), ids),
         ("model".to_string(), dir.display().to_string()),
         ("modality".to_string(), modality.name().to_string()),
     ]);
+    metadata.extend(extra);
     save_f32(
         out,
-        &[("embeddings", vec![files.len(), dim], &values)],
+        &[("embeddings", vec![vectors.len(), dim], &values)],
         metadata,
     )?;
     println!(
         "{} {modality} embeddings of width {dim} written to {}",
-        files.len(),
+        vectors.len(),
         out.display()
     );
     Ok(())

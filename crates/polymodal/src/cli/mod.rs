@@ -9,6 +9,7 @@ mod devices;
 mod embed;
 mod eval;
 mod retrieve;
+mod shard;
 mod train;
 mod transcribe;
 mod zero_shot;
@@ -38,6 +39,7 @@ enum Command {
     Predict(eval::Predict),
     Embed(embed::Embed),
     Retrieve(retrieve::Retrieve),
+    Shard(shard::Shard),
     Transcribe(transcribe::Transcribe),
     ZeroShot(zero_shot::ZeroShot),
     /// List the CPU and the wgpu adapters, with the precisions each supports.
@@ -55,6 +57,7 @@ impl Cli {
             Command::Predict(command) => command.run(),
             Command::Embed(command) => command.run(),
             Command::Retrieve(command) => command.run(),
+            Command::Shard(command) => command.run(),
             Command::Transcribe(command) => command.run(),
             Command::ZeroShot(command) => command.run(),
             Command::Devices => devices::run(),
