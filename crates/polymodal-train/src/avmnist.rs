@@ -19,6 +19,7 @@ use polymodal_image::{ImagePreprocess, Normalize};
 use crate::data::{
     AudioFeatures, Dataset, Example, FeatureConfig, Features, Label, Media, Samples, VideoFeatures,
 };
+use crate::manifest::{LabelNames, ManifestEntry};
 
 /// MNIST's pixel statistics (on the 0..1 scale).
 const MNIST_MEAN: f32 = 0.1307;
@@ -152,18 +153,53 @@ impl AvMnistPairs {
         })
     }
 
-    fn decode(&self, pair: &Pair) -> Result<Example> {
-        let images = match pair.mnist_split.as_str() {
-            "train" => &self.images[0],
-            "t10k" | "test" => &self.images[1],
-            other => {
-                return Err(Error::Config(format!(
-                    "{}: unknown mnist_split `{other}`",
-                    self.name
-                )));
-            }
+    /// The split as files a manifest lists: each pair's MNIST digit
+    /// written to `dir` as a grey PNG, its FSDD recording where it is,
+    /// labelled by digit and named as decoded pairs are; for the manifest
+    /// and shard pipelines (`polymodal shard`, `cargo xtask bench shards`).
+    pub fn export(&self, dir: &Path) -> Result<Vec<ManifestEntry>> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let write = |pair: &Pair| -> Result<ManifestEntry> {
+            let images = self.images_of(pair)?;
+            let wav = self.dir.join(&pair.wav);
+            check_pair(&wav, pair, images)?;
+            let path = dir.join(format!("{}-{}.png", pair.mnist_split, pair.mnist_index));
+            image::DynamicImage::ImageRgb8(images.rgb(pair.mnist_index))
+                .to_luma8()
+                .save(&path)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            Ok(ManifestEntry {
+                id: pair_id(pair),
+                label: LabelNames::Single(pair.label.to_string()),
+                text: None,
+                image: Some(path),
+                audio: Some(wav),
+                video: None,
+            })
         };
-        decode_pair(&self.dir, pair, images, &self.features, &self.mel)
+        crate::data::parallel_map(&self.pairs, write)
+    }
+
+    /// The MNIST file the pair's image is in.
+    fn images_of(&self, pair: &Pair) -> Result<&MnistImages> {
+        match pair.mnist_split.as_str() {
+            "train" => Ok(&self.images[0]),
+            "t10k" | "test" => Ok(&self.images[1]),
+            other => Err(Error::Config(format!(
+                "{}: unknown mnist_split `{other}`",
+                self.name
+            ))),
+        }
+    }
+
+    fn decode(&self, pair: &Pair) -> Result<Example> {
+        decode_pair(
+            &self.dir,
+            pair,
+            self.images_of(pair)?,
+            &self.features,
+            &self.mel,
+        )
     }
 }
 
@@ -220,6 +256,28 @@ fn decode_pair(
     mel: &MelSpectrogram,
 ) -> Result<Example> {
     let wav = dir.join(&pair.wav);
+    check_pair(&wav, pair, images)?;
+    let image = features.image.apply(&images.rgb(pair.mnist_index))?;
+    let audio = crate::data::audio_features(Media::File(&wav), &features.audio, mel)?;
+    Ok(Example {
+        id: pair_id(pair),
+        features: Features {
+            image: Some(image),
+            audio: Some(audio),
+            ..Features::default()
+        },
+        label: Label::Single(pair.label),
+    })
+}
+
+/// A pair's name: digit, speaker, recording.
+fn pair_id(pair: &Pair) -> String {
+    format!("{}_{}_{}", pair.label, pair.speaker, pair.fsdd_index)
+}
+
+/// Checks the pair's label against its recording's file name and its MNIST
+/// image's label (which also checks the image index).
+fn check_pair(wav: &Path, pair: &Pair, images: &MnistImages) -> Result<()> {
     let spoken = pair
         .wav
         .file_name()
@@ -236,17 +294,7 @@ fn decode_pair(
             pair.mnist_index
         )));
     }
-    let image = features.image.apply(&images.rgb(pair.mnist_index))?;
-    let audio = crate::data::audio_features(Media::File(&wav), &features.audio, mel)?;
-    Ok(Example {
-        id: format!("{}_{}_{}", pair.label, pair.speaker, pair.fsdd_index),
-        features: Features {
-            image: Some(image),
-            audio: Some(audio),
-            ..Features::default()
-        },
-        label: Label::Single(pair.label),
-    })
+    Ok(())
 }
 
 /// One MNIST split: grey pixels and labels.
@@ -430,6 +478,22 @@ mod tests {
             .load(&[0])
             .unwrap_err();
         assert!(error.to_string().contains("disagrees"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Exported as files, the pairs decode through a manifest's dataset to
+    /// exactly their own decoding (the PNG keeps MNIST's pixels).
+    #[test]
+    fn exported_pairs_decode_as_the_pairs_do() {
+        let dir = std::env::temp_dir().join(format!("polymodal-avexport-{}", std::process::id()));
+        tiny_benchmark(&dir);
+        let features = avmnist_features();
+        let pairs = open_avmnist(&dir, &features).unwrap().train;
+        let entries = pairs.export(&dir.join("files")).unwrap();
+        assert_eq!(entries.len(), 2);
+        let classes: Vec<String> = (0..CLASSES).map(|d| d.to_string()).collect();
+        let files = crate::load_dataset(&entries, &features, Some(&classes)).unwrap();
+        assert_eq!(files.examples, pairs.load(&[0, 1]).unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
