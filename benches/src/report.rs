@@ -177,7 +177,9 @@ pub fn shell_word(word: &str) -> String {
 }
 
 /// The short commit hash, `+ uncommitted changes` when `git status
-/// --porcelain` lists anything.
+/// --porcelain` lists anything outside `docs/benchmarks/`: the reports the
+/// benchmarks write there do not change what is measured, and counting
+/// them would mark every report after the first of a session.
 fn commit() -> String {
     let root = workspace_root();
     let git = |args: &[&str]| {
@@ -193,7 +195,8 @@ fn commit() -> String {
     match git(&["rev-parse", "--short", "HEAD"]) {
         None => "unknown (not a git checkout, or no git)".into(),
         Some(hash) => {
-            let dirty = git(&["status", "--porcelain"]).is_none_or(|s| !s.is_empty());
+            let dirty = git(&["status", "--porcelain", "--", ".", ":!docs/benchmarks"])
+                .is_none_or(|s| !s.is_empty());
             describe_commit(&hash, dirty)
         }
     }
