@@ -407,6 +407,18 @@ impl Table {
         }
     }
 
+    /// The usual comparison: work, polymodal's time, the reference's, the
+    /// reference tool, the ratio.
+    pub fn against_reference() -> Self {
+        Self::new(&[
+            ("work", Align::Left),
+            ("polymodal", Align::Right),
+            ("reference", Align::Right),
+            ("reference tool", Align::Left),
+            ("ratio", Align::Right),
+        ])
+    }
+
     /// Adds a row without a goal.
     pub fn row(&mut self, cells: Vec<String>) {
         self.goal_row(cells, None, None);

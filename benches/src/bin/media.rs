@@ -12,7 +12,7 @@ use std::time::Duration;
 use image::RgbImage;
 use polymodal_audio::{LoadOptions, MelConfig, MelSpectrogram, load};
 use polymodal_benches::report::{
-    Align, Goal, Provenance, Report, Table, ffmpeg_version, ratio_cell, reports_dir,
+    Goal, Provenance, Report, Table, ffmpeg_version, ratio_cell, reports_dir,
 };
 use polymodal_benches::{Options, best_of, python_reference, timing};
 use polymodal_image::{ImagePreprocess, load_rgb};
@@ -189,13 +189,7 @@ fn run() -> Result<(), String> {
             goal: Some(Goal(1.0)),
         },
     ];
-    let mut table = Table::new(&[
-        ("work", Align::Left),
-        ("polymodal", Align::Right),
-        ("reference", Align::Right),
-        ("reference tool", Align::Left),
-        ("ratio", Align::Right),
-    ]);
+    let mut table = Table::against_reference();
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     for row in rows {
         let (time, tool, ratio) = match row.reference {
