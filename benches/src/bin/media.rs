@@ -3,7 +3,11 @@
 //! polymodal time: above 1 means polymodal is faster), written with the
 //! run's provenance and each goal's verdict to `docs/benchmarks/media.md`.
 //!
-//! Usage: media --shared DIR [--python PYTHON] [--reps N]
+//! The two sides alternate round by round (polymodal, then the references,
+//! `--rounds` times), and each row's ratio is the median of its rounds'
+//! ratios, shown with their range.
+//!
+//! Usage: media --shared DIR [--python PYTHON] [--reps N] [--rounds N]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,14 +15,12 @@ use std::time::Duration;
 
 use image::RgbImage;
 use polymodal_audio::{LoadOptions, MelConfig, MelSpectrogram, load};
-use polymodal_benches::report::{
-    Goal, Provenance, Report, Table, ffmpeg_version, ratio_cell, reports_dir,
-};
-use polymodal_benches::{Options, best_of, python_reference, timing};
+use polymodal_benches::report::{Goal, Provenance, Report, Table, ffmpeg_version, reports_dir};
+use polymodal_benches::{Measured, Options, Rounds, best_of, error, python_reference, timing};
 use polymodal_image::{ImagePreprocess, load_rgb};
 use polymodal_text::TextTokenizer;
 use polymodal_video::VideoReader;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const AUDIO_RATE: u32 = 22_050;
 const N_FFT: usize = 2048;
@@ -36,50 +38,59 @@ fn files(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, String> {
     Ok(found)
 }
 
-/// One row of the report.
-struct Row {
-    what: String,
-    ours: Duration,
-    reference: Result<(Duration, String), String>,
-    goal: Option<Goal>,
+/// The shared files every round works on.
+struct Inputs {
+    video: PathBuf,
+    speech: Vec<PathBuf>,
+    photos: Vec<PathBuf>,
+    tokenizer: PathBuf,
+    sentences: Vec<String>,
+}
+
+/// The rows, in order: what each measures and its goal.
+fn rows(inputs: &Inputs) -> [(String, Option<Goal>); 5] {
+    [
+        (
+            "video: 132 frames 1280x720 H.264 -> RGB, 1 thread".into(),
+            Some(Goal(1.0)),
+        ),
+        (
+            "video: the same, FFmpeg's automatic threads on both sides".into(),
+            None,
+        ),
+        (
+            format!(
+                "audio: {} LibriVox clips, decode + resample 22.05 kHz + 128-mel dB",
+                inputs.speech.len()
+            ),
+            Some(Goal(3.0)),
+        ),
+        (
+            format!(
+                "image: {} photos, decode + CLIP resize/crop/normalise",
+                inputs.photos.len()
+            ),
+            Some(Goal(1.5)),
+        ),
+        (
+            "text: 2000 sentences, all-MiniLM-L6-v2 tokenizer, pad + truncate 128".into(),
+            Some(Goal(1.0)),
+        ),
+    ]
 }
 
 fn main() {
     polymodal_benches::main_of("media", run);
 }
 
-fn run() -> Result<(), String> {
-    let options = Options::from_args()?;
-    let media = options.shared.join("data/media");
-    let video = media.join("video/bigbuckbunny.mp4");
-    let speech = files(&media.join("audio/librivox"), "wav")?;
-    let mut photos = files(&media.join("images"), "png")?;
-    photos.extend(files(&media.join("images"), "jpg")?);
-    let tokenizer_file = options
-        .shared
-        .join("models/all-MiniLM-L6-v2/tokenizer.json");
-    let transcripts = std::fs::read_to_string(media.join("audio/librivox/transcription"))
-        .map_err(|e| e.to_string())?;
-    let sentences: Vec<String> = transcripts
-        .lines()
-        .map(|l| {
-            l.split(" (")
-                .next()
-                .unwrap_or(l)
-                .replace("<s>", "")
-                .replace("</s>", "")
-        })
-        .cycle()
-        .take(2000)
-        .collect();
-    let reps = options.reps;
-    let error = |e: polymodal_core::Error| e.to_string();
-
+/// polymodal's time for each row, best of `reps` passes.
+fn ours(inputs: &Inputs, reps: usize) -> Result<[Duration; 5], String> {
     // Video: every frame of the 720p clip to RGB, on one thread (as
     // `ffmpeg -threads 1`) and with FFmpeg's automatic threading (as video-rs).
     let decode_video = |threads: usize| {
         best_of(reps, || {
-            let mut reader = VideoReader::open_with_threads(&video, threads).map_err(error)?;
+            let mut reader =
+                VideoReader::open_with_threads(&inputs.video, threads).map_err(error)?;
             let mut image = RgbImage::new(0, 0);
             let mut frames = 0;
             while reader.next_frame_into(&mut image).map_err(error)?.is_some() {
@@ -90,10 +101,42 @@ fn run() -> Result<(), String> {
                 .ok_or(format!("{frames} frames"))
         })
     };
-    let ours_video = decode_video(1)?;
-    let ours_video_auto = decode_video(0)?;
+    // Audio: decode, resample to 22.05 kHz, 128-band log-mel.
+    let mel =
+        MelSpectrogram::new(MelConfig::librosa(AUDIO_RATE, N_FFT, HOP, N_MELS)).map_err(error)?;
+    let audio = best_of(reps, || {
+        for path in &inputs.speech {
+            let clip = load(path, &LoadOptions::mono_at(AUDIO_RATE)).map_err(error)?;
+            mel.compute(&clip.samples).map_err(error)?;
+        }
+        Ok(())
+    })?;
+    // Images: decode, CLIP preprocessing to 224 x 224 CHW f32.
+    let clip = ImagePreprocess::clip(224);
+    let images = best_of(reps, || {
+        for path in &inputs.photos {
+            clip.apply(&load_rgb(path).map_err(error)?).map_err(error)?;
+        }
+        Ok(())
+    })?;
+    // Text: 2000 sentences through all-MiniLM-L6-v2's tokenizer.
+    let tokenizer = TextTokenizer::from_file(&inputs.tokenizer, 128).map_err(error)?;
+    let tokens = best_of(reps, || {
+        tokenizer
+            .encode_batch(&inputs.sentences)
+            .map(|_| ())
+            .map_err(error)
+    })?;
+    Ok([decode_video(1)?, decode_video(0)?, audio, images, tokens])
+}
+
+/// The reference's time and tool for each row (or why it was skipped),
+/// and the Python side's output (for the provenance).
+fn theirs(inputs: &Inputs, options: &Options) -> (Vec<Measured>, Result<Value, String>) {
+    let reps = options.reps;
     let video_rs = best_of(reps, || {
-        let mut decoder = video_rs::Decoder::new(video.as_path()).map_err(|e| e.to_string())?;
+        let mut decoder =
+            video_rs::Decoder::new(inputs.video.as_path()).map_err(|e| e.to_string())?;
         loop {
             match decoder.decode_raw() {
                 Ok(_) => {}
@@ -102,108 +145,81 @@ fn run() -> Result<(), String> {
             }
         }
         Ok(())
-    })?;
+    });
     let ffmpeg = best_of(reps, || {
         let status = Command::new("ffmpeg")
             .args(["-v", "error", "-threads", "1", "-i"])
-            .arg(&video)
+            .arg(&inputs.video)
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"])
             .status()
             .map_err(|e| format!("ffmpeg: {e}"))?;
         status.success().then_some(()).ok_or("ffmpeg failed".into())
     });
-
-    // Audio: decode, resample to 22.05 kHz, 128-band log-mel.
-    let mel =
-        MelSpectrogram::new(MelConfig::librosa(AUDIO_RATE, N_FFT, HOP, N_MELS)).map_err(error)?;
-    let ours_audio = best_of(reps, || {
-        for path in &speech {
-            let clip = load(path, &LoadOptions::mono_at(AUDIO_RATE)).map_err(error)?;
-            mel.compute(&clip.samples).map_err(error)?;
-        }
-        Ok(())
-    })?;
-
-    // Images: decode, CLIP preprocessing to 224 x 224 CHW f32.
-    let clip = ImagePreprocess::clip(224);
-    let ours_images = best_of(reps, || {
-        for path in &photos {
-            clip.apply(&load_rgb(path).map_err(error)?).map_err(error)?;
-        }
-        Ok(())
-    })?;
-
-    // Text: 2000 sentences through all-MiniLM-L6-v2's tokenizer.
-    let tokenizer = TextTokenizer::from_file(&tokenizer_file, 128).map_err(error)?;
-    let ours_tokens = best_of(reps, || {
-        tokenizer
-            .encode_batch(&sentences)
-            .map(|_| ())
-            .map_err(error)
-    })?;
-
     let spec = json!({
-        "reps": options.reps,
-        "audio": speech, "audio_rate": AUDIO_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
-        "images": photos, "image_size": 224,
-        "tokenizer": tokenizer_file, "sentences": sentences,
+        "reps": reps,
+        "audio": inputs.speech, "audio_rate": AUDIO_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS,
+        "images": inputs.photos, "image_size": 224,
+        "tokenizer": inputs.tokenizer, "sentences": inputs.sentences,
     });
     let python = python_reference(&options.python, "media_reference.py", &spec);
-    let reference = |name: &str| timing(&python, name);
-    // Goals (reference time / polymodal time) next to their rows.
-    let rows = [
-        Row {
-            what: "video: 132 frames 1280x720 H.264 -> RGB, 1 thread".into(),
-            ours: ours_video,
-            reference: ffmpeg.map(|d| (d, "ffmpeg -threads 1 -f rawvideo -pix_fmt rgb24".into())),
-            goal: Some(Goal(1.0)),
-        },
-        Row {
-            what: "video: the same, FFmpeg's automatic threads on both sides".into(),
-            ours: ours_video_auto,
-            reference: Ok((video_rs, "video-rs 0.12 decode_raw".into())),
-            goal: None,
-        },
-        Row {
-            what: format!(
-                "audio: {} LibriVox clips, decode + resample 22.05 kHz + 128-mel dB",
-                speech.len()
-            ),
-            ours: ours_audio,
-            reference: reference("audio"),
-            goal: Some(Goal(3.0)),
-        },
-        Row {
-            what: format!(
-                "image: {} photos, decode + CLIP resize/crop/normalise",
-                photos.len()
-            ),
-            ours: ours_images,
-            reference: reference("image"),
-            goal: Some(Goal(1.5)),
-        },
-        Row {
-            what: "text: 2000 sentences, all-MiniLM-L6-v2 tokenizer, pad + truncate 128".into(),
-            ours: ours_tokens,
-            reference: reference("tokens"),
-            goal: Some(Goal(1.0)),
-        },
+    let times = vec![
+        ffmpeg.map(|d| (d, "ffmpeg -threads 1 -f rawvideo -pix_fmt rgb24".into())),
+        video_rs.map(|d| (d, "video-rs 0.12 decode_raw".into())),
+        timing(&python, "audio"),
+        timing(&python, "image"),
+        timing(&python, "tokens"),
     ];
+    (times, python)
+}
+
+fn run() -> Result<(), String> {
+    let options = Options::from_args()?;
+    let media = options.shared.join("data/media");
+    let mut photos = files(&media.join("images"), "png")?;
+    photos.extend(files(&media.join("images"), "jpg")?);
+    let transcripts = std::fs::read_to_string(media.join("audio/librivox/transcription"))
+        .map_err(|e| e.to_string())?;
+    let inputs = Inputs {
+        video: media.join("video/bigbuckbunny.mp4"),
+        speech: files(&media.join("audio/librivox"), "wav")?,
+        photos,
+        tokenizer: options
+            .shared
+            .join("models/all-MiniLM-L6-v2/tokenizer.json"),
+        sentences: transcripts
+            .lines()
+            .map(|l| {
+                l.split(" (")
+                    .next()
+                    .unwrap_or(l)
+                    .replace("<s>", "")
+                    .replace("</s>", "")
+            })
+            .cycle()
+            .take(2000)
+            .collect(),
+    };
+    // Round by round: polymodal, then the references.
+    let mut rounds = vec![Rounds::default(); 5];
+    let mut tools: Vec<Result<String, String>> = vec![Err("not run".into()); 5];
+    let mut python = Err("not run".into());
+    for _ in 0..options.rounds.max(1) {
+        let ours = ours(&inputs, options.reps)?;
+        let (times, output) = theirs(&inputs, &options);
+        for (row, (time, theirs)) in ours.into_iter().zip(times).enumerate() {
+            rounds[row].ours.push(time);
+            tools[row] = theirs.map(|(d, tool)| {
+                rounds[row].theirs.push(d);
+                tool
+            });
+        }
+        python = output;
+    }
     let mut table = Table::against_reference();
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-    for row in rows {
-        let (time, tool, ratio) = match row.reference {
-            Ok((time, tool)) => {
-                let ratio = time.as_secs_f64() / row.ours.as_secs_f64();
-                (ms(time), tool, Some(ratio))
-            }
-            Err(why) => ("-".into(), why, None),
-        };
-        table.goal_row(
-            vec![row.what, ms(row.ours), time, tool, ratio_cell(ratio)],
-            ratio,
-            row.goal,
-        );
+    for (((what, goal), rounds), tool) in rows(&inputs).into_iter().zip(&rounds).zip(tools) {
+        let tool = tool.unwrap_or_else(|why| why);
+        table.rounds_row(what, rounds, tool, goal, ms);
     }
     let provenance = Provenance::capture()
         .tool("ffmpeg", ffmpeg_version())
@@ -211,9 +227,14 @@ fn run() -> Result<(), String> {
     let mut report = Report::new("Media ingestion against the reference tools", provenance);
     report
         .text(format!(
-            "Best of {reps} passes each on the shared files; ratio = reference time / polymodal \
-             time (above 1: polymodal is faster), rounded down. What each row measures: \
-             [../benchmarks.md](../benchmarks.md#media-ingestion-cargo-xtask-bench-media)."
+            "{} rounds, each timing polymodal and then the reference tools, each side best of \
+             {} passes on the shared files; times are the medians over the rounds, ratio = \
+             reference time / polymodal time of each round (above 1: polymodal is faster), its \
+             median and in brackets its range over the rounds, rounded down; a goal is judged on \
+             the median. What each row measures: \
+             [../benchmarks.md](../benchmarks.md#media-ingestion-cargo-xtask-bench-media).",
+            options.rounds.max(1),
+            options.reps
         ))
         .table(&table);
     report.write(&reports_dir(), "media.md")?;

@@ -11,19 +11,24 @@
 //! per worker, ratios (reference time / polymodal time) and each worker's
 //! peak memory, in `docs/benchmarks/shards-cpu.md`.
 //!
-//! Usage: shards --shared DIR [--python PYTHON] [--reps N]
+//! The two sides alternate round by round (`--rounds`), and each ratio is
+//! the median of its rounds' ratios, shown with their range.
+//!
+//! Usage: shards --shared DIR [--python PYTHON] [--reps N] [--rounds N]
 //!        shards --worker W N PATTERN REPS   (one worker's epoch, as JSON)
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use polymodal::train::shards::write_shards;
 use polymodal::train::{
-    ShardDataset, StreamConfig, StreamPosition, avmnist_features, open_avmnist,
+    ManifestEntry, ShardDataset, StreamConfig, StreamPosition, avmnist_features, open_avmnist,
 };
 use polymodal_benches::report::{
-    Align, Goal, Provenance, Report, Table, ratio_cell, reports_dir, workspace_root,
+    Align, Goal, Provenance, Report, Table, reports_dir, workspace_root,
 };
-use polymodal_benches::{Options, best_of, error, python_reference, timing};
+use polymodal_benches::{Measured, Options, Rounds, best_of, error, python_reference, timing};
 use serde_json::{Value, json};
 
 /// Samples per shard: 2,700 pairs make six shards, so two workers get
@@ -163,162 +168,249 @@ fn pinned(core: usize, program: &str) -> Command {
     command
 }
 
+/// What one side measured in one round.
+struct Side {
+    write: Measured,
+    index: Option<Duration>,
+    one: Result<Workers, String>,
+    two: Result<Workers, String>,
+}
+
+/// The run's fixed parts: the exported samples and where shards go.
+struct Setup {
+    entries: Vec<ManifestEntry>,
+    scratch: PathBuf,
+    /// polymodal's shards' pattern (both sides stream them).
+    pattern: String,
+    shard_bytes: u64,
+}
+
+/// polymodal's round: writing (best of `reps`), indexing, one and two
+/// stream workers.
+fn ours(setup: &Setup, reps: usize) -> Result<Side, String> {
+    let out = setup.scratch.join("polymodal-write");
+    let write = best_of(reps, || {
+        let _ = std::fs::remove_dir_all(&out);
+        write_shards(&setup.entries, &out, "avmnist", PER_SHARD)
+            .map(|_| ())
+            .map_err(error)
+    })?;
+    let index = best_of(reps, || {
+        ShardDataset::open_pattern(&setup.pattern, avmnist_features(), None)
+            .map(|_| ())
+            .map_err(error)
+    })?;
+    let exe = std::env::current_exe().map_err(error)?;
+    let exe = exe.to_str().ok_or("the benchmark's path is not UTF-8")?;
+    let workers = |n: usize| {
+        run_workers(n, |w| {
+            let mut command = pinned(w, exe);
+            command.args(["--worker", &w.to_string(), &n.to_string()]);
+            command.args([&setup.pattern, &reps.to_string()]);
+            command
+        })
+    };
+    Ok(Side {
+        write: Ok((write, "polymodal".into())),
+        index: Some(index),
+        one: Ok(workers(1)?),
+        two: Ok(workers(2)?),
+    })
+}
+
+/// The reference's round: webdataset writes the same samples (its own
+/// shards) and streams polymodal's, so both sides read the same bytes.
+fn theirs(setup: &Setup, options: &Options) -> (Side, Result<Value, String>) {
+    let samples: Vec<Value> = setup
+        .entries
+        .iter()
+        .map(|e| json!({"id": e.id, "label": e.label.to_string(), "image": e.image, "audio": e.audio}))
+        .collect();
+    let spec = json!({
+        "reps": options.reps, "samples": samples, "per_shard": PER_SHARD,
+        "out": setup.scratch.join("webdataset").join("avmnist-%06d.tar"),
+    });
+    let python = python_reference(&options.python, "shards_reference.py", &spec);
+    let script = workspace_root().join("benches/python/shards_reference.py");
+    let workers = |n: usize| {
+        python.as_ref().map_err(Clone::clone)?;
+        run_workers(n, |w| {
+            let mut command = pinned(w, &options.python);
+            command
+                .arg(&script)
+                .args(["worker", &w.to_string(), &n.to_string()])
+                .args([&setup.pattern, &options.reps.to_string()])
+                .env("PYTHONDONTWRITEBYTECODE", "1");
+            command
+        })
+    };
+    let side = Side {
+        write: timing(&python, "write"),
+        index: None,
+        one: workers(1),
+        two: workers(2),
+    };
+    (side, python)
+}
+
+/// Exports AV-MNIST's training pairs and writes polymodal's shards once.
+fn setup(options: &Options) -> Result<Setup, String> {
+    let scratch = workspace_root().join("target").join("bench-shards");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let avmnist = options.shared.join("data/avmnist");
+    let pairs = open_avmnist(&avmnist, &avmnist_features())
+        .map_err(error)?
+        .train;
+    let entries = pairs.export(&scratch.join("files")).map_err(error)?;
+    let out = scratch.join("polymodal");
+    let written = write_shards(&entries, &out, "avmnist", PER_SHARD).map_err(error)?;
+    let shard_bytes = written
+        .shards
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(Setup {
+        entries,
+        scratch,
+        pattern: written.pattern,
+        shard_bytes,
+    })
+}
+
+/// A streaming round's time, after checking it read every sample.
+fn epoch_time(workers: &Workers, expected: usize) -> Result<Duration, String> {
+    if workers.samples() != expected {
+        return Err(format!(
+            "the workers read {} samples, the shards hold {expected}",
+            workers.samples()
+        ));
+    }
+    Ok(Duration::from_secs_f64(workers.seconds()))
+}
+
 fn run() -> Result<(), String> {
     let options = Options::from_args()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
         return Err("the two-worker rows need two cores".into());
     }
-    let scratch = workspace_root().join("target").join("bench-shards");
-    let _ = std::fs::remove_dir_all(&scratch);
-    let avmnist = options.shared.join("data/avmnist");
-    let features = avmnist_features();
-    let pairs = open_avmnist(&avmnist, &features).map_err(error)?.train;
-    let entries = pairs.export(&scratch.join("files")).map_err(error)?;
-    let out = scratch.join("polymodal");
-    let mut pattern = String::new();
-    let ours_write = best_of(options.reps, || {
-        let _ = std::fs::remove_dir_all(&out);
-        pattern = write_shards(&entries, &out, "avmnist", PER_SHARD)
-            .map_err(error)?
-            .pattern;
-        Ok(())
-    })?;
-    let shard_bytes: u64 = std::fs::read_dir(&out)
-        .map_err(error)?
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let ours_index = best_of(options.reps, || {
-        ShardDataset::open_pattern(&pattern, features.clone(), None)
-            .map(|_| ())
-            .map_err(error)
-    })?;
-    let exe = std::env::current_exe().map_err(error)?;
-    let exe = exe.to_str().ok_or("the benchmark's path is not UTF-8")?;
-    let reps = options.reps.to_string();
-    let ours = |n: usize| {
-        run_workers(n, |w| {
-            let mut command = pinned(w, exe);
-            command.args(["--worker", &w.to_string(), &n.to_string(), &pattern, &reps]);
-            command
-        })
+    let setup = setup(&options)?;
+    let n = setup.entries.len();
+    // Rows: write, index, one worker, two workers.
+    let mut rounds = vec![Rounds::default(); 4];
+    let mut skipped: Option<String> = None;
+    let mut last: Option<(Side, Side)> = None;
+    let mut python = Err("not run".into());
+    for _ in 0..options.rounds.max(1) {
+        let mine = ours(&setup, options.reps)?;
+        let (other, output) = theirs(&setup, &options);
+        python = output;
+        let my_times = [
+            mine.write.as_ref().map(|w| w.0).map_err(Clone::clone)?,
+            mine.index.unwrap_or_default(),
+            epoch_time(mine.one.as_ref()?, n)?,
+            epoch_time(mine.two.as_ref()?, n)?,
+        ];
+        let their_times = [
+            other.write.as_ref().map(|w| w.0).map_err(Clone::clone),
+            Err("webdataset streams without an index".to_string()),
+            other
+                .one
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|w| epoch_time(w, n)),
+            other
+                .two
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|w| epoch_time(w, n)),
+        ];
+        for (row, (mine, theirs)) in my_times.into_iter().zip(their_times).enumerate() {
+            rounds[row].ours.push(mine);
+            match theirs {
+                Ok(time) => rounds[row].theirs.push(time),
+                Err(why) if row != 1 => skipped = Some(why),
+                Err(_) => {}
+            }
+        }
+        last = Some((mine, other));
+    }
+    let (mine, other) = last.expect("at least one round");
+    let tool = |name: &str| -> String {
+        python
+            .as_ref()
+            .ok()
+            .and_then(|p| p[name].as_str())
+            .map(str::to_string)
+            .or_else(|| other.write.as_ref().ok().map(|w| w.1.clone()))
+            .unwrap_or_else(|| skipped.clone().unwrap_or_default())
     };
-    let (ours_one, ours_two) = (ours(1)?, ours(2)?);
-
-    // The reference: webdataset writes the same samples (its own shards,
-    // which polymodal's stream would read as well) and streams polymodal's
-    // shards, so both read the same bytes.
-    let script = workspace_root().join("benches/python/shards_reference.py");
-    let samples: Vec<Value> = entries
-        .iter()
-        .map(|e| json!({"id": e.id, "label": e.label.to_string(), "image": e.image, "audio": e.audio}))
-        .collect();
-    let spec = json!({
-        "reps": options.reps, "samples": samples, "per_shard": PER_SHARD,
-        "out": scratch.join("webdataset").join("avmnist-%06d.tar"),
-    });
-    let python = python_reference(&options.python, "shards_reference.py", &spec);
-    let reference_write = timing(&python, "write");
-    let reference = |n: usize| {
-        run_workers(n, |w| {
-            let mut command = pinned(w, &options.python);
-            command
-                .arg(&script)
-                .args(["worker", &w.to_string(), &n.to_string(), &pattern, &reps])
-                .env("PYTHONDONTWRITEBYTECODE", "1");
-            command
-        })
-    };
-    let (theirs_one, theirs_two) = match &python {
-        Ok(_) => (reference(1), reference(2)),
-        Err(why) => (Err(why.clone()), Err(why.clone())),
-    };
-    let tool = python
+    let write_tool = other
+        .write
         .as_ref()
-        .ok()
-        .and_then(|p| p["stream_tool"].as_str())
-        .unwrap_or("webdataset")
-        .to_string();
-
-    let mut table = Table::against_reference();
-    let secs = |d: f64| format!("{d:.2} s");
-    let (write_time, write_tool, write_ratio) = match &reference_write {
-        Ok((time, tool)) => (
-            secs(time.as_secs_f64()),
-            tool.clone(),
-            Some(time.as_secs_f64() / ours_write.as_secs_f64()),
-        ),
-        Err(why) => ("-".into(), why.clone(), None),
-    };
-    table.goal_row(
-        vec![
+        .map(|w| w.1.clone())
+        .unwrap_or_else(|why| why.clone());
+    let stream_tool = tool("stream_tool");
+    let rows: [(String, &Rounds, String, Option<Goal>); 4] = [
+        (
             format!(
-                "write {} pairs as {} shards of {PER_SHARD} ({:.1} MB)",
-                entries.len(),
-                entries.len().div_ceil(PER_SHARD),
-                shard_bytes as f64 / 1e6
+                "write {n} pairs as {} shards of {PER_SHARD} ({:.1} MB)",
+                n.div_ceil(PER_SHARD),
+                setup.shard_bytes as f64 / 1e6
             ),
-            secs(ours_write.as_secs_f64()),
-            write_time,
+            &rounds[0],
             write_tool,
-            ratio_cell(write_ratio),
-        ],
-        write_ratio,
-        None,
-    );
-    table.row(vec![
-        "index the shards (headers and labels, all cores)".into(),
-        secs(ours_index.as_secs_f64()),
-        "-".into(),
-        "webdataset streams without an index".into(),
-        ratio_cell(None),
-    ]);
-    for (label, ours, theirs) in [
-        ("one worker on one core", &ours_one, &theirs_one),
-        ("two workers, one core each", &ours_two, &theirs_two),
-    ] {
-        let what = format!(
-            "stream an epoch, decode to features: {label} ({} samples/s per worker)",
-            ours.per_worker()
-        );
-        let (time, tool_cell, ratio) = match theirs {
-            Ok(t) => (
-                format!(
-                    "{} ({} samples/s per worker)",
-                    secs(t.seconds()),
-                    t.per_worker()
-                ),
-                tool.clone(),
-                Some(t.seconds() / ours.seconds() * ours.samples() as f64 / t.samples() as f64),
+            None,
+        ),
+        (
+            "index the shards (headers and labels, all cores)".into(),
+            &rounds[1],
+            "webdataset streams without an index".into(),
+            None,
+        ),
+        (
+            format!(
+                "stream an epoch, decode to features: one worker on one core ({} samples/s)",
+                mine.one
+                    .as_ref()
+                    .map(Workers::per_worker)
+                    .unwrap_or_default()
             ),
-            Err(why) => ("-".into(), why.clone(), None),
-        };
-        table.goal_row(
-            vec![
-                what,
-                secs(ours.seconds()),
-                time,
-                tool_cell,
-                ratio_cell(ratio),
-            ],
-            ratio,
+            &rounds[2],
+            stream_tool.clone(),
             Some(Goal(1.0)),
-        );
+        ),
+        (
+            format!(
+                "stream an epoch, decode to features: two workers, one core each ({} samples/s per worker)",
+                mine.two
+                    .as_ref()
+                    .map(Workers::per_worker)
+                    .unwrap_or_default()
+            ),
+            &rounds[3],
+            stream_tool,
+            Some(Goal(1.0)),
+        ),
+    ];
+    let mut table = Table::against_reference();
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    for (what, rounds, tool, goal) in rows {
+        table.rounds_row(what, rounds, tool, goal, secs);
     }
     let mut memory = Table::new(&[
-        ("peak memory per worker process", Align::Left),
+        ("peak memory per worker process (last round)", Align::Left),
         ("polymodal", Align::Right),
         ("reference", Align::Right),
     ]);
     for (label, ours, theirs) in [
-        ("one worker", &ours_one, &theirs_one),
-        ("two workers", &ours_two, &theirs_two),
+        ("one worker", &mine.one, &other.one),
+        ("two workers", &mine.two, &other.two),
     ] {
         memory.row(vec![
             label.into(),
-            ours.peak_mb(),
+            ours.as_ref().map_or("-".into(), Workers::peak_mb),
             theirs.as_ref().map_or("-".into(), Workers::peak_mb),
         ]);
     }
@@ -329,22 +421,25 @@ fn run() -> Result<(), String> {
     );
     report
         .text(format!(
-            "AV-MNIST's {} training pairs from `shared/data/avmnist` (each MNIST digit written as \
-             a grey PNG, each FSDD recording as its WAV), {PER_SHARD} pairs per shard. Best of {} \
-             passes; an epoch streams every sample through a shuffle buffer of {SHUFFLE_BUFFER} \
-             with the shards shuffled, decoding {BATCH} at a time to the AV-MNIST features \
-             (28×28 normalised pixels; one second at 8 kHz as a 40-band log-mel in dB, \
-             standardised); worker `w` of `n` reads every `n`-th shard in its own process, pinned \
-             to core `w`. Ratio = reference time / polymodal time for the same samples (above 1: \
-             polymodal is faster), rounded down. The reference writes its own shards with \
-             webdataset's `ShardWriter` and streams polymodal's, so both sides read the same \
-             bytes. What the rows mean: [../scaling.md](../scaling.md).",
-            entries.len(),
+            "AV-MNIST's {n} training pairs from `shared/data/avmnist` (each MNIST digit written as \
+             a grey PNG, each FSDD recording as its WAV), {PER_SHARD} pairs per shard. {} rounds, \
+             each timing polymodal and then the reference, each side best of {} passes; an epoch \
+             streams every sample through a shuffle buffer of {SHUFFLE_BUFFER} with the shards \
+             shuffled, decoding {BATCH} at a time to the AV-MNIST features (28×28 normalised \
+             pixels; one second at 8 kHz as a 40-band log-mel in dB, standardised); worker `w` of \
+             `n` reads every `n`-th shard in its own process, pinned to core `w`, and an epoch \
+             ends when its slowest worker is done. Times are medians over the rounds; ratio = \
+             reference time / polymodal time of each round (above 1: polymodal is faster), its \
+             median and in brackets its range, rounded down; a goal is judged on the median. The \
+             reference writes its own shards with webdataset's `ShardWriter` and streams \
+             polymodal's, so both sides read the same bytes. What the rows mean: \
+             [../scaling.md](../scaling.md).",
+            options.rounds.max(1),
             options.reps
         ))
         .table(&table)
         .table(&memory);
     report.write(&reports_dir(), "shards-cpu.md")?;
-    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(&setup.scratch);
     Ok(())
 }
