@@ -22,6 +22,7 @@ import csv
 import gzip
 import json
 import math
+import resource
 import sys
 import time
 from pathlib import Path
@@ -290,6 +291,8 @@ def main():
         "valid_accuracy": best,
         "test_accuracy": test_accuracy,
         "tool": f"PyTorch {torch.__version__} ({device})",
+        # Peak resident memory of this process (decoding + training), in MB.
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "versions": versions(*PACKAGES),
     }, sys.stdout)
 

@@ -185,6 +185,17 @@ fn median(times: &[Duration]) -> Duration {
     }
 }
 
+/// This process's peak resident memory (`VmHWM`), in MB.
+pub fn peak_memory_mb() -> Result<f64, String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(error)?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
+}
+
 /// Any error as the binaries' `String` errors.
 pub fn error(e: impl std::fmt::Display) -> String {
     e.to_string()

@@ -69,12 +69,13 @@ commands:
                    rewrite that setting's docs/benchmarks/avmnist*.{md,svg} from its
                    saved json, without training; --reference runs the reference again
                    and keeps it in the json
-  bench epoch [--device cpu|wgpu|wgpu:N]
+  bench epoch [--device cpu|wgpu|wgpu:N] [--rounds N]
                    two AV-MNIST training epochs of `polymodal train` (concat fusion) against
                    the same model and training in PyTorch in the same run (on CUDA when the
                    device is a GPU and torch has one): decoding, each epoch (the first
-                   with the start-up costs) and the whole run: ratios in
-                   docs/benchmarks/epoch-<device>.md. Python as for bench encoders
+                   with the start-up costs) and the whole run, and each side's peak
+                   memory: ratios in docs/benchmarks/epoch-<device>.md. Python as for
+                   bench encoders
   bench asr [--reps N]
                    speech to text with whisper-tiny.en on the CPU (short clips greedy and
                    with 5 beams, a two-minute input) against faster-whisper float32 and
@@ -213,7 +214,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("encoders") => bench_encoders(&args[1..]),
         Some("kernels") => bench_kernels(&args[1..]),
         Some("fusion") => bench_fusion(&args[1..]),
-        Some("epoch") => bench_against_python("epoch", &args[1..], &["--device"]),
+        Some("epoch") => bench_against_python("epoch", &args[1..], &["--device", "--rounds"]),
         Some("asr") => bench_against_python("asr", &args[1..], &["--reps"]),
         Some("shards") => bench_against_python("shards", &args[1..], &["--reps", "--rounds"]),
         _ => Err(format!(

@@ -28,7 +28,9 @@ use polymodal::train::{
 use polymodal_benches::report::{
     Align, Goal, Provenance, Report, Table, reports_dir, workspace_root,
 };
-use polymodal_benches::{Measured, Options, Rounds, best_of, error, python_reference, timing};
+use polymodal_benches::{
+    Measured, Options, Rounds, best_of, error, peak_memory_mb, python_reference, timing,
+};
 use serde_json::{Value, json};
 
 /// Samples per shard: 2,700 pairs make six shards, so two workers get
@@ -82,17 +84,6 @@ fn worker(args: &[String]) -> Result<(), String> {
         json!({"samples": samples, "seconds": seconds.as_secs_f64(), "peak_mb": peak})
     );
     Ok(())
-}
-
-/// This process's peak resident memory (`VmHWM`), in MB.
-fn peak_memory_mb() -> Result<f64, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(error)?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .ok_or("no VmHWM in /proc/self/status")?;
-    Ok(kb / 1024.0)
 }
 
 /// What the workers of one side measured: each worker's samples,
