@@ -43,7 +43,7 @@ commands:
                    vs transformers: ratios and goals, in
                    docs/benchmarks/encoders-<device>-<precision>.md. Python as for bench
                    media, with torch (pip install -r scripts/parity/requirements-torch.txt)
-  bench kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
+  bench kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--rounds N] [--python PYTHON]
                    each of polymodal's own kernels (polymodal::kernels) against the same work
                    in Burn's tensor ops on the same device (default wgpu): times and
                    ratios in docs/benchmarks/kernels-<device>.md; with --python also

@@ -19,7 +19,10 @@
 //! Written with the run's provenance to `docs/benchmarks/kernels-<device>.md`
 //! (`<device>`: `cpu`, or `wgpu-` and the adapter's name).
 //!
-//! Usage: kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--python PYTHON]
+//! The sides alternate round by round (`--rounds`, default 3): times are
+//! medians, ratios the median of the rounds' ratios with their range.
+//!
+//! Usage: kernels [--device wgpu|wgpu:N|cpu] [--reps N] [--rounds N] [--python PYTHON]
 
 use std::time::{Duration, Instant};
 
@@ -28,9 +31,9 @@ use polymodal::image::ImagePreprocess;
 use polymodal::kernels::{FramePreprocess, LogMel, gated_unit, gated_unit_unfused};
 use polymodal_audio::MelConfig;
 use polymodal_benches::report::{
-    Align, Provenance, Report, Table, device_slug, ratio_cell, reports_dir,
+    Align, Provenance, Report, Table, device_slug, reports_dir, spread_cell,
 };
-use polymodal_benches::{adapter_name, python_reference, timing};
+use polymodal_benches::{Measured, Rounds, adapter_name, python_reference, timing};
 
 fn main() {
     polymodal_benches::main_of("kernels", run);
@@ -65,41 +68,28 @@ struct Row {
     reference: &'static str,
 }
 
-fn run() -> Result<(), String> {
-    let mut device_name = "wgpu".to_string();
-    let mut reps = 10;
-    let mut python = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--device" => device_name = value,
-            "--reps" => reps = value.parse().map_err(|e| format!("--reps: {e}"))?,
-            "--python" => python = Some(value),
-            _ => return Err(format!("unknown argument {flag}")),
-        }
-    }
-    let device = polymodal::device::parse_device(&device_name).map_err(|e| e.to_string())?;
+/// Every row measured once: each kernel fused and unfused, best of `reps`.
+fn measure(reps: usize, device: &Device) -> Result<Vec<Row>, String> {
     let (batch, samples) = (8, 160_000);
     let signal = Tensor::<2>::random(
         [batch, samples],
         burn::tensor::Distribution::Uniform(-0.5, 0.5),
-        &device,
+        device,
     );
     let log_mel = LogMel::new(MelConfig::whisper()).map_err(|e| e.to_string())?;
-    let fused = best_of(reps, &device, || {
+    let fused = best_of(reps, device, || {
         log_mel
             .forward(signal.clone())
             .map(|_| ())
             .map_err(|e| e.to_string())
     })?;
-    let unfused = best_of(reps, &device, || {
+    let unfused = best_of(reps, device, || {
         log_mel
             .forward_unfused(signal.clone())
             .map(|_| ())
             .map_err(|e| e.to_string())
     })?;
-    let (frames_fused, frames_unfused) = frame_times(reps, &device)?;
+    let (frames_fused, frames_unfused) = frame_times(reps, device)?;
     let mut rows = vec![
         Row {
             kernel: "log-mel",
@@ -116,7 +106,7 @@ fn run() -> Result<(), String> {
             reference: "frames",
         },
     ];
-    for ((work, fused, unfused), reference) in gated_rows(reps, &device)?
+    for ((work, fused, unfused), reference) in gated_rows(reps, device)?
         .into_iter()
         .zip(["gated_forward", "gated_backward"])
     {
@@ -128,14 +118,58 @@ fn run() -> Result<(), String> {
             reference,
         });
     }
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-    let torch = python.map(|python| {
-        let spec = serde_json::json!({
-            "reps": reps,
-            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        });
-        python_reference(&python, "kernels_reference.py", &spec)
+    Ok(rows)
+}
+
+fn run() -> Result<(), String> {
+    let mut device_name = "wgpu".to_string();
+    let mut reps = 10;
+    let mut rounds = 3;
+    let mut python = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--device" => device_name = value,
+            "--reps" => reps = number(&value)?,
+            "--rounds" => rounds = number(&value)?.max(1),
+            "--python" => python = Some(value),
+            _ => return Err(format!("unknown argument {flag}")),
+        }
+    }
+    let device = polymodal::device::parse_device(&device_name).map_err(|e| e.to_string())?;
+    let spec = serde_json::json!({
+        "reps": reps,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
+    // Round by round: the kernels and Burn's ops, then PyTorch.
+    let mut rows = Vec::new();
+    let mut unfused: Vec<Rounds> = Vec::new();
+    let mut pytorch: Vec<Rounds> = Vec::new();
+    let mut tools: Vec<Measured> = Vec::new();
+    let mut torch = None;
+    for _ in 0..rounds {
+        rows = measure(reps, &device)?;
+        unfused.resize(rows.len(), Rounds::default());
+        pytorch.resize(rows.len(), Rounds::default());
+        tools.resize(rows.len(), Err("not run".into()));
+        torch = python
+            .as_ref()
+            .map(|python| python_reference(python, "kernels_reference.py", &spec));
+        for (i, row) in rows.iter().enumerate() {
+            unfused[i].ours.push(row.fused);
+            unfused[i].theirs.push(row.unfused);
+            pytorch[i].ours.push(row.fused);
+            if let Some(torch) = &torch {
+                tools[i] = timing(torch, row.reference);
+                if let Ok((time, _)) = &tools[i] {
+                    pytorch[i].theirs.push(*time);
+                }
+            }
+        }
+    }
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     let mut columns = vec![
         ("kernel", Align::Left),
         ("work", Align::Left),
@@ -151,23 +185,22 @@ fn run() -> Result<(), String> {
         ]);
     }
     let mut table = Table::new(&columns);
-    for row in &rows {
-        let ratio = row.unfused.as_secs_f64() / row.fused.as_secs_f64();
+    for (i, row) in rows.iter().enumerate() {
         let mut cells = vec![
             row.kernel.to_string(),
             row.work.clone(),
-            ms(row.fused),
-            ms(row.unfused),
-            ratio_cell(Some(ratio)),
+            ms(unfused[i].ours_median()),
+            ms(unfused[i].theirs_median()),
+            spread_cell(unfused[i].ratio()),
         ];
-        if let Some(torch) = &torch {
-            match timing(torch, row.reference) {
-                Ok((time, tool)) => cells.extend([
-                    ms(time),
-                    tool,
-                    ratio_cell(Some(time.as_secs_f64() / row.fused.as_secs_f64())),
+        if torch.is_some() {
+            match &tools[i] {
+                Ok((_, tool)) => cells.extend([
+                    ms(pytorch[i].theirs_median()),
+                    tool.clone(),
+                    spread_cell(pytorch[i].ratio()),
                 ]),
-                Err(why) => cells.extend(["-".into(), why, "-".into()]),
+                Err(why) => cells.extend(["-".into(), why.clone(), "-".into()]),
             }
         }
         table.row(cells);
@@ -187,10 +220,12 @@ fn run() -> Result<(), String> {
     );
     report
         .text(format!(
-            "Device `{device_name}`{}; wgpu adapters on this machine: {}. Best of {reps} \
-             passes after a warm-up pass, each waiting for the device. Ratio = unfused time / \
-             fused time (above 1: the kernel is faster), rounded down.{} {} No goal is set \
-             for these figures. What each row measures: \
+            "Device `{device_name}`{}; wgpu adapters on this machine: {}. {rounds} rounds, each \
+             timing the kernels, Burn's ops and PyTorch in turn, each best of {reps} passes after \
+             a warm-up pass, each waiting for the device; times are medians over the rounds. \
+             Ratio = unfused time / fused time of each round (above 1: the kernel is faster), \
+             its median and in brackets its range, rounded down.{} {} No goal is set for these \
+             figures. What each row measures: \
              [../benchmarks.md](../benchmarks.md#kernels-cargo-xtask-bench-kernels).",
             adapter.as_ref().map_or(String::new(), |a| format!(": {a}")),
             if adapters.is_empty() {
@@ -205,7 +240,7 @@ fn run() -> Result<(), String> {
                 ""
             },
             if torch.is_some() {
-                "PyTorch / fused = PyTorch time / polymodal fused time."
+                "PyTorch / fused = PyTorch time / polymodal fused time, per round as above."
             } else {
                 "PyTorch was not run (`--python PYTHON` adds it)."
             },
