@@ -35,7 +35,7 @@ commands:
                    docs/benchmarks/media.md. The Python side runs with $POLYMODAL_PYTHON
                    (default python3) and is skipped if its packages are missing
                    (pip install -r scripts/parity/requirements.txt)
-  bench encoders [--reps N] [--device cpu|wgpu|wgpu:N] [--precision f32|f16]
+  bench encoders [--reps N] [--rounds N] [--device cpu|wgpu|wgpu:N] [--precision f32|f16]
                    encoder throughput against PyTorch in the same run (default on the
                    CPU in f32; PyTorch on CUDA when the device is a GPU and torch has
                    one): all-MiniLM-L6-v2 sentence embeddings (batch 1 and 32) vs
@@ -288,7 +288,11 @@ fn bench_media(args: &[String]) -> Result<(), String> {
 }
 
 fn bench_encoders(args: &[String]) -> Result<(), String> {
-    bench_against_python("encoders", args, &["--reps", "--device", "--precision"])
+    bench_against_python(
+        "encoders",
+        args,
+        &["--reps", "--rounds", "--device", "--precision"],
+    )
 }
 
 /// A benchmark binary that times polymodal and a Python reference on the

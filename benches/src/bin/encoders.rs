@@ -14,8 +14,12 @@
 //! - a ViT-Tiny-sized ViT (192 wide, 12 layers, 3 heads, patch 16, 224×224,
 //!   batch 8) vs transformers' `ViTModel`.
 //!
-//! Usage: encoders --shared DIR [--python PYTHON] [--reps N] [--device cpu|wgpu|wgpu:N]
-//! [--precision f32|f16]
+//! The two sides alternate round by round (`--rounds`, default 3): rates
+//! are of median times, ratios the median of the rounds' ratios with
+//! their range.
+//!
+//! Usage: encoders --shared DIR [--python PYTHON] [--reps N] [--rounds N]
+//! [--device cpu|wgpu|wgpu:N] [--precision f32|f16]
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,12 +27,14 @@ use std::time::Duration;
 use burn::prelude::*;
 use polymodal::device::{Precision, device_with_precision};
 use polymodal_benches::report::{
-    Align, Goal, Provenance, Report, Table, device_slug, ratio_cell, reports_dir, slug,
+    Align, Goal, Provenance, Report, Table, device_slug, reports_dir, slug, spread_cell,
 };
-use polymodal_benches::{Options, adapter_name, best_of, error, python_reference, timing};
+use polymodal_benches::{
+    Measured, Options, Rounds, adapter_name, best_of, error, python_reference, timing,
+};
 use polymodal_core::weights::HfTransformer;
 use polymodal_core::{Encoder, Init};
-use polymodal_image::{ResNetConfig, Vit, VitConfig};
+use polymodal_image::{ResNet, ResNetConfig, Vit, VitConfig};
 use polymodal_text::SentenceEncoder;
 use serde_json::{Value, json};
 
@@ -66,18 +72,60 @@ fn vit_tiny() -> VitConfig {
     }
 }
 
+/// What a row measures and how its throughput is counted.
 struct Row {
     what: String,
     unit: &'static str,
-    /// Items per pass and our best pass.
+    /// Items per pass.
     items: usize,
-    ours: Duration,
-    reference: Result<(Duration, String), String>,
+    /// The row's name in `encoders_reference.py`'s output.
+    reference: &'static str,
     goal: Option<Goal>,
 }
 
 fn main() {
     polymodal_benches::main_of("encoders", run);
+}
+
+/// The models and inputs every round runs.
+struct Models {
+    sentences: SentenceEncoder,
+    texts: Vec<String>,
+    images: Tensor<4>,
+    resnet: ResNet,
+    vit: Vit,
+}
+
+/// polymodal's time for each row, best of `reps` passes; each pass reads
+/// its result back (a GPU queue is asynchronous).
+fn ours(models: &Models, reps: usize, device: &Device) -> Result<[Duration; 4], String> {
+    let texts = &models.texts;
+    let one = best_of(reps, || {
+        for text in texts {
+            models
+                .sentences
+                .embed(&[text], device)
+                .map_err(error)?
+                .into_data();
+        }
+        Ok(())
+    })?;
+    let batched = best_of(reps, || {
+        let out = models.sentences.embed(texts, device).map_err(error)?;
+        out.into_data();
+        Ok(())
+    })?;
+    let resnet = best_of(reps, || {
+        let out = models.resnet.encode(&models.images).map_err(error)?;
+        out.pooled.into_data();
+        Ok(())
+    })?;
+    let vit = best_of(reps, || {
+        let out = models.vit.forward(models.images.clone()).map_err(error)?;
+        out.last_hidden_state.into_data();
+        Ok(())
+    })?;
+    Ok([one, batched, resnet, vit])
 }
 
 fn run() -> Result<(), String> {
@@ -86,79 +134,67 @@ fn run() -> Result<(), String> {
     let precision: Precision = options.precision.parse().map_err(error)?;
     let device = device_with_precision(Some(&options.device), precision).map_err(error)?;
     let minilm = options.shared.join("models/all-MiniLM-L6-v2");
-    let (encoder, _) = SentenceEncoder::load(&minilm, &device).map_err(error)?;
-    let texts = sentences();
-    let one = best_of(reps, || {
-        for text in &texts {
-            encoder.embed(&[text], &device).map_err(error)?.into_data();
-        }
-        Ok(())
-    })?;
-    // Each pass reads its result back: a GPU queue is asynchronous.
-    let batched = best_of(reps, || {
-        let out = encoder.embed(&texts, &device).map_err(error)?;
-        out.into_data();
-        Ok(())
-    })?;
-
-    let images = Tensor::<4>::random(
-        [IMAGE_BATCH, 3, 224, 224],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let resnet = ResNetConfig::resnet18().init(&device).map_err(error)?;
-    let ours_resnet = best_of(reps, || {
-        let out = resnet.encode(&images).map_err(error)?;
-        out.pooled.into_data();
-        Ok(())
-    })?;
-    let vit = Vit::build(&vit_tiny(), &Init::random(), false, &device).map_err(error)?;
-    let ours_vit = best_of(reps, || {
-        let out = vit.forward(images.clone()).map_err(error)?;
-        out.last_hidden_state.into_data();
-        Ok(())
-    })?;
-
-    let spec = spec(&options, &minilm, &texts);
-    let python = python_reference(&options.python, "encoders_reference.py", &spec);
-    let reference = |name: &str| timing(&python, name);
+    let models = Models {
+        sentences: SentenceEncoder::load(&minilm, &device).map_err(error)?.0,
+        texts: sentences(),
+        images: Tensor::<4>::random(
+            [IMAGE_BATCH, 3, 224, 224],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        ),
+        resnet: ResNetConfig::resnet18().init(&device).map_err(error)?,
+        vit: Vit::build(&vit_tiny(), &Init::random(), false, &device).map_err(error)?,
+    };
     // The goal (polymodal throughput / PyTorch throughput) is set for the
     // CPU backend in f32, the configuration it was set for.
     let minilm_goal = (options.device == "cpu" && options.precision == "f32").then_some(Goal(1.0));
+    let texts = models.texts.len();
     let rows = [
         Row {
             what: "all-MiniLM-L6-v2 sentence embeddings, batch 1".into(),
             unit: "sentences/s",
-            items: texts.len(),
-            ours: one,
-            reference: reference("minilm_1"),
+            items: texts,
+            reference: "minilm_1",
             goal: minilm_goal,
         },
         Row {
             what: "all-MiniLM-L6-v2 sentence embeddings, batch 32".into(),
             unit: "sentences/s",
-            items: texts.len(),
-            ours: batched,
-            reference: reference("minilm_32"),
+            items: texts,
+            reference: "minilm_32",
             goal: minilm_goal,
         },
         Row {
             what: format!("ResNet-18, 224x224, batch {IMAGE_BATCH}"),
             unit: "images/s",
             items: IMAGE_BATCH,
-            ours: ours_resnet,
-            reference: reference("resnet18"),
+            reference: "resnet18",
             goal: None,
         },
         Row {
             what: format!("ViT-Tiny size (192 wide, 12 layers), 224x224, batch {IMAGE_BATCH}"),
             unit: "images/s",
             items: IMAGE_BATCH,
-            ours: ours_vit,
-            reference: reference("vit_tiny"),
+            reference: "vit_tiny",
             goal: None,
         },
     ];
+    // Round by round: polymodal, then PyTorch.
+    let spec = spec(&options, &minilm, &models.texts);
+    let mut rounds = vec![Rounds::default(); rows.len()];
+    let mut tools: Vec<Measured> = vec![Err("not run".into()); rows.len()];
+    let mut python = Err("not run".into());
+    for _ in 0..options.rounds.max(1) {
+        let times = ours(&models, reps, &device)?;
+        python = python_reference(&options.python, "encoders_reference.py", &spec);
+        for (i, (row, time)) in rows.iter().zip(times).enumerate() {
+            rounds[i].ours.push(time);
+            tools[i] = timing(&python, row.reference);
+            if let Ok((theirs, _)) = &tools[i] {
+                rounds[i].theirs.push(*theirs);
+            }
+        }
+    }
     let mut table = Table::new(&[
         ("work", Align::Left),
         ("polymodal", Align::Right),
@@ -166,20 +202,23 @@ fn run() -> Result<(), String> {
         ("reference", Align::Left),
         ("ratio", Align::Right),
     ]);
-    for row in rows {
-        let rate = |d: Duration| row.items as f64 / d.as_secs_f64();
-        let ours = format!("{:.1} {}", rate(row.ours), row.unit);
-        let (theirs, tool, ratio) = match row.reference {
-            Ok((time, tool)) => (
-                format!("{:.1} {}", rate(time), row.unit),
-                tool,
-                Some(rate(row.ours) / rate(time)),
-            ),
-            Err(why) => ("-".into(), why, None),
+    for ((row, rounds), tool) in rows.into_iter().zip(&rounds).zip(tools) {
+        // Throughputs of the same items: their ratio is the times' inverse ratio.
+        let rate = |d: Duration| format!("{:.1} {}", row.items as f64 / d.as_secs_f64(), row.unit);
+        let (theirs, tool) = match tool {
+            Ok((_, tool)) => (rate(rounds.theirs_median()), tool),
+            Err(why) => ("-".into(), why),
         };
+        let spread = rounds.ratio();
         table.goal_row(
-            vec![row.what, ours, theirs, tool, ratio_cell(ratio)],
-            ratio,
+            vec![
+                row.what,
+                rate(rounds.ours_median()),
+                theirs,
+                tool,
+                spread_cell(spread),
+            ],
+            spread.map(|s| s.median),
             row.goal,
         );
     }
@@ -196,16 +235,19 @@ fn run() -> Result<(), String> {
     );
     report
         .text(format!(
-            "polymodal on `{}`{} in {}. Best of {reps} passes each after a warm-up pass, \
-             {threads} thread(s) on both sides; ratio = polymodal throughput / PyTorch \
-             throughput (above 1: polymodal is faster), rounded down. Goals are set for the \
-             CPU backend in f32 only. What each row measures: \
+            "polymodal on `{}`{} in {}. {} rounds, each timing polymodal and then PyTorch, each \
+             side best of {reps} passes after a warm-up pass, {threads} thread(s) on both sides; \
+             throughputs are of the median times over the rounds, ratio = polymodal throughput / \
+             PyTorch throughput of each round (above 1: polymodal is faster), its median and in \
+             brackets its range, rounded down; a goal is judged on the median. Goals are set for \
+             the CPU backend in f32 only. What each row measures: \
              [../benchmarks.md](../benchmarks.md#encoders-cargo-xtask-bench-encoders).",
             options.device,
             adapter
                 .as_ref()
                 .map_or(String::new(), |a| format!(" (adapter: {a})")),
             options.precision,
+            options.rounds.max(1),
         ))
         .table(&table);
     let name = format!(
