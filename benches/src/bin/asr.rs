@@ -10,21 +10,25 @@
 //!   minutes, in 30-second windows without timestamps, greedy.
 //!
 //! Decoding the files is not timed on either side. The texts of the last
-//! pass are scored against the clips' reference transcripts: word and
+//! round's last pass are scored against the clips' reference transcripts: word and
 //! character error rates after Whisper's English normaliser
 //! ([`polymodal_text::EnglishTextNormalizer`]) on both sides, for every
 //! tool. Written with the run's provenance and the goals' verdicts to
 //! `docs/benchmarks/asr-cpu.md`.
 //!
-//! Usage: asr --shared DIR [--python PYTHON] [--reps N]
+//! The two sides alternate round by round (`--rounds`, default 3): speeds
+//! are of median times, ratios the median of the rounds' ratios with
+//! their range; the error rates are the last round's texts'.
+//!
+//! Usage: asr --shared DIR [--python PYTHON] [--reps N] [--rounds N]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use burn::prelude::*;
 use polymodal_audio::{LoadOptions, Whisper, load};
-use polymodal_benches::report::{Align, Goal, Provenance, Report, Table, ratio_cell, reports_dir};
-use polymodal_benches::{Options, best_of, error, python_reference, timing};
+use polymodal_benches::report::{Align, Goal, Provenance, Report, Table, reports_dir};
+use polymodal_benches::{Measured, Options, Rounds, best_of, error, python_reference, timing};
 use polymodal_text::{EnglishTextNormalizer, ErrorCounts};
 use serde_json::{Value, json};
 
@@ -110,17 +114,76 @@ fn samples(path: &Path) -> Result<Vec<f32>, String> {
         .samples)
 }
 
-struct Row {
-    what: String,
-    audio_secs: f64,
-    ours: Duration,
-    reference: Result<(Duration, String), String>,
-    goal: Option<Goal>,
-}
-
 fn main() {
     polymodal_benches::main_of("asr", run);
 }
+
+/// One round of polymodal's side: each set's time, best of `reps` passes,
+/// and the last pass's texts.
+struct OurPass {
+    /// Short clips greedy, short clips with 5 beams, the long input.
+    times: [Duration; 3],
+    greedy: Vec<String>,
+    beam: Vec<String>,
+    long: String,
+}
+
+/// Each clip: features, then greedy decoding or a 5-beam search (what
+/// `transcribe` does with `with_beams(1)` or `with_beams(5)`); the long
+/// input through `transcribe_long`.
+fn ours(
+    whisper: &Whisper,
+    clips: &[Vec<f32>],
+    long: &[f32],
+    reps: usize,
+) -> Result<OurPass, String> {
+    let transcribe_clips = |beams: usize| {
+        let mut texts = Vec::new();
+        let time = best_of(reps, || {
+            texts.clear();
+            for clip in clips {
+                let features = whisper.features(clip).map_err(error)?;
+                let tokens = match beams {
+                    1 => whisper.greedy(features).map_err(error)?.remove(0).tokens,
+                    _ => whisper.beam_search(features, beams).map_err(error)?.tokens,
+                };
+                texts.push(whisper.decode(&tokens).map_err(error)?);
+            }
+            Ok(())
+        })?;
+        Ok::<_, String>((time, texts))
+    };
+    let (greedy_time, greedy) = transcribe_clips(1)?;
+    let (beam_time, beam) = transcribe_clips(5)?;
+    let mut long_text = String::new();
+    let long_time = best_of(reps, || {
+        let segments = whisper.transcribe_long(long).map_err(error)?;
+        long_text = segments
+            .iter()
+            .map(|s| s.transcript.text.as_str())
+            .collect();
+        Ok(())
+    })?;
+    Ok(OurPass {
+        times: [greedy_time, beam_time, long_time],
+        greedy,
+        beam,
+        long: long_text,
+    })
+}
+
+/// The reference jobs, each with the set of [`OurPass::times`] it is
+/// compared with.
+const JOBS: [(usize, &str); 8] = [
+    (0, "fw_f32_greedy"),
+    (0, "fw_int8_greedy"),
+    (0, "hf_greedy"),
+    (1, "fw_f32_beam"),
+    (1, "fw_int8_beam"),
+    (1, "hf_beam"),
+    (2, "fw_f32_long"),
+    (2, "fw_int8_long"),
+];
 
 fn run() -> Result<(), String> {
     let options = Options::from_args()?;
@@ -142,119 +205,60 @@ fn run() -> Result<(), String> {
     let clip_secs: f64 = clips.iter().map(|c| seconds(c)).sum();
     let long_secs = seconds(&long);
 
-    // Each clip: features, then greedy decoding or a 5-beam search (what
-    // `transcribe` does with `with_beams(1)` or `with_beams(5)`).
-    // The texts of the last pass are kept for the error rates.
-    let transcribe_clips = |beams: usize| {
-        let mut texts = Vec::new();
-        let time = best_of(reps, || {
-            texts.clear();
-            for clip in &clips {
-                let features = whisper.features(clip).map_err(error)?;
-                let tokens = match beams {
-                    1 => whisper.greedy(features).map_err(error)?.remove(0).tokens,
-                    _ => whisper.beam_search(features, beams).map_err(error)?.tokens,
-                };
-                texts.push(whisper.decode(&tokens).map_err(error)?);
-            }
-            Ok(())
-        })?;
-        Ok::<_, String>((time, texts))
-    };
-    let (ours_greedy, greedy_texts) = transcribe_clips(1)?;
-    let (ours_beam, beam_texts) = transcribe_clips(5)?;
-    let mut long_text = String::new();
-    let ours_long = best_of(reps, || {
-        let segments = whisper.transcribe_long(&long).map_err(error)?;
-        long_text = segments
-            .iter()
-            .map(|s| s.transcript.text.as_str())
-            .collect();
-        Ok(())
-    })?;
-
+    // Round by round: polymodal, then the reference tools.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let spec = json!({
         "reps": reps, "threads": threads, "model": model_dir,
         "clips": clip_files, "long": long_files,
     });
-    let python = python_reference(&options.python, "asr_reference.py", &spec);
-    let reference = |name: &str| timing(&python, name);
+    let mut rounds = vec![Rounds::default(); JOBS.len()];
+    let mut tools: Vec<Measured> = vec![Err("not run".into()); JOBS.len()];
+    let mut python = Err("not run".into());
+    let mut last = None;
+    for _ in 0..options.rounds.max(1) {
+        let pass = ours(&whisper, &clips, &long, reps)?;
+        python = python_reference(&options.python, "asr_reference.py", &spec);
+        for (i, (set, job)) in JOBS.iter().enumerate() {
+            rounds[i].ours.push(pass.times[*set]);
+            tools[i] = timing(&python, job);
+            if let Ok((time, _)) = &tools[i] {
+                rounds[i].theirs.push(*time);
+            }
+        }
+        last = Some(pass);
+    }
+    let pass = last.expect("at least one round");
     let short = format!("{} short clips ({clip_secs:.1} s)", clips.len());
     let long_what = format!("one long input ({long_secs:.1} s, 30-s windows)");
-    let mut rows = Vec::new();
-    for (what, ours, secs, jobs) in [
-        (
-            format!("{short}, greedy"),
-            ours_greedy,
-            clip_secs,
-            ["fw_f32_greedy", "fw_int8_greedy", "hf_greedy"].as_slice(),
-        ),
-        (
-            format!("{short}, 5 beams"),
-            ours_beam,
-            clip_secs,
-            ["fw_f32_beam", "fw_int8_beam", "hf_beam"].as_slice(),
-        ),
-        (
-            format!("{long_what}, greedy"),
-            ours_long,
-            long_secs,
-            ["fw_f32_long", "fw_int8_long"].as_slice(),
-        ),
-    ] {
-        for job in jobs {
-            // The goal: ahead of faster-whisper in float32.
-            let goal = job.starts_with("fw_f32").then_some(Goal(1.0));
-            rows.push(Row {
-                what: what.clone(),
-                audio_secs: secs,
-                ours,
-                reference: reference(job),
-                goal,
-            });
-        }
-    }
-
-    let mut table = Table::new(&[
-        ("work", Align::Left),
-        ("polymodal", Align::Right),
-        ("reference", Align::Right),
-        ("tool", Align::Left),
-        ("ratio", Align::Right),
-    ]);
-    for row in rows {
-        let speed = |d: Duration| row.audio_secs / d.as_secs_f64();
-        let ours = format!("{:.1}x real time", speed(row.ours));
-        let (theirs, tool, ratio) = match row.reference {
-            Ok((time, tool)) => (
-                format!("{:.1}x real time", speed(time)),
-                tool,
-                Some(speed(row.ours) / speed(time)),
-            ),
-            Err(why) => ("-".into(), why, None),
-        };
-        table.goal_row(
-            vec![row.what, ours, theirs, tool, ratio_cell(ratio)],
-            ratio,
-            row.goal,
-        );
+    let sets = [
+        (format!("{short}, greedy"), clip_secs),
+        (format!("{short}, 5 beams"), clip_secs),
+        (format!("{long_what}, greedy"), long_secs),
+    ];
+    let mut table = Table::against_reference();
+    for (((set, job), rounds), tool) in JOBS.iter().zip(&rounds).zip(tools) {
+        let (what, audio_secs) = &sets[*set];
+        let speed = |d: Duration| format!("{:.1}x real time", audio_secs / d.as_secs_f64());
+        // The goal: ahead of faster-whisper in float32.
+        let goal = job.starts_with("fw_f32").then_some(Goal(1.0));
+        let tool = tool.map_or_else(|why| why, |(_, tool)| tool);
+        table.rounds_row(what.clone(), rounds, tool, goal, speed);
     }
     let clip_refs = transcripts(&clip_files)?;
     let long_refs = vec![transcripts(&long_files)?.join(" ")];
-    let long_texts = vec![long_text];
+    let long_texts = vec![pass.long];
     let errors = error_table(
         &[
             Scored {
                 what: format!("{short}, greedy"),
                 references: &clip_refs,
-                ours: &greedy_texts,
+                ours: &pass.greedy,
                 jobs: &["fw_f32_greedy", "fw_int8_greedy", "hf_greedy"],
             },
             Scored {
                 what: format!("{short}, 5 beams"),
                 references: &clip_refs,
-                ours: &beam_texts,
+                ours: &pass.beam,
                 jobs: &["fw_f32_beam", "fw_int8_beam", "hf_beam"],
             },
             Scored {
@@ -272,13 +276,16 @@ fn run() -> Result<(), String> {
         .text(format!(
             "whisper-tiny.en (`../shared/models/whisper-tiny.en`; faster-whisper reads the \
              CTranslate2 checkpoint it was converted from) on the CPU backend in f32, \
-             {threads} thread(s) on both sides; best of {reps} passes each after a warm-up \
-             pass; decoding the files is not timed. Speed is seconds of audio per second; \
-             ratio = polymodal's speed / the reference's (above 1: polymodal is faster), \
-             rounded down. The goal is faster-whisper in float32; int8 and transformers are \
+             {threads} thread(s) on both sides; {} rounds, each running polymodal and then the \
+             reference tools, each side best of {reps} passes after a warm-up pass; decoding \
+             the files is not timed. Speed is seconds of audio per second, of the median times \
+             over the rounds; ratio = polymodal's speed / the reference's in each round (above \
+             1: polymodal is faster), its median and in brackets its range, rounded down; a \
+             goal is judged on the median. The goal is faster-whisper in float32; int8 and transformers are \
              shown beside it. faster-whisper runs without timestamps, without the previous \
              text as prompt and without VAD, as polymodal does. What each row measures: \
              [../benchmarks.md](../benchmarks.md#speech-to-text-cargo-xtask-bench-asr).",
+            options.rounds.max(1),
         ))
         .table(&table)
         .text(
