@@ -32,7 +32,8 @@ commands:
                    time polymodal's media paths (video decode, audio features, image
                    preprocessing, tokenisation) against ffmpeg, librosa, Pillow and Python
                    tokenizers on the shared files: ratios and each goal met or MISSED, in
-                   docs/benchmarks/media.md. The Python side runs with $POLYMODAL_PYTHON
+                   docs/benchmarks/media.md (the ffmpeg command line is installed when
+                   missing). The Python side runs with $POLYMODAL_PYTHON
                    (default python3) and is skipped if its packages are missing
                    (pip install -r scripts/parity/requirements.txt)
   bench encoders [--reps N] [--rounds N] [--device cpu|wgpu|wgpu:N] [--precision f32|f16]
@@ -284,6 +285,7 @@ fn shell_word(word: &str) -> String {
 }
 
 fn bench_media(args: &[String]) -> Result<(), String> {
+    setup::ensure_media_bench_tools()?;
     bench_against_python("media", args, &["--reps", "--rounds"])
 }
 

@@ -62,7 +62,29 @@ fn requirements() -> Vec<Requirement> {
     ]
 }
 
+/// What building and testing need (FFmpeg's libraries, libclang, the
+/// Vulkan loader and lavapipe), installed with apt-get when missing.
 pub fn ensure_system_packages() -> Result<(), String> {
+    ensure(requirements)
+}
+
+/// What the build needs, and the ffmpeg command line, the reference of
+/// `cargo xtask bench media`'s video row.
+pub fn ensure_media_bench_tools() -> Result<(), String> {
+    ensure(|| {
+        let mut all = requirements();
+        all.push(Requirement {
+            what: "the ffmpeg command line (the video reference of bench media)",
+            present: || succeeds("ffmpeg", &["-version"]),
+            packages: &["ffmpeg"],
+        });
+        all
+    })
+}
+
+/// Installs (apt-get) the packages of whatever `requirements` lists as
+/// missing, or says what to run.
+fn ensure(requirements: fn() -> Vec<Requirement>) -> Result<(), String> {
     check_rust_components()?;
     let missing: Vec<Requirement> = requirements()
         .into_iter()
