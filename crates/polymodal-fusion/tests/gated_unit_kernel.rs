@@ -6,7 +6,9 @@
 use burn::prelude::*;
 use polymodal_fusion::kernel::{gated_unit, gated_unit_unfused};
 
-const BATCH: usize = 5;
+/// More samples than the CPU implementation does on one thread, and not a
+/// multiple of the core count, so its split between cores is exercised.
+const BATCH: usize = 37;
 const MODALITIES: usize = 3;
 const HIDDEN: usize = 37;
 
