@@ -15,15 +15,29 @@ const PARALLEL_MIN_SAMPLES: usize = 16;
 
 /// The inputs of one call: scores `s` and candidates `u` `[batch, m, hidden]`,
 /// presence `p` `[batch, m]`.
-struct Inputs<'a> {
-    s: &'a [f32],
-    u: &'a [f32],
-    p: &'a [f32],
+struct Inputs {
+    s: Vec<f32>,
+    u: Vec<f32>,
+    p: Vec<f32>,
+    batch: usize,
     modalities: usize,
     hidden: usize,
 }
 
-impl Inputs<'_> {
+impl Inputs {
+    fn read(s: &FlexTensor, u: &FlexTensor, p: &FlexTensor) -> Self {
+        let (s, shape) = flex_values(s);
+        let ((u, _), (p, _)) = (flex_values(u), flex_values(p));
+        Self {
+            s,
+            u,
+            p,
+            batch: shape[0],
+            modalities: shape[1],
+            hidden: shape[2],
+        }
+    }
+
     /// For sample `b` and hidden unit `j`: the gates over the modalities
     /// (zero when absent) written to `z`, and the fused value, as the
     /// kernel computes them.
@@ -90,43 +104,28 @@ fn gated_grad(
     grad: FlexTensor,
     scores: bool,
 ) -> FlexTensor {
-    let (s, shape) = flex_values(&s);
-    let ((u, _), (p, _), (g, _)) = (flex_values(&u), flex_values(&p), flex_values(&grad));
-    let (m_count, hidden) = (shape[1], shape[2]);
-    let inputs = Inputs {
-        s: &s,
-        u: &u,
-        p: &p,
-        modalities: m_count,
-        hidden,
-    };
-    let mut out = vec![0.0f32; s.len()];
+    let inputs = Inputs::read(&s, &u, &p);
+    let (g, _) = flex_values(&grad);
+    let (batch, m_count, hidden) = (inputs.batch, inputs.modalities, inputs.hidden);
+    let mut out = vec![0.0f32; batch * m_count * hidden];
     for_each_sample(&mut out, m_count * hidden, |b, row| {
         let mut z = vec![0.0; m_count];
         for j in 0..hidden {
             let fused = inputs.gates(b, j, &mut z);
             for (m, gate) in z.iter().enumerate() {
-                let t = u[(b * m_count + m) * hidden + j].tanh();
+                let t = inputs.u[(b * m_count + m) * hidden + j].tanh();
                 let factor = if scores { t - fused } else { 1.0 - t * t };
                 row[m * hidden + j] = g[b * hidden + j] * gate * factor;
             }
         }
     });
-    flex_tensor(out, shape)
+    flex_tensor(out, vec![batch, m_count, hidden])
 }
 
 impl GatedUnitOps for Flex {
     fn gated_unit(scores: FlexTensor, candidates: FlexTensor, present: FlexTensor) -> FlexTensor {
-        let (s, shape) = flex_values(&scores);
-        let ((u, _), (p, _)) = (flex_values(&candidates), flex_values(&present));
-        let (batch, m_count, hidden) = (shape[0], shape[1], shape[2]);
-        let inputs = Inputs {
-            s: &s,
-            u: &u,
-            p: &p,
-            modalities: m_count,
-            hidden,
-        };
+        let inputs = Inputs::read(&scores, &candidates, &present);
+        let (batch, m_count, hidden) = (inputs.batch, inputs.modalities, inputs.hidden);
         let mut out = vec![0.0f32; batch * hidden];
         for_each_sample(&mut out, hidden, |b, row| {
             let mut z = vec![0.0; m_count];
