@@ -389,8 +389,15 @@ impl ScratchFile {
             .collect();
         let path =
             std::env::temp_dir().join(format!("polymodal-{}-{n}.{extension}", std::process::id()));
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-        Ok(Self(path))
+        // `create_new`: never write through a file or link already there.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let scratch = Self(path);
+        std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io(&scratch.0, e))?;
+        Ok(scratch)
     }
 }
 
