@@ -376,3 +376,46 @@ fn damaged_shards_are_errors_naming_them() {
     assert!(message.contains("missing-0.tar"), "{message}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Seeded random damage (bytes changed anywhere, headers included, and
+/// cuts) never panics: every variant opens and decodes, or is an error.
+#[test]
+fn random_damage_is_an_error_or_a_result_never_a_panic() {
+    let dir = scratch_dir("shards-random-damage");
+    let entries = image_manifest(&dir, 4);
+    let written = write_shards(&entries, &dir.join("shards"), "r", 4).unwrap();
+    let good = std::fs::read(&written.shards[0]).unwrap();
+    let damaged = dir.join("damaged.tar");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |below: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % below
+    };
+    let (mut opened, mut refused) = (0, 0);
+    for _ in 0..1500 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + next(8) {
+            let at = next(bytes.len());
+            bytes[at] = next(256) as u8;
+        }
+        if next(4) == 0 {
+            bytes.truncate(next(bytes.len()));
+        }
+        std::fs::write(&damaged, &bytes).unwrap();
+        let outcome = ShardDataset::open(std::slice::from_ref(&damaged), tiny_features(), None)
+            .and_then(|d| d.load(&(0..d.len()).collect::<Vec<_>>()));
+        match outcome {
+            Ok(_) => opened += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    // Both happen: a change inside a PNG's pixels or a tar's padding can
+    // leave a valid shard; one in a header cannot.
+    assert!(
+        opened > 0 && refused > 0,
+        "{opened} opened, {refused} refused"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
