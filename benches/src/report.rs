@@ -430,7 +430,9 @@ pub fn spread_cell(spread: Option<Spread>) -> String {
 /// Column alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
+    /// Flush left (words).
     Left,
+    /// Flush right (figures).
     Right,
 }
 
