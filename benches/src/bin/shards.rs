@@ -328,21 +328,19 @@ fn run() -> Result<(), String> {
         last = Some((mine, other));
     }
     let (mine, other) = last.expect("at least one round");
-    let tool = |name: &str| -> String {
-        python
-            .as_ref()
-            .ok()
-            .and_then(|p| p[name].as_str())
-            .map(str::to_string)
-            .or_else(|| other.write.as_ref().ok().map(|w| w.1.clone()))
-            .unwrap_or_else(|| skipped.clone().unwrap_or_default())
-    };
     let write_tool = other
         .write
         .as_ref()
         .map(|w| w.1.clone())
         .unwrap_or_else(|why| why.clone());
-    let stream_tool = tool("stream_tool");
+    // The reference's tools, or why it was skipped.
+    let stream_tool = python
+        .as_ref()
+        .ok()
+        .and_then(|p| p["stream_tool"].as_str())
+        .map(str::to_string)
+        .or(skipped)
+        .unwrap_or_else(|| "webdataset".into());
     let rows: [(String, &Rounds, String, Option<Goal>); 4] = [
         (
             format!(
