@@ -158,10 +158,7 @@ fn ours(
     let mut long_text = String::new();
     let long_time = best_of(reps, || {
         let segments = whisper.transcribe_long(long).map_err(error)?;
-        long_text = segments
-            .iter()
-            .map(|s| s.transcript.text.as_str())
-            .collect();
+        long_text = segments.iter().map(|s| s.text.as_str()).collect();
         Ok(())
     })?;
     Ok(OurPass {

@@ -72,7 +72,10 @@ pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window, re
 pub use mfcc::Mfcc;
 pub use registry::{AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes, layout};
 pub use resample::{Resampler, resample};
-pub use transcribe::{Decoded, Segment, Transcript, Whisper, WhisperGenerationConfig};
+pub use transcribe::{
+    DecodeOptions, Decoded, Progress, Segment, SubtitleFormat, TIME_PRECISION, Transcript, Whisper,
+    WhisperGenerationConfig, compression_ratio, subtitles,
+};
 pub use wav::write_wav_pcm16;
 pub use whisper::WhisperFeatures;
 pub use whisper_decoder::{DecoderCache, WhisperDecoder, WhisperDecoderConfig};

@@ -56,4 +56,27 @@ impl WhisperFeatures {
         self.mel.config().log.apply(&mut out);
         Ok(out)
     }
+
+    /// Features of the whole of `samples`, neither padded nor cut, as
+    /// `WhisperFeatureExtractor(truncation=False, padding="longest")` makes
+    /// them for long-form transcription: `80 * frames` values, band-major,
+    /// and `frames` (one per 10 ms: `samples.len() / 160`). The log scale's
+    /// floor (8 below the loudest value) is taken over the whole input.
+    pub fn compute_all(&self, samples: &[f32]) -> Result<(Vec<f32>, usize)> {
+        let keep = samples.len() / self.mel.config().hop_length;
+        if keep == 0 {
+            return Err(Error::Invalid(format!(
+                "{} samples are less than one frame of Whisper features",
+                samples.len()
+            )));
+        }
+        let (power, frames) = self.mel.mel_power(samples)?;
+        let keep = keep.min(frames);
+        let mut out: Vec<f32> = power
+            .chunks_exact(frames)
+            .flat_map(|band| band[..keep].iter().copied())
+            .collect();
+        self.mel.config().log.apply(&mut out);
+        Ok((out, keep))
+    }
 }

@@ -810,9 +810,10 @@ fn without_video_videos_are_errors_naming_the_file() {
 }
 
 /// `polymodal transcribe` prints what was said in audio files and a video's
-/// soundtrack (checked against transformers in tests/tests/whisper_decode.rs),
-/// one JSON object per file with `--format json`, and refuses what it
-/// cannot do with a clear message.
+/// soundtrack (checked against transformers in tests/tests/whisper_decode.rs
+/// and whisper_timestamps.rs), one JSON object per file with `--format
+/// json`, subtitles with `--format srt|vtt` (to files with `--out`), and
+/// refuses what it cannot do with a clear message.
 #[test]
 fn transcribe_prints_the_text_of_audio_and_video_files() {
     let Some(shared) = shared_with_model("whisper-tiny.en") else {
@@ -821,32 +822,40 @@ fn transcribe_prints_the_text_of_audio_and_video_files() {
     let model = shared.join("models/whisper-tiny.en");
     let model = model.to_str().unwrap();
     let speech = shared.join("data/speech/audioeval/en/quick_brown_fox.wav");
+    let speech = speech.to_str().unwrap();
     assert_eq!(
-        succeeds(&["transcribe", "--model", model, speech.to_str().unwrap()]),
+        succeeds(&["transcribe", "--model", model, speech]),
         "The quick brown fox jumps over the lazy dog.\n"
+    );
+    assert_eq!(
+        succeeds(&["transcribe", "--model", model, "--format", "srt", speech]),
+        "1\n00:00:00,000 --> 00:00:02,600\nThe quick brown fox jumps over the lazy dog.\n\n"
     );
 
     #[cfg(feature = "video")]
     {
+        // Whisper's silence rule drops the music's one window; decoded
+        // plainly, it is faster-whisper's "Mmm.".
         let video = shared.join("data/media/video/bigbuckbunny.mp4");
-        let out = succeeds(&[
-            "transcribe",
-            "--model",
-            model,
-            "--format",
-            "json",
-            speech.to_str().unwrap(),
-            video.to_str().unwrap(),
-        ]);
-        let lines: Vec<serde_json::Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[1]["text"], "Mmm.");
-        let segment = &lines[1]["segments"][0];
-        assert_eq!(segment["start"], 0.0);
-        assert!(segment["no_speech_prob"].as_f64().unwrap() > 0.5);
+        let video = video.to_str().unwrap();
+        for (plain, text) in [(false, ""), (true, "Mmm.")] {
+            let mut args = vec!["transcribe", "--model", model, "--format", "json"];
+            if plain {
+                args.push("--plain");
+            }
+            let out = succeeds(&[args.as_slice(), &[speech, video]].concat());
+            let lines: Vec<serde_json::Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 2);
+            assert_eq!(lines[1]["text"], text, "{out}");
+            if plain {
+                let segment = &lines[1]["segments"][0];
+                assert_eq!(segment["start"], 0.0);
+                assert!(segment["no_speech_prob"].as_f64().unwrap() > 0.6);
+            }
+        }
     }
 
     // Beam search hears the counting that greedy decoding writes as digits.
@@ -854,21 +863,43 @@ fn transcribe_prints_the_text_of_audio_and_video_files() {
     let counting = counting.to_str().unwrap();
     assert_eq!(
         succeeds(&["transcribe", "--model", model, "--beam", "5", counting]),
-        "One, two, three, four, five, six, seven, eight, nine, ten.\n"
+        "One, two, three, four, five, six, seven, eight, nine, 10.\n"
     );
     let out = polymodal(&["transcribe", "--model", model, "--beam", "0", counting]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least one beam"));
 
+    // WebVTT files, one per input, in a folder.
+    let dir = std::env::temp_dir().join(format!("polymodal-transcribe-{}", std::process::id()));
+    let dir_arg = dir.to_str().unwrap();
+    let args = [
+        "transcribe",
+        "--model",
+        model,
+        "--format",
+        "vtt",
+        "--out",
+        dir_arg,
+    ];
+    succeeds(&[args.as_slice(), &[speech, counting]].concat());
+    let vtt = std::fs::read_to_string(dir.join("quick_brown_fox.vtt")).unwrap();
+    assert!(
+        vtt.starts_with("WEBVTT\n\n00:00.000 --> 00:02.600\nThe quick brown fox"),
+        "{vtt}"
+    );
+    assert!(dir.join("counting.vtt").exists());
+    let _ = std::fs::remove_dir_all(&dir);
     let out = polymodal(&[
         "transcribe",
         "--model",
         model,
         "--format",
         "srt",
-        speech.to_str().unwrap(),
+        speech,
+        counting,
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format srt: give txt or json"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need --out FOLDER"));
+
     let readme = shared.join("README.md");
     let out = polymodal(&["transcribe", "--model", model, readme.to_str().unwrap()]);
     assert!(!out.status.success());

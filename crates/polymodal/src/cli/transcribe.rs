@@ -1,28 +1,66 @@
 //! `polymodal transcribe`: speech to text with a Whisper folder.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use polymodal::audio::{LoadOptions, Segment, Whisper, WhisperFeatures};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use polymodal::audio::{
+    DecodeOptions, LoadOptions, Segment, SubtitleFormat, Whisper, WhisperFeatures, subtitles,
+};
 use polymodal::{Error, Result};
 
 use super::args::InferenceDevice;
 
+/// What `transcribe` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// The text of each file.
+    Txt,
+    /// SubRip subtitles.
+    Srt,
+    /// WebVTT subtitles.
+    Vtt,
+    /// One object per file: the text and the segments with their times,
+    /// tokens and scores.
+    Json,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Txt => "txt",
+            Self::Srt => "srt",
+            Self::Vtt => "vtt",
+            Self::Json => "json",
+        }
+    }
+}
+
 /// Transcribes audio files (and the audio track of video files) with a
 /// Hugging Face Whisper folder (config.json, model.safetensors,
-/// generation_config.json, tokenizer.json): greedy decoding or beam
-/// search, 30-second windows, no timestamps (docs/speech.md).
+/// generation_config.json, tokenizer.json): input of any length, 30-second
+/// windows that follow the predicted timestamps, greedy decoding or beam
+/// search, OpenAI's temperature fallback and silence rules (docs/speech.md).
 #[derive(clap::Args)]
 pub struct Transcribe {
     /// Whisper folder (e.g. whisper-tiny.en).
     #[arg(long)]
     model: PathBuf,
-    /// txt (the text of each file) or json (one object per file, with the
-    /// 30-second windows).
-    #[arg(long, default_value = "txt")]
-    format: String,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "txt")]
+    format: Format,
     /// Beams of the beam search (1: greedy decoding).
     #[arg(long, default_value_t = 1)]
     beam: usize,
+    /// Decode as transformers' `generate` does by default: temperature 0
+    /// only, no silence rules, every window decoded.
+    #[arg(long)]
+    plain: bool,
+    /// Where to write instead of standard output: a file for one input, a
+    /// folder (FILE_STEM.FORMAT inside) for several.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Audio or video files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -31,35 +69,86 @@ pub struct Transcribe {
 }
 
 impl Transcribe {
-    /// Prints each file's transcript.
+    /// Writes each file's transcript.
     pub fn run(self) -> Result<()> {
-        if !matches!(self.format.as_str(), "txt" | "json") {
-            return Err(Error::Config(format!(
-                "--format {}: give txt or json (timestamped srt and vtt come with \
-                 timestamp decoding)",
-                self.format
-            )));
+        let several = self.files.len() > 1;
+        if several && self.out.is_none() && matches!(self.format, Format::Srt | Format::Vtt) {
+            return Err(Error::Config(
+                "subtitles of several files need --out FOLDER (one file each)".into(),
+            ));
         }
         let device = self.device.device()?;
+        let options = if self.plain {
+            DecodeOptions::plain()
+        } else {
+            DecodeOptions::default()
+        };
         let model = Whisper::load(&self.model, &device)?
             .0
-            .with_beams(self.beam)?;
+            .with_options(options.with_beams(self.beam))?;
+        if let Some(folder) = self.out.as_ref().filter(|_| several) {
+            std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+        }
         for file in &self.files {
-            let segments = model.transcribe_long(&samples(file)?)?;
-            let text: String = segments
-                .iter()
-                .map(|s| s.transcript.text.trim())
-                .collect::<Vec<_>>()
-                .join(" ");
-            if self.format == "json" {
-                println!("{}", json_line(file, &text, &segments));
-            } else if self.files.len() > 1 {
-                println!("{}: {text}", file.display());
-            } else {
-                println!("{text}");
+            let segments = transcribe(&model, file)?;
+            let written = render(self.format, file, &segments, several && self.out.is_none());
+            match &self.out {
+                None => print!("{written}"),
+                Some(out) => {
+                    let path = if several {
+                        out.join(file.file_stem().unwrap_or(file.as_os_str()))
+                            .with_extension(self.format.extension())
+                    } else {
+                        out.clone()
+                    };
+                    std::fs::write(&path, written).map_err(|e| Error::io(&path, e))?;
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// The file's segments, with a progress bar on a terminal for input longer
+/// than one window.
+fn transcribe(model: &Whisper, file: &Path) -> Result<Vec<Segment>> {
+    let samples = samples(file)?;
+    let long = samples.len() > 30 * WhisperFeatures::SAMPLE_RATE as usize;
+    let bar = (long && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(samples.len() as u64 / WhisperFeatures::SAMPLE_RATE as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} s")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(file.display().to_string());
+        bar
+    });
+    let segments = model.transcribe_long_with(&samples, |p| {
+        if let Some(bar) = &bar {
+            bar.set_position(p.done_secs as u64);
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(segments)
+}
+
+/// What is written for one file (`named`: text lines start with its name).
+fn render(format: Format, file: &Path, segments: &[Segment], named: bool) -> String {
+    let text = segments
+        .iter()
+        .map(|s| s.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match format {
+        Format::Txt if named => format!("{}: {text}\n", file.display()),
+        Format::Txt => format!("{text}\n"),
+        Format::Srt => subtitles(SubtitleFormat::Srt, segments),
+        Format::Vtt => subtitles(SubtitleFormat::Vtt, segments),
+        Format::Json => format!("{}\n", json_line(file, &text, segments)),
     }
 }
 
@@ -85,10 +174,12 @@ fn json_line(file: &Path, text: &str, segments: &[Segment]) -> String {
             serde_json::json!({
                 "start": s.start_secs,
                 "end": s.end_secs,
-                "text": s.transcript.text,
-                "tokens": s.transcript.decoded.tokens,
-                "no_speech_prob": s.transcript.decoded.no_speech_prob,
-                "avg_logprob": s.transcript.decoded.avg_logprob,
+                "text": s.text,
+                "tokens": s.tokens,
+                "temperature": s.temperature,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
             })
         })
         .collect();
