@@ -29,6 +29,14 @@ pub fn shared_dir() -> Option<PathBuf> {
     }
 }
 
+/// Token ids of a JSON fixture (an array of integers).
+pub fn token_ids(value: &serde_json::Value) -> Vec<u32> {
+    let ids = value.as_array().expect("an array of token ids");
+    ids.iter()
+        .map(|v| v.as_u64().expect("a token id") as u32)
+        .collect()
+}
+
 /// A fresh empty folder under the system temp dir, unique to this test.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polymodal-test-{}-{name}", std::process::id()));

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use polymodal::audio::{DecodeOptions, LoadOptions, Segment, Whisper, load};
-use polymodal_tests::shared_dir;
+use polymodal::audio::{DecodeOptions, LoadOptions, Segment, SliceSource, Whisper, load};
+use polymodal_tests::{shared_dir, token_ids};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -75,12 +75,7 @@ fn assert_same(what: &str, segments: &[Segment], expected: &Value) {
         texts(segments)
     );
     for (segment, reference) in segments.iter().zip(expected) {
-        let tokens: Vec<u32> = reference["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_u64().unwrap() as u32)
-            .collect();
+        let tokens = token_ids(&reference["tokens"]);
         assert_eq!(segment.tokens, tokens, "{what}: {}", segment.text);
         assert_eq!(segment.text, reference["text"].as_str().unwrap(), "{what}");
         for (ours, theirs) in [
@@ -183,4 +178,42 @@ fn failing_windows_fall_back_to_higher_temperatures() {
         " The quick brown fox jumps over the lazy dog."
     );
     assert!(passed[0].compression_ratio < 2.4 && passed[0].avg_logprob > -1.0);
+}
+
+/// Read from a stream window by window (and from a file on disk), long
+/// input gives transformers' segments too: the streamed features are the
+/// whole input's.
+#[test]
+fn streamed_long_input_gives_the_same_segments() {
+    let Some((shared, fixture, mut model)) = setup() else {
+        return;
+    };
+    let input = &fixture["long"]["speech"];
+    let samples = joined(&shared, &input["parts"]);
+    model = model.with_options(options("greedy")).unwrap();
+    let streamed = model
+        .transcribe_source(|| Ok(SliceSource::new(&samples, 12_345)), |_| {})
+        .unwrap();
+    assert_same(
+        "streamed speech greedy",
+        &streamed,
+        &input["cases"]["greedy"],
+    );
+
+    // From a file: the same as the file's samples held whole.
+    let path = std::env::temp_dir().join(format!("polymodal-stream-{}.wav", std::process::id()));
+    polymodal::audio::write_wav_pcm16(&path, &samples[..40 * 16_000], 16_000, 1).unwrap();
+    let mut seen = Vec::new();
+    let from_file = model
+        .transcribe_file(&path, |p| seen.push(p.done_secs))
+        .unwrap();
+    let held = model
+        .transcribe_long(&clip(&shared, path.to_str().unwrap()))
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(from_file, held);
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]) && seen.last() == Some(&40.0),
+        "{seen:?}"
+    );
 }

@@ -206,6 +206,20 @@ impl ClipBuilder {
         Ok(self.wanted == Some(0))
     }
 
+    /// The converted samples produced so far, taken out of the builder (a
+    /// resampler keeps a few back until more input or the end comes).
+    pub fn take(&mut self) -> Vec<f32> {
+        std::mem::take(&mut self.samples)
+    }
+
+    /// Flushes the resampler at the end of the input and takes the rest.
+    pub fn take_rest(&mut self) -> Result<Vec<f32>> {
+        if let Some(r) = self.resampler.as_mut() {
+            r.finish(&mut self.samples)?;
+        }
+        Ok(self.take())
+    }
+
     /// The clip, or `None` when no sample was pushed.
     pub fn finish(mut self) -> Result<Option<AudioClip>> {
         if let Some(r) = self.resampler.as_mut() {
@@ -217,6 +231,90 @@ impl ClipBuilder {
             sample_rate: self.sample_rate,
             channels,
         }))
+    }
+}
+
+/// Converted samples, chunk after chunk: what a long input is read as
+/// when it should not be held whole in memory.
+pub trait SampleSource {
+    /// The next samples, or `None` at the end.
+    fn next_samples(&mut self) -> Result<Option<Vec<f32>>>;
+}
+
+/// An audio file decoded and converted as [`LoadOptions`] say, one packet
+/// at a time: the same samples as [`load`], without holding them all.
+#[derive(Debug)]
+pub struct SampleStream {
+    reader: AudioReader,
+    clip: ClipBuilder,
+    ended: bool,
+}
+
+impl SampleStream {
+    /// Opens `path` for reading as `options` say (offset, duration, mono,
+    /// sample rate).
+    pub fn open(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let mut reader = AudioReader::open(path)?;
+        options.validate()?;
+        if options.offset_secs > 0.0 {
+            reader.seek(options.offset_secs)?;
+        }
+        let clip = ClipBuilder::new(options, reader.sample_rate(), reader.channels())?;
+        Ok(Self {
+            reader,
+            clip,
+            ended: false,
+        })
+    }
+}
+
+impl SampleSource for SampleStream {
+    fn next_samples(&mut self) -> Result<Option<Vec<f32>>> {
+        while !self.ended {
+            let done = match self.reader.next_chunk()? {
+                Some(chunk) => self.clip.push(chunk.samples)?,
+                None => true,
+            };
+            let samples = if done {
+                self.ended = true;
+                self.clip.take_rest()?
+            } else {
+                self.clip.take()
+            };
+            if !samples.is_empty() {
+                return Ok(Some(samples));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Samples held in memory, handed out in pieces of `chunk` (tests, and
+/// input that is already decoded).
+#[derive(Debug)]
+pub struct SliceSource<'a> {
+    samples: &'a [f32],
+    chunk: usize,
+}
+
+impl<'a> SliceSource<'a> {
+    /// `samples` in pieces of `chunk` (at least 1).
+    pub fn new(samples: &'a [f32], chunk: usize) -> Self {
+        Self {
+            samples,
+            chunk: chunk.max(1),
+        }
+    }
+}
+
+impl SampleSource for SliceSource<'_> {
+    fn next_samples(&mut self) -> Result<Option<Vec<f32>>> {
+        if self.samples.is_empty() {
+            return Ok(None);
+        }
+        let (head, rest) = self.samples.split_at(self.chunk.min(self.samples.len()));
+        self.samples = rest;
+        Ok(Some(head.to_vec()))
     }
 }
 

@@ -65,18 +65,18 @@ mod whisper_encoder;
 pub use ast::{Ast, AstConfig};
 pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
 pub use decode::{
-    AudioClip, AudioInfo, AudioReader, ClipBuilder, LoadOptions, decode_bytes, decode_file,
-    downmix, load,
+    AudioClip, AudioInfo, AudioReader, ClipBuilder, LoadOptions, SampleSource, SampleStream,
+    SliceSource, decode_bytes, decode_file, downmix, load,
 };
 pub use mel::{LogScale, MelConfig, MelScale, MelSpectrogram, PadMode, Window, reflect_indices};
 pub use mfcc::Mfcc;
 pub use registry::{AnyAudioEncoder, AudioEncoderKind, AudioEncoderSizes, layout};
 pub use resample::{Resampler, resample};
 pub use transcribe::{
-    DecodeOptions, Decoded, Progress, Segment, SubtitleFormat, TIME_PRECISION, Transcript, Whisper,
-    WhisperGenerationConfig, compression_ratio, subtitles,
+    DecodeOptions, Decoded, Progress, Segment, SubtitleFormat, TIME_PRECISION, Task, Transcript,
+    Whisper, WhisperGenerationConfig, compression_ratio, subtitles,
 };
 pub use wav::write_wav_pcm16;
-pub use whisper::WhisperFeatures;
+pub use whisper::{FrameBlock, WhisperFeatures, WhisperFrames};
 pub use whisper_decoder::{DecoderCache, WhisperDecoder, WhisperDecoderConfig};
 pub use whisper_encoder::{WhisperEncoder, WhisperEncoderConfig, audio_positions};

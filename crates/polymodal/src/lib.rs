@@ -4,7 +4,8 @@
 //! the wgpu backend) and the [`MultimodalClassifier`] that composes them
 //! (from polymodal-train), and adds what the `polymodal` command line is
 //! made of: TOML experiments ([`experiment`]), device and precision names
-//! ([`device`]) and the embedded demo dataset ([`demo`]). The data flow is:
+//! ([`device`]), search over what is said in audio and video files
+//! ([`speech`]) and the embedded demo dataset ([`demo`]). The data flow is:
 //! media file → decoded tensor → encoder → embeddings (pooled + sequence +
 //! mask) → fusion → head → loss.
 //!
@@ -29,6 +30,7 @@
 pub mod demo;
 pub mod device;
 pub mod experiment;
+pub mod speech;
 
 pub use polymodal_core::{
     Embeddings, Encoder, Error, Fusion, Modality, ModalityBatch, ModalityEmbeddings,

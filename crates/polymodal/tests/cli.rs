@@ -910,6 +910,114 @@ fn transcribe_prints_the_text_of_audio_and_video_files() {
     );
 }
 
+/// `polymodal index` transcribes a folder and a long recording and embeds
+/// each segment; `polymodal search` finds the file and the time span where
+/// a phrase was said, by meaning, not only by its words.
+#[test]
+fn search_finds_the_file_and_time_span_of_a_spoken_phrase() {
+    let Some(shared) = shared_with_model("whisper-tiny.en") else {
+        return;
+    };
+    let minilm = shared.join("models/all-MiniLM-L6-v2");
+    if !minilm.join("config.json").is_file() {
+        return;
+    }
+    let dir = scratch("speech-search");
+    // A recording of 14 s: 2 s of silence, one utterance, 1 s, the fox
+    // sentence (from 8.3 s to 11.19 s), 1 s, another utterance.
+    let load = |name: &str| {
+        let path = shared.join(name);
+        polymodal::audio::load(&path, &polymodal::audio::LoadOptions::mono_at(16_000))
+            .unwrap()
+            .samples
+    };
+    let silence = |secs: f64| vec![0.0f32; (secs * 16_000.0) as usize];
+    let recording = [
+        silence(2.0),
+        load("data/media/audio/librivox/sense_and_sensibility_01_austen_64kb-0890.wav"),
+        silence(1.0),
+        load("data/speech/audioeval/en/quick_brown_fox.wav"),
+        silence(1.0),
+        load("data/media/audio/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"),
+    ]
+    .concat();
+    let long = dir.join("recording.wav");
+    polymodal::audio::write_wav_pcm16(&long, &recording, 16_000, 1).unwrap();
+    let index = dir.join("index");
+    let english = shared.join("data/speech/audioeval/en");
+    let whisper = shared.join("models/whisper-tiny.en");
+    let args = [
+        "index",
+        "--whisper",
+        whisper.to_str().unwrap(),
+        "--text-model",
+        minilm.to_str().unwrap(),
+        "--out",
+        index.to_str().unwrap(),
+        english.to_str().unwrap(),
+        long.to_str().unwrap(),
+    ];
+    let out = polymodal(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let search = |query: &str| -> Vec<serde_json::Value> {
+        let args = [
+            "search",
+            index.to_str().unwrap(),
+            query,
+            "--json",
+            "--top",
+            "3",
+        ];
+        succeeds(&args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // Other words, same meaning: the clip and the recording's span.
+    let hits = search("a dog and a fox");
+    let file = |hit: &serde_json::Value| hit["file"].as_str().unwrap().to_string();
+    let best: Vec<String> = hits[..2].iter().map(file).collect();
+    assert!(
+        best.iter().any(|f| f.ends_with("quick_brown_fox.wav"))
+            && best.iter().any(|f| f.ends_with("recording.wav")),
+        "{hits:?}"
+    );
+    let span = hits
+        .iter()
+        .find(|h| file(h).ends_with("recording.wav"))
+        .unwrap();
+    let (start, end) = (
+        span["start"].as_f64().unwrap(),
+        span["end"].as_f64().unwrap(),
+    );
+    // The span holds the sentence (8.3 to 11.19 s) and little else: tiny.en
+    // ends it at the next utterance's start.
+    assert!(
+        (7.8..=8.6).contains(&start) && (11.0..=12.8).contains(&end),
+        "{span}"
+    );
+    assert!(file(&search("greeting the world")[0]).ends_with("hello_world.wav"));
+    let hit = &search("how much money he could give them")[0];
+    assert!(file(hit).ends_with("recording.wav"), "{hit}");
+    assert!(hit["start"].as_f64().unwrap() > 11.0, "{hit}");
+
+    // Plain text lines, and clear errors.
+    let text = succeeds(&["search", index.to_str().unwrap(), "fox", "--top", "1"]);
+    assert!(
+        text.contains("quick_brown_fox.wav  0:00.00–0:02.60") || text.contains("recording.wav"),
+        "{text}"
+    );
+    let out = polymodal(&["search", dir.join("nothing").to_str().unwrap(), "fox"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("index.json"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The standard output of a run that must succeed.
 fn succeeds(args: &[&str]) -> String {
     let out = polymodal(args);

@@ -14,7 +14,9 @@ mod options;
 mod rules;
 mod segments;
 mod subtitles;
+mod windows;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
@@ -26,12 +28,14 @@ use serde::Deserialize;
 use polymodal_core::{Error, Init, LoadReport, Result, Weights, read_config};
 
 use crate::{
-    WhisperDecoder, WhisperDecoderConfig, WhisperEncoder, WhisperEncoderConfig, WhisperFeatures,
+    LoadOptions, SampleSource, SampleStream, WhisperDecoder, WhisperDecoderConfig, WhisperEncoder,
+    WhisperEncoderConfig, WhisperFeatures, WhisperFrames,
 };
 use beam::{BeamSearch, top_k};
 use rules::{Rules, TimestampRules};
+use windows::{HOP, HeldWindows, StreamedWindows, WINDOW_FRAMES, Windows};
 
-pub use options::{DecodeOptions, compression_ratio};
+pub use options::{DecodeOptions, Task, compression_ratio};
 pub use segments::TIME_PRECISION;
 pub use subtitles::{SubtitleFormat, subtitles};
 
@@ -58,6 +62,13 @@ pub struct WhisperGenerationConfig {
     /// `<|0.00|>` (any when absent, as in transformers).
     #[serde(default)]
     pub max_initial_timestamp_index: Option<u32>,
+    /// Multilingual checkpoints: each language's token (`"<|fr|>"`: 50265).
+    #[serde(default)]
+    pub lang_to_id: BTreeMap<String, u32>,
+    /// Multilingual checkpoints: the task tokens (`"transcribe"`,
+    /// `"translate"`).
+    #[serde(default)]
+    pub task_to_id: BTreeMap<String, u32>,
 }
 
 impl WhisperGenerationConfig {
@@ -133,10 +144,17 @@ pub struct Progress {
     pub total_secs: f64,
 }
 
-/// One decoding's prompt and rules.
+/// One decoding's prompts and rules.
 struct Plan {
-    prompt: Vec<u32>,
+    /// The prompt of each row (one: the same for every row).
+    prompts: Vec<Vec<u32>>,
     rules: Rules,
+}
+
+impl Plan {
+    fn prompt(&self, row: usize) -> &[u32] {
+        &self.prompts[row.min(self.prompts.len() - 1)]
+    }
 }
 
 /// A Whisper speech-to-text model.
@@ -147,7 +165,6 @@ pub struct Whisper {
     generation: WhisperGenerationConfig,
     tokenizer: tokenizers::Tokenizer,
     features: WhisperFeatures,
-    no_speech_token: Option<u32>,
     options: DecodeOptions,
     device: Device,
 }
@@ -168,23 +185,20 @@ impl Whisper {
     /// whisper-tiny.en).
     pub const SILENT_PEAK: f32 = 1e-3;
 
-    /// Feature frames in one 30-second window.
-    const WINDOW_FRAMES: usize = 3000;
-
-    /// Samples per feature frame.
-    const HOP: usize = 160;
-
     /// Loads a Hugging Face Whisper folder: `config.json`,
     /// `model.safetensors`, `generation_config.json`, `tokenizer.json`.
-    /// Multilingual checkpoints are refused for now (their prompts need
-    /// language and task tokens, which are not chosen yet).
+    /// A multilingual checkpoint's `generation_config.json` must name its
+    /// language and task tokens (`lang_to_id`, `task_to_id`).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
         let dir = dir.as_ref();
         let generation = WhisperGenerationConfig::from_file(dir.join("generation_config.json"))?;
-        if generation.is_multilingual {
+        let has_tasks = ["transcribe", "translate"]
+            .iter()
+            .all(|t| generation.task_to_id.contains_key(*t));
+        if generation.is_multilingual && (generation.lang_to_id.is_empty() || !has_tasks) {
             return Err(Error::Config(format!(
-                "{}: multilingual Whisper checkpoints need language and task tokens, which \
-                 transcription does not choose yet; use an English-only (.en) checkpoint",
+                "{}: a multilingual checkpoint's generation_config.json needs `lang_to_id` and \
+                 `task_to_id` (transcribe, translate)",
                 dir.display()
             )));
         }
@@ -215,15 +229,10 @@ impl Whisper {
         )?;
         let report = weights.finish()?;
         check_tokens(&generation, decoder.vocab_size())?;
-        // English-only vocabularies call it <|nocaptions|>, later ones <|nospeech|>.
-        let no_speech_token = ["<|nospeech|>", "<|nocaptions|>"]
-            .iter()
-            .find_map(|t| tokenizer.token_to_id(t));
         let model = Self {
             encoder,
             decoder,
             generation,
-            no_speech_token,
             options: DecodeOptions::default(),
             tokenizer,
             features: WhisperFeatures::new()?,
@@ -252,17 +261,144 @@ impl Whisper {
         &self.encoder
     }
 
-    /// The tokens a transcription without timestamps starts from.
-    pub fn prompt(&self) -> Vec<u32> {
-        vec![
-            self.generation.decoder_start_token_id,
-            self.generation.no_timestamps_token_id,
-        ]
+    /// The tokens a transcription without timestamps starts from, as the
+    /// options say (language and task tokens for a multilingual checkpoint,
+    /// whose language must then be set: see [`Whisper::prompt_for`]).
+    pub fn prompt(&self) -> Result<Vec<u32>> {
+        self.prompt_for(self.language_token()?, false)
     }
 
-    /// The tokens a transcription with timestamps starts from.
-    pub fn timestamp_prompt(&self) -> Vec<u32> {
-        vec![self.generation.decoder_start_token_id]
+    /// The prompt of a transcription with or without `timestamps`:
+    /// `<|startoftranscript|>`, for a multilingual checkpoint the `language`
+    /// token (required) and the task's, then `<|notimestamps|>` unless
+    /// timestamps are predicted.
+    pub fn prompt_for(&self, language: Option<u32>, timestamps: bool) -> Result<Vec<u32>> {
+        let mut prompt = vec![self.generation.decoder_start_token_id];
+        if !self.generation.is_multilingual && self.options.task == Task::Translate {
+            return Err(Error::Config(
+                "translation needs a multilingual checkpoint; this one is English-only".into(),
+            ));
+        }
+        if self.generation.is_multilingual {
+            let language = language.ok_or_else(|| {
+                Error::Config("a multilingual prompt needs a language (given or detected)".into())
+            })?;
+            prompt.push(language);
+            prompt.push(self.generation.task_to_id[self.options.task.name()]);
+        }
+        if !timestamps {
+            prompt.push(self.generation.no_timestamps_token_id);
+        }
+        Ok(prompt)
+    }
+
+    /// The token of the options' language (`"fr"`, `"<|fr|>"`, any case),
+    /// none when no language is set or the checkpoint is English-only.
+    fn language_token(&self) -> Result<Option<u32>> {
+        let Some(language) = self.options.language.as_deref() else {
+            return Ok(None);
+        };
+        let code = language
+            .trim()
+            .trim_start_matches("<|")
+            .trim_end_matches("|>");
+        let code = code.to_ascii_lowercase();
+        if !self.generation.is_multilingual {
+            return match code.as_str() {
+                "en" | "english" => Ok(None),
+                _ => Err(Error::Config(format!(
+                    "language {language}: this checkpoint is English-only"
+                ))),
+            };
+        }
+        self.generation
+            .lang_to_id
+            .get(&format!("<|{code}|>"))
+            .copied()
+            .map(Some)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .generation
+                    .lang_to_id
+                    .keys()
+                    .map(|k| k.trim_start_matches("<|").trim_end_matches("|>"))
+                    .collect();
+                Error::Config(format!(
+                    "language {language}: the checkpoint knows {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// The languages a multilingual checkpoint hears in each row of
+    /// `features` `[batch, 80, 3000]`, likeliest first with their
+    /// probabilities (the softmax of the first step's scores over the
+    /// language tokens, as OpenAI's `detect_language`; transformers takes
+    /// the first). Empty for an English-only checkpoint.
+    pub fn detect_language(&self, features: Tensor<3>) -> Result<Vec<Vec<(String, f32)>>> {
+        self.detect_in(self.encoder.forward(features)?)
+    }
+
+    fn detect_in(&self, encoded: Tensor<3>) -> Result<Vec<Vec<(String, f32)>>> {
+        let batch = encoded.dims()[0];
+        if !self.generation.is_multilingual {
+            return Ok(vec![Vec::new(); batch]);
+        }
+        let mut cache = self.decoder.cache(encoded)?;
+        let start = self.generation.decoder_start_token_id as i64;
+        let tokens = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![start; batch], [batch, 1]),
+            &self.device,
+        );
+        let logits = host_f32(self.decoder.step(tokens, &mut cache)?)?;
+        let vocab = self.decoder.vocab_size();
+        let languages: Vec<(&String, u32)> = self
+            .generation
+            .lang_to_id
+            .iter()
+            .map(|(k, &v)| (k, v))
+            .collect();
+        Ok(logits
+            .chunks_exact(vocab)
+            .map(|row| {
+                let scores: Vec<f32> = languages.iter().map(|(_, id)| row[*id as usize]).collect();
+                let total = rules::log_sum_exp(&scores);
+                let mut probs: Vec<(u32, String, f32)> = languages
+                    .iter()
+                    .zip(&scores)
+                    .map(|((name, id), s)| {
+                        let code = name.trim_start_matches("<|").trim_end_matches("|>");
+                        (*id, code.to_string(), (s - total).exp())
+                    })
+                    .collect();
+                // Likeliest first; ties: the lower token id, as argmax.
+                probs.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+                probs.into_iter().map(|(_, code, p)| (code, p)).collect()
+            })
+            .collect())
+    }
+
+    /// The language token of each row: the options' language, else (for a
+    /// multilingual checkpoint) the likeliest in each row of `encoded`.
+    fn languages(&self, encoded: &Tensor<3>) -> Result<Vec<Option<u32>>> {
+        let batch = encoded.dims()[0];
+        if let Some(token) = self.language_token()? {
+            return Ok(vec![Some(token); batch]);
+        }
+        if !self.generation.is_multilingual {
+            return Ok(vec![None; batch]);
+        }
+        self.detect_in(encoded.clone())?
+            .iter()
+            .map(|row| {
+                let code = &row[0].0;
+                Ok(self
+                    .generation
+                    .lang_to_id
+                    .get(&format!("<|{code}|>"))
+                    .copied())
+            })
+            .collect()
     }
 
     /// `<|0.00|>`: the first timestamp token.
@@ -333,38 +469,120 @@ impl Whisper {
     pub fn transcribe_long_with(
         &self,
         samples: &[f32],
-        mut progress: impl FnMut(Progress),
+        progress: impl FnMut(Progress),
     ) -> Result<Vec<Segment>> {
         check_finite(samples)?;
-        let window_samples = Self::WINDOW_FRAMES * Self::HOP;
-        let (features, frames) = if samples.len() <= window_samples {
-            (self.features.compute(samples)?, Self::WINDOW_FRAMES)
+        let (features, frames) = if samples.len() <= WINDOW_FRAMES * HOP {
+            (self.features.compute(samples)?, WINDOW_FRAMES)
         } else {
             self.features.compute_all(samples)?
         };
-        let plan = self.plan(true);
+        let mut windows = HeldWindows {
+            features,
+            frames,
+            samples,
+        };
+        self.sequential(&mut windows, samples.len(), progress)
+    }
+
+    /// [`Whisper::transcribe_long_with`] on an audio file, read from disk as
+    /// the windows move on rather than held whole (see
+    /// [`Whisper::transcribe_source`]).
+    pub fn transcribe_file(
+        &self,
+        path: impl AsRef<Path>,
+        progress: impl FnMut(Progress),
+    ) -> Result<Vec<Segment>> {
+        let path = path.as_ref();
+        let options = LoadOptions::mono_at(WhisperFeatures::SAMPLE_RATE);
+        self.transcribe_source(|| SampleStream::open(path, &options), progress)
+    }
+
+    /// [`Whisper::transcribe_long_with`] on 16 kHz mono samples that
+    /// `open` streams, with the same result as on the samples held whole:
+    /// the source is read once for the loudest value of its features (the
+    /// log scale's floor is taken over the whole input) and again, window by
+    /// window, to transcribe it; only the current window's frames are kept.
+    /// Input of up to 30 s is read whole on the second pass.
+    pub fn transcribe_source<S: SampleSource>(
+        &self,
+        mut open: impl FnMut() -> Result<S>,
+        progress: impl FnMut(Progress),
+    ) -> Result<Vec<Segment>> {
+        let mut scan = WhisperFrames::new(open()?)?;
+        let (mut frames, mut loudest) = (0, f32::NEG_INFINITY);
+        while let Some(block) = scan.next_block()? {
+            frames += block.peaks.len();
+            loudest = block.values.iter().copied().fold(loudest, f32::max);
+        }
+        let samples = scan.samples().unwrap_or(0);
+        if samples == 0 {
+            return Err(Error::Invalid("no audio samples".into()));
+        }
+        if samples <= WINDOW_FRAMES * HOP {
+            let mut source = open()?;
+            let mut held = Vec::with_capacity(samples);
+            while let Some(chunk) = source.next_samples()? {
+                held.extend(chunk);
+            }
+            return self.transcribe_long_with(&held, progress);
+        }
+        let mut windows = StreamedWindows {
+            source: WhisperFrames::new(open()?)?,
+            frames,
+            floor: loudest - 8.0,
+            held: Vec::new(),
+            peaks: Vec::new(),
+            first: 0,
+        };
+        self.sequential(&mut windows, samples, progress)
+    }
+
+    /// The sequential algorithm over `windows` of an input of `samples`.
+    fn sequential(
+        &self,
+        windows: &mut impl Windows,
+        samples: usize,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Vec<Segment>> {
+        let frames = windows.frames();
+        // The language is the options', or heard in the first window.
+        let language = match self.language_token()? {
+            Some(token) => Some(token),
+            None if self.generation.is_multilingual => {
+                let (first, _) = windows.window(0, frames.min(WINDOW_FRAMES))?;
+                let bands = first.len() / WINDOW_FRAMES;
+                let first = Tensor::from_data(
+                    TensorData::new(first, [1, bands, WINDOW_FRAMES]),
+                    &self.device,
+                );
+                self.languages(&self.encoder.forward(first)?)?[0]
+            }
+            None => None,
+        };
+        let plan = self.plan(vec![self.prompt_for(language, true)?], true);
         let begin = self.timestamp_begin();
         let mut rng = StdRng::seed_from_u64(self.options.seed);
         let rate = f64::from(WhisperFeatures::SAMPLE_RATE);
-        let total_secs = samples.len() as f64 / rate;
+        let total_secs = samples as f64 / rate;
         let mut segments = Vec::new();
         let mut seek = 0;
         while seek < frames {
             progress(Progress {
-                done_secs: ((seek * Self::HOP) as f64 / rate).min(total_secs),
+                done_secs: ((seek * HOP) as f64 / rate).min(total_secs),
                 total_secs,
             });
-            let size = (frames - seek).min(Self::WINDOW_FRAMES);
-            let heard = samples
-                .get(seek * Self::HOP..((seek + size) * Self::HOP).min(samples.len()))
-                .unwrap_or(&[]);
-            if self.options.skip_digital_silence
-                && heard.iter().all(|s| s.abs() < Self::SILENT_PEAK)
-            {
+            let size = (frames - seek).min(WINDOW_FRAMES);
+            let (values, loudest) = windows.window(seek, size)?;
+            if self.options.skip_digital_silence && loudest < Self::SILENT_PEAK {
                 seek += size;
                 continue;
             }
-            let window = self.window(&features, frames, seek, size);
+            let bands = values.len() / WINDOW_FRAMES;
+            let window = Tensor::from_data(
+                TensorData::new(values, [1, bands, WINDOW_FRAMES]),
+                &self.device,
+            );
             let (decoded, temperature, ratio) =
                 self.decode_with_fallback(window, &plan, &mut rng)?;
             if self
@@ -398,23 +616,6 @@ impl Whisper {
         Ok(segments)
     }
 
-    /// Frames `seek .. seek + size` of band-major `features` (`frames` per
-    /// band) as one window `[1, 80, 3000]`, padded with zeros.
-    fn window(&self, features: &[f32], frames: usize, seek: usize, size: usize) -> Tensor<3> {
-        let bands = features.len() / frames;
-        let mut values = vec![0.0f32; bands * Self::WINDOW_FRAMES];
-        for (band, out) in features
-            .chunks_exact(frames)
-            .zip(values.chunks_exact_mut(Self::WINDOW_FRAMES))
-        {
-            out[..size].copy_from_slice(&band[seek..seek + size]);
-        }
-        Tensor::from_data(
-            TensorData::new(values, [1, bands, Self::WINDOW_FRAMES]),
-            &self.device,
-        )
-    }
-
     /// Decodes one window at each temperature in turn until its text passes
     /// the thresholds (or the temperatures run out): the result, its
     /// temperature and the compression ratio of its text.
@@ -425,12 +626,13 @@ impl Whisper {
         rng: &mut StdRng,
     ) -> Result<(Decoded, f32, f32)> {
         let options = &self.options;
+        let encoded = self.encoder.forward(window)?;
         let mut last = None;
         for &temperature in &options.temperatures {
             let decoded = if temperature == 0.0 && options.beams > 1 {
-                self.beam_search_with(window.clone(), options.beams, plan)?
+                self.beam_search_with(encoded.clone(), options.beams, plan)?
             } else {
-                self.sample(window.clone(), plan, temperature, rng)?
+                self.sample(encoded.clone(), plan, temperature, rng)?
                     .remove(0)
             };
             let ratio = compression_ratio(&self.decode(&decoded.tokens)?);
@@ -443,8 +645,8 @@ impl Whisper {
         last.ok_or_else(|| Error::Config("decoding needs at least one temperature".into()))
     }
 
-    /// The prompt and rules of a decoding with or without timestamps.
-    fn plan(&self, timestamps: bool) -> Plan {
+    /// The rules of a decoding with or without timestamps, from `prompts`.
+    fn plan(&self, prompts: Vec<Vec<u32>>, timestamps: bool) -> Plan {
         let rules = Rules {
             suppress: self.generation.suppress_tokens.clone(),
             begin_suppress: self.generation.begin_suppress_tokens.clone(),
@@ -455,20 +657,25 @@ impl Whisper {
                 max_initial: self.generation.max_initial_timestamp_index,
             }),
         };
-        let prompt = if timestamps {
-            self.timestamp_prompt()
-        } else {
-            self.prompt()
-        };
-        Plan { prompt, rules }
+        Plan { prompts, rules }
     }
 
     /// Greedy decoding without timestamps of features `[batch, 80, 3000]`:
     /// each row's generated tokens (without the prompt and `<|endoftext|>`)
     /// and scores.
     pub fn greedy(&self, features: Tensor<3>) -> Result<Vec<Decoded>> {
+        let encoded = self.encoder.forward(features)?;
+        let plan = self.plan(self.prompts(&encoded)?, false);
         let mut unused = StdRng::seed_from_u64(0);
-        self.sample(features, &self.plan(false), 0.0, &mut unused)
+        self.sample(encoded, &plan, 0.0, &mut unused)
+    }
+
+    /// Each row's prompt without timestamps (its language given or heard).
+    fn prompts(&self, encoded: &Tensor<3>) -> Result<Vec<Vec<u32>>> {
+        self.languages(encoded)?
+            .into_iter()
+            .map(|language| self.prompt_for(language, false))
+            .collect()
     }
 
     /// Decodes every row of `features` token by token: the likeliest token
@@ -477,19 +684,19 @@ impl Whisper {
     /// the rules, at temperature 1 (as OpenAI and transformers score them).
     fn sample(
         &self,
-        features: Tensor<3>,
+        encoded: Tensor<3>,
         plan: &Plan,
         temperature: f32,
         rng: &mut StdRng,
     ) -> Result<Vec<Decoded>> {
-        let batch = features.dims()[0];
+        let batch = encoded.dims()[0];
         let vocab = self.decoder.vocab_size();
         let eos = self.generation.eos_token_id;
-        let mut cache = self.decoder.cache(self.encoder.forward(features)?)?;
+        let mut cache = self.decoder.cache(encoded)?;
         let mut input: Vec<i64> = (0..batch)
-            .flat_map(|_| plan.prompt.iter().map(|&t| t as i64))
+            .flat_map(|row| plan.prompt(row).iter().map(|&t| t as i64))
             .collect();
-        let mut width = plan.prompt.len();
+        let mut width = plan.prompt(0).len();
         let mut out = vec![
             Decoded {
                 tokens: Vec::new(),
@@ -501,7 +708,9 @@ impl Whisper {
         let mut scored = vec![0usize; batch];
         let mut done = vec![false; batch];
         let mut first = true;
-        while cache.len() + width <= self.decoder.max_positions() {
+        // The sequence, prompt included, stays within the decoder's
+        // positions (transformers' `max_length`).
+        while cache.len() + width < self.decoder.max_positions() {
             let tokens =
                 Tensor::<2, Int>::from_data(TensorData::new(input, [batch, width]), &self.device);
             let logits = self.decoder.step(tokens, &mut cache)?;
@@ -557,25 +766,27 @@ impl Whisper {
     /// it stops when no running beam can beat the finished ones. The result's
     /// `avg_logprob` is that length-normalised score.
     pub fn beam_search(&self, features: Tensor<3>, beams: usize) -> Result<Decoded> {
-        self.beam_search_with(features, beams, &self.plan(false))
-    }
-
-    fn beam_search_with(&self, features: Tensor<3>, beams: usize, plan: &Plan) -> Result<Decoded> {
         if beams == 0 || features.dims()[0] != 1 {
             return Err(Error::Invalid(format!(
                 "beam search takes the features of one window and at least one beam, got {:?} and {beams} beams",
                 features.dims()
             )));
         }
-        let mut cache = self.decoder.cache(self.encoder.forward(features)?)?;
+        let encoded = self.encoder.forward(features)?;
+        let plan = self.plan(self.prompts(&encoded)?, false);
+        self.beam_search_with(encoded, beams, &plan)
+    }
+
+    fn beam_search_with(&self, encoded: Tensor<3>, beams: usize, plan: &Plan) -> Result<Decoded> {
+        let mut cache = self.decoder.cache(encoded)?;
         cache.repeat_rows(beams)?;
         let vocab = self.decoder.vocab_size();
         let mut search = BeamSearch::new(beams, self.generation.eos_token_id);
         let mut no_speech_prob = 0.0;
         let mut input: Vec<i64> = (0..beams)
-            .flat_map(|_| plan.prompt.iter().map(|&t| t as i64))
+            .flat_map(|_| plan.prompt(0).iter().map(|&t| t as i64))
             .collect();
-        let mut width = plan.prompt.len();
+        let mut width = plan.prompt(0).len();
         let mut first = true;
         loop {
             let tokens =
@@ -617,9 +828,10 @@ impl Whisper {
     /// (position 0), before any token is suppressed; 0 when the vocabulary
     /// has no no-speech token.
     fn no_speech(&self, logits: &Tensor<3>) -> Result<Vec<f32>> {
-        let Some(token) = self.no_speech_token else {
-            return Ok(vec![0.0; logits.dims()[0]]);
-        };
+        // `<|nocaptions|>` (`<|nospeech|>` in later vocabularies) comes just
+        // before `<|notimestamps|>` in every Whisper vocabulary, as
+        // transformers assumes.
+        let token = self.generation.no_timestamps_token_id - 1;
         let at_start: Tensor<2> = logits.clone().narrow(1, 0, 1).squeeze_dim(1);
         host_f32(softmax(at_start, 1).narrow(1, token as usize, 1))
     }

@@ -36,6 +36,32 @@ pub struct DecodeOptions {
     pub skip_digital_silence: bool,
     /// Seed of the sampling at temperatures above 0.
     pub seed: u64,
+    /// The spoken language, as a code (`"fr"`) or token (`"<|fr|>"`), for a
+    /// multilingual checkpoint; none: heard in the first window. An
+    /// English-only checkpoint takes none or `"en"`.
+    pub language: Option<String>,
+    /// Transcribe, or translate into English (multilingual checkpoints).
+    pub task: Task,
+}
+
+/// What a multilingual checkpoint is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Task {
+    /// Write what is said, in its language.
+    #[default]
+    Transcribe,
+    /// Write what is said in English.
+    Translate,
+}
+
+impl Task {
+    /// The name in `task_to_id`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transcribe => "transcribe",
+            Self::Translate => "translate",
+        }
+    }
 }
 
 impl Default for DecodeOptions {
@@ -48,6 +74,8 @@ impl Default for DecodeOptions {
             no_speech_threshold: Some(0.6),
             skip_digital_silence: true,
             seed: 0,
+            language: None,
+            task: Task::Transcribe,
         }
     }
 }

@@ -9,6 +9,7 @@ mod devices;
 mod embed;
 mod eval;
 mod retrieve;
+mod search;
 mod shard;
 mod train;
 mod transcribe;
@@ -38,7 +39,9 @@ enum Command {
     Eval(eval::Eval),
     Predict(eval::Predict),
     Embed(embed::Embed),
+    Index(search::Index),
     Retrieve(retrieve::Retrieve),
+    Search(search::Search),
     Shard(shard::Shard),
     Transcribe(transcribe::Transcribe),
     ZeroShot(zero_shot::ZeroShot),
@@ -56,7 +59,9 @@ impl Cli {
             Command::Eval(command) => command.run(),
             Command::Predict(command) => command.run(),
             Command::Embed(command) => command.run(),
+            Command::Index(command) => command.run(),
             Command::Retrieve(command) => command.run(),
+            Command::Search(command) => command.run(),
             Command::Shard(command) => command.run(),
             Command::Transcribe(command) => command.run(),
             Command::ZeroShot(command) => command.run(),

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use polymodal::audio::{
-    DecodeOptions, LoadOptions, Segment, SubtitleFormat, Whisper, WhisperFeatures, subtitles,
-};
+use polymodal::audio::{DecodeOptions, Segment, SubtitleFormat, Task, Whisper, subtitles};
+use polymodal::speech::transcribe_media;
 use polymodal::{Error, Result};
 
 use super::args::InferenceDevice;
@@ -37,6 +36,15 @@ impl Format {
     }
 }
 
+/// `--task`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TaskArg {
+    /// Write what is said, in its language.
+    Transcribe,
+    /// Write what is said in English.
+    Translate,
+}
+
 /// Transcribes audio files (and the audio track of video files) with a
 /// Hugging Face Whisper folder (config.json, model.safetensors,
 /// generation_config.json, tokenizer.json): input of any length, 30-second
@@ -57,6 +65,13 @@ pub struct Transcribe {
     /// only, no silence rules, every window decoded.
     #[arg(long)]
     plain: bool,
+    /// The spoken language (a code such as fr) for a multilingual
+    /// checkpoint; by default it is heard in the first 30 seconds.
+    #[arg(long)]
+    language: Option<String>,
+    /// transcribe, or translate into English (multilingual checkpoints).
+    #[arg(long, value_enum, default_value = "transcribe")]
+    task: TaskArg,
     /// Where to write instead of standard output: a file for one input, a
     /// folder (FILE_STEM.FORMAT inside) for several.
     #[arg(long)]
@@ -78,10 +93,17 @@ impl Transcribe {
             ));
         }
         let device = self.device.device()?;
-        let options = if self.plain {
-            DecodeOptions::plain()
-        } else {
-            DecodeOptions::default()
+        let options = DecodeOptions {
+            language: self.language.clone(),
+            task: match self.task {
+                TaskArg::Transcribe => Task::Transcribe,
+                TaskArg::Translate => Task::Translate,
+            },
+            ..if self.plain {
+                DecodeOptions::plain()
+            } else {
+                DecodeOptions::default()
+            }
         };
         let model = Whisper::load(&self.model, &device)?
             .0
@@ -112,10 +134,8 @@ impl Transcribe {
 /// The file's segments, with a progress bar on a terminal for input longer
 /// than one window.
 fn transcribe(model: &Whisper, file: &Path) -> Result<Vec<Segment>> {
-    let samples = samples(file)?;
-    let long = samples.len() > 30 * WhisperFeatures::SAMPLE_RATE as usize;
-    let bar = (long && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(samples.len() as u64 / WhisperFeatures::SAMPLE_RATE as u64);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::hidden();
         bar.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} s")
                 .expect("valid template")
@@ -124,8 +144,12 @@ fn transcribe(model: &Whisper, file: &Path) -> Result<Vec<Segment>> {
         bar.set_prefix(file.display().to_string());
         bar
     });
-    let segments = model.transcribe_long_with(&samples, |p| {
-        if let Some(bar) = &bar {
+    let segments = transcribe_media(model, file, |p| {
+        if let Some(bar) = bar.as_ref().filter(|_| p.total_secs > 30.0) {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            bar.set_length(p.total_secs as u64);
             bar.set_position(p.done_secs as u64);
         }
     })?;
@@ -150,21 +174,6 @@ fn render(format: Format, file: &Path, segments: &[Segment], named: bool) -> Str
         Format::Vtt => subtitles(SubtitleFormat::Vtt, segments),
         Format::Json => format!("{}\n", json_line(file, &text, segments)),
     }
-}
-
-/// The file's sound as 16 kHz mono: an audio file, else (with the `video`
-/// feature) a video file's audio track.
-fn samples(path: &Path) -> Result<Vec<f32>> {
-    let options = LoadOptions::mono_at(WhisperFeatures::SAMPLE_RATE);
-    let audio_error = match polymodal::audio::load(path, &options) {
-        Ok(clip) => return Ok(clip.samples),
-        Err(e) => e,
-    };
-    #[cfg(feature = "video")]
-    if let Ok(clip) = polymodal::video::load_audio_track(path, &options) {
-        return Ok(clip.samples);
-    }
-    Err(audio_error)
 }
 
 fn json_line(file: &Path, text: &str, segments: &[Segment]) -> String {
