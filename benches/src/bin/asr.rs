@@ -22,15 +22,23 @@
 //! are of median times, ratios the median of the rounds' ratios with
 //! their range; the error rates are the last round's texts'.
 //!
+//! On a wgpu device (`--device wgpu`), polymodal runs there and the
+//! reference tools stay on the CPU; the report is
+//! `docs/benchmarks/asr-wgpu-<adapter>.md`, without goals (they are set for
+//! the CPU).
+//!
 //! Usage: asr --shared DIR [--python PYTHON] [--reps N] [--rounds N]
+//! [--device cpu|wgpu|wgpu:N]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use burn::prelude::*;
+use polymodal::device::{Precision, device_with_precision};
 use polymodal_audio::{DecodeOptions, LoadOptions, Whisper, load};
-use polymodal_benches::report::{Align, Goal, Provenance, Report, Table, reports_dir};
-use polymodal_benches::{Measured, Options, Rounds, best_of, error, python_reference, timing};
+use polymodal_benches::report::{Align, Goal, Provenance, Report, Table, device_slug, reports_dir};
+use polymodal_benches::{
+    Measured, Options, Rounds, adapter_name, best_of, error, python_reference, timing,
+};
 use polymodal_text::{EnglishTextNormalizer, ErrorCounts};
 use serde_json::{Value, json};
 
@@ -205,7 +213,9 @@ const JOBS: [(usize, &str); 11] = [
 fn run() -> Result<(), String> {
     let options = Options::from_args()?;
     let reps = options.reps;
-    let device = Device::flex();
+    let device = device_with_precision(Some(&options.device), Precision::F32).map_err(error)?;
+    let adapter = adapter_name(&options.device, &device);
+    let on_cpu = options.device == "cpu";
     let model_dir = options.shared.join("models/whisper-tiny.en");
     let (mut whisper, _) = Whisper::load(&model_dir, &device).map_err(error)?;
     let (clip_files, long_files) = files(&options.shared)?;
@@ -258,7 +268,7 @@ fn run() -> Result<(), String> {
         let (what, audio_secs) = &sets[*set];
         let speed = |d: Duration| format!("{:.1}x real time", audio_secs / d.as_secs_f64());
         // The goal: ahead of faster-whisper in float32.
-        let goal = job.starts_with("fw_f32").then_some(Goal(1.0));
+        let goal = (on_cpu && job.starts_with("fw_f32")).then_some(Goal(1.0));
         let tool = tool.map_or_else(|why| why, |(_, tool)| tool);
         table.rounds_row(what.clone(), rounds, tool, goal, speed);
     }
@@ -296,12 +306,16 @@ fn run() -> Result<(), String> {
         &python,
     );
     let provenance = Provenance::capture().python_tools(&python);
-    let mut report = Report::new("Speech to text against faster-whisper: CPU", provenance);
+    let place = adapter.clone().unwrap_or_else(|| "CPU".into());
+    let mut report = Report::new(
+        format!("Speech to text against faster-whisper: {place}"),
+        provenance,
+    );
     report
         .text(format!(
             "whisper-tiny.en (`../shared/models/whisper-tiny.en`; faster-whisper reads the \
-             CTranslate2 checkpoint it was converted from) on the CPU backend in f32, \
-             {threads} thread(s) on both sides; {} rounds, each running polymodal and then the \
+             CTranslate2 checkpoint it was converted from); polymodal on `{}`{} in f32, the \
+             reference tools on the CPU, {threads} thread(s) on both sides; {} rounds, each running polymodal and then the \
              reference tools, each side best of {reps} passes after a warm-up pass; decoding \
              the files is not timed. Speed is seconds of audio per second, of the median times \
              over the rounds; ratio = polymodal's speed / the reference's in each round (above \
@@ -312,6 +326,10 @@ fn run() -> Result<(), String> {
              no-speech and log-probability thresholds, without the previous text as prompt \
              and without VAD, on every side (transformers: its long-form `generate`). What each row measures: \
              [../benchmarks.md](../benchmarks.md#speech-to-text-cargo-xtask-bench-asr).",
+            options.device,
+            adapter
+                .as_ref()
+                .map_or(String::new(), |a| format!(" (adapter: {a}; goals are set for the CPU)")),
             options.rounds.max(1),
         ))
         .table(&table)
@@ -324,7 +342,11 @@ fn run() -> Result<(), String> {
              over all the words of the set, as jiwer computes them.",
         )
         .table(&errors);
-    report.write(&reports_dir(), "asr-cpu.md")?;
+    let name = format!(
+        "asr-{}.md",
+        device_slug(&options.device, adapter.as_deref())
+    );
+    report.write(&reports_dir(), &name)?;
     Ok(())
 }
 
