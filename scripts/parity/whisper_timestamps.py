@@ -17,7 +17,9 @@ of LONG joined by GAP_SECS of silence, then SILENCE_SECS of silence, then
 the same clips again (about 111 s: several 30-second windows), greedy,
 with 5 beams, and greedy with OpenAI's thresholds for silent windows
 (no-speech probability 0.6, mean log-probability -1.0) at temperature 0
-(so without the random fallback); "silence_first", 31 s of silence before
+(so without the random fallback), and greedy and with 5 beams with each
+window prompted with the text before it (`condition_on_prev_tokens`);
+"silence_first", 31 s of silence before
 one clip, greedy with and without the thresholds. Every case stores each
 segment's tokens (timestamp tokens included) and its start and end in
 seconds.
@@ -73,7 +75,9 @@ LONG_INPUTS = {
 GREEDY = {"num_beams": 1}
 THRESHOLDS = {"num_beams": 1, "no_speech_threshold": 0.6, "logprob_threshold": -1.0, "temperature": 0.0}
 CASES = {
-    "speech": {"greedy": GREEDY, "greedy_thresholds": THRESHOLDS, "beam": {"num_beams": 5}},
+    "speech": {"greedy": GREEDY, "greedy_thresholds": THRESHOLDS, "beam": {"num_beams": 5},
+               "greedy_condition": {"num_beams": 1, "condition_on_prev_tokens": True},
+               "beam_condition": {"num_beams": 5, "condition_on_prev_tokens": True}},
     "silence_first": {"greedy": GREEDY, "greedy_thresholds": THRESHOLDS},
 }
 

@@ -2,7 +2,8 @@
 //! whisper-tiny.en checkpoint and speech clips in the shared folder: the
 //! same segments (tokens with their timestamp tokens, start and end times)
 //! for each clip alone and for long inputs made of them, greedy, with 5
-//! beams and with OpenAI's silence thresholds (fixtures:
+//! beams, with OpenAI's silence thresholds and with each window prompted
+//! with the text before it (fixtures:
 //! `scripts/parity/whisper_timestamps.py`).
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,14 @@ fn options(case: &str) -> DecodeOptions {
             no_speech_threshold: Some(0.6),
             logprob_threshold: Some(-1.0),
             ..DecodeOptions::plain()
+        },
+        "greedy_condition" => DecodeOptions {
+            condition_on_previous_text: true,
+            ..DecodeOptions::plain()
+        },
+        "beam_condition" => DecodeOptions {
+            condition_on_previous_text: true,
+            ..DecodeOptions::plain().with_beams(5)
         },
         other => panic!("unknown case {other}"),
     }

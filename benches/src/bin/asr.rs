@@ -172,6 +172,7 @@ fn ours(
         // faster-whisper's settings below: temperature 0, its thresholds.
         let options = DecodeOptions {
             temperatures: vec![0.0],
+            condition_on_previous_text: false,
             ..DecodeOptions::default().with_beams(beams)
         };
         whisper.set_options(options).map_err(error)?;

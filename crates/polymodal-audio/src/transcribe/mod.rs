@@ -69,6 +69,11 @@ pub struct WhisperGenerationConfig {
     /// `"translate"`).
     #[serde(default)]
     pub task_to_id: BTreeMap<String, u32>,
+    /// `<|startofprev|>`, which opens the previous window's text in a
+    /// prompt (transformers takes the second last suppressed token when it
+    /// is absent, as here).
+    #[serde(default)]
+    pub prev_sot_token_id: Option<u32>,
 }
 
 impl WhisperGenerationConfig {
@@ -148,6 +153,9 @@ pub struct Progress {
 struct Plan {
     /// The prompt of each row (one: the same for every row).
     prompts: Vec<Vec<u32>>,
+    /// Where `<|startoftranscript|>` is in the prompts (after the previous
+    /// window's text, when it is given).
+    start: usize,
     rules: Rules,
 }
 
@@ -560,7 +568,11 @@ impl Whisper {
             }
             None => None,
         };
-        let plan = self.plan(vec![self.prompt_for(language, true)?], true);
+        let prompt = self.prompt_for(language, true)?;
+        let mut plan = self.plan(vec![prompt.clone()], true);
+        // Each window is prompted with the text before it, unless the last
+        // one fell back to a high temperature (transformers' rule).
+        let mut condition = self.options.condition_on_previous_text;
         let begin = self.timestamp_begin();
         let mut rng = StdRng::seed_from_u64(self.options.seed);
         let rate = f64::from(WhisperFeatures::SAMPLE_RATE);
@@ -583,8 +595,16 @@ impl Whisper {
                 TensorData::new(values, [1, bands, WINDOW_FRAMES]),
                 &self.device,
             );
+            let previous = if condition {
+                self.previous_text(&segments)?
+            } else {
+                Vec::new()
+            };
+            plan.start = previous.len();
+            plan.prompts = vec![[previous, prompt.clone()].concat()];
             let (decoded, temperature, ratio) =
                 self.decode_with_fallback(window, &plan, &mut rng)?;
+            condition = self.options.condition_on_previous_text && temperature < 0.5;
             if self
                 .options
                 .is_silence(decoded.avg_logprob, decoded.no_speech_prob)
@@ -614,6 +634,43 @@ impl Whisper {
             total_secs,
         });
         Ok(segments)
+    }
+
+    /// The prompt part that gives a window the text before it:
+    /// `<|startofprev|>` and the last 223 tokens of the segments so far
+    /// (each segment's closing timestamp left out when it ended on a pair),
+    /// as transformers builds it; nothing before the first segment.
+    fn previous_text(&self, segments: &[Segment]) -> Result<Vec<u32>> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start_of_previous = self
+            .generation
+            .prev_sot_token_id
+            .or_else(|| {
+                let suppress = &self.generation.suppress_tokens;
+                // transformers' fallback: the second last suppressed token.
+                suppress.len().checked_sub(2).map(|i| suppress[i])
+            })
+            .ok_or_else(|| {
+                Error::Config(
+                    "conditioning on the previous text needs `prev_sot_token_id` in \
+                     generation_config.json"
+                        .into(),
+                )
+            })?;
+        let begin = self.timestamp_begin();
+        let tokens: Vec<u32> = segments
+            .iter()
+            .flat_map(|s| {
+                let ends_on_pair = s.tokens.len() > 2 && s.tokens[s.tokens.len() - 2] >= begin;
+                let keep = s.tokens.len() - usize::from(ends_on_pair);
+                s.tokens[..keep].iter().copied()
+            })
+            .collect();
+        let limit = self.decoder.max_positions() / 2 - 1;
+        let tail = &tokens[tokens.len().saturating_sub(limit)..];
+        Ok([&[start_of_previous], tail].concat())
     }
 
     /// Decodes one window at each temperature in turn until its text passes
@@ -657,7 +714,11 @@ impl Whisper {
                 max_initial: self.generation.max_initial_timestamp_index,
             }),
         };
-        Plan { prompts, rules }
+        Plan {
+            prompts,
+            start: 0,
+            rules,
+        }
     }
 
     /// Greedy decoding without timestamps of features `[batch, 80, 3000]`:
@@ -715,7 +776,7 @@ impl Whisper {
                 Tensor::<2, Int>::from_data(TensorData::new(input, [batch, width]), &self.device);
             let logits = self.decoder.step(tokens, &mut cache)?;
             if first {
-                for (row, p) in out.iter_mut().zip(self.no_speech(&logits)?) {
+                for (row, p) in out.iter_mut().zip(self.no_speech(&logits, plan.start)?) {
                     row.no_speech_prob = p;
                 }
             }
@@ -794,7 +855,7 @@ impl Whisper {
             let logits = self.decoder.step(tokens, &mut cache)?;
             if first {
                 // Every beam starts from the same prompt.
-                no_speech_prob = self.no_speech(&logits)?[0];
+                no_speech_prob = self.no_speech(&logits, plan.start)?[0];
             }
             first = false;
             let last: Tensor<2> = logits.narrow(1, width - 1, 1).squeeze_dim(1);
@@ -825,14 +886,13 @@ impl Whisper {
 
     /// Each row's no-speech probability from the first step's `logits`
     /// `[batch, prompt, vocab]`: the softmax at `<|startoftranscript|>`
-    /// (position 0), before any token is suppressed; 0 when the vocabulary
-    /// has no no-speech token.
-    fn no_speech(&self, logits: &Tensor<3>) -> Result<Vec<f32>> {
+    /// (at `start` in the prompt), before any token is suppressed.
+    fn no_speech(&self, logits: &Tensor<3>, start: usize) -> Result<Vec<f32>> {
         // `<|nocaptions|>` (`<|nospeech|>` in later vocabularies) comes just
         // before `<|notimestamps|>` in every Whisper vocabulary, as
         // transformers assumes.
         let token = self.generation.no_timestamps_token_id - 1;
-        let at_start: Tensor<2> = logits.clone().narrow(1, 0, 1).squeeze_dim(1);
+        let at_start: Tensor<2> = logits.clone().narrow(1, start, 1).squeeze_dim(1);
         host_f32(softmax(at_start, 1).narrow(1, token as usize, 1))
     }
 

@@ -6,13 +6,14 @@ use std::io::Write;
 use polymodal_core::{Error, Result};
 
 /// The settings of [`crate::Whisper::transcribe_long`]. The default is
-/// OpenAI's `transcribe`: greedy decoding at temperature 0, decoded again
+/// OpenAI's `transcribe`: each window prompted with the text before it,
+/// greedy decoding at temperature 0, decoded again
 /// at 0.2, 0.4 … 1.0 (sampling) while the text is too repetitive
 /// (compression ratio above 2.4) or too unlikely (mean log-probability
 /// below −1), windows judged silent (no-speech probability above 0.6 with a
 /// mean log-probability below −1) left out; and windows of digital silence
 /// not decoded at all. [`DecodeOptions::plain`] is transformers' `generate`
-/// default: one pass at temperature 0, no thresholds.
+/// default: one pass at temperature 0, no thresholds, no previous text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
     /// Beams of the beam search at temperature 0 (1: greedy decoding).
@@ -42,6 +43,11 @@ pub struct DecodeOptions {
     pub language: Option<String>,
     /// Transcribe, or translate into English (multilingual checkpoints).
     pub task: Task,
+    /// Prompts each window with the text of the ones before it (the last
+    /// 223 tokens), which keeps names and style consistent across windows;
+    /// a window decoded at temperature 0.5 or more is followed by one
+    /// without.
+    pub condition_on_previous_text: bool,
 }
 
 /// What a multilingual checkpoint is asked to do.
@@ -76,16 +82,18 @@ impl Default for DecodeOptions {
             seed: 0,
             language: None,
             task: Task::Transcribe,
+            condition_on_previous_text: true,
         }
     }
 }
 
 impl DecodeOptions {
     /// transformers' `generate` defaults: one pass at temperature 0, no
-    /// thresholds, every window decoded.
+    /// thresholds, every window decoded on its own.
     pub fn plain() -> Self {
         Self {
             temperatures: vec![0.0],
+            condition_on_previous_text: false,
             compression_ratio_threshold: None,
             logprob_threshold: None,
             no_speech_threshold: None,

@@ -72,6 +72,10 @@ pub struct Transcribe {
     /// transcribe, or translate into English (multilingual checkpoints).
     #[arg(long, value_enum, default_value = "transcribe")]
     task: TaskArg,
+    /// Decode each window on its own, without the text before it as prompt
+    /// (OpenAI's `--condition_on_previous_text False`).
+    #[arg(long)]
+    no_previous_text: bool,
     /// Where to write instead of standard output: a file for one input, a
     /// folder (FILE_STEM.FORMAT inside) for several.
     #[arg(long)]
@@ -99,6 +103,7 @@ impl Transcribe {
                 TaskArg::Transcribe => Task::Transcribe,
                 TaskArg::Translate => Task::Translate,
             },
+            condition_on_previous_text: !self.plain && !self.no_previous_text,
             ..if self.plain {
                 DecodeOptions::plain()
             } else {
