@@ -110,3 +110,34 @@ fn languages_and_tasks_are_checked() {
     let error = english.transcribe(&[0.1; 16_000]).unwrap_err().to_string();
     assert!(error.contains("English-only"), "{error}");
 }
+
+/// A generation config that names a token past the vocabulary, or a
+/// multilingual one without its language tokens, is refused at load.
+#[test]
+fn bad_generation_configs_are_refused() {
+    let source = fixtures().join("whisper-random-multilingual");
+    let dir = polymodal_tests::scratch_dir("whisper-bad-generation");
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(source.join(name), dir.join(name)).unwrap();
+    }
+    let text = std::fs::read_to_string(source.join("generation_config.json")).unwrap();
+    let good: Value = serde_json::from_str(&text).unwrap();
+    let write = |config: &Value| {
+        std::fs::write(dir.join("generation_config.json"), config.to_string()).unwrap();
+        Whisper::load(&dir, &Device::flex())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let mut past = good.clone();
+    past["lang_to_id"]["<|xx|>"] = 999_999.into();
+    let error = write(&past);
+    assert!(
+        error.contains("token 999999, past the vocabulary"),
+        "{error}"
+    );
+    let mut no_languages = good.clone();
+    no_languages["lang_to_id"] = serde_json::json!({});
+    assert!(write(&no_languages).contains("lang_to_id"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

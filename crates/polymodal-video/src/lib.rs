@@ -50,7 +50,7 @@ mod reader;
 mod sample;
 
 #[cfg(feature = "ffmpeg")]
-pub use audio::load_audio_track;
+pub use audio::{AudioTrackStream, load_audio_track};
 #[cfg(feature = "ffmpeg")]
 pub use decode::{decode_all, encode_mp4, probe, sample_uniform};
 pub use encoder::{FrameEncoder, FrameEncoderConfig, Temporal, TemporalPooling};

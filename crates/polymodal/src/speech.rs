@@ -38,18 +38,28 @@ pub fn load_speech(path: &Path) -> Result<Vec<f32>> {
     Err(audio_error)
 }
 
-/// Transcribes an audio file read from disk window by window
-/// ([`Whisper::transcribe_file`]), or a video file's soundtrack (decoded
-/// whole), telling `progress` how far it has come.
+/// Transcribes an audio file, or (with the `video` feature) a video file's
+/// soundtrack, read from disk window by window rather than held whole
+/// ([`Whisper::transcribe_source`]), telling `progress` how far it has come.
 pub fn transcribe_media(
     whisper: &Whisper,
     path: &Path,
     progress: impl FnMut(Progress),
 ) -> Result<Vec<Segment>> {
-    if AudioReader::open(path).is_ok() {
-        return whisper.transcribe_file(path, progress);
+    let audio_error = match AudioReader::open(path) {
+        Ok(_) => return whisper.transcribe_file(path, progress),
+        Err(e) => e,
+    };
+    #[cfg(feature = "video")]
+    {
+        let options = LoadOptions::mono_at(WhisperFeatures::SAMPLE_RATE);
+        if polymodal_video::AudioTrackStream::open(path, &options).is_ok() {
+            let open = || polymodal_video::AudioTrackStream::open(path, &options);
+            return whisper.transcribe_source(open, progress);
+        }
     }
-    whisper.transcribe_long_with(&load_speech(path)?, progress)
+    let _ = progress;
+    Err(audio_error)
 }
 
 /// The media files of `inputs`: a file as it is, a folder's audio and video

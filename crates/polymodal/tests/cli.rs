@@ -856,6 +856,18 @@ fn transcribe_prints_the_text_of_audio_and_video_files() {
                 assert!(segment["no_speech_prob"].as_f64().unwrap() > 0.6);
             }
         }
+        // Subtitles for the video, its soundtrack streamed from the file:
+        // faster-whisper's one segment, to the end of the 5-s track.
+        let srt = succeeds(&[
+            "transcribe",
+            "--model",
+            model,
+            "--plain",
+            "--format",
+            "srt",
+            video,
+        ]);
+        assert_eq!(srt, "1\n00:00:00,000 --> 00:00:05,000\nMmm.\n\n", "{srt}");
     }
 
     // Beam search hears the counting that greedy decoding writes as digits.

@@ -909,18 +909,32 @@ impl Whisper {
     }
 }
 
-/// Refuses a generation config that suppresses tokens past the vocabulary.
+/// Refuses a generation config that names a token past the vocabulary (or
+/// a `<|notimestamps|>` with no `<|nocaptions|>` before it).
 fn check_tokens(generation: &WhisperGenerationConfig, vocab: usize) -> Result<()> {
-    let all = generation
-        .suppress_tokens
+    let special = [
+        generation.decoder_start_token_id,
+        generation.eos_token_id,
+        generation.no_timestamps_token_id,
+    ];
+    let all = special
         .iter()
-        .chain(&generation.begin_suppress_tokens);
-    match all.copied().find(|&t| t as usize >= vocab) {
-        Some(token) => Err(Error::Config(format!(
-            "generation_config.json suppresses token {token}, past the vocabulary of {vocab}"
-        ))),
-        None => Ok(()),
+        .chain(&generation.suppress_tokens)
+        .chain(&generation.begin_suppress_tokens)
+        .chain(generation.lang_to_id.values())
+        .chain(generation.task_to_id.values())
+        .chain(generation.prev_sot_token_id.iter());
+    if let Some(token) = all.copied().find(|&t| t as usize >= vocab) {
+        return Err(Error::Config(format!(
+            "generation_config.json names token {token}, past the vocabulary of {vocab}"
+        )));
     }
+    if generation.no_timestamps_token_id == 0 {
+        return Err(Error::Config(
+            "generation_config.json: no_timestamps_token_id cannot be 0".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_finite(samples: &[f32]) -> Result<()> {
