@@ -18,7 +18,11 @@
 //! run loop and resume, the run folder, checkpoints — named
 //! [`WEIGHTS_FILE`] in run and model folders — and evaluation); then
 //! `model` (the [`MultimodalClassifier`] and model folders, [`ModelDir`]),
-//! `metrics`, `losses`, `split`, `chart` and the `avmnist` loader.
+//! `metrics`, `losses`, `split`, `chart` and the `avmnist` loader; and
+//! [`experiment`], a whole run described by a TOML file (`polymodal train
+//! --config`): its data splits (a hold-out of the training set when no
+//! validation set is given, tokenizers trained on the training texts),
+//! model, encoders and settings.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -44,6 +48,7 @@ mod avmnist;
 mod batch;
 mod chart;
 mod data;
+pub mod experiment;
 mod losses;
 mod manifest;
 mod metrics;

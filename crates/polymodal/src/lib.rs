@@ -2,10 +2,11 @@
 //!
 //! This facade re-exports the crates (one per modality, fusion, training,
 //! the wgpu backend) and the [`MultimodalClassifier`] that composes them
-//! (from polymodal-train), and adds what the `polymodal` command line is
-//! made of: TOML experiments ([`experiment`]), device and precision names
-//! ([`device`]), search over what is said in audio and video files
-//! ([`speech`]) and the embedded demo dataset ([`demo`]). The data flow is:
+//! (from polymodal-train, as are the TOML experiments, [`experiment`]), and
+//! adds what the `polymodal` command line composes from them: device and
+//! precision names ([`device`]), search over what is said in audio and
+//! video files ([`speech`]: Whisper and a sentence encoder) and the
+//! embedded demo dataset ([`demo`]). The data flow is:
 //! media file → decoded tensor → encoder → embeddings (pooled + sequence +
 //! mask) → fusion → head → loss.
 //!
@@ -29,7 +30,6 @@
 
 pub mod demo;
 pub mod device;
-pub mod experiment;
 pub mod speech;
 
 pub use polymodal_core::{
@@ -37,6 +37,7 @@ pub use polymodal_core::{
     MultimodalBatch, Result, Targets, TokenBatch, Weights,
 };
 pub use polymodal_fusion::{FusionKind, FusionLayer};
+pub use polymodal_train::experiment;
 pub use polymodal_train::{
     ClassifierConfig, ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir,
     predict_files,

@@ -29,18 +29,18 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use polymodal_core::{Error, Modality, Result};
-use polymodal_fusion::FusionKind;
-use polymodal_train::{
+use crate::{
     Batcher, Evaluation, FeatureConfig, Progress, TrainConfig, TrainReport, Trainer, evaluate,
 };
-pub use polymodal_train::{DataConfig, Splits, TextConfig};
+pub use crate::{DataConfig, Splits, TextConfig};
+use polymodal_core::{Error, Modality, Result};
+use polymodal_fusion::FusionKind;
 
-use polymodal_text::TextTokenizer;
-use polymodal_train::{
+use crate::{
     ClassifierConfig, EmbedPlan, EmbeddedSamples, EncoderChoices, FeatureCache, ModelCard,
     ModelDir, MultimodalClassifier, Samples, folder_features,
 };
+use polymodal_text::TextTokenizer;
 
 /// A whole experiment: data, model, features, training, output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -479,18 +479,12 @@ mod tests {
             let experiment = Experiment::from_file(&path).unwrap();
             let report = run(&experiment, &Device::flex(), false, &mut |_| {}).unwrap();
             let test = report.test.unwrap();
-            let (accuracy, card) = polymodal_train::evaluate_dir(
-                &report.model_dir,
-                &dir.join("test.jsonl"),
-                &Device::flex(),
-            )
-            .unwrap();
+            let (accuracy, card) =
+                crate::evaluate_dir(&report.model_dir, &dir.join("test.jsonl"), &Device::flex())
+                    .unwrap();
             assert_eq!(accuracy, test.accuracy, "from files and from embeddings");
             let recorded = &card.classifier.encoders[&Modality::Image].weights_sha256;
-            assert_eq!(
-                recorded,
-                &Some(polymodal_train::weights_sha256(&vit).unwrap())
-            );
+            assert_eq!(recorded, &Some(crate::weights_sha256(&vit).unwrap()));
             accuracies.push(accuracy);
         }
         // The second run's embeddings come from the cache: the same run.
