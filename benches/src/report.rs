@@ -18,6 +18,10 @@ use serde_json::Value;
 /// reported.
 pub const COMMAND_ENV: &str = "POLYMODAL_BENCH_COMMAND";
 
+/// The commit a GPU kit was built from (`cargo xtask gpu-kit` writes it,
+/// the kit's script sets it), for reports written where there is no git.
+pub const KIT_COMMIT_ENV: &str = "POLYMODAL_KIT_COMMIT";
+
 /// The workspace root (the parent of the benches crate): from the
 /// `CARGO_MANIFEST_DIR` that `cargo run` sets, else from where this crate
 /// was built.
@@ -193,7 +197,12 @@ fn commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
-        None => "unknown (not a git checkout, or no git)".into(),
+        // A copy of the tree without its history, as the GPU kit's machines
+        // get: the commit the kit was built from, when it says so.
+        None => match std::env::var(KIT_COMMIT_ENV) {
+            Ok(commit) => format!("{commit} (as the GPU kit was built)"),
+            Err(_) => "unknown (not a git checkout, or no git)".into(),
+        },
         Some(hash) => {
             let dirty = git(&["status", "--porcelain", "--", ".", ":!docs/benchmarks"])
                 .is_none_or(|s| !s.is_empty());

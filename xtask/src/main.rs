@@ -5,6 +5,7 @@
 
 mod fuzz;
 mod gpu;
+mod gpu_kit;
 mod setup;
 
 use std::env;
@@ -101,6 +102,19 @@ commands:
                    the same GPU ($POLYMODAL_PYTHON with torch), and `bench epoch` on the
                    CPU (each step writing its report as the bench commands do); a failing
                    step does not stop the others; fails with the report when there is no GPU
+  gpu-kit [--check [--adapter wgpu:N] [--reps N] [--rounds N] [--steps LIST]]
+                   packs what `gpu` runs for a GPU machine without Rust, crates or
+                   network that receives the working tree plus 64 MiB: target/gpu-kit/
+                   holds kit.tar.xz (one stripped release binary of the kernel, encoder
+                   and epoch benchmarks built without FFmpeg, Debian's amd64 Vulkan
+                   loader packages, the wheels the reference scripts lack there,
+                   AV-MNIST, MiniLM's files except its weights, made there at random) and
+                   run.sh, which unpacks it, brings the loader and NVIDIA's driver file
+                   when missing, runs the benchmarks on the first hardware adapter with
+                   PyTorch's equivalents, and writes $OUT/gpu-figures.md with each report
+                   and its log. Fails when kit and tree exceed 64 MiB. --check runs the
+                   kit here from a copy of the tracked files (e.g. --check --adapter
+                   wgpu:0 --reps 1 --rounds 1 on lavapipe), output in target/gpu-kit-check/
 
   fuzz [--seconds N] [--runs N] [--parallel J] [--sanitizer address|none]
        [--report FILE] [TARGET...]
@@ -121,6 +135,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("gpu") => gpu::gpu(&args[1..]),
+        Some("gpu-kit") => gpu_kit::gpu_kit(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

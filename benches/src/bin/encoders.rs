@@ -83,7 +83,8 @@ struct Row {
     goal: Option<Goal>,
 }
 
-fn main() {
+/// The benchmark (also the GPU kit's `gpu` binary's applet of this name).
+pub(crate) fn main() {
     polymodal_benches::main_of("encoders", run);
 }
 

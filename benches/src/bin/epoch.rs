@@ -33,7 +33,8 @@ use polymodal_benches::report::{
 use polymodal_benches::{Options, Rounds, adapter_name, error, peak_memory_mb, python_reference};
 use serde_json::{Value, json};
 
-fn main() {
+/// The benchmark (also the GPU kit's `gpu` binary's applet of this name).
+pub(crate) fn main() {
     polymodal_benches::main_of("epoch", run);
 }
 

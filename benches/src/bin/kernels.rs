@@ -35,7 +35,8 @@ use polymodal_benches::report::{
 };
 use polymodal_benches::{Measured, Rounds, adapter_name, python_reference, timing};
 
-fn main() {
+/// The benchmark (also the GPU kit's `gpu` binary's applet of this name).
+pub(crate) fn main() {
     polymodal_benches::main_of("kernels", run);
 }
 

@@ -141,6 +141,32 @@ pub fn device_with_precision(flag: Option<&str>, precision: Precision) -> Result
     Ok(device)
 }
 
+/// Every device models can run on, one per line: `cpu`, then each wgpu
+/// adapter as `wgpu:N`, its name and the precisions it supports, separated
+/// by tabs (what `polymodal devices` prints and scripts read).
+pub fn device_listing() -> String {
+    let mut listing = String::from("cpu\tBurn Flex (CPU)\n");
+    #[cfg(feature = "wgpu")]
+    {
+        let names = polymodal_wgpu::adapter_names();
+        if names.is_empty() {
+            listing.push_str("(no wgpu adapter found)\n");
+        }
+        for (i, name) in names.iter().enumerate() {
+            // Whether `--precision f16` works there.
+            let precisions = if polymodal_wgpu::adapter_supports_f16(i) {
+                "f32, f16"
+            } else {
+                "f32"
+            };
+            listing.push_str(&format!("wgpu:{i}\t{name}\t{precisions}\n"));
+        }
+    }
+    #[cfg(not(feature = "wgpu"))]
+    listing.push_str("(wgpu is not built in: polymodal was built without its `wgpu` feature)\n");
+    listing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
