@@ -59,17 +59,22 @@ def faster_whisper(spec, compute_type, beams, long_input):
     return seconds, f"faster-whisper {fw.__version__} ({compute_type}, CPU)", texts
 
 
-def transformers_generate(spec, beams):
+def transformers_model(spec):
+    """transformers' Whisper in float32 (the file is f16), its feature
+    extractor, the folder's tokenizer and the tool's name."""
     import torch
     import transformers
+    from tokenizers import Tokenizer
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     model = WhisperForConditionalGeneration.from_pretrained(
         spec["model"], dtype=torch.float32).eval()
-    from tokenizers import Tokenizer
-
-    extractor = WhisperFeatureExtractor()
     tokenizer = Tokenizer.from_file(os.path.join(spec["model"], "tokenizer.json"))
+    return model, WhisperFeatureExtractor(), tokenizer, f"transformers {transformers.__version__}"
+
+
+def transformers_generate(spec, beams):
+    model, extractor, tokenizer, tool = transformers_model(spec)
     clips, _ = audio(spec)
     texts = []
 
@@ -80,23 +85,14 @@ def transformers_generate(spec, beams):
             ids = model.generate(features, do_sample=False, num_beams=beams)[0].tolist()
             texts.append(tokenizer.decode(ids, skip_special_tokens=True))
     seconds = best_of(spec["reps"], work)
-    return seconds, f"transformers {transformers.__version__} generate (float32, CPU)", texts
+    return seconds, f"{tool} generate (float32, CPU)", texts
 
 
 def transformers_long(spec):
     """transformers' long-form `generate`: the whole input's features,
     timestamps, temperature 0 with the no-speech and log-probability
     thresholds."""
-    import torch
-    import transformers
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
-
-    model = WhisperForConditionalGeneration.from_pretrained(
-        spec["model"], dtype=torch.float32).eval()
-    from tokenizers import Tokenizer
-
-    extractor = WhisperFeatureExtractor()
-    tokenizer = Tokenizer.from_file(os.path.join(spec["model"], "tokenizer.json"))
+    model, extractor, tokenizer, tool = transformers_model(spec)
     _, long = audio(spec)
     texts = []
 
@@ -111,7 +107,7 @@ def transformers_long(spec):
         eos = model.generation_config.eos_token_id
         texts.append(tokenizer.decode([t for t in ids if t < eos], skip_special_tokens=True))
     seconds = best_of(spec["reps"], work)
-    return seconds, f"transformers {transformers.__version__} long-form generate (float32, CPU)", texts
+    return seconds, f"{tool} long-form generate (float32, CPU)", texts
 
 
 def main():
