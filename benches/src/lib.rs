@@ -117,6 +117,8 @@ pub fn adapter_name(flag: &str, device: &burn::prelude::Device) -> Option<String
 /// The `main` of a benchmark binary: runs `run`; an error is printed with
 /// the binary's `name` and the process exits with status 1.
 pub fn main_of(name: &str, run: impl FnOnce() -> Result<(), String>) {
+    // As the `polymodal` command line does: tensor buffers reused, not unmapped.
+    polymodal_core::cpu::tune_allocator();
     if let Err(e) = run() {
         eprintln!("{name} bench: {e}");
         std::process::exit(1);

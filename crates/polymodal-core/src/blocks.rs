@@ -29,10 +29,11 @@ impl ConvBlock {
         }
     }
 
-    /// Applies the block.
+    /// Applies the block (the convolution and batch norm through the CPU
+    /// fast paths of [`crate::cpu`] where they apply).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = self.norm.forward(self.conv.forward(input));
-        self.pool.forward(self.activation.forward(x))
+        let x = crate::cpu::batch_norm(&self.norm, crate::cpu::conv2d(&self.conv, input));
+        crate::cpu::max_pool2d(&self.pool, self.activation.forward(x))
     }
 }
 

@@ -8,6 +8,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     quiet_wayland_probe();
+    // Training and inference on the CPU reuse freed tensor buffers.
+    polymodal::core::cpu::tune_allocator();
     match cli::Cli::parse().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1,12 +1,8 @@
-//! Fast paths on Burn's CPU backend (Flex) for the element-wise work that
-//! dominates a Transformer encoder after the matrix products.
-//!
-//! Flex evaluates the exact GELU with libm's scalar `erff`, one element at a
-//! time on one thread: a quarter of all-MiniLM-L6-v2's time at batch 32. Here
-//! the error function is a short polynomial with its own exponential (plain
-//! arithmetic the compiler vectorises, AVX2 when the CPU has it), split over
-//! the cores. Other devices, other dtypes and tensors tracked by autodiff go
-//! through Burn's own op, so results and gradients elsewhere are unchanged.
+//! The exact GELU on Flex: Flex evaluates libm's scalar `erff` one element
+//! at a time on one thread, a quarter of all-MiniLM-L6-v2's time at batch 32.
+//! Here the error function is a short polynomial with its own exponential
+//! (plain arithmetic the compiler vectorises, AVX2 when the CPU has it),
+//! split over the cores.
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};

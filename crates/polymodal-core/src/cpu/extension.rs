@@ -1,0 +1,207 @@
+//! The convolution and batch-norm fast paths as a Burn backend extension:
+//! implemented on Flex (`conv.rs`, `norm.rs`) and under autodiff
+//! (`autodiff.rs`), called through [`conv2d`](super::conv2d) and
+//! [`batch_norm`](super::batch_norm).
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Backend, Bytes, Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::DType;
+
+use super::{ConvGeometry, PoolGeometry, conv, norm, pool};
+
+/// Training ops with a CPU implementation faster than Burn's generic one.
+/// Every tensor is f32; the wrappers check that before they dispatch.
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuTrainOps: Backend {
+    /// `x` `[batch, in, h, w]` convolved with `weight` `[out, in, kh, kw]`
+    /// plus `bias` `[out]` → `[batch, out, oh, ow]`.
+    fn cpu_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// `∂L/∂x` `[batch, in, h, w]` from `∂L/∂out` `output_grad`.
+    fn cpu_conv2d_x_grad(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// `∂L/∂weight` `[out, in, kh, kw]` from `∂L/∂out` `output_grad`.
+    fn cpu_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// The sum over every dimension but the second, `[batch, channels, …]`
+    /// → `[channels]` (a convolution's bias gradient).
+    fn cpu_channel_sum(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Max pooling of `x` `[batch, channels, h, w]` → `[batch, channels,
+    /// oh, ow]`.
+    fn cpu_max_pool2d(x: FloatTensor<Self>, geometry: PoolGeometry) -> FloatTensor<Self>;
+
+    /// `∂L/∂x` of [`cpu_max_pool2d`](CpuTrainOps::cpu_max_pool2d) from
+    /// its input `x`, its output `out` and `∂L/∂out` `output_grad`.
+    fn cpu_max_pool2d_x_grad(
+        x: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        geometry: PoolGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Training-mode batch norm of `x` `[batch, channels, …]` with the
+    /// batch's statistics: (output, mean, biased variance), as Burn's
+    /// `batch_norm_train`.
+    fn cpu_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradients of [`cpu_batch_norm_train`](CpuTrainOps::cpu_batch_norm_train)
+    /// for `x`, `gamma` and `beta` from `∂L/∂output` `grad`.
+    fn cpu_batch_norm_train_grad(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// A contiguous f32 view of `t` (a copy only when `t` is not contiguous).
+pub(super) fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// The values of a contiguous f32 tensor made by [`contiguous`].
+pub(super) fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("the CPU fast paths are dispatched for contiguous f32 tensors only")
+}
+
+/// A contiguous f32 tensor of `shape` holding `values`.
+pub(super) fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape.to_vec().into()),
+        DType::F32,
+    )
+}
+
+impl CpuTrainOps for Flex {
+    fn cpu_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        let (x, weight, bias) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
+        let out = conv::forward(&geometry, values(&x), values(&weight), values(&bias));
+        let [oh, ow] = geometry.output().expect("checked by the wrapper");
+        tensor(out, &[geometry.batch, geometry.out_channels, oh, ow])
+    }
+
+    fn cpu_conv2d_x_grad(
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        let (weight, grad) = (contiguous(&weight), contiguous(&output_grad));
+        let dx = conv::x_grad(&geometry, values(&weight), values(&grad));
+        let [h, w] = geometry.input;
+        tensor(dx, &[geometry.batch, geometry.in_channels, h, w])
+    }
+
+    fn cpu_conv2d_weight_grad(
+        x: FlexTensor,
+        output_grad: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        let (x, grad) = (contiguous(&x), contiguous(&output_grad));
+        let dw = conv::weight_grad(&geometry, values(&x), values(&grad));
+        let [kh, kw] = geometry.kernel;
+        tensor(dw, &[geometry.out_channels, geometry.in_channels, kh, kw])
+    }
+
+    fn cpu_channel_sum(x: FlexTensor) -> FlexTensor {
+        let x = contiguous(&x);
+        let shape = x.layout().shape().to_vec();
+        let sums = conv::channel_sum(values(&x), shape[0], shape[1]);
+        tensor(sums, &[shape[1]])
+    }
+
+    fn cpu_max_pool2d(x: FlexTensor, geometry: PoolGeometry) -> FlexTensor {
+        let x = contiguous(&x);
+        let shape = x.layout().shape().to_vec();
+        let out = pool::forward(&geometry, values(&x));
+        let [oh, ow] = geometry.output().expect("checked by the wrapper");
+        tensor(out, &[shape[0], shape[1], oh, ow])
+    }
+
+    fn cpu_max_pool2d_x_grad(
+        x: FlexTensor,
+        out: FlexTensor,
+        output_grad: FlexTensor,
+        geometry: PoolGeometry,
+    ) -> FlexTensor {
+        let [x, out, grad] = [&x, &out, &output_grad].map(contiguous);
+        let shape = x.layout().shape().to_vec();
+        let dx = pool::x_grad(&geometry, values(&x), values(&out), values(&grad));
+        tensor(dx, &shape)
+    }
+
+    fn cpu_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, gamma, beta) = (contiguous(&x), contiguous(&gamma), contiguous(&beta));
+        let shape = x.layout().shape().to_vec();
+        let layout = norm::Layout::of(&shape);
+        let (out, mean, variance) =
+            norm::forward(layout, values(&x), values(&gamma), values(&beta), epsilon);
+        let channels = [layout.channels];
+        (
+            tensor(out, &shape),
+            tensor(mean, &channels),
+            tensor(variance, &channels),
+        )
+    }
+
+    fn cpu_batch_norm_train_grad(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [x, gamma, mean, variance, grad] =
+            [&x, &gamma, &mean, &variance, &grad].map(contiguous);
+        let shape = x.layout().shape().to_vec();
+        let layout = norm::Layout::of(&shape);
+        let (dx, gamma_grad, beta_grad) = norm::backward(
+            layout,
+            values(&x),
+            values(&gamma),
+            values(&mean),
+            values(&variance),
+            epsilon,
+            values(&grad),
+        );
+        let channels = [layout.channels];
+        (
+            tensor(dx, &shape),
+            tensor(gamma_grad, &channels),
+            tensor(beta_grad, &channels),
+        )
+    }
+}

@@ -1,0 +1,78 @@
+//! Fast paths on Burn's CPU backend (Flex) for the work that dominates
+//! training and inference after the matrix products Flex already does well.
+//!
+//! - [`gelu`]: the exact GELU vectorised over every core (Flex evaluates
+//!   libm's scalar `erff` on one thread).
+//! - [`conv2d`]: 2-D convolution by im2col + one gemm per sample, forward
+//!   and both gradients, samples split over the cores. Burn's generic
+//!   backward turns the weight gradient into a convolution over transposed
+//!   copies of the input and the output gradient and the input gradient into
+//!   a transposed convolution; those copies and loops were most of an
+//!   AV-MNIST training step (`perf`, [benchmarks.md](../../../docs/benchmarks.md)).
+//! - [`batch_norm`]: training-mode batch norm as one pass for the statistics
+//!   and one for the output, and a two-pass backward, per channel, where
+//!   Burn's default swaps axes and reduces through temporaries.
+//!
+//! - [`max_pool2d`]: max pooling and its gradient in plain loops over the
+//!   planes (Flex's takes as long as the convolution before it).
+//! - [`tune_allocator`]: glibc's malloc set up so that freed tensor buffers
+//!   are reused rather than unmapped and faulted in again.
+//!
+//! The convolution, batch norm and max pooling are a Burn backend extension
+//! ([`CpuTrainOps`]) with their own backward step under autodiff. Every fast
+//! path is taken only for f32 tensors on Flex; other devices (wgpu), other
+//! dtypes and unsupported settings (grouped or dilated convolutions) go
+//! through Burn's own ops, so results there are unchanged. Each is tested
+//! against Burn's op, values and gradients.
+
+mod allocator;
+mod autodiff;
+mod conv;
+mod extension;
+mod gelu;
+mod norm;
+mod pool;
+
+pub use allocator::tune_allocator;
+pub use conv::{ConvGeometry, conv2d};
+pub use extension::CpuTrainOps;
+pub use gelu::gelu;
+pub use norm::batch_norm;
+pub use pool::{PoolGeometry, max_pool2d};
+
+use burn::backend::DispatchTensorKind;
+use burn::prelude::*;
+use burn::tensor::DType;
+
+/// Whether `x` is an f32 tensor on Flex (tracked by autodiff or not): the
+/// tensors the fast paths handle.
+fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && is_flex(&x.clone().into_dispatch().kind)
+}
+
+/// Whether `kind` is a Flex tensor, directly or wrapped by autodiff.
+fn is_flex(kind: &DispatchTensorKind) -> bool {
+    match kind {
+        DispatchTensorKind::Flex(_) => true,
+        DispatchTensorKind::Autodiff(inner) => is_flex(inner),
+        // Unreachable when Flex is the only backend compiled in.
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+/// Samples or channels below which one thread does all the work.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
+
+/// How many parts to split `items` units of `work` elements each into: one
+/// per core, one in all when the work is small.
+fn parts(items: usize, work: usize) -> usize {
+    if items * work < PARALLEL_MIN_ELEMENTS {
+        1
+    } else {
+        rayon::current_num_threads().clamp(1, items.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests;

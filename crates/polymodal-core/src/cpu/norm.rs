@@ -1,0 +1,233 @@
+//! Training-mode batch norm on Flex: the statistics in one parallel pass
+//! per channel, the output in one fused multiply-add pass, and the backward
+//! step as two per-channel sums and one pass, where Burn's default swaps
+//! axes into temporaries for every reduction.
+
+use burn::backend::Dispatch;
+use burn::nn::BatchNorm;
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use super::extension::CpuTrainOps;
+use super::{on_flex_f32, parts};
+
+/// `norm.forward(x)`: in training (an autodiff device and the layer not
+/// frozen) with f32 tensors on Flex, the batch statistics and the
+/// normalisation run on the CPU fast path, differentiable, and the running
+/// statistics are updated as Burn's layer updates them; otherwise Burn's
+/// layer runs.
+pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+    let training = x.device().is_autodiff() && norm.training.is_enabled();
+    let dims = x.dims();
+    let fits = D >= 2 && dims[1] == gamma.dims()[0] && !dims.contains(&0);
+    if !(training && fits && on_flex_f32(&x) && on_flex_f32(&gamma) && on_flex_f32(&beta)) {
+        return norm.forward(x);
+    }
+    let (output, mean, variance) = <Dispatch as CpuTrainOps>::cpu_batch_norm_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        norm.epsilon,
+    );
+    let (mean, variance) = (
+        Tensor::<1>::from_dispatch(mean),
+        Tensor::<1>::from_dispatch(variance),
+    );
+    let device = mean.device();
+    let momentum = norm.momentum;
+    let update = |running: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let value = running
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(1.0 - momentum)
+            .add(batch.detach().mul_scalar(momentum));
+        running.update(value.detach());
+    };
+    update(&norm.running_mean, mean);
+    update(&norm.running_var, variance);
+    Tensor::from_dispatch(output)
+}
+
+/// `x` `[batch, channels, rest]` as slices of `rest` values: slice `i` is
+/// sample `i / channels`, channel `i % channels`.
+#[derive(Clone, Copy)]
+pub(super) struct Layout {
+    pub batch: usize,
+    pub channels: usize,
+    pub rest: usize,
+}
+
+impl Layout {
+    /// The layout of a tensor of `shape` `[batch, channels, …]`.
+    pub fn of(shape: &[usize]) -> Self {
+        Self {
+            batch: shape[0],
+            channels: shape[1],
+            rest: shape[2..].iter().product(),
+        }
+    }
+
+    /// Values per channel.
+    fn count(&self) -> f64 {
+        (self.batch * self.rest) as f64
+    }
+
+    /// `f(channel)` for every channel, over the cores when the work is large.
+    fn per_channel<T: Send>(&self, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        if parts(self.channels, self.batch * self.rest) == 1 {
+            (0..self.channels).map(f).collect()
+        } else {
+            (0..self.channels).into_par_iter().map(f).collect()
+        }
+    }
+
+    /// The sum over a channel of `f(slice index, offset)` per slice, in f64.
+    fn channel_total(&self, c: usize, f: impl Fn(usize) -> f64) -> f64 {
+        (0..self.batch)
+            .map(|b| f((b * self.channels + c) * self.rest))
+            .sum()
+    }
+
+    /// `out` written slice by slice: `f(channel, input offset, out slice)`,
+    /// runs of slices split over the cores.
+    fn map_slices(&self, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync + Send) {
+        let slices = self.batch * self.channels;
+        let run = slices.div_ceil(parts(slices, self.rest)).max(1);
+        out.par_chunks_mut(run * self.rest)
+            .enumerate()
+            .for_each(|(part, out)| {
+                for (i, out) in out.chunks_mut(self.rest).enumerate() {
+                    let slice = part * run + i;
+                    f(slice % self.channels, slice * self.rest, out);
+                }
+            });
+    }
+}
+
+/// (output, mean, biased variance) of training-mode batch norm.
+pub(super) fn forward(
+    layout: Layout,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rest = layout.rest;
+    let stats = layout.per_channel(|c| {
+        let sum = layout.channel_total(c, |at| lanes_sum(&x[at..at + rest], |v| v) as f64);
+        let mean = sum / layout.count();
+        let m = mean as f32;
+        let squares = layout.channel_total(c, |at| {
+            lanes_sum(&x[at..at + rest], |v| (v - m) * (v - m)) as f64
+        });
+        (mean, squares / layout.count())
+    });
+    let scale_shift: Vec<(f32, f32)> = stats
+        .iter()
+        .enumerate()
+        .map(|(c, &(mean, var))| {
+            let scale = gamma[c] as f64 / (var + epsilon).sqrt();
+            (scale as f32, (beta[c] as f64 - mean * scale) as f32)
+        })
+        .collect();
+    let mut out = vec![0.0f32; x.len()];
+    layout.map_slices(&mut out, |c, at, out| {
+        let (scale, shift) = scale_shift[c];
+        for (o, v) in out.iter_mut().zip(&x[at..]) {
+            *o = v * scale + shift;
+        }
+    });
+    let mean = stats.iter().map(|s| s.0 as f32).collect();
+    let variance = stats.iter().map(|s| s.1 as f32).collect();
+    (out, mean, variance)
+}
+
+/// (∂L/∂x, ∂L/∂gamma, ∂L/∂beta) of training-mode batch norm from
+/// `grad` = ∂L/∂output: with x̂ = (x − mean)·inv_std,
+/// ∂L/∂x = gamma·inv_std·(grad − mean(grad) − x̂·mean(grad·x̂)).
+pub(super) fn backward(
+    layout: Layout,
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f64,
+    grad: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rest = layout.rest;
+    let sums = layout.per_channel(|c| {
+        let m = mean[c];
+        let grad_sum = layout.channel_total(c, |at| lanes_sum(&grad[at..at + rest], |g| g) as f64);
+        let centred = layout.channel_total(c, |at| {
+            lanes_dot(&grad[at..at + rest], &x[at..at + rest], |g, x| g * (x - m)) as f64
+        });
+        (grad_sum, centred)
+    });
+    // ∂L/∂x = a·grad + b·x + c per channel.
+    let mut gamma_grad = Vec::with_capacity(layout.channels);
+    let mut beta_grad = Vec::with_capacity(layout.channels);
+    let coefficients: Vec<(f32, f32, f32)> = sums
+        .iter()
+        .enumerate()
+        .map(|(c, &(grad_sum, centred))| {
+            let inv_std = 1.0 / (variance[c] as f64 + epsilon).sqrt();
+            let normalized_grad = centred * inv_std; // Σ grad·x̂
+            gamma_grad.push(normalized_grad as f32);
+            beta_grad.push(grad_sum as f32);
+            let n = layout.count();
+            let k = gamma[c] as f64 * inv_std;
+            let slope = k * inv_std * normalized_grad / n;
+            let a = k;
+            let b = -slope;
+            let c0 = -k * grad_sum / n + slope * mean[c] as f64;
+            (a as f32, b as f32, c0 as f32)
+        })
+        .collect();
+    let mut dx = vec![0.0f32; x.len()];
+    layout.map_slices(&mut dx, |c, at, out| {
+        let (a, b, c0) = coefficients[c];
+        for ((o, g), v) in out.iter_mut().zip(&grad[at..]).zip(&x[at..]) {
+            *o = a * g + b * v + c0;
+        }
+    });
+    (dx, gamma_grad, beta_grad)
+}
+
+/// Lanes of the partial sums below: eight independent accumulators the
+/// compiler keeps in one vector register (a plain `iter().sum()` of f32 is
+/// one serial chain of additions, which it may not reorder).
+const LANES: usize = 8;
+
+/// Σ f(v) over `values`.
+#[inline(always)]
+pub(super) fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, v) in acc.iter_mut().zip(chunk) {
+            *a += f(*v);
+        }
+    }
+    tail.iter().map(|v| f(*v)).sum::<f32>() + acc.iter().sum::<f32>()
+}
+
+/// Σ f(a, b) over `a` and `b` side by side.
+#[inline(always)]
+fn lanes_dot(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(a, b)| f(*a, *b))
+        .sum();
+    for (ca, cb) in ca.zip(cb) {
+        for ((s, a), b) in acc.iter_mut().zip(ca).zip(cb) {
+            *s += f(*a, *b);
+        }
+    }
+    tail + acc.iter().sum::<f32>()
+}

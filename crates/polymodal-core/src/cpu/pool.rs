@@ -1,0 +1,215 @@
+//! 2-D max pooling on Flex: the forward pass and its gradient, which finds
+//! each window's maximum again rather than storing indices, planes split
+//! over the cores. NaN propagates as in PyTorch (a NaN in a window is its
+//! maximum).
+
+use burn::backend::Dispatch;
+use burn::nn::pool::MaxPool2d;
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use super::conv::padding;
+use super::extension::CpuTrainOps;
+use super::{on_flex_f32, parts};
+
+/// The sizes of one max pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Planes (samples · channels).
+    pub planes: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Padding (before, after) along height, then along width.
+    pub padding: [[usize; 2]; 2],
+    /// Dilation along height and width.
+    pub dilation: [usize; 2],
+}
+
+impl PoolGeometry {
+    /// Output height and width (floor mode); `None` when the window does
+    /// not fit, a size is zero or some window would hold only padding.
+    pub fn output(&self) -> Option<[usize; 2]> {
+        let mut out = [0; 2];
+        for (axis, size) in out.iter_mut().enumerate() {
+            let span = self.dilation[axis] * (self.kernel[axis].checked_sub(1)?) + 1;
+            let padded = self.input[axis] + self.padding[axis][0] + self.padding[axis][1];
+            let [before, after] = self.padding[axis];
+            if self.stride[axis] == 0 || padded < span || before >= span || after >= span {
+                return None;
+            }
+            *size = (padded - span) / self.stride[axis] + 1;
+        }
+        Some(out)
+    }
+
+    /// The input index (in its plane) of the maximum of the window of
+    /// output (oy, ox) in `plane`: the first one, or a NaN.
+    #[inline]
+    fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
+        let [h, w] = self.input;
+        let (mut best, mut at) = (f32::NEG_INFINITY, usize::MAX);
+        for ki in 0..self.kernel[0] {
+            let iy = (oy * self.stride[0] + ki * self.dilation[0]).wrapping_sub(self.padding[0][0]);
+            if iy >= h {
+                continue;
+            }
+            for kj in 0..self.kernel[1] {
+                let ix =
+                    (ox * self.stride[1] + kj * self.dilation[1]).wrapping_sub(self.padding[1][0]);
+                if ix >= w {
+                    continue;
+                }
+                let v = plane[iy * w + ix];
+                if at == usize::MAX || replaces(v, best) {
+                    (best, at) = (v, iy * w + ix);
+                }
+            }
+        }
+        at
+    }
+}
+
+/// `pool.forward(x)`, on the CPU fast path for f32 tensors on Flex in floor
+/// mode (ceil mode, other devices and dtypes run Burn's op).
+/// Differentiable: under autodiff its backward step is this module's.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let [batch, channels, h, w] = x.dims();
+    let geometry = PoolGeometry {
+        planes: batch * channels,
+        input: [h, w],
+        kernel: pool.kernel_size,
+        stride: pool.stride,
+        padding: padding(&pool.padding, [h, w], pool.kernel_size, pool.stride),
+        dilation: pool.dilation,
+    };
+    if pool.ceil_mode || geometry.planes == 0 || geometry.output().is_none() || !on_flex_f32(&x) {
+        return pool.forward(x);
+    }
+    Tensor::from_dispatch(<Dispatch as CpuTrainOps>::cpu_max_pool2d(
+        x.into_dispatch(),
+        geometry,
+    ))
+}
+
+/// Runs `f(plane index, output plane)` over `out`'s planes of `size`
+/// values, runs of planes split over the cores.
+fn for_each_plane(
+    out: &mut [f32],
+    size: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    let planes = out.len() / size.max(1);
+    let run = planes.div_ceil(parts(planes, work)).max(1);
+    out.par_chunks_mut(run * size.max(1))
+        .enumerate()
+        .for_each(|(part, out)| {
+            for (i, plane) in out.chunks_mut(size.max(1)).enumerate() {
+                f(part * run + i, plane);
+            }
+        });
+}
+
+/// Whether `v` replaces `best` as a window's maximum: larger, or the
+/// window's first NaN.
+#[inline(always)]
+fn replaces(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
+/// `a` when `take`, else `b`, without a branch (random data makes
+/// branches on comparisons unpredictable).
+#[inline(always)]
+fn pick(take: bool, a: f32, b: f32) -> f32 {
+    let mask = (take as u32).wrapping_neg();
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
+/// The larger of `a` and `b`, NaN if either is.
+#[inline(always)]
+fn nan_max(a: f32, b: f32) -> f32 {
+    pick(b > a || b.is_nan(), b, a)
+}
+
+/// Whether `v` is the window maximum `m` that the forward pass picked: the
+/// forward pass copies one input's bits, so comparing bits finds it (NaN
+/// included) with integer compares the compiler vectorises.
+#[inline(always)]
+fn is_max(v: f32, m: f32) -> bool {
+    v.to_bits() == m.to_bits()
+}
+
+/// A 2×2 window with stride 2, no padding or dilation: the common case,
+/// with its own loops.
+fn is_2x2(g: &PoolGeometry) -> bool {
+    g.kernel == [2, 2] && g.stride == [2, 2] && g.padding == [[0, 0], [0, 0]]
+}
+
+/// The forward pass: `[planes, oh, ow]` values.
+pub(super) fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
+    let [oh, ow] = g.output().expect("checked by the wrapper");
+    let plane_in = g.input[0] * g.input[1];
+    let mut out = vec![0.0f32; g.planes * oh * ow];
+    let w = g.input[1];
+    for_each_plane(&mut out, oh * ow, plane_in, |p, out| {
+        let plane = &x[p * plane_in..(p + 1) * plane_in];
+        for (oy, out) in out.chunks_exact_mut(ow).enumerate() {
+            if is_2x2(g) {
+                let top = &plane[2 * oy * w..][..2 * ow];
+                let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+                let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                for (o, (t, b)) in out.iter_mut().zip(windows) {
+                    *o = nan_max(nan_max(t[0], t[1]), nan_max(b[0], b[1]));
+                }
+            } else {
+                for (ox, o) in out.iter_mut().enumerate() {
+                    *o = plane[g.argmax(plane, oy, ox)];
+                }
+            }
+        }
+    });
+    out
+}
+
+/// `∂L/∂x` `[planes, h, w]`: each output's gradient added at its window's
+/// maximum (the first one: row by row, left to right), found again from
+/// the input `x` and the forward output `out`.
+pub(super) fn x_grad(g: &PoolGeometry, x: &[f32], out: &[f32], grad: &[f32]) -> Vec<f32> {
+    let [oh, ow] = g.output().expect("checked by the wrapper");
+    let plane_in = g.input[0] * g.input[1];
+    let mut dx = vec![0.0f32; g.planes * plane_in];
+    let w = g.input[1];
+    for_each_plane(&mut dx, plane_in, plane_in, |p, dx| {
+        let plane = &x[p * plane_in..(p + 1) * plane_in];
+        let grad = &grad[p * oh * ow..(p + 1) * oh * ow];
+        let out = &out[p * oh * ow..(p + 1) * oh * ow];
+        for oy in 0..oh {
+            let (m, g_out) = (&out[oy * ow..][..ow], &grad[oy * ow..][..ow]);
+            if is_2x2(g) {
+                // Windows do not overlap: each input is written once.
+                let (top, bottom) = dx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+                let x_top = &plane[2 * oy * w..][..2 * ow];
+                let x_bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+                let rows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+                let inputs = x_top.chunks_exact(2).zip(x_bottom.chunks_exact(2));
+                for (((dt, db), (xt, xb)), (&m, &g)) in rows.zip(inputs).zip(m.iter().zip(g_out)) {
+                    let e = [is_max(xt[0], m), is_max(xt[1], m), is_max(xb[0], m)];
+                    let first = [e[0], e[1] & !e[0], e[2] & !(e[0] | e[1])];
+                    dt[0] = pick(first[0], g, 0.0);
+                    dt[1] = pick(first[1], g, 0.0);
+                    db[0] = pick(first[2], g, 0.0);
+                    db[1] = pick(!(e[0] | e[1] | e[2]), g, 0.0);
+                }
+            } else {
+                for ox in 0..ow {
+                    dx[g.argmax(plane, oy, ox)] += g_out[ox];
+                }
+            }
+        }
+    });
+    dx
+}

@@ -1,0 +1,292 @@
+//! The fast paths against Burn's own ops on Flex: values, gradients of
+//! every input, running statistics, and the fallbacks.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use super::{batch_norm, conv2d, max_pool2d};
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn random<const D: usize>(shape: [usize; D]) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
+}
+
+fn assert_close<const D: usize>(ours: &Tensor<D>, burn: &Tensor<D>, what: &str) {
+    assert_eq!(ours.dims(), burn.dims(), "{what}: shapes");
+    let (a, b) = (
+        ours.clone().try_into_vec_as::<f32>().unwrap(),
+        burn.clone().try_into_vec_as::<f32>().unwrap(),
+    );
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: max |ours - burn| = {worst} (scale {scale})"
+    );
+}
+
+/// Forward values and the gradients of x, weight and bias of `conv` on `x`
+/// (a random weighting of the output, so every gradient element differs).
+fn check_conv(conv: Conv2d, shape: [usize; 4], what: &str) {
+    let x = random(shape).require_grad();
+    let burn_out = conv.forward(x.clone());
+    let ours_out = conv2d(&conv, x.clone());
+    assert_close(&ours_out, &burn_out, &format!("{what}: output"));
+    let weighting = random(burn_out.dims());
+    let burn_grads = (burn_out * weighting.clone()).sum().backward();
+    let ours_grads = (ours_out * weighting).sum().backward();
+    let grad = |t: &Tensor<4>, grads| t.grad(grads).expect("tracked");
+    assert_close(
+        &grad(&x, &ours_grads),
+        &grad(&x, &burn_grads),
+        &format!("{what}: x grad"),
+    );
+    let w = conv.weight.val();
+    assert_close(
+        &grad(&w, &ours_grads),
+        &grad(&w, &burn_grads),
+        &format!("{what}: weight grad"),
+    );
+    if let Some(bias) = &conv.bias {
+        let b = bias.val();
+        let (ours, burn) = (b.grad(&ours_grads).unwrap(), b.grad(&burn_grads).unwrap());
+        assert_close(&ours, &burn, &format!("{what}: bias grad"));
+    }
+}
+
+#[test]
+fn conv2d_matches_burn_forward_and_gradients() {
+    let d = device();
+    let same = |c: Conv2dConfig| c.with_padding(PaddingConfig2d::Same);
+    let cases = [
+        (
+            "3x3 same 1->16",
+            same(Conv2dConfig::new([1, 16], [3, 3])),
+            [4, 1, 28, 28],
+        ),
+        (
+            "3x3 same 16->32 odd",
+            same(Conv2dConfig::new([16, 32], [3, 3])),
+            [3, 16, 13, 9],
+        ),
+        (
+            "7x7 stride 2 pad 3 (ResNet stem), no bias",
+            Conv2dConfig::new([3, 8], [7, 7])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .with_bias(false),
+            [2, 3, 23, 20],
+        ),
+        (
+            "1x1 pointwise",
+            Conv2dConfig::new([6, 5], [1, 1]),
+            [3, 6, 5, 7],
+        ),
+        (
+            "1x1 stride 2 (downsample)",
+            Conv2dConfig::new([6, 5], [1, 1]).with_stride([2, 2]),
+            [2, 6, 9, 8],
+        ),
+        (
+            "3x2 asymmetric explicit padding, stride (2, 1)",
+            Conv2dConfig::new([4, 3], [3, 2])
+                .with_stride([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(2, 0, 1, 1)),
+            [2, 4, 10, 6],
+        ),
+        (
+            "dilation 2, valid",
+            Conv2dConfig::new([2, 3], [3, 3]).with_dilation([2, 2]),
+            [2, 2, 11, 12],
+        ),
+        (
+            "same with even kernel",
+            same(Conv2dConfig::new([2, 4], [4, 4])),
+            [2, 2, 9, 8],
+        ),
+    ];
+    for (what, config, shape) in cases {
+        check_conv(config.init(&d), shape, what);
+    }
+}
+
+#[test]
+fn conv2d_runs_on_views_and_without_autodiff() {
+    let d = device();
+    let conv = Conv2dConfig::new([3, 4], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&d);
+    // A permuted view: the fast path reads a contiguous copy.
+    let x = random([2, 5, 3, 6]).swap_dims(1, 2);
+    assert_close(&conv2d(&conv, x.clone()), &conv.forward(x), "view");
+    let plain = conv.valid();
+    let x = Tensor::<4>::random([2, 3, 6, 5], Distribution::Default, &Device::flex());
+    assert_close(&conv2d(&plain, x.clone()), &plain.forward(x), "no autodiff");
+}
+
+#[test]
+fn conv2d_falls_back_where_it_has_no_fast_path() {
+    let d = device();
+    // Grouped: Burn's op.
+    let grouped = Conv2dConfig::new([4, 4], [3, 3]).with_groups(2).init(&d);
+    let x = random([2, 4, 6, 6]);
+    assert_close(&conv2d(&grouped, x.clone()), &grouped.forward(x), "groups");
+    // A kernel larger than the padded input has no output: no fast path.
+    let geometry = super::ConvGeometry {
+        batch: 1,
+        in_channels: 1,
+        out_channels: 1,
+        input: [3, 3],
+        kernel: [5, 5],
+        stride: [1, 1],
+        padding: [[0, 0], [1, 1]],
+        dilation: [1, 1],
+    };
+    assert_eq!(geometry.output(), None);
+    let padded = super::ConvGeometry {
+        padding: [[1, 1], [1, 1]],
+        ..geometry
+    };
+    assert_eq!(padded.output(), Some([1, 1]));
+}
+
+fn norm(channels: usize) -> BatchNorm {
+    let d = device();
+    let mut norm = BatchNormConfig::new(channels).init(&d);
+    // Non-trivial affine parameters, as after some training.
+    norm.gamma = norm.gamma.map(|_| random([channels]).require_grad());
+    norm.beta = norm.beta.map(|_| random([channels]).require_grad());
+    norm
+}
+
+fn check_batch_norm<const D: usize>(shape: [usize; D], what: &str) {
+    let channels = shape[1];
+    let (ours_norm, burn_norm) = (norm(channels), norm(channels));
+    let burn_norm = burn_norm.load_record(ours_norm.clone().into_record());
+    // Shifted and scaled input: the statistics are not near 0 and 1.
+    let x = (random(shape) * 3.0 + 2.0).require_grad();
+    let ours_out = batch_norm(&ours_norm, x.clone());
+    let burn_out = burn_norm.forward(x.clone());
+    assert_close(&ours_out, &burn_out, &format!("{what}: output"));
+    for (ours, burn, name) in [
+        (
+            &ours_norm.running_mean,
+            &burn_norm.running_mean,
+            "running mean",
+        ),
+        (
+            &ours_norm.running_var,
+            &burn_norm.running_var,
+            "running variance",
+        ),
+    ] {
+        assert_close(&ours.value(), &burn.value(), &format!("{what}: {name}"));
+    }
+    let weighting = random(shape);
+    let ours_grads = (ours_out * weighting.clone()).sum().backward();
+    let burn_grads = (burn_out * weighting).sum().backward();
+    let (ox, bx) = (x.grad(&ours_grads).unwrap(), x.grad(&burn_grads).unwrap());
+    assert_close(&ox, &bx, &format!("{what}: x grad"));
+    for (ours, burn, name) in [
+        (ours_norm.gamma.val(), burn_norm.gamma.val(), "gamma grad"),
+        (ours_norm.beta.val(), burn_norm.beta.val(), "beta grad"),
+    ] {
+        let (o, b) = (
+            ours.grad(&ours_grads).unwrap(),
+            burn.grad(&burn_grads).unwrap(),
+        );
+        assert_close(&o, &b, &format!("{what}: {name}"));
+    }
+}
+
+#[test]
+fn batch_norm_matches_burn_values_statistics_and_gradients() {
+    check_batch_norm([8, 16, 14, 14], "4-d");
+    check_batch_norm([5, 3, 7], "3-d");
+    check_batch_norm([64, 32, 40, 50], "4-d, threaded");
+}
+
+#[test]
+fn batch_norm_outside_training_is_burns() {
+    let norm = norm(4);
+    // Inference: the running statistics, Burn's op.
+    let x = Tensor::<4>::random([2, 4, 3, 3], Distribution::Default, &Device::flex());
+    let inference = norm.valid();
+    assert_close(
+        &batch_norm(&inference, x.clone()),
+        &inference.forward(x),
+        "inference",
+    );
+}
+
+#[test]
+fn f32_flex_tensors_take_the_fast_path() {
+    let tracked = random([1, 1, 2, 2]).require_grad();
+    assert!(super::on_flex_f32(&tracked));
+    assert!(super::on_flex_f32(&Tensor::<1>::zeros(
+        [1],
+        &Device::flex()
+    )));
+    let half = Tensor::<1>::zeros([1], &Device::flex()).cast(burn::tensor::DType::F16);
+    assert!(!super::on_flex_f32(&half));
+}
+
+#[test]
+fn max_pool2d_matches_burn_forward_and_gradient() {
+    let cases = [
+        ("2x2", MaxPool2dConfig::new([2, 2]), [4, 16, 28, 28]),
+        (
+            "2x2 odd sizes",
+            MaxPool2dConfig::new([2, 2]),
+            [3, 5, 15, 13],
+        ),
+        (
+            "3x3 stride 2 pad 1 (ResNet)",
+            MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            [2, 4, 17, 16],
+        ),
+        (
+            "3x2 stride (1, 2) dilation 2",
+            MaxPool2dConfig::new([3, 2])
+                .with_strides([1, 2])
+                .with_dilation([2, 2]),
+            [2, 3, 11, 10],
+        ),
+    ];
+    for (what, config, shape) in cases {
+        let pool = config.init();
+        // Normal values: no ties, so both sides pick the same maxima.
+        let x = random(shape).require_grad();
+        let (ours, burn) = (max_pool2d(&pool, x.clone()), pool.forward(x.clone()));
+        assert_close(&ours, &burn, &format!("{what}: output"));
+        let weighting = random(burn.dims());
+        let ours_grads = (ours * weighting.clone()).sum().backward();
+        let burn_grads = (burn * weighting).sum().backward();
+        let (o, b) = (x.grad(&ours_grads).unwrap(), x.grad(&burn_grads).unwrap());
+        assert_close(&o, &b, &format!("{what}: x grad"));
+    }
+}
+
+#[test]
+fn max_pool2d_propagates_nan_and_falls_back_in_ceil_mode() {
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let x = Tensor::<4>::from_floats([[[[1.0, f32::NAN], [3.0, 2.0]]]], &device());
+    let out = max_pool2d(&pool, x).into_scalar::<f32>();
+    assert!(out.is_nan());
+    let ceil = MaxPool2dConfig::new([2, 2]).with_ceil_mode(true).init();
+    let x = random([1, 2, 5, 5]);
+    assert_close(&max_pool2d(&ceil, x.clone()), &ceil.forward(x), "ceil mode");
+}
