@@ -9,7 +9,7 @@ mod gpu_kit;
 mod setup;
 
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -153,7 +153,14 @@ fn main() -> ExitCode {
 
 /// The workspace root (the parent of this crate's folder).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` (the `cargo xtask` alias) sets the variable for the
+    // process: the checkout being worked on. The compile-time value names
+    // the checkout the binary was built from, which differs when several
+    // clones share one target folder and the binary counts as fresh.
+    let manifest = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()

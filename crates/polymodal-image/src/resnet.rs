@@ -12,6 +12,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use polymodal_core::cpu::{batch_norm, conv2d, max_pool2d};
 use polymodal_core::{Embeddings, Encoder, Error, Init, LoadReport, Modality, Result, Weights};
 
 /// torchvision's batch norm epsilon.
@@ -164,13 +165,13 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(d) => d.norm.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.norm, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
         let last = self.convs.len() - 1;
         let mut y = x;
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            y = norm.forward(conv.forward(y));
+            y = batch_norm(norm, conv2d(conv, y));
             if i < last {
                 y = relu(y);
             }
@@ -245,9 +246,9 @@ impl ResNet {
     /// The last feature map `[batch, dim, h / 32, w / 32]` of normalised
     /// images `[batch, 3, h, w]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
-        let mut x = self
-            .pool
-            .forward(relu(self.bn1.forward(self.conv1.forward(images))));
+        // Through the CPU fast paths where they apply (Flex, f32).
+        let stem = batch_norm(&self.bn1, conv2d(&self.conv1, images));
+        let mut x = max_pool2d(&self.pool, relu(stem));
         for block in self.layers.iter().flatten() {
             x = block.forward(x);
         }

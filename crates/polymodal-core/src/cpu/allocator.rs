@@ -5,9 +5,9 @@
 //! memory freed by the worker threads' arenas is handed back to the kernel
 //! at once: each training step then pays page faults to get the memory
 //! again and, with several threads, TLB shoot-downs to give it back. On the
-//! 2-core machine of `docs/benchmarks.md` that was half the time of a
-//! convolution block's step (`perf`: `clear_page`, `native_write_msr`,
-//! `smp_call_function_many_cond`).
+//! 2-core VM of `docs/benchmarks.md`, `perf` put a large share of an
+//! AV-MNIST convolution block's step in the kernel (`clear_page`,
+//! `native_write_msr`, `smp_call_function_many_cond`).
 
 use std::sync::Once;
 
@@ -21,9 +21,8 @@ const TRIM_THRESHOLD: i32 = 256 << 20;
 /// Sets the C allocator up for tensor work, once per process: on Linux
 /// with glibc, `mallopt` raises the mmap threshold to 32 MiB and the trim
 /// threshold to 256 MiB, so freed tensor buffers are reused rather than
-/// unmapped and faulted in again (AV-MNIST training steps about twice as
-/// fast on 2 cores, [benchmarks.md](../../../docs/benchmarks.md)); the cost is
-/// up to 256 MiB of freed memory kept mapped. Elsewhere it does nothing.
+/// unmapped and faulted in again; the cost is up to 256 MiB of freed memory
+/// kept mapped. Elsewhere it does nothing.
 ///
 /// It changes process-wide state, so the library never calls it on its
 /// own: the `polymodal` command line and the benchmarks call it first

@@ -12,17 +12,18 @@
 //! - [`batch_norm`]: training-mode batch norm as one pass for the statistics
 //!   and one for the output, and a two-pass backward, per channel, where
 //!   Burn's default swaps axes and reduces through temporaries.
-//!
 //! - [`max_pool2d`]: max pooling and its gradient in plain loops over the
-//!   planes (Flex's takes as long as the convolution before it).
+//!   planes, branch-free for 2×2 windows (Flex's took as long as the
+//!   convolution before it).
 //! - [`tune_allocator`]: glibc's malloc set up so that freed tensor buffers
 //!   are reused rather than unmapped and faulted in again.
 //!
 //! The convolution, batch norm and max pooling are a Burn backend extension
 //! ([`CpuTrainOps`]) with their own backward step under autodiff. Every fast
 //! path is taken only for f32 tensors on Flex; other devices (wgpu), other
-//! dtypes and unsupported settings (grouped or dilated convolutions) go
-//! through Burn's own ops, so results there are unchanged. Each is tested
+//! dtypes and unsupported settings (grouped convolutions, ceil-mode pooling,
+//! batch norm outside training) go through Burn's own ops, so results there
+//! are unchanged. Each is tested
 //! against Burn's op, values and gradients.
 
 mod allocator;
