@@ -56,6 +56,30 @@ def resnet18(spec):
         f"torchvision {torchvision.__version__} ({where})"
 
 
+def resnet18_train(spec):
+    """One training step of torchvision's resnet18: forward, cross-entropy
+    over its 1,000 classes, backward, Adam (the Rust side's step)."""
+    import torch
+    import torchvision
+
+    device, dtype, where = placement(spec)
+    model = torchvision.models.resnet18().train().to(device, dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = torch.randn(spec["image_batch"], 3, 224, 224, device=device, dtype=dtype)
+    labels = torch.arange(spec["image_batch"], device=device) * 100
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        with torch.enable_grad():
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(images), labels).backward()
+            optimizer.step()
+        # A weight read back to the host, as the Rust side does.
+        model.fc.bias.detach().cpu()
+    return best_of(spec["reps"], step), \
+        f"torchvision {torchvision.__version__} + torch.optim.Adam ({where})"
+
+
 def vit_tiny(spec):
     import torch
     import transformers
@@ -76,7 +100,8 @@ def main():
         torch.set_num_threads(spec["threads"])
         torch.set_grad_enabled(False)
     except ImportError as e:
-        out = {k: {"skipped": str(e)} for k in ["minilm_1", "minilm_32", "resnet18", "vit_tiny"]}
+        out = {k: {"skipped": str(e)}
+               for k in ["minilm_1", "minilm_32", "resnet18", "vit_tiny", "resnet18_train"]}
         out["versions"] = versions(*PACKAGES)
         json.dump(out, sys.stdout)
         return
@@ -85,6 +110,7 @@ def main():
         "minilm_32": lambda: minilm(spec, 32),
         "resnet18": lambda: resnet18(spec),
         "vit_tiny": lambda: vit_tiny(spec),
+        "resnet18_train": lambda: resnet18_train(spec),
     }
     for name, job in jobs.items():
         try:

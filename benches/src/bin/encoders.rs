@@ -9,6 +9,9 @@
 //!
 //! - all-MiniLM-L6-v2 sentence embeddings (tokenise + encode + pool +
 //!   normalise) at batch 1 and 32, vs sentence-transformers;
+//! - a ResNet-18 training step (224×224, batch 8: forward, cross-entropy
+//!   over 1,000 classes, backward, Adam) vs torchvision's `resnet18` with
+//!   `torch.optim.Adam`, on the device's autodiff twin;
 //! - ResNet-18 (224×224, batch 8) vs torchvision, random weights (the same
 //!   work as pretrained ones);
 //! - a ViT-Tiny-sized ViT (192 wide, 12 layers, 3 heads, patch 16, 224×224,
@@ -24,6 +27,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use polymodal::device::{Precision, device_with_precision};
 use polymodal_benches::report::{
@@ -88,6 +94,40 @@ pub(crate) fn main() {
     polymodal_benches::main_of("encoders", run);
 }
 
+/// ResNet-18 with torchvision's classification head, for the training step.
+#[derive(Module, Debug)]
+struct ResNetClassifier {
+    backbone: ResNet,
+    head: Linear,
+}
+
+/// torchvision's `resnet18` classifies into 1,000 classes.
+const RESNET_CLASSES: usize = 1000;
+
+impl ResNetClassifier {
+    fn new(device: &Device) -> Result<Self, String> {
+        let backbone = ResNetConfig::resnet18().init(device).map_err(error)?;
+        let head = LinearConfig::new(backbone.dim(), RESNET_CLASSES).init(device);
+        Ok(Self { backbone, head })
+    }
+
+    /// One training step on `images` and `labels`: the updated model.
+    fn step(
+        self,
+        optimizer: &mut ModuleOptimizer,
+        images: &Tensor<4>,
+        labels: &Tensor<1, Int>,
+    ) -> Result<Self, String> {
+        let pooled = self.backbone.encode(images).map_err(error)?.pooled;
+        let logits = self.head.forward(pooled);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &self);
+        Ok(optimizer.step(1e-3, self, grads))
+    }
+}
+
 /// The models and inputs every round runs.
 struct Models {
     sentences: SentenceEncoder,
@@ -95,11 +135,16 @@ struct Models {
     images: Tensor<4>,
     resnet: ResNet,
     vit: Vit,
+    /// The training step's model (taken out and put back by each pass),
+    /// its images and labels, on the autodiff device.
+    train: std::cell::RefCell<Option<ResNetClassifier>>,
+    train_images: Tensor<4>,
+    train_labels: Tensor<1, Int>,
 }
 
 /// polymodal's time for each row, best of `reps` passes; each pass reads
 /// its result back (a GPU queue is asynchronous).
-fn ours(models: &Models, reps: usize, device: &Device) -> Result<[Duration; 4], String> {
+fn ours(models: &Models, reps: usize, device: &Device) -> Result<[Duration; 5], String> {
     let texts = &models.texts;
     let one = best_of(reps, || {
         for text in texts {
@@ -126,7 +171,16 @@ fn ours(models: &Models, reps: usize, device: &Device) -> Result<[Duration; 4], 
         out.last_hidden_state.into_data();
         Ok(())
     })?;
-    Ok([one, batched, resnet, vit])
+    let mut optimizer = AdamConfig::new().init();
+    let train = best_of(reps, || {
+        let model = models.train.borrow_mut().take().ok_or("no model")?;
+        let model = model.step(&mut optimizer, &models.train_images, &models.train_labels)?;
+        // Reading a weight back waits for the step on an asynchronous device.
+        model.head.bias.as_ref().map(|b| b.val().into_data());
+        *models.train.borrow_mut() = Some(model);
+        Ok(())
+    })?;
+    Ok([one, batched, resnet, vit, train])
 }
 
 fn run() -> Result<(), String> {
@@ -145,10 +199,22 @@ fn run() -> Result<(), String> {
         ),
         resnet: ResNetConfig::resnet18().init(&device).map_err(error)?,
         vit: Vit::build(&vit_tiny(), &Init::random(), false, &device).map_err(error)?,
+        train: std::cell::RefCell::new(Some(ResNetClassifier::new(&device.clone().autodiff())?)),
+        train_images: Tensor::<4>::random(
+            [IMAGE_BATCH, 3, 224, 224],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device.clone().autodiff(),
+        ),
+        train_labels: Tensor::<1, Int>::from_ints(
+            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| i * 100),
+            &device.clone().autodiff(),
+        ),
     };
     // The goal (polymodal throughput / PyTorch throughput) is set for the
     // CPU backend in f32, the configuration it was set for.
     let minilm_goal = (options.device == "cpu" && options.precision == "f32").then_some(Goal(1.0));
+    // ResNet-18's forward pass and training step carry the same goal there.
+    let resnet_goal = minilm_goal;
     let texts = models.texts.len();
     let rows = [
         Row {
@@ -170,7 +236,7 @@ fn run() -> Result<(), String> {
             unit: "images/s",
             items: IMAGE_BATCH,
             reference: "resnet18",
-            goal: None,
+            goal: resnet_goal,
         },
         Row {
             what: format!("ViT-Tiny size (192 wide, 12 layers), 224x224, batch {IMAGE_BATCH}"),
@@ -178,6 +244,15 @@ fn run() -> Result<(), String> {
             items: IMAGE_BATCH,
             reference: "vit_tiny",
             goal: None,
+        },
+        Row {
+            what: format!(
+                "ResNet-18 training step (forward, backward, Adam), 224x224, batch {IMAGE_BATCH}"
+            ),
+            unit: "images/s",
+            items: IMAGE_BATCH,
+            reference: "resnet18_train",
+            goal: resnet_goal,
         },
     ];
     // Round by round: polymodal, then PyTorch.
