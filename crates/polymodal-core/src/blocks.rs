@@ -29,11 +29,15 @@ impl ConvBlock {
         }
     }
 
-    /// Applies the block (the convolution and batch norm through the CPU
-    /// fast paths of [`crate::cpu`] where they apply).
+    /// Applies the block through the CPU fast paths of [`crate::cpu`] where
+    /// they apply. The ReLU runs after the pooling, on a quarter of the
+    /// values: max pooling and ReLU commute (a rising function keeps each
+    /// window's maximum in place, so values and gradients are the same).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = crate::cpu::batch_norm(&self.norm, crate::cpu::conv2d(&self.conv, input));
-        crate::cpu::max_pool2d(&self.pool, self.activation.forward(x))
+        let x = crate::cpu::conv2d(&self.conv, input);
+        let x = crate::cpu::batch_norm(&self.norm, x);
+        self.activation
+            .forward(crate::cpu::max_pool2d(&self.pool, x))
     }
 }
 
@@ -79,5 +83,52 @@ impl GridPool {
         let [batch, channels, h, w] = pooled.dims();
         let flat = pooled.reshape([batch, channels * h * w]);
         self.activation.forward(self.project.forward(flat))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+
+    /// Multiples of 1/64 from a fixed pattern: sums of their products are
+    /// exact in f32, so values that differ differ by far more than
+    /// rounding and both sides pool the same maxima.
+    fn pattern<const D: usize>(shape: [usize; D], step: usize, device: &Device) -> Tensor<D> {
+        let n = shape.iter().product::<usize>();
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i * step) % 257) as f32 / 64.0 - 2.0)
+            .collect();
+        Tensor::<1>::from_floats(values.as_slice(), device).reshape(shape)
+    }
+
+    #[test]
+    fn conv_block_is_burns_conv_norm_relu_pool() {
+        let device = Device::flex().autodiff();
+        let mut ours = ConvBlock::new(3, 4, &device);
+        ours.conv.weight = Param::from_tensor(pattern([4, 3, 3, 3], 7919, &device));
+        let burn = ours.clone().fork(&device);
+        let x = pattern([2, 3, 9, 10], 104_729, &device).require_grad();
+        let ours_out = ours.forward(x.clone());
+        let burn_out = {
+            let y = burn.norm.forward(burn.conv.forward(x.clone()));
+            burn.pool.forward(burn.activation.forward(y))
+        };
+        let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+            let diff = (a - b).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "{what}: max difference {diff}");
+        };
+        close(ours_out.clone(), burn_out.clone(), "output");
+        let weighting = pattern(burn_out.dims(), 31, &device);
+        let ours_grads = (ours_out * weighting.clone()).sum().backward();
+        let burn_grads = (burn_out * weighting).sum().backward();
+        let grad = |t: &Tensor<4>, grads| t.grad(grads).expect("tracked");
+        close(grad(&x, &ours_grads), grad(&x, &burn_grads), "x grad");
+        let (w_ours, w_burn) = (ours.conv.weight.val(), burn.conv.weight.val());
+        close(
+            grad(&w_ours, &ours_grads),
+            grad(&w_burn, &burn_grads),
+            "weight grad",
+        );
     }
 }

@@ -77,7 +77,24 @@ impl PoolGeometry {
 /// mode (ceil mode, other devices and dtypes run Burn's op).
 /// Differentiable: under autodiff its backward step is this module's.
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    let [batch, channels, h, w] = x.dims();
+    let Some(geometry) = geometry(pool, x.dims()) else {
+        return pool.forward(x);
+    };
+    if !on_flex_f32(&x) {
+        return pool.forward(x);
+    }
+    Tensor::from_dispatch(<Dispatch as CpuTrainOps>::cpu_max_pool2d(
+        x.into_dispatch(),
+        geometry,
+    ))
+}
+
+/// The geometry of `pool` on an input of `[batch, channels, h, w]`, when
+/// the fast path can run it (floor mode, some output).
+pub(super) fn geometry(
+    pool: &MaxPool2d,
+    [batch, channels, h, w]: [usize; 4],
+) -> Option<PoolGeometry> {
     let geometry = PoolGeometry {
         planes: batch * channels,
         input: [h, w],
@@ -86,13 +103,8 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         padding: padding(&pool.padding, [h, w], pool.kernel_size, pool.stride),
         dilation: pool.dilation,
     };
-    if pool.ceil_mode || geometry.planes == 0 || geometry.output().is_none() || !on_flex_f32(&x) {
-        return pool.forward(x);
-    }
-    Tensor::from_dispatch(<Dispatch as CpuTrainOps>::cpu_max_pool2d(
-        x.into_dispatch(),
-        geometry,
-    ))
+    let runs = !pool.ceil_mode && geometry.planes > 0 && geometry.output().is_some();
+    runs.then_some(geometry)
 }
 
 /// Runs `f(plane index, output plane)` over `out`'s planes of `size`
@@ -143,10 +155,15 @@ fn is_max(v: f32, m: f32) -> bool {
     v.to_bits() == m.to_bits()
 }
 
-/// A 2×2 window with stride 2, no padding or dilation: the common case,
-/// with its own loops.
-fn is_2x2(g: &PoolGeometry) -> bool {
-    g.kernel == [2, 2] && g.stride == [2, 2] && g.padding == [[0, 0], [0, 0]]
+impl PoolGeometry {
+    /// A 2×2 window with stride 2, no padding or dilation: the common
+    /// case, with its own loops.
+    fn is_2x2(&self) -> bool {
+        self.kernel == [2, 2]
+            && self.stride == [2, 2]
+            && self.padding == [[0, 0], [0, 0]]
+            && self.dilation == [1, 1]
+    }
 }
 
 /// The forward pass: `[planes, oh, ow]` values.
@@ -154,11 +171,11 @@ pub(super) fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     let [oh, ow] = g.output().expect("checked by the wrapper");
     let plane_in = g.input[0] * g.input[1];
     let mut out = vec![0.0f32; g.planes * oh * ow];
-    let w = g.input[1];
+    let (w, two_by_two) = (g.input[1], g.is_2x2());
     for_each_plane(&mut out, oh * ow, plane_in, |p, out| {
         let plane = &x[p * plane_in..(p + 1) * plane_in];
         for (oy, out) in out.chunks_exact_mut(ow).enumerate() {
-            if is_2x2(g) {
+            if two_by_two {
                 let top = &plane[2 * oy * w..][..2 * ow];
                 let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
                 let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
@@ -182,14 +199,14 @@ pub(super) fn x_grad(g: &PoolGeometry, x: &[f32], out: &[f32], grad: &[f32]) -> 
     let [oh, ow] = g.output().expect("checked by the wrapper");
     let plane_in = g.input[0] * g.input[1];
     let mut dx = vec![0.0f32; g.planes * plane_in];
-    let w = g.input[1];
+    let (w, two_by_two) = (g.input[1], g.is_2x2());
     for_each_plane(&mut dx, plane_in, plane_in, |p, dx| {
         let plane = &x[p * plane_in..(p + 1) * plane_in];
         let grad = &grad[p * oh * ow..(p + 1) * oh * ow];
         let out = &out[p * oh * ow..(p + 1) * oh * ow];
         for oy in 0..oh {
             let (m, g_out) = (&out[oy * ow..][..ow], &grad[oy * ow..][..ow]);
-            if is_2x2(g) {
+            if two_by_two {
                 // Windows do not overlap: each input is written once.
                 let (top, bottom) = dx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
                 let x_top = &plane[2 * oy * w..][..2 * ow];

@@ -259,6 +259,13 @@ fn max_pool2d_matches_burn_forward_and_gradient() {
             [2, 4, 17, 16],
         ),
         (
+            "2x2 stride 2 dilation 2 (not the 2x2 loops)",
+            MaxPool2dConfig::new([2, 2])
+                .with_strides([2, 2])
+                .with_dilation([2, 2]),
+            [2, 3, 9, 10],
+        ),
+        (
             "3x2 stride (1, 2) dilation 2",
             MaxPool2dConfig::new([3, 2])
                 .with_strides([1, 2])
