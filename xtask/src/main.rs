@@ -3,6 +3,7 @@
 //! Dependency-free on purpose: it is the first thing built on a fresh machine and
 //! must build in seconds.
 
+mod features;
 mod fuzz;
 mod gpu;
 mod gpu_kit;
@@ -18,6 +19,9 @@ commands:
   setup            install missing system packages (apt-get) or print the command to run
   demo [--out DIR] build in release, generate the embedded dataset, train every model
                    (unimodal and fused) and write the results table and chart (default out/demo)
+  features         check that the demo's, the benchmarks' and the GPU kit's release builds
+                   resolve one feature set of every third-party crate (so one build of the
+                   Burn stack serves them all); names the crates that differ
   test             fmt check, clippy -D warnings, a check that polymodal-train and the
                    polymodal library build without their default features (no FFmpeg,
                    no wgpu) and the whole test suite (what CI runs)
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("gpu") => gpu::gpu(&args[1..]),
         Some("gpu-kit") => gpu_kit::gpu_kit(&args[1..]),
+        Some("features") => features(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -170,6 +175,20 @@ fn cargo() -> Command {
     let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root());
     command
+}
+
+/// `cargo xtask features`: the crates the release builds resolve
+/// differently, or a line saying they agree.
+fn features() -> Result<(), String> {
+    let found = features::check()?;
+    if found.is_empty() {
+        println!("demo, bench and gpu-kit builds resolve one feature set");
+        return Ok(());
+    }
+    Err(format!(
+        "add these to crates/polymodal-workspace-hack/Cargo.toml:\n{}",
+        found.join("\n")
+    ))
 }
 
 /// Runs a command to completion, turning a non-zero exit into an error naming the step.
