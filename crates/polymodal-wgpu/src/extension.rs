@@ -8,14 +8,25 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::{Autodiff, Backend, Bytes, DispatchTensorKind, tensor::FloatTensor};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Backend, DispatchTensorKind, tensor::FloatTensor};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-/// Whether `x` lives on a wgpu (CubeCL) device.
+/// Whether `x` lives on a wgpu (CubeCL) device, tracked by autodiff or not.
 pub fn on_wgpu<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.clone().into_dispatch().kind, DispatchTensorKind::Cube(_))
+    is_cube(&x.clone().into_dispatch().kind)
+}
+
+/// Whether `kind` is a CubeCL tensor, directly or wrapped by autodiff (an
+/// autodiff tensor is `Autodiff(inner)`: matching `Cube` alone missed
+/// every tensor of a training step).
+fn is_cube(kind: &DispatchTensorKind) -> bool {
+    match kind {
+        DispatchTensorKind::Cube(_) => true,
+        DispatchTensorKind::Autodiff(inner) => is_cube(inner),
+        _ => false,
+    }
 }
 
 /// The float dtype tensors created on `device` get by default: f32, or f16
@@ -34,14 +45,7 @@ pub fn flex_values(t: &FlexTensor) -> (Vec<f32>, Vec<usize>) {
     (t.as_slice::<f32>().expect("f32").to_vec(), shape)
 }
 
-/// A contiguous f32 CPU tensor of `shape` holding `values`.
-pub fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape.into()),
-        DType::F32,
-    )
-}
+pub use polymodal_core::cpu::flex_tensor;
 
 /// A result with no backward step (its inputs are treated as constants).
 #[derive(Debug)]
@@ -68,5 +72,26 @@ pub fn untracked<B: Backend, C: CheckpointStrategy>(
     {
         OpsKind::Tracked(prep) => prep.finish((), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_wgpu_sees_through_autodiff() {
+        let cpu = Tensor::<1>::zeros([2], &Device::flex());
+        assert!(!on_wgpu(&cpu));
+        assert!(!on_wgpu(&Tensor::<1>::zeros(
+            [2],
+            &Device::flex().autodiff()
+        )));
+        let Some(device) = crate::wgpu_for_tests() else {
+            return;
+        };
+        assert!(on_wgpu(&Tensor::<1>::zeros([2], &device)));
+        let tracked = Tensor::<1>::zeros([2], &device.autodiff()).require_grad();
+        assert!(on_wgpu(&tracked), "an autodiff tensor on wgpu");
     }
 }

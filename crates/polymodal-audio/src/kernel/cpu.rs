@@ -36,7 +36,7 @@ impl LogMelOps for Flex {
             let (power, _) = mel.mel_power(row).expect("checked by LogMel::forward");
             out.extend(power.into_iter().map(|x| compress(x, shape.log)));
         }
-        flex_tensor(out, vec![batch, shape.n_mels, shape.frames])
+        flex_tensor(out, &[batch, shape.n_mels, shape.frames])
     }
 }
 

@@ -86,8 +86,9 @@ pub(super) fn values(t: &FlexTensor) -> &[f32] {
         .expect("the CPU fast paths are dispatched for contiguous f32 tensors only")
 }
 
-/// A contiguous f32 tensor of `shape` holding `values`.
-pub(super) fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+/// A contiguous f32 CPU tensor of `shape` holding `values` (also what the
+/// kernels' CPU parts in the modality crates return).
+pub fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(shape.to_vec().into()),
@@ -105,7 +106,7 @@ impl CpuTrainOps for Flex {
         let (x, weight, bias) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
         let out = conv::forward(&geometry, values(&x), values(&weight), values(&bias));
         let [oh, ow] = geometry.output().expect("checked by the wrapper");
-        tensor(out, &[geometry.batch, geometry.out_channels, oh, ow])
+        flex_tensor(out, &[geometry.batch, geometry.out_channels, oh, ow])
     }
 
     fn cpu_conv2d_x_grad(
@@ -116,7 +117,7 @@ impl CpuTrainOps for Flex {
         let (weight, grad) = (contiguous(&weight), contiguous(&output_grad));
         let dx = conv::x_grad(&geometry, values(&weight), values(&grad));
         let [h, w] = geometry.input;
-        tensor(dx, &[geometry.batch, geometry.in_channels, h, w])
+        flex_tensor(dx, &[geometry.batch, geometry.in_channels, h, w])
     }
 
     fn cpu_conv2d_weight_grad(
@@ -127,14 +128,14 @@ impl CpuTrainOps for Flex {
         let (x, grad) = (contiguous(&x), contiguous(&output_grad));
         let dw = conv::weight_grad(&geometry, values(&x), values(&grad));
         let [kh, kw] = geometry.kernel;
-        tensor(dw, &[geometry.out_channels, geometry.in_channels, kh, kw])
+        flex_tensor(dw, &[geometry.out_channels, geometry.in_channels, kh, kw])
     }
 
     fn cpu_channel_sum(x: FlexTensor) -> FlexTensor {
         let x = contiguous(&x);
         let shape = x.layout().shape().to_vec();
         let sums = conv::channel_sum(values(&x), shape[0], shape[1]);
-        tensor(sums, &[shape[1]])
+        flex_tensor(sums, &[shape[1]])
     }
 
     fn cpu_max_pool2d(x: FlexTensor, geometry: PoolGeometry) -> FlexTensor {
@@ -142,7 +143,7 @@ impl CpuTrainOps for Flex {
         let shape = x.layout().shape().to_vec();
         let out = pool::forward(&geometry, values(&x));
         let [oh, ow] = geometry.output().expect("checked by the wrapper");
-        tensor(out, &[shape[0], shape[1], oh, ow])
+        flex_tensor(out, &[shape[0], shape[1], oh, ow])
     }
 
     fn cpu_max_pool2d_x_grad(
@@ -154,7 +155,7 @@ impl CpuTrainOps for Flex {
         let [x, out, grad] = [&x, &out, &output_grad].map(contiguous);
         let shape = x.layout().shape().to_vec();
         let dx = pool::x_grad(&geometry, values(&x), values(&out), values(&grad));
-        tensor(dx, &shape)
+        flex_tensor(dx, &shape)
     }
 
     fn cpu_batch_norm_train(
@@ -170,9 +171,9 @@ impl CpuTrainOps for Flex {
             norm::forward(layout, values(&x), values(&gamma), values(&beta), epsilon);
         let channels = [layout.channels];
         (
-            tensor(out, &shape),
-            tensor(mean, &channels),
-            tensor(variance, &channels),
+            flex_tensor(out, &shape),
+            flex_tensor(mean, &channels),
+            flex_tensor(variance, &channels),
         )
     }
 
@@ -199,9 +200,9 @@ impl CpuTrainOps for Flex {
         );
         let channels = [layout.channels];
         (
-            tensor(dx, &shape),
-            tensor(gamma_grad, &channels),
-            tensor(beta_grad, &channels),
+            flex_tensor(dx, &shape),
+            flex_tensor(gamma_grad, &channels),
+            flex_tensor(beta_grad, &channels),
         )
     }
 }

@@ -36,7 +36,7 @@ mod pool;
 
 pub use allocator::tune_allocator;
 pub use conv::{ConvGeometry, conv2d};
-pub use extension::CpuTrainOps;
+pub use extension::{CpuTrainOps, flex_tensor};
 pub use gelu::gelu;
 pub use norm::batch_norm;
 pub use pool::{PoolGeometry, max_pool2d};

@@ -119,7 +119,7 @@ fn gated_grad(
             }
         }
     });
-    flex_tensor(out, vec![batch, m_count, hidden])
+    flex_tensor(out, &[batch, m_count, hidden])
 }
 
 impl GatedUnitOps for Flex {
@@ -133,7 +133,7 @@ impl GatedUnitOps for Flex {
                 *fused = inputs.gates(b, j, &mut z);
             }
         });
-        flex_tensor(out, vec![batch, hidden])
+        flex_tensor(out, &[batch, hidden])
     }
 
     fn gated_unit_grad_scores(

@@ -40,7 +40,7 @@ impl FramePreprocessOps for Flex {
         let channels = shape.config.channels();
         flex_tensor(
             out,
-            vec![shape.frames, channels, shape.out_height, shape.out_width],
+            &[shape.frames, channels, shape.out_height, shape.out_width],
         )
     }
 }
