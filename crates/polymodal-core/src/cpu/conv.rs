@@ -3,6 +3,8 @@
 //! im2col) and the weight gradient (gemm against the same columns), with no
 //! transposed copies of activations.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Dispatch;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -184,7 +186,6 @@ struct Operand<'a> {
 /// `dst` (`m × n`, row-major) = `lhs · rhs` (`m × k`, `k × n`), added to
 /// `dst`'s values when `accumulate`.
 fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool) {
-    let last = |op: Operand, rows: usize, cols: usize| (rows - 1) * op.row + (cols - 1) * op.col;
     if m == 0 || n == 0 {
         return;
     }
@@ -194,15 +195,56 @@ fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, ac
         }
         return;
     }
-    assert!(dst.len() >= m * n && lhs.data.len() > last(lhs, m, k));
+    assert!(dst.len() >= m * n);
+    // SAFETY: `dst` holds the m × n elements gemm writes (checked above).
+    unsafe { product(dst.as_mut_ptr(), [m, n, k], lhs, rhs, accumulate) }
+}
+
+/// `dst` (`m × n`, row-major, not yet written) = `lhs · rhs`: gemm writes
+/// every element without reading any, so a fresh buffer needs no zeroing
+/// first (a pass over memory that is not in cache yet). Returns `dst` as
+/// written values.
+fn write_product<'a>(
+    dst: &'a mut [MaybeUninit<f32>],
+    [m, n, k]: [usize; 3],
+    lhs: Operand,
+    rhs: Operand,
+) -> &'a mut [f32] {
+    assert!(dst.len() == m * n);
+    if k == 0 {
+        dst.fill(MaybeUninit::new(0.0));
+    } else if m > 0 && n > 0 {
+        // SAFETY: `dst` holds exactly the m × n elements gemm writes.
+        unsafe { product(dst.as_mut_ptr().cast(), [m, n, k], lhs, rhs, false) }
+    }
+    // SAFETY: every element was written above (gemm writes all of dst when
+    // it does not read it).
+    unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// gemm of `lhs · rhs` into the `m × n` row-major matrix at `dst`.
+///
+/// # Safety
+/// `dst` must be valid for writes (and reads when `accumulate`) of `m · n`
+/// elements; `m`, `n` and `k` are positive.
+unsafe fn product(
+    dst: *mut f32,
+    [m, n, k]: [usize; 3],
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
+    let last = |op: Operand, rows: usize, cols: usize| (rows - 1) * op.row + (cols - 1) * op.col;
+    assert!(lhs.data.len() > last(lhs, m, k));
     assert!(rhs.data.len() > last(rhs, k, n));
-    // SAFETY: the assertions above keep every index gemm forms in bounds.
+    // SAFETY: the assertions above keep every index gemm forms in the
+    // operands; the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -327,31 +369,37 @@ fn sample_runs(g: &ConvGeometry) -> usize {
 pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let (k, n, m) = (g.patch(), g.positions(), g.out_channels);
     let sample_in = g.in_channels * g.input[0] * g.input[1];
-    let mut out = vec![0.0f32; g.batch * m * n];
+    let len = g.batch * m * n;
+    let mut out = Vec::with_capacity(len);
     let run = sample_runs(g);
     let w = Operand {
         data: weight,
         row: k,
         col: 1,
     };
-    out.par_chunks_mut(run * m * n)
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(run * m * n)
         .enumerate()
         .for_each(|(part, out)| {
             let mut buffer = g.column_buffer();
             for (i, out) in out.chunks_mut(m * n).enumerate() {
                 let b = part * run + i;
                 let cols = g.columns(&x[b * sample_in..(b + 1) * sample_in], &mut buffer);
-                for (row, bias) in out.chunks_mut(n).zip(bias) {
-                    row.fill(*bias);
-                }
                 let c = Operand {
                     data: cols,
                     row: n,
                     col: 1,
                 };
-                matmul(out, [m, n, k], w, c, true);
+                // The bias added while the sample's output is in cache.
+                let out = write_product(out, [m, n, k], w, c);
+                for (row, bias) in out.chunks_mut(n).zip(bias) {
+                    row.iter_mut().for_each(|v| *v += bias);
+                }
             }
         });
+    // SAFETY: the chunks cover all `len` elements and `write_product`
+    // wrote each of them.
+    unsafe { out.set_len(len) };
     out
 }
 
