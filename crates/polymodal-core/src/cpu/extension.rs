@@ -88,7 +88,17 @@ pub(super) fn values(t: &FlexTensor) -> &[f32] {
 
 /// A contiguous f32 CPU tensor of `shape` holding `values` (also what the
 /// kernels' CPU parts in the modality crates return).
+///
+/// # Panics
+/// When `values` does not hold exactly the shape's element count (the
+/// callers compute both: a mismatch is a bug, not bad input).
 pub fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "flex_tensor: {} values for shape {shape:?}",
+        values.len()
+    );
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(shape.to_vec().into()),

@@ -46,6 +46,15 @@ impl PoolGeometry {
         Some(out)
     }
 
+    /// A 2×2 window with stride 2, no padding or dilation: the common
+    /// case, with its own loops.
+    fn is_2x2(&self) -> bool {
+        self.kernel == [2, 2]
+            && self.stride == [2, 2]
+            && self.padding == [[0, 0], [0, 0]]
+            && self.dilation == [1, 1]
+    }
+
     /// The input index (in its plane) of the maximum of the window of
     /// output (oy, ox) in `plane`: the first one, or a NaN.
     #[inline]
@@ -91,10 +100,7 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
 
 /// The geometry of `pool` on an input of `[batch, channels, h, w]`, when
 /// the fast path can run it (floor mode, some output).
-pub(super) fn geometry(
-    pool: &MaxPool2d,
-    [batch, channels, h, w]: [usize; 4],
-) -> Option<PoolGeometry> {
+fn geometry(pool: &MaxPool2d, [batch, channels, h, w]: [usize; 4]) -> Option<PoolGeometry> {
     let geometry = PoolGeometry {
         planes: batch * channels,
         input: [h, w],
@@ -153,17 +159,6 @@ fn nan_max(a: f32, b: f32) -> f32 {
 #[inline(always)]
 fn is_max(v: f32, m: f32) -> bool {
     v.to_bits() == m.to_bits()
-}
-
-impl PoolGeometry {
-    /// A 2×2 window with stride 2, no padding or dilation: the common
-    /// case, with its own loops.
-    fn is_2x2(&self) -> bool {
-        self.kernel == [2, 2]
-            && self.stride == [2, 2]
-            && self.padding == [[0, 0], [0, 0]]
-            && self.dilation == [1, 1]
-    }
 }
 
 /// The forward pass: `[planes, oh, ow]` values.
