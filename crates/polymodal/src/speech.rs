@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use polymodal_audio::{AudioReader, LoadOptions, Progress, Segment, Whisper, WhisperFeatures};
+use polymodal_audio::{AudioReader, Progress, Segment, Whisper};
 use polymodal_core::{Error, Modality, Result};
 use polymodal_text::SentenceEncoder;
 
@@ -22,21 +22,6 @@ use polymodal_text::SentenceEncoder;
 pub const MEDIA_EXTENSIONS: [&str; 12] = [
     "wav", "flac", "mp3", "ogg", "m4a", "aac", "opus", "mp4", "mkv", "mov", "webm", "avi",
 ];
-
-/// A file's sound as 16 kHz mono, as Whisper hears it: an audio file, else
-/// (with the `video` feature) a video file's audio track.
-pub fn load_speech(path: &Path) -> Result<Vec<f32>> {
-    let options = LoadOptions::mono_at(WhisperFeatures::SAMPLE_RATE);
-    let audio_error = match polymodal_audio::load(path, &options) {
-        Ok(clip) => return Ok(clip.samples),
-        Err(e) => e,
-    };
-    #[cfg(feature = "video")]
-    if let Ok(clip) = polymodal_video::load_audio_track(path, &options) {
-        return Ok(clip.samples);
-    }
-    Err(audio_error)
-}
 
 /// Transcribes an audio file, or (with the `video` feature) a video file's
 /// soundtrack, read from disk window by window rather than held whole
@@ -52,6 +37,7 @@ pub fn transcribe_media(
     };
     #[cfg(feature = "video")]
     {
+        use polymodal_audio::{LoadOptions, WhisperFeatures};
         let options = LoadOptions::mono_at(WhisperFeatures::SAMPLE_RATE);
         if polymodal_video::AudioTrackStream::open(path, &options).is_ok() {
             let open = || polymodal_video::AudioTrackStream::open(path, &options);
