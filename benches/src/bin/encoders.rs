@@ -189,6 +189,7 @@ fn run() -> Result<(), String> {
     let precision: Precision = options.precision.parse().map_err(error)?;
     let device = device_with_precision(Some(&options.device), precision).map_err(error)?;
     let minilm = options.shared.join("models/all-MiniLM-L6-v2");
+    let training = device.clone().autodiff();
     let models = Models {
         sentences: SentenceEncoder::load(&minilm, &device).map_err(error)?.0,
         texts: sentences(),
@@ -199,16 +200,14 @@ fn run() -> Result<(), String> {
         ),
         resnet: ResNetConfig::resnet18().init(&device).map_err(error)?,
         vit: Vit::build(&vit_tiny(), &Init::random(), false, &device).map_err(error)?,
-        train: std::cell::RefCell::new(Some(ResNetClassifier::new(&device.clone().autodiff())?)),
+        train: std::cell::RefCell::new(Some(ResNetClassifier::new(&training)?)),
         train_images: Tensor::<4>::random(
             [IMAGE_BATCH, 3, 224, 224],
             burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device.clone().autodiff(),
+            &training,
         ),
-        train_labels: Tensor::<1, Int>::from_ints(
-            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| i * 100),
-            &device.clone().autodiff(),
-        ),
+        // One label per image, spread over the 1,000 classes.
+        train_labels: Tensor::<1, Int>::arange_step(0..(IMAGE_BATCH * 100) as i64, 100, &training),
     };
     // The goal (polymodal throughput / PyTorch throughput) is set for the
     // CPU backend in f32, the configuration it was set for.

@@ -34,8 +34,7 @@ impl ConvBlock {
     /// values: max pooling and ReLU commute (a rising function keeps each
     /// window's maximum in place, so values and gradients are the same).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let x = crate::cpu::conv2d(&self.conv, input);
-        let x = crate::cpu::batch_norm(&self.norm, x);
+        let x = crate::cpu::conv2d_norm(&self.conv, &self.norm, input, false);
         self.activation
             .forward(crate::cpu::max_pool2d(&self.pool, x))
     }

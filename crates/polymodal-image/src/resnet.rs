@@ -12,7 +12,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use polymodal_core::cpu::{batch_norm, conv2d, max_pool2d};
+use polymodal_core::cpu::{conv2d_norm, max_pool2d};
 use polymodal_core::{Embeddings, Encoder, Error, Init, LoadReport, Modality, Result, Weights};
 
 /// torchvision's batch norm epsilon.
@@ -165,16 +165,13 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(d) => batch_norm(&d.norm, conv2d(&d.conv, x.clone())),
+            Some(d) => conv2d_norm(&d.conv, &d.norm, x.clone(), false),
             None => x.clone(),
         };
         let last = self.convs.len() - 1;
         let mut y = x;
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            y = batch_norm(norm, conv2d(conv, y));
-            if i < last {
-                y = relu(y);
-            }
+            y = conv2d_norm(conv, norm, y, i < last);
         }
         relu(y + shortcut)
     }
@@ -247,8 +244,8 @@ impl ResNet {
     /// images `[batch, 3, h, w]`.
     pub fn features(&self, images: Tensor<4>) -> Tensor<4> {
         // Through the CPU fast paths where they apply (Flex, f32).
-        let stem = batch_norm(&self.bn1, conv2d(&self.conv1, images));
-        let mut x = max_pool2d(&self.pool, relu(stem));
+        let stem = conv2d_norm(&self.conv1, &self.bn1, images, true);
+        let mut x = max_pool2d(&self.pool, stem);
         for block in self.layers.iter().flatten() {
             x = block.forward(x);
         }

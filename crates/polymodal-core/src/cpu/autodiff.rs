@@ -111,6 +111,26 @@ impl<B: Backend + CpuTrainOps, C: CheckpointStrategy> CpuTrainOps for Autodiff<B
         }
     }
 
+    /// Untracked: an inference op (its wrapper never calls it under
+    /// autodiff), so its output has no history.
+    fn cpu_conv2d_affine(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        constant::<B, C>(B::cpu_conv2d_affine(
+            x.into_primitive(),
+            weight.into_primitive(),
+            scale.into_primitive(),
+            shift.into_primitive(),
+            relu,
+            geometry,
+        ))
+    }
+
     fn cpu_conv2d_x_grad(
         weight: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,

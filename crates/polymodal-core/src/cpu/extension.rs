@@ -22,6 +22,21 @@ pub trait CpuTrainOps: Backend {
         geometry: ConvGeometry,
     ) -> FloatTensor<Self>;
 
+    /// Inference: `x` convolved with `weight`, then each output channel `c`
+    /// times `scale[c]` plus `shift[c]` (a batch norm with running
+    /// statistics folded into the convolution), then a ReLU when `relu`,
+    /// all while each sample's output is in cache. Not differentiable: its
+    /// wrapper [`conv2d_norm`](super::conv2d_norm) calls it only outside
+    /// autodiff.
+    fn cpu_conv2d_affine(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
     /// `∂L/∂x` `[batch, in, h, w]` from `∂L/∂out` `output_grad`.
     fn cpu_conv2d_x_grad(
         weight: FloatTensor<Self>,
@@ -106,6 +121,27 @@ pub fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
+/// The convolution's forward pass with its epilogue (`conv::Epilogue`).
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    scale: Option<&FlexTensor>,
+    shift: &FlexTensor,
+    relu: bool,
+    geometry: ConvGeometry,
+) -> FlexTensor {
+    let [x, weight, shift] = [x, weight, shift].map(contiguous);
+    let scale = scale.map(contiguous);
+    let epilogue = conv::Epilogue {
+        scale: scale.as_ref().map(values),
+        shift: values(&shift),
+        relu,
+    };
+    let out = conv::forward(&geometry, values(&x), values(&weight), epilogue);
+    let [oh, ow] = geometry.output().expect("checked by the wrapper");
+    flex_tensor(out, &[geometry.batch, geometry.out_channels, oh, ow])
+}
+
 impl CpuTrainOps for Flex {
     fn cpu_conv2d(
         x: FlexTensor,
@@ -113,10 +149,18 @@ impl CpuTrainOps for Flex {
         bias: FlexTensor,
         geometry: ConvGeometry,
     ) -> FlexTensor {
-        let (x, weight, bias) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
-        let out = conv::forward(&geometry, values(&x), values(&weight), values(&bias));
-        let [oh, ow] = geometry.output().expect("checked by the wrapper");
-        flex_tensor(out, &[geometry.batch, geometry.out_channels, oh, ow])
+        conv_forward(&x, &weight, None, &bias, false, geometry)
+    }
+
+    fn cpu_conv2d_affine(
+        x: FlexTensor,
+        weight: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        relu: bool,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        conv_forward(&x, &weight, Some(&scale), &shift, relu, geometry)
     }
 
     fn cpu_conv2d_x_grad(

@@ -12,6 +12,9 @@
 //! - [`batch_norm`]: training-mode batch norm as one pass for the statistics
 //!   and one for the output, and a two-pass backward, per channel, where
 //!   Burn's default swaps axes and reduces through temporaries.
+//! - [`conv2d_norm`]: a convolution and its batch norm (and ReLU); in
+//!   inference the norm's running statistics are folded into the
+//!   convolution's output pass, where Burn's layers make five more passes.
 //! - [`max_pool2d`]: max pooling and its gradient in plain loops over the
 //!   planes, branch-free for 2×2 windows (Flex's took as long as the
 //!   convolution before it).
@@ -19,11 +22,12 @@
 //!   are reused rather than unmapped and faulted in again.
 //!
 //! The convolution, batch norm and max pooling are a Burn backend extension
-//! ([`CpuTrainOps`]) with their own backward step under autodiff. Every fast
-//! path is taken only for f32 tensors on Flex; other devices (wgpu), other
-//! dtypes and unsupported settings (grouped convolutions, ceil-mode pooling,
-//! batch norm outside training) go through Burn's own ops, so results there
-//! are unchanged. Each is tested
+//! ([`CpuTrainOps`]) with their own backward step under autodiff (the folded
+//! inference op needs none). Every fast path is taken only for f32 tensors
+//! on Flex; other devices (wgpu), other dtypes and unsupported settings
+//! (grouped convolutions, ceil-mode pooling, batch norm outside training
+//! unless folded into a convolution) go through Burn's own ops, so results
+//! there are unchanged. Each is tested
 //! against Burn's op, values and gradients.
 
 mod allocator;
@@ -35,7 +39,7 @@ mod norm;
 mod pool;
 
 pub use allocator::tune_allocator;
-pub use conv::{ConvGeometry, conv2d};
+pub use conv::{ConvGeometry, conv2d, conv2d_norm};
 pub use extension::{CpuTrainOps, flex_tensor};
 pub use gelu::gelu;
 pub use norm::batch_norm;

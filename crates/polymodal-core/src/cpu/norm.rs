@@ -3,6 +3,8 @@
 //! step as two per-channel sums and one pass, where Burn's default swaps
 //! axes into temporaries for every reduction.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
@@ -89,12 +91,23 @@ impl Layout {
             .sum()
     }
 
-    /// `out` written slice by slice: `f(channel, input offset, out slice)`,
-    /// runs of slices split over the cores.
-    fn map_slices(&self, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync + Send) {
+    /// A new `[batch, channels, rest]` buffer written slice by slice by
+    /// `f(channel, input offset, out slice)`, runs of slices split over the
+    /// cores. The buffer is not zeroed first: that would be one more pass
+    /// over memory not yet in cache.
+    ///
+    /// # Safety
+    /// `f` must write every element of each slice it is given.
+    unsafe fn map_slices(
+        &self,
+        f: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+    ) -> Vec<f32> {
         let slices = self.batch * self.channels;
+        let len = slices * self.rest;
         let run = slices.div_ceil(parts(slices, self.rest)).max(1);
-        out.par_chunks_mut(run * self.rest)
+        let mut out = Vec::with_capacity(len);
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut((run * self.rest).max(1))
             .enumerate()
             .for_each(|(part, out)| {
                 for (i, out) in out.chunks_mut(self.rest).enumerate() {
@@ -102,6 +115,10 @@ impl Layout {
                     f(slice % self.channels, slice * self.rest, out);
                 }
             });
+        // SAFETY: the chunks cover all `len` elements and the caller's `f`
+        // wrote each of them.
+        unsafe { out.set_len(len) };
+        out
     }
 }
 
@@ -131,13 +148,15 @@ pub(super) fn forward(
             (scale as f32, (beta[c] as f64 - mean * scale) as f32)
         })
         .collect();
-    let mut out = vec![0.0f32; x.len()];
-    layout.map_slices(&mut out, |c, at, out| {
-        let (scale, shift) = scale_shift[c];
-        for (o, v) in out.iter_mut().zip(&x[at..]) {
-            *o = v * scale + shift;
-        }
-    });
+    // SAFETY: each slice is zipped with as many values of `x` (`rest`).
+    let out = unsafe {
+        layout.map_slices(|c, at, out| {
+            let (scale, shift) = scale_shift[c];
+            for (o, v) in out.iter_mut().zip(&x[at..at + rest]) {
+                o.write(v * scale + shift);
+            }
+        })
+    };
     let mean = stats.iter().map(|s| s.0 as f32).collect();
     let variance = stats.iter().map(|s| s.1 as f32).collect();
     (out, mean, variance)
@@ -184,13 +203,16 @@ pub(super) fn backward(
             (a as f32, b as f32, c0 as f32)
         })
         .collect();
-    let mut dx = vec![0.0f32; x.len()];
-    layout.map_slices(&mut dx, |c, at, out| {
-        let (a, b, c0) = coefficients[c];
-        for ((o, g), v) in out.iter_mut().zip(&grad[at..]).zip(&x[at..]) {
-            *o = a * g + b * v + c0;
-        }
-    });
+    // SAFETY: each slice is zipped with as many values of `grad` and `x`.
+    let dx = unsafe {
+        layout.map_slices(|c, at, out| {
+            let (a, b, c0) = coefficients[c];
+            let (grad, x) = (&grad[at..at + rest], &x[at..at + rest]);
+            for ((o, g), v) in out.iter_mut().zip(grad).zip(x) {
+                o.write(a * g + b * v + c0);
+            }
+        })
+    };
     (dx, gamma_grad, beta_grad)
 }
 

@@ -55,6 +55,43 @@ impl PoolGeometry {
             && self.dilation == [1, 1]
     }
 
+    /// Output row `oy` of `plane` into `out`, in two passes: the maxima
+    /// down the window's rows into `column` (one value per input column,
+    /// vectorised), then along each window's columns. The same values as
+    /// taking [`argmax`](Self::argmax) of every window, without its
+    /// per-element branches.
+    fn separable_row(&self, plane: &[f32], oy: usize, column: &mut [f32], out: &mut [f32]) {
+        let [h, w] = self.input;
+        let rows = (0..self.kernel[0])
+            .map(|ki| {
+                (oy * self.stride[0] + ki * self.dilation[0]).wrapping_sub(self.padding[0][0])
+            })
+            .filter(|&iy| iy < h);
+        for (i, iy) in rows.enumerate() {
+            let row = &plane[iy * w..(iy + 1) * w];
+            if i == 0 {
+                column.copy_from_slice(row);
+            } else {
+                column
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(m, &v)| *m = nan_max(*m, v));
+            }
+        }
+        for (ox, o) in out.iter_mut().enumerate() {
+            let mut best = None;
+            for kj in 0..self.kernel[1] {
+                let ix =
+                    (ox * self.stride[1] + kj * self.dilation[1]).wrapping_sub(self.padding[1][0]);
+                if ix < w {
+                    best = Some(best.map_or(column[ix], |m| nan_max(m, column[ix])));
+                }
+            }
+            // Every window holds an input (checked by `output`).
+            *o = best.unwrap_or(f32::NAN);
+        }
+    }
+
     /// The input index (in its plane) of the maximum of the window of
     /// output (oy, ox) in `plane`: the first one, or a NaN.
     #[inline]
@@ -169,6 +206,7 @@ pub(super) fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     let (w, two_by_two) = (g.input[1], g.is_2x2());
     for_each_plane(&mut out, oh * ow, plane_in, |p, out| {
         let plane = &x[p * plane_in..(p + 1) * plane_in];
+        let mut column = if two_by_two { Vec::new() } else { vec![0.0; w] };
         for (oy, out) in out.chunks_exact_mut(ow).enumerate() {
             if two_by_two {
                 let top = &plane[2 * oy * w..][..2 * ow];
@@ -178,9 +216,7 @@ pub(super) fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
                     *o = nan_max(nan_max(t[0], t[1]), nan_max(b[0], b[1]));
                 }
             } else {
-                for (ox, o) in out.iter_mut().enumerate() {
-                    *o = plane[g.argmax(plane, oy, ox)];
-                }
+                g.separable_row(plane, oy, &mut column, out);
             }
         }
     });

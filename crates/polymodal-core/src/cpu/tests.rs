@@ -6,9 +6,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use burn::tensor::{Distribution, activation};
 
-use super::{batch_norm, conv2d, max_pool2d};
+use super::{batch_norm, conv2d, conv2d_norm, max_pool2d};
 
 fn device() -> Device {
     Device::flex().autodiff()
@@ -115,10 +115,40 @@ fn conv2d_matches_burn_forward_and_gradients() {
             same(Conv2dConfig::new([2, 4], [4, 4])),
             [2, 2, 9, 8],
         ),
+        // Columns wider than one block (`COLUMN_BLOCK` values): the
+        // passes run in blocks of output rows.
+        (
+            "blocks of one row",
+            same(Conv2dConfig::new([64, 3], [3, 3])),
+            [1, 64, 4, 120],
+        ),
+        (
+            "blocks of two rows and a last of one",
+            same(Conv2dConfig::new([32, 3], [3, 3])),
+            [2, 32, 5, 104],
+        ),
     ];
     for (what, config, shape) in cases {
         check_conv(config.init(&d), shape, what);
     }
+}
+
+#[test]
+fn wide_convolutions_run_in_blocks_of_rows() {
+    // The shapes of the two block cases above, and a small one in one block.
+    let same_3x3 = |in_channels, input| super::ConvGeometry {
+        batch: 1,
+        in_channels,
+        out_channels: 3,
+        input,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [[1, 1], [1, 1]],
+        dilation: [1, 1],
+    };
+    assert_eq!(same_3x3(64, [4, 120]).block_rows(), 1);
+    assert_eq!(same_3x3(32, [5, 104]).block_rows(), 2);
+    assert_eq!(same_3x3(1, [28, 28]).block_rows(), 28);
 }
 
 #[test]
@@ -228,6 +258,87 @@ fn batch_norm_outside_training_is_burns() {
         &inference.forward(x),
         "inference",
     );
+}
+
+/// A batch norm with trained-looking affine parameters and running
+/// statistics (mean around 0, variance between 0.5 and 2.5).
+fn trained_norm(channels: usize) -> BatchNorm {
+    let mut norm = norm(channels);
+    let variance = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 2.5), &device());
+    norm.running_mean = burn::module::RunningState::new(random([channels]));
+    norm.running_var = burn::module::RunningState::new(variance);
+    norm
+}
+
+#[test]
+fn conv2d_norm_in_inference_is_burns_layers() {
+    let flex = Device::flex();
+    let same = |c: Conv2dConfig| c.with_padding(PaddingConfig2d::Same);
+    let cases = [
+        (
+            "3x3 same with bias",
+            same(Conv2dConfig::new([3, 8], [3, 3])),
+            [2, 3, 9, 11],
+        ),
+        (
+            "7x7 stride 2 without bias (ResNet stem)",
+            Conv2dConfig::new([3, 6], [7, 7])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .with_bias(false),
+            [2, 3, 17, 16],
+        ),
+        (
+            "1x1 stride 2 (downsample)",
+            Conv2dConfig::new([4, 5], [1, 1])
+                .with_stride([2, 2])
+                .with_bias(false),
+            [3, 4, 8, 7],
+        ),
+    ];
+    for (what, config, shape) in cases {
+        let channels = config.channels[1];
+        let conv = config.init(&device()).valid();
+        let norm = trained_norm(channels).valid();
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
+        let burn = norm.forward(conv.forward(x.clone()));
+        let ours = conv2d_norm(&conv, &norm, x.clone(), false);
+        assert_close(&ours, &burn, &format!("{what}: no ReLU"));
+        let ours = conv2d_norm(&conv, &norm, x, true);
+        assert_close(&ours, &activation::relu(burn), &format!("{what}: ReLU"));
+    }
+}
+
+#[test]
+fn conv2d_norm_in_training_is_burns_layers() {
+    // On the autodiff device the batch's statistics are used and the
+    // running ones updated: the two training fast paths, not the fold.
+    let conv = Conv2dConfig::new([2, 4], [3, 3]).init(&device());
+    let ours_norm = trained_norm(4);
+    // A twin with its own running statistics (clones share them).
+    let burn_norm = BatchNorm {
+        running_mean: burn::module::RunningState::new(ours_norm.running_mean.value()),
+        running_var: burn::module::RunningState::new(ours_norm.running_var.value()),
+        ..ours_norm.clone()
+    };
+    let x = random([3, 2, 6, 5]).require_grad();
+    let ours = conv2d_norm(&conv, &ours_norm, x.clone(), true);
+    let burn = activation::relu(burn_norm.forward(conv.forward(x)));
+    assert_close(&ours, &burn, "training output");
+    let running = |n: &BatchNorm| n.running_mean.value();
+    assert_close(&running(&ours_norm), &running(&burn_norm), "running mean");
+}
+
+#[test]
+fn conv2d_norm_keeps_nan() {
+    let conv = Conv2dConfig::new([1, 2], [1, 1]).init(&device()).valid();
+    let norm = trained_norm(2).valid();
+    let x = Tensor::<4>::from_data([[[[f32::NAN, 1.0]]]], &Device::flex());
+    let out = conv2d_norm(&conv, &norm, x, true)
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    assert!(out[0].is_nan() && out[2].is_nan(), "{out:?}");
+    assert!(out[1].is_finite() && out[3].is_finite(), "{out:?}");
 }
 
 #[test]
