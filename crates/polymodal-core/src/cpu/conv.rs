@@ -114,20 +114,20 @@ impl ConvGeometry {
         }
     }
 
-    /// The column matrix of positions `block` (output rows `rows`) of one
-    /// sample `x`: `x` itself when pointwise (one block), else im2col into
-    /// `buffer`.
+    /// The column matrix of output rows `rows` of one sample `x`: `x`
+    /// itself when pointwise (one block), else im2col into `buffer`.
     fn block_columns<'a>(
         &self,
         x: &'a [f32],
-        (rows, block): (Range<usize>, Range<usize>),
+        rows: Range<usize>,
         buffer: &'a mut [f32],
     ) -> &'a [f32] {
         if self.pointwise() {
             return x;
         }
-        let cols = &mut buffer[..self.patch() * block.len()];
-        im2col(self, self.output().map_or(0, |[_, w]| w), rows, x, cols);
+        let ow = self.output().map_or(0, |[_, w]| w);
+        let cols = &mut buffer[..self.patch() * rows.len() * ow];
+        im2col(self, ow, rows, x, cols);
         cols
     }
 }
@@ -490,7 +490,7 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epi
                 let b = part * run + i;
                 let x = &x[b * sample_in..(b + 1) * sample_in];
                 for (rows, block) in g.blocks(step) {
-                    let cols = g.block_columns(x, (rows, block.clone()), &mut buffer);
+                    let cols = g.block_columns(x, rows, &mut buffer);
                     let c = Operand {
                         data: cols,
                         row: block.len(),
@@ -568,7 +568,7 @@ pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32>
             let x = &x[b * sample_in..(b + 1) * sample_in];
             for (rows, block) in g.blocks(step) {
                 let dy = g.sample_block(grad, b, &block);
-                let cols = g.block_columns(x, (rows, block.clone()), &mut buffer);
+                let cols = g.block_columns(x, rows, &mut buffer);
                 // colsᵀ: element (position p, patch row r) at r·len + p.
                 let ct = Operand {
                     data: cols,
