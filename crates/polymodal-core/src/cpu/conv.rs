@@ -385,6 +385,9 @@ fn for_each_patch_row(
 /// The column matrix `[patch, rows.len()·ow]` of output rows `rows` of
 /// one sample `x` `[in, h, w]`.
 fn im2col(g: &ConvGeometry, ow: usize, rows: Range<usize>, x: &[f32], cols: &mut [f32]) {
+    if g.stride == [1, 1] && ow == g.input[1] {
+        return im2col_runs(g, rows, x, cols);
+    }
     let stride = g.stride[1];
     for_each_patch_row(g, ow, rows, |at, input_row, lo, hi, first_x| {
         let dst = &mut cols[at..at + ow];
@@ -403,6 +406,55 @@ fn im2col(g: &ConvGeometry, ow: usize, rows: Range<usize>, x: &[f32], cols: &mut
             }
         }
     });
+}
+
+/// [`im2col`] when the stride is 1 and output rows are as wide as input
+/// rows (the "same" convolutions of most networks): for one kernel tap the
+/// output rows read consecutive input rows at one shift, so the block's
+/// values are one run of the input, copied at once; the few that wrapped
+/// round a row end are the padding columns, zeroed afterwards. Row by row,
+/// the copies of 7 to 56 values were mostly call overhead.
+fn im2col_runs(g: &ConvGeometry, rows: Range<usize>, x: &[f32], cols: &mut [f32]) {
+    let [h, w] = g.input;
+    let n = rows.len() * w;
+    let (top, left) = (g.padding[0][0] as isize, g.padding[1][0] as isize);
+    let mut taps = cols.chunks_exact_mut(n.max(1));
+    for ci in 0..g.in_channels {
+        for ki in 0..g.kernel[0] {
+            let shift_y = (ki * g.dilation[0]) as isize - top;
+            // The block's rows whose input row lies inside the image.
+            let clamp = |oy: isize| oy.clamp(rows.start as isize, rows.end as isize) as usize;
+            let (first, last) = (clamp(-shift_y), clamp(h as isize - shift_y));
+            let (first, last) = (first - rows.start, last.max(first) - rows.start);
+            for kj in 0..g.kernel[1] {
+                let Some(dst) = taps.next() else { return };
+                let shift_x = (kj * g.dilation[1]) as isize - left;
+                let (lo, hi) = valid_range(shift_x, 1, w, w);
+                if lo == hi {
+                    dst.fill(0.0);
+                    continue;
+                }
+                dst[..first * w].fill(0.0);
+                dst[last * w..].fill(0.0);
+                if first == last {
+                    continue;
+                }
+                // Output value d of the block reads input value d + offset.
+                let offset =
+                    (ci * h * w) as isize + (rows.start as isize + shift_y) * w as isize + shift_x;
+                let (start, end) = (first * w + lo, (last - 1) * w + hi);
+                let src = (start as isize + offset) as usize;
+                dst[start..end].copy_from_slice(&x[src..src + (end - start)]);
+                // Padding columns, one column at a time (a strided loop:
+                // not a call per row).
+                for column in (0..lo).chain(hi..w) {
+                    for row in first..last {
+                        dst[row * w + column] = 0.0;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The adjoint of [`im2col`]: adds the column matrix `cols` of output rows

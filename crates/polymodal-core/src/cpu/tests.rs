@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
@@ -109,6 +109,13 @@ fn conv2d_matches_burn_forward_and_gradients() {
             "dilation 2, valid",
             Conv2dConfig::new([2, 3], [3, 3]).with_dilation([2, 2]),
             [2, 2, 11, 12],
+        ),
+        (
+            "3x3 dilation 2 padding 2 (same size, one run per tap)",
+            Conv2dConfig::new([3, 4], [3, 3])
+                .with_dilation([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2)),
+            [2, 3, 7, 9],
         ),
         (
             "same with even kernel",
@@ -388,13 +395,30 @@ fn max_pool2d_matches_burn_forward_and_gradient() {
         let pool = config.init();
         // Normal values: no ties, so both sides pick the same maxima.
         let x = random(shape).require_grad();
-        let (ours, burn) = (max_pool2d(&pool, x.clone()), pool.forward(x.clone()));
-        assert_close(&ours, &burn, &format!("{what}: output"));
-        let weighting = random(burn.dims());
-        let ours_grads = (ours * weighting.clone()).sum().backward();
-        let burn_grads = (burn * weighting).sum().backward();
-        let (o, b) = (x.grad(&ours_grads).unwrap(), x.grad(&burn_grads).unwrap());
-        assert_close(&o, &b, &format!("{what}: x grad"));
+        assert_pool_is_burns(&pool, x, what);
+    }
+}
+
+/// `max_pool2d` against Burn's `pool.forward`: output and input gradient.
+fn assert_pool_is_burns(pool: &MaxPool2d, x: Tensor<4>, what: &str) {
+    let (ours, burn) = (max_pool2d(pool, x.clone()), pool.forward(x.clone()));
+    assert_close(&ours, &burn, &format!("{what}: output"));
+    let weighting = random(burn.dims());
+    let ours_grads = (ours * weighting.clone()).sum().backward();
+    let burn_grads = (burn * weighting).sum().backward();
+    let (o, b) = (x.grad(&ours_grads).unwrap(), x.grad(&burn_grads).unwrap());
+    assert_close(&o, &b, &format!("{what}: x grad"));
+}
+
+#[test]
+fn max_pool2d_gradient_goes_to_the_first_of_tied_maxima_as_in_burn() {
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    // Values in {-1, 0, 1}: most windows hold ties, in every arrangement;
+    // widths with whole groups of four windows and with a remainder, and
+    // an odd height and width whose last row and column no window reads.
+    for shape in [[2, 3, 8, 16], [2, 3, 9, 22]] {
+        let x = random(shape).clamp(-1.5, 1.5).round().require_grad();
+        assert_pool_is_burns(&pool, x, &format!("{shape:?}"));
     }
 }
 
