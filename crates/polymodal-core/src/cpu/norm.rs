@@ -84,13 +84,6 @@ impl Layout {
         }
     }
 
-    /// The sum over a channel of `f(slice index, offset)` per slice, in f64.
-    fn channel_total(&self, c: usize, f: impl Fn(usize) -> f64) -> f64 {
-        (0..self.batch)
-            .map(|b| f((b * self.channels + c) * self.rest))
-            .sum()
-    }
-
     /// A new `[batch, channels, rest]` buffer written slice by slice by
     /// `f(channel, input offset, out slice)`, runs of slices split over the
     /// cores. The buffer is not zeroed first: that would be one more pass
@@ -131,13 +124,23 @@ pub(super) fn forward(
     epsilon: f64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rest = layout.rest;
+    // Each slice's mean and squared deviations (two passes over a slice
+    // still in cache), merged slice by slice in f64 (Chan et al.'s pairwise
+    // update): one pass over memory where a channel-wide mean, then the
+    // deviations from it, took two.
     let stats = layout.per_channel(|c| {
-        let sum = layout.channel_total(c, |at| lanes_sum(&x[at..at + rest], |v| v) as f64);
-        let mean = sum / layout.count();
-        let m = mean as f32;
-        let squares = layout.channel_total(c, |at| {
-            lanes_sum(&x[at..at + rest], |v| (v - m) * (v - m)) as f64
-        });
+        let (mut mean, mut squares) = (0.0f64, 0.0f64);
+        for b in 0..layout.batch {
+            let at = (b * layout.channels + c) * rest;
+            let slice = &x[at..at + rest];
+            let slice_mean = lanes_sum(slice, |v| v) / rest as f32;
+            let slice_squares = lanes_sum(slice, |v| (v - slice_mean) * (v - slice_mean));
+            // Merging b slices of `rest` values with one more.
+            let delta = slice_mean as f64 - mean;
+            let share = 1.0 / (b + 1) as f64;
+            mean += delta * share;
+            squares += slice_squares as f64 + delta * delta * rest as f64 * b as f64 * share;
+        }
         (mean, squares / layout.count())
     });
     let scale_shift: Vec<(f32, f32)> = stats
@@ -175,12 +178,16 @@ pub(super) fn backward(
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rest = layout.rest;
+    // Σ grad and Σ grad·(x − mean) in one pass over both.
     let sums = layout.per_channel(|c| {
         let m = mean[c];
-        let grad_sum = layout.channel_total(c, |at| lanes_sum(&grad[at..at + rest], |g| g) as f64);
-        let centred = layout.channel_total(c, |at| {
-            lanes_dot(&grad[at..at + rest], &x[at..at + rest], |g, x| g * (x - m)) as f64
-        });
+        let (mut grad_sum, mut centred) = (0.0, 0.0);
+        for b in 0..layout.batch {
+            let at = (b * layout.channels + c) * rest;
+            let (g, x) = (&grad[at..at + rest], &x[at..at + rest]);
+            let [s, d] = lanes_sums2(g, x, |g, x| [g, g * (x - m)]);
+            (grad_sum, centred) = (grad_sum + s as f64, centred + d as f64);
+        }
         (grad_sum, centred)
     });
     // ∂L/∂x = a·grad + b·x + c per channel.
@@ -235,21 +242,23 @@ pub(super) fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     tail.iter().map(|v| f(*v)).sum::<f32>() + acc.iter().sum::<f32>()
 }
 
-/// Σ f(a, b) over `a` and `b` side by side.
+/// The two sums Σ f(a, b)[0] and Σ f(a, b)[1] over `a` and `b` side by
+/// side, in one pass.
 #[inline(always)]
-fn lanes_dot(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
+fn lanes_sums2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> [f32; 2]) -> [f32; 2] {
+    let mut acc = [[0.0f32; LANES]; 2];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(a, b)| f(*a, *b))
-        .sum();
+    let mut tail = [0.0f32; 2];
+    for (a, b) in ca.remainder().iter().zip(cb.remainder()) {
+        let [p, q] = f(*a, *b);
+        tail = [tail[0] + p, tail[1] + q];
+    }
     for (ca, cb) in ca.zip(cb) {
-        for ((s, a), b) in acc.iter_mut().zip(ca).zip(cb) {
-            *s += f(*a, *b);
+        for (i, (a, b)) in ca.iter().zip(cb).enumerate() {
+            let [p, q] = f(*a, *b);
+            acc[0][i] += p;
+            acc[1][i] += q;
         }
     }
-    tail + acc.iter().sum::<f32>()
+    [0, 1].map(|k| tail[k] + acc[k].iter().sum::<f32>())
 }
