@@ -385,8 +385,8 @@ fn for_each_patch_row(
 /// The column matrix `[patch, rows.len()·ow]` of output rows `rows` of
 /// one sample `x` `[in, h, w]`.
 fn im2col(g: &ConvGeometry, ow: usize, rows: Range<usize>, x: &[f32], cols: &mut [f32]) {
-    if g.stride == [1, 1] && ow == g.input[1] {
-        return im2col_runs(g, rows, x, cols);
+    if let Some(taps) = TapRun::all(g, rows.clone()) {
+        return im2col_runs(g, taps, x, cols);
     }
     let stride = g.stride[1];
     for_each_patch_row(g, ow, rows, |at, input_row, lo, hi, first_x| {
@@ -408,58 +408,111 @@ fn im2col(g: &ConvGeometry, ow: usize, rows: Range<usize>, x: &[f32], cols: &mut
     });
 }
 
-/// [`im2col`] when the stride is 1 and output rows are as wide as input
-/// rows (the "same" convolutions of most networks): for one kernel tap the
-/// output rows read consecutive input rows at one shift, so the block's
-/// values are one run of the input, copied at once; the few that wrapped
-/// round a row end are the padding columns, zeroed afterwards. Row by row,
-/// the copies of 7 to 56 values were mostly call overhead.
-fn im2col_runs(g: &ConvGeometry, rows: Range<usize>, x: &[f32], cols: &mut [f32]) {
-    let [h, w] = g.input;
-    let n = rows.len() * w;
-    let (top, left) = (g.padding[0][0] as isize, g.padding[1][0] as isize);
-    let mut taps = cols.chunks_exact_mut(n.max(1));
-    for ci in 0..g.in_channels {
-        for ki in 0..g.kernel[0] {
-            let shift_y = (ki * g.dilation[0]) as isize - top;
-            // The block's rows whose input row lies inside the image.
+/// One kernel tap of a block of output rows, when the stride is 1 and
+/// output rows are as wide as input rows (the "same" convolutions of most
+/// networks): the output rows read consecutive input rows at one shift, so
+/// the tap's row of the column matrix is one run of the input. Row by row,
+/// copies of 7 to 56 values were mostly call overhead.
+struct TapRun {
+    /// The block's rows (from 0) whose input row lies inside the image.
+    rows: Range<usize>,
+    /// The output columns whose input column lies inside the image; the
+    /// others are padding, where a run wraps round a row end.
+    columns: Range<usize>,
+    /// Value `d` of the tap's row reads input value `d + offset`.
+    offset: isize,
+}
+
+impl TapRun {
+    /// Every tap of output rows `rows`, in column-matrix order; `None`
+    /// unless the stride is 1 and output rows are as wide as input rows.
+    fn all(g: &ConvGeometry, rows: Range<usize>) -> Option<impl Iterator<Item = TapRun>> {
+        let [h, w] = g.input;
+        if g.stride != [1, 1] || g.output().map(|[_, ow]| ow) != Some(w) {
+            return None;
+        }
+        let (g, [kh, kw]) = (*g, g.kernel);
+        let tap = move |t: usize| {
+            let (ci, ki, kj) = (t / (kh * kw), t / kw % kh, t % kw);
+            let shift_y = (ki * g.dilation[0]) as isize - g.padding[0][0] as isize;
+            let shift_x = (kj * g.dilation[1]) as isize - g.padding[1][0] as isize;
             let clamp = |oy: isize| oy.clamp(rows.start as isize, rows.end as isize) as usize;
             let (first, last) = (clamp(-shift_y), clamp(h as isize - shift_y));
-            let (first, last) = (first - rows.start, last.max(first) - rows.start);
-            for kj in 0..g.kernel[1] {
-                let Some(dst) = taps.next() else { return };
-                let shift_x = (kj * g.dilation[1]) as isize - left;
-                let (lo, hi) = valid_range(shift_x, 1, w, w);
-                if lo == hi {
-                    dst.fill(0.0);
-                    continue;
-                }
-                dst[..first * w].fill(0.0);
-                dst[last * w..].fill(0.0);
-                if first == last {
-                    continue;
-                }
-                // Output value d of the block reads input value d + offset.
-                let offset =
-                    (ci * h * w) as isize + (rows.start as isize + shift_y) * w as isize + shift_x;
-                let (start, end) = (first * w + lo, (last - 1) * w + hi);
-                let src = (start as isize + offset) as usize;
-                dst[start..end].copy_from_slice(&x[src..src + (end - start)]);
-                // Padding columns, one column at a time (a strided loop:
-                // not a call per row).
-                for column in (0..lo).chain(hi..w) {
-                    for row in first..last {
-                        dst[row * w + column] = 0.0;
-                    }
-                }
+            let (lo, hi) = valid_range(shift_x, 1, w, w);
+            let start = (rows.start as isize + shift_y) * w as isize;
+            TapRun {
+                rows: first - rows.start..last.max(first) - rows.start,
+                columns: lo..hi,
+                offset: (ci * h * w) as isize + start + shift_x,
             }
+        };
+        Some((0..g.patch()).map(tap))
+    }
+
+    /// The run `start..end` of the tap's row that reads the input (the
+    /// padding columns inside it excepted); `None` when nothing does.
+    fn run(&self, w: usize) -> Option<Range<usize>> {
+        let (rows, columns) = (&self.rows, &self.columns);
+        let empty = rows.is_empty() || columns.is_empty();
+        (!empty).then(|| rows.start * w + columns.start..(rows.end - 1) * w + columns.end)
+    }
+
+    /// Sets the padding columns of the reading rows of `values` (the tap's
+    /// row) to zero, one column at a time (a strided loop: not a call per
+    /// row).
+    fn zero_padding(&self, values: &mut [f32], w: usize) {
+        for column in (0..self.columns.start).chain(self.columns.end..w) {
+            for row in self.rows.clone() {
+                values[row * w + column] = 0.0;
+            }
+        }
+    }
+}
+
+/// [`im2col`] of [`TapRun`]s: each tap's run copied at once, then its
+/// padding columns zeroed.
+fn im2col_runs(g: &ConvGeometry, taps: impl Iterator<Item = TapRun>, x: &[f32], cols: &mut [f32]) {
+    let w = g.input[1];
+    let n = cols.len() / g.patch().max(1);
+    for (tap, dst) in taps.zip(cols.chunks_exact_mut(n.max(1))) {
+        let Some(run) = tap.run(w) else {
+            dst.fill(0.0);
+            continue;
+        };
+        dst[..tap.rows.start * w].fill(0.0);
+        dst[tap.rows.end * w..].fill(0.0);
+        let src = (run.start as isize + tap.offset) as usize;
+        dst[run.clone()].copy_from_slice(&x[src..src + run.len()]);
+        tap.zero_padding(dst, w);
+    }
+}
+
+/// [`col2im`] of [`TapRun`]s: each tap's padding columns zeroed in `cols`
+/// (they hold gradients of no input), then its run added at once.
+fn col2im_runs(
+    g: &ConvGeometry,
+    taps: impl Iterator<Item = TapRun>,
+    cols: &mut [f32],
+    dx: &mut [f32],
+) {
+    let w = g.input[1];
+    let n = cols.len() / g.patch().max(1);
+    for (tap, src) in taps.zip(cols.chunks_exact_mut(n.max(1))) {
+        let Some(run) = tap.run(w) else { continue };
+        tap.zero_padding(src, w);
+        let at = (run.start as isize + tap.offset) as usize;
+        for (d, s) in dx[at..at + run.len()].iter_mut().zip(&src[run]) {
+            *d += s;
         }
     }
 }
 
 /// The adjoint of [`im2col`]: adds the column matrix `cols` of output rows
 /// `rows` into the sample's input gradient `dx` `[in, h, w]`.
-fn col2im(g: &ConvGeometry, ow: usize, rows: Range<usize>, cols: &[f32], dx: &mut [f32]) {
+fn col2im(g: &ConvGeometry, ow: usize, rows: Range<usize>, cols: &mut [f32], dx: &mut [f32]) {
+    if let Some(taps) = TapRun::all(g, rows.clone()) {
+        return col2im_runs(g, taps, cols, dx);
+    }
     let stride = g.stride[1];
     for_each_patch_row(g, ow, rows, |at, input_row, lo, hi, first_x| {
         let Some(input_row) = input_row else {

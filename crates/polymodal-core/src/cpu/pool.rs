@@ -59,8 +59,7 @@ impl PoolGeometry {
     /// Output row `oy` of `plane` into `out`, in two passes: the maxima
     /// down the window's rows into `column` (one value per input column,
     /// vectorised), then along each window's columns. The same values as
-    /// taking [`argmax`](Self::argmax) of every window, without its
-    /// per-element branches.
+    /// searching every window, without per-element branches.
     fn separable_row(&self, plane: &[f32], oy: usize, column: &mut [f32], out: &mut [f32]) {
         let [h, w] = self.input;
         let rows = (0..self.kernel[0])
@@ -93,30 +92,35 @@ impl PoolGeometry {
         }
     }
 
-    /// The input index (in its plane) of the maximum of the window of
-    /// output (oy, ox) in `plane`: the first one, or a NaN.
+    /// The input index (in its plane) of the first value of the window of
+    /// output (oy, ox) in `plane` equal to the window's maximum `m` (or NaN
+    /// when `m` is: values, not bits, since the two-pass forward pass may
+    /// pick a later -0.0 over a first +0.0, where Burn takes the first
+    /// input). Taps are visited last to first and each match
+    /// selected without a branch, so the first one stays: where the
+    /// maximum lies is random, and a branch on it was mispredicted often
+    /// enough to make this search a twentieth of a ResNet-18 training step.
     #[inline]
-    fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
+    fn first_max(&self, plane: &[f32], oy: usize, ox: usize, m: f32) -> Option<usize> {
         let [h, w] = self.input;
-        let (mut best, mut at) = (f32::NEG_INFINITY, usize::MAX);
-        for ki in 0..self.kernel[0] {
+        let mut at = usize::MAX;
+        for ki in (0..self.kernel[0]).rev() {
             let iy = (oy * self.stride[0] + ki * self.dilation[0]).wrapping_sub(self.padding[0][0]);
             if iy >= h {
                 continue;
             }
-            for kj in 0..self.kernel[1] {
+            for kj in (0..self.kernel[1]).rev() {
                 let ix =
                     (ox * self.stride[1] + kj * self.dilation[1]).wrapping_sub(self.padding[1][0]);
-                if ix >= w {
-                    continue;
-                }
-                let v = plane[iy * w + ix];
-                if at == usize::MAX || replaces(v, best) {
-                    (best, at) = (v, iy * w + ix);
+                if ix < w {
+                    let i = iy * w + ix;
+                    let v = plane[i];
+                    let hit = v == m || (v.is_nan() && m.is_nan());
+                    at = std::hint::select_unpredictable(hit, i, at);
                 }
             }
         }
-        at
+        (at != usize::MAX).then_some(at)
     }
 }
 
@@ -170,13 +174,6 @@ fn for_each_plane<T: Send>(
         });
 }
 
-/// Whether `v` replaces `best` as a window's maximum: larger, or the
-/// window's first NaN.
-#[inline(always)]
-fn replaces(v: f32, best: f32) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
-}
-
 /// `a` when `take`, else `b`, without a branch (random data makes
 /// branches on comparisons unpredictable).
 #[inline(always)]
@@ -226,7 +223,7 @@ pub(super) fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
 
 /// `∂L/∂x` `[planes, h, w]`: each output's gradient added at its window's
 /// maximum (the first one: row by row, left to right), found again from
-/// the input `x` and the forward output `out`.
+/// the input `x` and the forward output `out` (NaN included).
 pub(super) fn x_grad(g: &PoolGeometry, x: &[f32], out: &[f32], grad: &[f32]) -> Vec<f32> {
     if g.is_2x2() {
         return x_grad_2x2(g, x, out, grad);
@@ -237,9 +234,14 @@ pub(super) fn x_grad(g: &PoolGeometry, x: &[f32], out: &[f32], grad: &[f32]) -> 
     for_each_plane(&mut dx, plane_in, plane_in, |p, dx| {
         let plane = &x[p * plane_in..(p + 1) * plane_in];
         let grad = &grad[p * oh * ow..(p + 1) * oh * ow];
+        let out = &out[p * oh * ow..(p + 1) * oh * ow];
         for oy in 0..oh {
-            for (ox, &g_out) in grad[oy * ow..][..ow].iter().enumerate() {
-                dx[g.argmax(plane, oy, ox)] += g_out;
+            for ox in 0..ow {
+                let at = oy * ow + ox;
+                // The forward pass copied one of the window's inputs.
+                if let Some(i) = g.first_max(plane, oy, ox, out[at]) {
+                    dx[i] += grad[at];
+                }
             }
         }
     });

@@ -412,13 +412,22 @@ fn assert_pool_is_burns(pool: &MaxPool2d, x: Tensor<4>, what: &str) {
 
 #[test]
 fn max_pool2d_gradient_goes_to_the_first_of_tied_maxima_as_in_burn() {
-    let pool = MaxPool2dConfig::new([2, 2]).init();
-    // Values in {-1, 0, 1}: most windows hold ties, in every arrangement;
-    // widths with whole groups of four windows and with a remainder, and
-    // an odd height and width whose last row and column no window reads.
-    for shape in [[2, 3, 8, 16], [2, 3, 9, 22]] {
+    // Values in {-1, 0, 1}: most windows hold ties, in every arrangement.
+    // 2×2: widths with whole groups of four windows and with a remainder,
+    // and an odd height and width whose last row and column no window
+    // reads; ResNet's overlapping 3×3 stride-2 windows with padding.
+    let two = MaxPool2dConfig::new([2, 2]).init();
+    let three = MaxPool2dConfig::new([3, 3])
+        .with_strides([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init();
+    for (pool, shape) in [
+        (&two, [2, 3, 8, 16]),
+        (&two, [2, 3, 9, 22]),
+        (&three, [2, 3, 11, 12]),
+    ] {
         let x = random(shape).clamp(-1.5, 1.5).round().require_grad();
-        assert_pool_is_burns(&pool, x, &format!("{shape:?}"));
+        assert_pool_is_burns(pool, x, &format!("{shape:?}"));
     }
 }
 
