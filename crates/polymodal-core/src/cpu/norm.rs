@@ -84,6 +84,13 @@ impl Layout {
         }
     }
 
+    /// The slices of channel `c`, one per sample: index ranges of a
+    /// `[batch, channels, rest]` buffer.
+    fn channel_slices(&self, c: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (channels, rest) = (self.channels, self.rest);
+        (0..self.batch).map(move |b| (b * channels + c) * rest..(b * channels + c + 1) * rest)
+    }
+
     /// A new `[batch, channels, rest]` buffer written slice by slice by
     /// `f(channel, input offset, out slice)`, runs of slices split over the
     /// cores. The buffer is not zeroed first: that would be one more pass
@@ -130,9 +137,8 @@ pub(super) fn forward(
     // deviations from it, took two.
     let stats = layout.per_channel(|c| {
         let (mut mean, mut squares) = (0.0f64, 0.0f64);
-        for b in 0..layout.batch {
-            let at = (b * layout.channels + c) * rest;
-            let slice = &x[at..at + rest];
+        for (b, slice) in layout.channel_slices(c).enumerate() {
+            let slice = &x[slice];
             let slice_mean = lanes_sum(slice, |v| v) / rest as f32;
             let slice_squares = lanes_sum(slice, |v| (v - slice_mean) * (v - slice_mean));
             // Merging b slices of `rest` values with one more.
@@ -182,9 +188,8 @@ pub(super) fn backward(
     let sums = layout.per_channel(|c| {
         let m = mean[c];
         let (mut grad_sum, mut centred) = (0.0, 0.0);
-        for b in 0..layout.batch {
-            let at = (b * layout.channels + c) * rest;
-            let (g, x) = (&grad[at..at + rest], &x[at..at + rest]);
+        for slice in layout.channel_slices(c) {
+            let (g, x) = (&grad[slice.clone()], &x[slice]);
             let [s, d] = lanes_sums2(g, x, |g, x| [g, g * (x - m)]);
             (grad_sum, centred) = (grad_sum + s as f64, centred + d as f64);
         }
