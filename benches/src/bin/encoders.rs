@@ -29,9 +29,10 @@ use std::time::Duration;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use polymodal::device::{Precision, device_with_precision};
+use polymodal::train::FusedAdamConfig;
 use polymodal_benches::report::{
     Align, Goal, Provenance, Report, Table, device_slug, reports_dir, slug, spread_cell,
 };
@@ -171,7 +172,8 @@ fn ours(models: &Models, reps: usize, device: &Device) -> Result<[Duration; 5], 
         out.last_hidden_state.into_data();
         Ok(())
     })?;
-    let mut optimizer = AdamConfig::new().init();
+    // The trainer's Adam (`polymodal train` uses it too).
+    let mut optimizer = FusedAdamConfig::new().init();
     let train = best_of(reps, || {
         let model = models.train.borrow_mut().take().ok_or("no model")?;
         let model = model.step(&mut optimizer, &models.train_images, &models.train_labels)?;

@@ -53,6 +53,7 @@ mod losses;
 mod manifest;
 mod metrics;
 mod model;
+mod optim;
 mod split;
 mod trainer;
 
@@ -74,6 +75,7 @@ pub use model::{
     FolderEmbedder, ModelCard, ModelDir, MultimodalClassifier, embed_files, evaluate_dir,
     folder_features, predict_files, weights_sha256,
 };
+pub use optim::{FusedAdam, FusedAdamConfig};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
     Classifier, EpochReport, Evaluation, LrSchedule, Progress, RunDir, TrainConfig, TrainReport,

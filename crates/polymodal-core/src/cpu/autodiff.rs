@@ -8,7 +8,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
 
-use super::{ConvGeometry, CpuTrainOps, PoolGeometry};
+use super::{ConvGeometry, CpuTrainOps, NormSettings, PoolGeometry};
 
 /// The convolution's backward step; its state is the input, the weight and
 /// the sizes.
@@ -54,8 +54,8 @@ impl<B: Backend + CpuTrainOps> Backward<B, 1> for MaxPoolBackward {
     }
 }
 
-/// Batch norm's backward step; its state is the input, gamma, the batch
-/// statistics and epsilon.
+/// Batch norm's backward step; its state is the input, gamma, beta, the
+/// batch statistics and the settings.
 #[derive(Debug)]
 struct BatchNormBackward;
 
@@ -65,15 +65,16 @@ impl<B: Backend + CpuTrainOps> Backward<B, 3> for BatchNormBackward {
         FloatTensor<B>,
         FloatTensor<B>,
         FloatTensor<B>,
-        f64,
+        FloatTensor<B>,
+        NormSettings,
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, gamma, mean, variance, epsilon) = ops.state;
+        let (x, gamma, beta, mean, variance, settings) = ops.state;
         let [x_node, gamma_node, beta_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (dx, dgamma, dbeta) =
-            B::cpu_batch_norm_train_grad(x, gamma, mean, variance, epsilon, grad);
+            B::cpu_batch_norm_train_grad(x, gamma, beta, mean, variance, settings, grad);
         for (node, g) in [(x_node, dx), (gamma_node, dgamma), (beta_node, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -191,7 +192,7 @@ impl<B: Backend + CpuTrainOps, C: CheckpointStrategy> CpuTrainOps for Autodiff<B
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        epsilon: f64,
+        settings: NormSettings,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let guards = [x.node(), gamma.node(), beta.node()];
         let (x, gamma, beta) = (
@@ -200,14 +201,15 @@ impl<B: Backend + CpuTrainOps, C: CheckpointStrategy> CpuTrainOps for Autodiff<B
             beta.into_primitive(),
         );
         let (out, mean, variance) =
-            B::cpu_batch_norm_train(x.clone(), gamma.clone(), beta, epsilon);
+            B::cpu_batch_norm_train(x.clone(), gamma.clone(), beta.clone(), settings);
         let out = match BatchNormBackward
             .prepare::<C>(guards)
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                prep.finish((x, gamma, mean.clone(), variance.clone(), epsilon), out)
+                let saved = (x, gamma, beta, mean.clone(), variance.clone(), settings);
+                prep.finish(saved, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
@@ -217,17 +219,19 @@ impl<B: Backend + CpuTrainOps, C: CheckpointStrategy> CpuTrainOps for Autodiff<B
     fn cpu_batch_norm_train_grad(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
-        epsilon: f64,
+        settings: NormSettings,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (dx, dgamma, dbeta) = B::cpu_batch_norm_train_grad(
             x.into_primitive(),
             gamma.into_primitive(),
+            beta.into_primitive(),
             mean.into_primitive(),
             variance.into_primitive(),
-            epsilon,
+            settings,
             grad.into_primitive(),
         );
         (

@@ -3,6 +3,7 @@
 //! im2col) and the weight gradient (gemm against the same columns), with no
 //! transposed copies of activations.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -10,7 +11,6 @@ use burn::backend::Dispatch;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation;
 use rayon::prelude::*;
 
 use super::extension::CpuTrainOps;
@@ -69,66 +69,193 @@ impl ConvGeometry {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [[0, 0], [0, 0]]
     }
 
-    /// Output rows per block of the forward pass: a block's column matrix
-    /// (patch · rows · ow values) stays within [`COLUMN_BLOCK`] values, so
-    /// gemm reads it from cache rather than from memory, where a whole
-    /// sample's columns (up to 7 MB in ResNet-18) went out and came back.
+    /// Output rows per block of the forward pass and the input gradient: a
+    /// block's column matrix (patch · rows · ow values) stays within
+    /// [`COLUMN_BLOCK`] values, so gemm reads it from cache rather than
+    /// from memory, where a whole sample's columns (up to 7 MB in
+    /// ResNet-18) went out and came back; but a block has at least
+    /// [`BLOCK_COLUMNS`] columns, as narrower products run slower.
     /// Pointwise convolutions read the input itself: one block.
     pub(super) fn block_rows(&self) -> usize {
         let [oh, ow] = self.output().unwrap_or([1, 1]);
         if self.pointwise() {
             return oh.max(1);
         }
-        (COLUMN_BLOCK / (self.patch() * ow).max(1)).clamp(1, oh.max(1))
+        let cached = COLUMN_BLOCK / (self.patch() * ow).max(1);
+        cached
+            .max(BLOCK_COLUMNS.div_ceil(ow.max(1)))
+            .clamp(1, oh.max(1))
     }
 
-    /// Scratch space for the column matrix of `rows` output rows (none
-    /// when pointwise).
-    fn block_buffer(&self, rows: usize) -> Vec<f32> {
-        if self.pointwise() {
-            Vec::new()
+    /// Whole samples per product: one when a sample has
+    /// [`GROUP_COLUMNS`] output positions or more, else enough samples (at
+    /// most `available`) side by side to reach it. A 7×7 map is 49
+    /// positions: gemm's tiles of 16 positions leave a quarter of the last
+    /// one idle, and each product streams every weight (9.4 MB in
+    /// ResNet-18's last stage) for those few columns.
+    pub(super) fn group(&self, available: usize) -> usize {
+        let n = self.positions().max(1);
+        if n >= GROUP_COLUMNS {
+            1
         } else {
-            let ow = self.output().map_or(0, |[_, w]| w);
-            vec![0.0; self.patch() * rows * ow]
+            GROUP_COLUMNS.div_ceil(n).clamp(1, available.max(1))
         }
     }
 
-    /// Blocks of `step` output rows (the last may be shorter): (rows,
-    /// their positions).
-    fn blocks(&self, step: usize) -> impl Iterator<Item = (Range<usize>, Range<usize>)> {
+    /// The tiles of samples `samples`: groups of [`group`](Self::group)
+    /// whole samples, or one sample at a time in blocks of `rows` output
+    /// rows (the last may be shorter).
+    fn tiles(&self, samples: Range<usize>, rows: usize) -> Vec<Tile> {
         let [oh, ow] = self.output().unwrap_or([0, 0]);
-        (0..oh).step_by(step).map(move |first| {
-            let end = (first + step).min(oh);
-            (first..end, first * ow..end * ow)
-        })
+        let group = self.group(samples.len());
+        if group > 1 {
+            let end = samples.end;
+            return samples
+                .step_by(group)
+                .map(|b| Tile {
+                    samples: b..(b + group).min(end),
+                    rows: 0..oh,
+                    ow,
+                })
+                .collect();
+        }
+        let step = rows.max(1);
+        samples
+            .flat_map(|b| {
+                (0..oh).step_by(step).map(move |first| Tile {
+                    samples: b..b + 1,
+                    rows: first..(first + step).min(oh),
+                    ow,
+                })
+            })
+            .collect()
     }
 
-    /// Positions `block` of sample `b` of `[batch, out, oh, ow]` values as
-    /// an `out × block.len()` matrix.
-    fn sample_block<'a>(&self, values: &'a [f32], b: usize, block: &Range<usize>) -> Operand<'a> {
+    /// Values of one sample's input `[in, h, w]`.
+    fn sample_input(&self) -> usize {
+        self.in_channels * self.input[0] * self.input[1]
+    }
+
+    /// The column matrix `[patch, width]` of `tile` from the input `x`
+    /// `[batch, in, h, w]`: a pointwise convolution's one sample is its
+    /// input itself; otherwise each sample's im2col goes side by side into
+    /// `buffer`.
+    fn tile_columns<'a>(&self, x: &'a [f32], tile: &Tile, buffer: &'a mut [f32]) -> &'a [f32] {
+        let sample_in = self.sample_input();
+        if self.pointwise() && tile.samples.len() == 1 {
+            let b = tile.samples.start;
+            return &x[b * sample_in..(b + 1) * sample_in];
+        }
+        let width = tile.width();
+        let cols = &mut buffer[..self.patch() * width];
+        for (s, b) in tile.samples.clone().enumerate() {
+            let x = &x[b * sample_in..(b + 1) * sample_in];
+            let at = s * tile.per_sample();
+            im2col(self, tile.ow, tile.rows.clone(), x, &mut cols[at..], width);
+        }
+        cols
+    }
+
+    /// The tile's rows of `[batch, out, oh, ow]` values as an `out × width`
+    /// operand: read in place for one sample, else the samples' rows
+    /// gathered side by side into `buffer`.
+    fn tile_grad<'a>(&self, grad: &'a [f32], tile: &Tile, buffer: &'a mut [f32]) -> Operand<'a> {
         let (m, n) = (self.out_channels, self.positions());
+        if tile.samples.len() == 1 {
+            let b = tile.samples.start;
+            return Operand {
+                data: &grad[b * m * n + tile.positions().start..(b + 1) * m * n],
+                row: n,
+                col: 1,
+            };
+        }
+        let width = tile.width();
+        let gathered = &mut buffer[..m * width];
+        for (s, b) in tile.samples.clone().enumerate() {
+            for c in 0..m {
+                let src = &grad[(b * m + c) * n..][..n];
+                gathered[c * width + s * n..][..n].copy_from_slice(src);
+            }
+        }
         Operand {
-            data: &values[b * m * n + block.start..(b + 1) * m * n],
-            row: n,
+            data: gathered,
+            row: width,
             col: 1,
         }
     }
+}
 
-    /// The column matrix of output rows `rows` of one sample `x`: `x`
-    /// itself when pointwise (one block), else im2col into `buffer`.
-    fn block_columns<'a>(
-        &self,
-        x: &'a [f32],
-        rows: Range<usize>,
-        buffer: &'a mut [f32],
-    ) -> &'a [f32] {
-        if self.pointwise() {
-            return x;
+/// A piece of a convolution's work, the columns of one product: output
+/// rows `rows` of each sample of `samples` (several whole samples, or a
+/// block of rows of one), side by side.
+struct Tile {
+    samples: Range<usize>,
+    rows: Range<usize>,
+    /// Output width.
+    ow: usize,
+}
+
+impl Tile {
+    /// Columns per sample.
+    fn per_sample(&self) -> usize {
+        self.rows.len() * self.ow
+    }
+
+    /// Columns in all.
+    fn width(&self) -> usize {
+        self.samples.len() * self.per_sample()
+    }
+
+    /// A sample's output positions in the tile.
+    fn positions(&self) -> Range<usize> {
+        self.rows.start * self.ow..self.rows.end * self.ow
+    }
+}
+
+/// A task's scratch space: the column matrix of its widest tile (none when
+/// a pointwise convolution reads its input in place), and for tiles of
+/// several samples an `[out, width]` matrix (their product, or their
+/// output gradient gathered). Every value is written before it is read, so
+/// the space is the calling thread's buffer of the previous call
+/// ([`SPARE`]), not a freshly zeroed one.
+struct Scratch {
+    buffer: Vec<f32>,
+    columns: usize,
+}
+
+thread_local! {
+    /// Each thread's scratch buffer between calls: a new zeroed buffer
+    /// per call was a fill of up to 7 MB and its page faults.
+    static SPARE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+impl Scratch {
+    fn new(g: &ConvGeometry, tiles: &[Tile]) -> Self {
+        let width = tiles.iter().map(Tile::width).max().unwrap_or(0);
+        let grouped = tiles.iter().any(|t| t.samples.len() > 1);
+        let columns = if g.pointwise() && !grouped {
+            0
+        } else {
+            g.patch() * width
+        };
+        let matrix = if grouped { g.out_channels * width } else { 0 };
+        // Taken, not borrowed: a nested call on this thread gets its own.
+        let mut buffer = SPARE.take();
+        if buffer.len() < columns + matrix {
+            buffer.resize(columns + matrix, 0.0);
         }
-        let ow = self.output().map_or(0, |[_, w]| w);
-        let cols = &mut buffer[..self.patch() * rows.len() * ow];
-        im2col(self, ow, rows, x, cols);
-        cols
+        Self { buffer, columns }
+    }
+
+    /// The column matrix's space and the `[out, width]` matrix's.
+    fn parts(&mut self) -> (&mut [f32], &mut [f32]) {
+        self.buffer.split_at_mut(self.columns)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        SPARE.set(std::mem::take(&mut self.buffer));
     }
 }
 
@@ -160,11 +287,16 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// scale and shift applied with the ReLU while each sample's output is in
 /// cache, where Burn's layers make five more passes over the output (the
 /// norm's subtract, divide, multiply and add, then the ReLU). In training
-/// the two fast paths [`conv2d`] and [`batch_norm`](super::batch_norm) run.
+/// the fast paths [`conv2d`] and [`batch_norm`](super::batch_norm) (or
+/// [`batch_norm_relu`](super::batch_norm_relu)) run.
 pub fn conv2d_norm(conv: &Conv2d, norm: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
     let unfused = |x: Tensor<4>| {
-        let y = super::batch_norm(norm, conv2d(conv, x));
-        if relu { activation::relu(y) } else { y }
+        let y = conv2d(conv, x);
+        if relu {
+            super::batch_norm_relu(norm, y)
+        } else {
+            super::batch_norm(norm, y)
+        }
     };
     if x.device().is_autodiff() {
         return unfused(x);
@@ -256,6 +388,17 @@ pub(super) fn padding(
         PaddingConfig2d::Explicit(top, left, bottom, right) => [[*top, *bottom], [*left, *right]],
     }
 }
+
+/// Output positions a product should have at least: convolutions with
+/// smaller maps put several samples side by side
+/// ([`ConvGeometry::group`]). Measured on gemm alone (one thread, the
+/// shapes of ResNet-18's stages): 14 to 56 columns ran at 48–80 GFLOP/s,
+/// 112 to 448 at 78–93 (`docs/benchmarks.md`).
+const GROUP_COLUMNS: usize = 224;
+
+/// The fewest columns of a block of output rows
+/// ([`ConvGeometry::block_rows`]).
+const BLOCK_COLUMNS: usize = 112;
 
 /// Values in one block of the forward pass's column matrix: 64 Ki f32
 /// (256 KiB), half of the L2 cache of the machines measured here.
@@ -353,19 +496,20 @@ fn valid_range(offset: isize, stride: usize, size: usize, outputs: usize) -> (us
 /// channel, kernel tap) and output row in `rows`, the input row it reads
 /// and the valid output columns, handed to `visit(column offset, input
 /// offset, lo, hi, input column of lo)`. The column matrix holds the
-/// positions of `rows` only (`rows.len() · ow` per row).
+/// positions of `rows` only (`rows.len() · ow` per row) in rows `pitch`
+/// values apart.
 fn for_each_patch_row(
     g: &ConvGeometry,
     ow: usize,
     rows: Range<usize>,
+    pitch: usize,
     mut visit: impl FnMut(usize, Option<usize>, usize, usize, usize),
 ) {
     let [h, w] = g.input;
-    let n = rows.len() * ow;
     for ci in 0..g.in_channels {
         for ki in 0..g.kernel[0] {
             for kj in 0..g.kernel[1] {
-                let row = ((ci * g.kernel[0] + ki) * g.kernel[1] + kj) * n;
+                let row = ((ci * g.kernel[0] + ki) * g.kernel[1] + kj) * pitch;
                 let x_offset = (kj * g.dilation[1]) as isize - g.padding[1][0] as isize;
                 let (lo, hi) = valid_range(x_offset, g.stride[1], w, ow);
                 let first_x = (lo as isize * g.stride[1] as isize + x_offset).max(0) as usize;
@@ -383,13 +527,20 @@ fn for_each_patch_row(
 }
 
 /// The column matrix `[patch, rows.len()·ow]` of output rows `rows` of
-/// one sample `x` `[in, h, w]`.
-fn im2col(g: &ConvGeometry, ow: usize, rows: Range<usize>, x: &[f32], cols: &mut [f32]) {
+/// one sample `x` `[in, h, w]`, its rows `pitch` values apart in `cols`.
+fn im2col(
+    g: &ConvGeometry,
+    ow: usize,
+    rows: Range<usize>,
+    x: &[f32],
+    cols: &mut [f32],
+    pitch: usize,
+) {
     if let Some(taps) = TapRun::all(g, rows.clone()) {
-        return im2col_runs(g, taps, x, cols);
+        return im2col_runs(g, taps, x, cols, pitch);
     }
     let stride = g.stride[1];
-    for_each_patch_row(g, ow, rows, |at, input_row, lo, hi, first_x| {
+    for_each_patch_row(g, ow, rows, pitch, |at, input_row, lo, hi, first_x| {
         let dst = &mut cols[at..at + ow];
         let Some(input_row) = input_row else {
             dst.fill(0.0);
@@ -414,6 +565,8 @@ fn im2col(g: &ConvGeometry, ow: usize, rows: Range<usize>, x: &[f32], cols: &mut
 /// the tap's row of the column matrix is one run of the input. Row by row,
 /// copies of 7 to 56 values were mostly call overhead.
 struct TapRun {
+    /// Output rows in the block.
+    block_rows: usize,
     /// The block's rows (from 0) whose input row lies inside the image.
     rows: Range<usize>,
     /// The output columns whose input column lies inside the image; the
@@ -441,6 +594,7 @@ impl TapRun {
             let (lo, hi) = valid_range(shift_x, 1, w, w);
             let start = (rows.start as isize + shift_y) * w as isize;
             TapRun {
+                block_rows: rows.len(),
                 rows: first - rows.start..last.max(first) - rows.start,
                 columns: lo..hi,
                 offset: (ci * h * w) as isize + start + shift_x,
@@ -471,10 +625,16 @@ impl TapRun {
 
 /// [`im2col`] of [`TapRun`]s: each tap's run copied at once, then its
 /// padding columns zeroed.
-fn im2col_runs(g: &ConvGeometry, taps: impl Iterator<Item = TapRun>, x: &[f32], cols: &mut [f32]) {
+fn im2col_runs(
+    g: &ConvGeometry,
+    taps: impl Iterator<Item = TapRun>,
+    x: &[f32],
+    cols: &mut [f32],
+    pitch: usize,
+) {
     let w = g.input[1];
-    let n = cols.len() / g.patch().max(1);
-    for (tap, dst) in taps.zip(cols.chunks_exact_mut(n.max(1))) {
+    for (t, tap) in taps.enumerate() {
+        let dst = &mut cols[t * pitch..][..tap.block_rows * w];
         let Some(run) = tap.run(w) else {
             dst.fill(0.0);
             continue;
@@ -494,10 +654,11 @@ fn col2im_runs(
     taps: impl Iterator<Item = TapRun>,
     cols: &mut [f32],
     dx: &mut [f32],
+    pitch: usize,
 ) {
     let w = g.input[1];
-    let n = cols.len() / g.patch().max(1);
-    for (tap, src) in taps.zip(cols.chunks_exact_mut(n.max(1))) {
+    for (t, tap) in taps.enumerate() {
+        let src = &mut cols[t * pitch..][..tap.block_rows * w];
         let Some(run) = tap.run(w) else { continue };
         tap.zero_padding(src, w);
         let at = (run.start as isize + tap.offset) as usize;
@@ -508,13 +669,21 @@ fn col2im_runs(
 }
 
 /// The adjoint of [`im2col`]: adds the column matrix `cols` of output rows
-/// `rows` into the sample's input gradient `dx` `[in, h, w]`.
-fn col2im(g: &ConvGeometry, ow: usize, rows: Range<usize>, cols: &mut [f32], dx: &mut [f32]) {
+/// `rows` (its rows `pitch` values apart) into the sample's input gradient
+/// `dx` `[in, h, w]`.
+fn col2im(
+    g: &ConvGeometry,
+    ow: usize,
+    rows: Range<usize>,
+    cols: &mut [f32],
+    dx: &mut [f32],
+    pitch: usize,
+) {
     if let Some(taps) = TapRun::all(g, rows.clone()) {
-        return col2im_runs(g, taps, cols, dx);
+        return col2im_runs(g, taps, cols, dx, pitch);
     }
     let stride = g.stride[1];
-    for_each_patch_row(g, ow, rows, |at, input_row, lo, hi, first_x| {
+    for_each_patch_row(g, ow, rows, pitch, |at, input_row, lo, hi, first_x| {
         let Some(input_row) = input_row else {
             return;
         };
@@ -576,7 +745,6 @@ impl Epilogue<'_> {
 /// The forward pass: `[batch, out, oh, ow]` values.
 pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
     let (k, n, m) = (g.patch(), g.positions(), g.out_channels);
-    let sample_in = g.in_channels * g.input[0] * g.input[1];
     let len = g.batch * m * n;
     let mut out = Vec::with_capacity(len);
     let run = sample_runs(g);
@@ -589,18 +757,19 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epi
         .par_chunks_mut(run * m * n)
         .enumerate()
         .for_each(|(part, out)| {
-            let step = g.block_rows();
-            let mut buffer = g.block_buffer(step);
-            for (i, out) in out.chunks_mut(m * n).enumerate() {
-                let b = part * run + i;
-                let x = &x[b * sample_in..(b + 1) * sample_in];
-                for (rows, block) in g.blocks(step) {
-                    let cols = g.block_columns(x, rows, &mut buffer);
-                    let c = Operand {
-                        data: cols,
-                        row: block.len(),
-                        col: 1,
-                    };
+            let first = part * run;
+            let tiles = g.tiles(first..first + out.len() / (m * n), g.block_rows());
+            let mut scratch = Scratch::new(g, &tiles);
+            let (columns, matrix) = scratch.parts();
+            for tile in &tiles {
+                let c = Operand {
+                    data: g.tile_columns(x, tile, columns),
+                    row: tile.width(),
+                    col: 1,
+                };
+                let b = tile.samples.start - first;
+                if tile.samples.len() == 1 {
+                    let (out, block) = (&mut out[b * m * n..(b + 1) * m * n], tile.positions());
                     // SAFETY: `out` holds the sample's m × n values; gemm
                     // writes (without reading) the block's columns of each
                     // of its rows; m, k and the block are positive.
@@ -612,10 +781,24 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epi
                     // block's output is in cache.
                     // SAFETY: gemm wrote the block's columns just above.
                     unsafe { epilogue.apply(out, n, block) };
+                    continue;
+                }
+                let width = tile.width();
+                matmul(matrix, [m, width, k], w, c, false);
+                let samples = out[b * m * n..].chunks_mut(m * n);
+                for (s, out) in samples.take(tile.samples.len()).enumerate() {
+                    for (c, row) in out.chunks_mut(n).enumerate() {
+                        let src = &matrix[c * width + s * n..][..n];
+                        row.iter_mut().zip(src).for_each(|(d, v)| {
+                            d.write(*v);
+                        });
+                    }
+                    // SAFETY: every channel's positions were written just above.
+                    unsafe { epilogue.apply(out, n, 0..n) };
                 }
             }
         });
-    // SAFETY: the chunks cover all `len` elements and the blocks every
+    // SAFETY: the chunks cover all `len` elements and the tiles every
     // column of every row of each.
     unsafe { out.set_len(len) };
     out
@@ -623,9 +806,8 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epi
 
 /// `∂L/∂x` `[batch, in, h, w]` from `∂L/∂out` `grad`.
 pub(super) fn x_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
-    let ow = g.output().map_or(0, |[_, w]| w);
     let (k, m) = (g.patch(), g.out_channels);
-    let sample_in = g.in_channels * g.input[0] * g.input[1];
+    let sample_in = g.sample_input();
     let mut dx = vec![0.0f32; g.batch * sample_in];
     let run = sample_runs(g);
     // Wᵀ: element (patch row r, channel c) at c·k + r.
@@ -637,18 +819,27 @@ pub(super) fn x_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32>
     dx.par_chunks_mut(run * sample_in)
         .enumerate()
         .for_each(|(part, dx)| {
-            let step = g.block_rows();
-            let mut buffer = g.block_buffer(step);
-            for (i, dx) in dx.chunks_mut(sample_in).enumerate() {
-                for (rows, block) in g.blocks(step) {
-                    let dy = g.sample_block(grad, part * run + i, &block);
-                    if g.pointwise() {
-                        matmul(dx, [k, block.len(), m], wt, dy, false);
-                    } else {
-                        let cols = &mut buffer[..k * block.len()];
-                        matmul(cols, [k, block.len(), m], wt, dy, false);
-                        col2im(g, ow, rows, cols, dx);
-                    }
+            let first = part * run;
+            let tiles = g.tiles(first..first + dx.len() / sample_in, g.block_rows());
+            let mut scratch = Scratch::new(g, &tiles);
+            let (columns, matrix) = scratch.parts();
+            for tile in &tiles {
+                let dy = g.tile_grad(grad, tile, matrix);
+                let (width, b) = (tile.width(), tile.samples.start - first);
+                let dx = &mut dx[b * sample_in..];
+                if g.pointwise() && tile.samples.len() == 1 {
+                    matmul(&mut dx[..sample_in], [k, width, m], wt, dy, false);
+                    continue;
+                }
+                let cols = &mut columns[..k * width];
+                matmul(cols, [k, width, m], wt, dy, false);
+                for (s, dx) in dx
+                    .chunks_mut(sample_in)
+                    .take(tile.samples.len())
+                    .enumerate()
+                {
+                    let cols = &mut cols[s * tile.per_sample()..];
+                    col2im(g, tile.ow, tile.rows.clone(), cols, dx, width);
                 }
             }
         });
@@ -659,30 +850,25 @@ pub(super) fn x_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32>
 /// its samples' products, then the tasks' sums are added.
 pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     let (k, m) = (g.patch(), g.out_channels);
-    let sample_in = g.in_channels * g.input[0] * g.input[1];
     let run = sample_runs(g);
     let partial = |part: usize| {
         let mut dw = vec![0.0f32; m * k];
-        // One block per sample: blocks would split the sum over positions
+        // Whole samples: blocks of rows would split the sum over positions
         // into many short products, each reading and writing `dw` again
         // (measured slower in a ResNet-18 training step).
-        let step = g.output().map_or(1, |[h, _]| h);
-        let mut buffer = g.block_buffer(step);
-        let mut accumulate = false;
-        for b in part * run..((part + 1) * run).min(g.batch) {
-            let x = &x[b * sample_in..(b + 1) * sample_in];
-            for (rows, block) in g.blocks(step) {
-                let dy = g.sample_block(grad, b, &block);
-                let cols = g.block_columns(x, rows, &mut buffer);
-                // colsᵀ: element (position p, patch row r) at r·len + p.
-                let ct = Operand {
-                    data: cols,
-                    row: 1,
-                    col: block.len(),
-                };
-                matmul(&mut dw, [m, k, block.len()], dy, ct, accumulate);
-                accumulate = true;
-            }
+        let all_rows = g.output().map_or(1, |[h, _]| h);
+        let tiles = g.tiles(part * run..((part + 1) * run).min(g.batch), all_rows);
+        let mut scratch = Scratch::new(g, &tiles);
+        let (columns, matrix) = scratch.parts();
+        for (i, tile) in tiles.iter().enumerate() {
+            let dy = g.tile_grad(grad, tile, matrix);
+            // colsᵀ: element (position p, patch row r) at r·width + p.
+            let ct = Operand {
+                data: g.tile_columns(x, tile, columns),
+                row: 1,
+                col: tile.width(),
+            };
+            matmul(&mut dw, [m, k, tile.width()], dy, ct, i > 0);
         }
         dw
     };

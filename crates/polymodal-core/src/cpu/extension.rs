@@ -9,6 +9,15 @@ use burn::tensor::DType;
 
 use super::{ConvGeometry, PoolGeometry, conv, norm, pool};
 
+/// The settings of a training-mode batch norm beside its tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormSettings {
+    /// Added to the variance before its root.
+    pub epsilon: f64,
+    /// Whether a ReLU follows the norm (in the same passes).
+    pub relu: bool,
+}
+
 /// Training ops with a CPU implementation faster than Burn's generic one.
 /// Every tensor is f32; the wrappers check that before they dispatch.
 #[backend_extension(Flex, Autodiff)]
@@ -69,13 +78,13 @@ pub trait CpuTrainOps: Backend {
     ) -> FloatTensor<Self>;
 
     /// Training-mode batch norm of `x` `[batch, channels, …]` with the
-    /// batch's statistics: (output, mean, biased variance), as Burn's
-    /// `batch_norm_train`.
+    /// batch's statistics, then a ReLU when the settings ask for one:
+    /// (output, mean, biased variance), as Burn's `batch_norm_train`.
     fn cpu_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        epsilon: f64,
+        settings: NormSettings,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// Gradients of [`cpu_batch_norm_train`](CpuTrainOps::cpu_batch_norm_train)
@@ -83,9 +92,10 @@ pub trait CpuTrainOps: Backend {
     fn cpu_batch_norm_train_grad(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
-        epsilon: f64,
+        settings: NormSettings,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
@@ -216,13 +226,19 @@ impl CpuTrainOps for Flex {
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
-        epsilon: f64,
+        settings: NormSettings,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (x, gamma, beta) = (contiguous(&x), contiguous(&gamma), contiguous(&beta));
         let shape = x.layout().shape().to_vec();
         let layout = norm::Layout::of(&shape);
-        let (out, mean, variance) =
-            norm::forward(layout, values(&x), values(&gamma), values(&beta), epsilon);
+        let (out, mean, variance) = norm::forward(
+            layout,
+            values(&x),
+            values(&gamma),
+            values(&beta),
+            settings.epsilon,
+            settings.relu,
+        );
         let channels = [layout.channels];
         (
             flex_tensor(out, &shape),
@@ -234,24 +250,25 @@ impl CpuTrainOps for Flex {
     fn cpu_batch_norm_train_grad(
         x: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
         mean: FlexTensor,
         variance: FlexTensor,
-        epsilon: f64,
+        settings: NormSettings,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [x, gamma, mean, variance, grad] =
-            [&x, &gamma, &mean, &variance, &grad].map(contiguous);
+        let [x, gamma, beta, mean, variance, grad] =
+            [&x, &gamma, &beta, &mean, &variance, &grad].map(contiguous);
         let shape = x.layout().shape().to_vec();
         let layout = norm::Layout::of(&shape);
-        let (dx, gamma_grad, beta_grad) = norm::backward(
-            layout,
-            values(&x),
-            values(&gamma),
-            values(&mean),
-            values(&variance),
-            epsilon,
-            values(&grad),
-        );
+        let saved = norm::Saved {
+            gamma: values(&gamma),
+            beta: values(&beta),
+            mean: values(&mean),
+            variance: values(&variance),
+            epsilon: settings.epsilon,
+            relu: settings.relu,
+        };
+        let (dx, gamma_grad, beta_grad) = norm::backward(layout, values(&x), &saved, values(&grad));
         let channels = [layout.channels];
         (
             flex_tensor(dx, &shape),

@@ -11,13 +11,17 @@
 //!   AV-MNIST training step (`perf`, [benchmarks.md](../../../docs/benchmarks.md)).
 //! - [`batch_norm`]: training-mode batch norm as one pass for the statistics
 //!   and one for the output, and a two-pass backward, per channel, where
-//!   Burn's default swaps axes and reduces through temporaries.
+//!   Burn's default swaps axes and reduces through temporaries;
+//!   [`batch_norm_relu`] with the ReLU after it in the same passes.
 //! - [`conv2d_norm`]: a convolution and its batch norm (and ReLU); in
 //!   inference the norm's running statistics are folded into the
 //!   convolution's output pass, where Burn's layers make five more passes.
 //! - [`max_pool2d`]: max pooling and its gradient in plain loops over the
 //!   planes, branch-free for 2×2 windows (Flex's took as long as the
 //!   convolution before it).
+//! - [`adam_step`]: one Adam update per parameter in one pass over memory
+//!   (Burn's `Adam` makes about a dozen tensor passes), the step of
+//!   polymodal-train's `FusedAdam`.
 //! - [`tune_allocator`]: glibc's malloc set up so that freed tensor buffers
 //!   are reused rather than unmapped and faulted in again.
 //!
@@ -30,6 +34,7 @@
 //! there are unchanged. Each is tested
 //! against Burn's op, values and gradients.
 
+mod adam;
 mod allocator;
 mod autodiff;
 mod conv;
@@ -38,11 +43,12 @@ mod gelu;
 mod norm;
 mod pool;
 
+pub use adam::{AdamStep, adam_step};
 pub use allocator::tune_allocator;
 pub use conv::{ConvGeometry, conv2d, conv2d_norm};
-pub use extension::{CpuTrainOps, flex_tensor};
+pub use extension::{CpuTrainOps, NormSettings, flex_tensor};
 pub use gelu::gelu;
-pub use norm::batch_norm;
+pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::{PoolGeometry, max_pool2d};
 
 use burn::backend::DispatchTensorKind;

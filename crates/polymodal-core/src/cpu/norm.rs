@@ -1,16 +1,20 @@
 //! Training-mode batch norm on Flex: the statistics in one parallel pass
 //! per channel, the output in one fused multiply-add pass, and the backward
 //! step as two per-channel sums and one pass, where Burn's default swaps
-//! axes into temporaries for every reduction.
+//! axes into temporaries for every reduction. A ReLU after the norm can be
+//! part of both passes ([`batch_norm_relu`]): its mask is recomputed from
+//! the input in the backward step, where Burn's ReLU makes a pass of its
+//! own each way.
 
 use std::mem::MaybeUninit;
 
 use burn::backend::Dispatch;
 use burn::nn::BatchNorm;
 use burn::prelude::*;
+use burn::tensor::activation;
 use rayon::prelude::*;
 
-use super::extension::CpuTrainOps;
+use super::extension::{CpuTrainOps, NormSettings};
 use super::{on_flex_f32, parts};
 
 /// `norm.forward(x)`: in training (an autodiff device and the layer not
@@ -19,18 +23,34 @@ use super::{on_flex_f32, parts};
 /// statistics are updated as Burn's layer updates them; otherwise Burn's
 /// layer runs.
 pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    norm_train(norm, x, false)
+}
+
+/// `relu(norm.forward(x))`, with the ReLU inside the fast path's two
+/// passes (forward and backward) when [`batch_norm`]'s fast path runs;
+/// otherwise Burn's layer and ReLU.
+pub fn batch_norm_relu<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    norm_train(norm, x, true)
+}
+
+/// [`batch_norm`], then a ReLU when `relu`.
+fn norm_train<const D: usize>(norm: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
     let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
     let training = x.device().is_autodiff() && norm.training.is_enabled();
     let dims = x.dims();
     let fits = D >= 2 && dims[1] == gamma.dims()[0] && !dims.contains(&0);
     if !(training && fits && on_flex_f32(&x) && on_flex_f32(&gamma) && on_flex_f32(&beta)) {
-        return norm.forward(x);
+        let y = norm.forward(x);
+        return if relu { activation::relu(y) } else { y };
     }
     let (output, mean, variance) = <Dispatch as CpuTrainOps>::cpu_batch_norm_train(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        norm.epsilon,
+        NormSettings {
+            epsilon: norm.epsilon,
+            relu,
+        },
     );
     let (mean, variance) = (
         Tensor::<1>::from_dispatch(mean),
@@ -122,13 +142,43 @@ impl Layout {
     }
 }
 
-/// (output, mean, biased variance) of training-mode batch norm.
+/// Each channel's (scale, shift) of the normalisation, `x·scale + shift`,
+/// from the batch statistics as returned (f32): the backward step
+/// recomputes the very values the forward pass wrote (the ReLU's mask).
+fn affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f64,
+) -> Vec<(f32, f32)> {
+    (0..gamma.len())
+        .map(|c| {
+            let scale = gamma[c] as f64 / (variance[c] as f64 + epsilon).sqrt();
+            (
+                scale as f32,
+                (beta[c] as f64 - mean[c] as f64 * scale) as f32,
+            )
+        })
+        .collect()
+}
+
+/// `v`, or 0 where it is negative when `relu` (a NaN stays NaN, as Burn's
+/// ReLU keeps it).
+#[inline(always)]
+fn activate(v: f32, relu: bool) -> f32 {
+    if relu && v < 0.0 { 0.0 } else { v }
+}
+
+/// (output, mean, biased variance) of training-mode batch norm, then a
+/// ReLU when `relu`.
 pub(super) fn forward(
     layout: Layout,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
     epsilon: f64,
+    relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rest = layout.rest;
     // Each slice's mean and squared deviations (two passes over a slice
@@ -149,48 +199,75 @@ pub(super) fn forward(
         }
         (mean, squares / layout.count())
     });
-    let scale_shift: Vec<(f32, f32)> = stats
-        .iter()
-        .enumerate()
-        .map(|(c, &(mean, var))| {
-            let scale = gamma[c] as f64 / (var + epsilon).sqrt();
-            (scale as f32, (beta[c] as f64 - mean * scale) as f32)
-        })
-        .collect();
+    let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
+    let variance: Vec<f32> = stats.iter().map(|s| s.1 as f32).collect();
+    let scale_shift = affine(gamma, beta, &mean, &variance, epsilon);
     // SAFETY: each slice is zipped with as many values of `x` (`rest`).
     let out = unsafe {
         layout.map_slices(|c, at, out| {
             let (scale, shift) = scale_shift[c];
             for (o, v) in out.iter_mut().zip(&x[at..at + rest]) {
-                o.write(v * scale + shift);
+                o.write(activate(v * scale + shift, relu));
             }
         })
     };
-    let mean = stats.iter().map(|s| s.0 as f32).collect();
-    let variance = stats.iter().map(|s| s.1 as f32).collect();
     (out, mean, variance)
 }
 
-/// (∂L/∂x, ∂L/∂gamma, ∂L/∂beta) of training-mode batch norm from
-/// `grad` = ∂L/∂output: with x̂ = (x − mean)·inv_std,
+/// What [`backward`] needs of the forward pass besides `x`: the norm's
+/// parameters, the batch statistics it returned, and whether a ReLU
+/// followed.
+pub(super) struct Saved<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub mean: &'a [f32],
+    pub variance: &'a [f32],
+    pub epsilon: f64,
+    pub relu: bool,
+}
+
+/// (∂L/∂x, ∂L/∂gamma, ∂L/∂beta) of training-mode batch norm (and its
+/// ReLU) from `grad` = ∂L/∂output: after the ReLU's mask (the output was
+/// positive), with x̂ = (x − mean)·inv_std,
 /// ∂L/∂x = gamma·inv_std·(grad − mean(grad) − x̂·mean(grad·x̂)).
 pub(super) fn backward(
     layout: Layout,
     x: &[f32],
-    gamma: &[f32],
-    mean: &[f32],
-    variance: &[f32],
-    epsilon: f64,
+    saved: &Saved,
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Saved {
+        gamma,
+        beta,
+        mean,
+        variance,
+        epsilon,
+        relu,
+    } = *saved;
     let rest = layout.rest;
+    let scale_shift = affine(gamma, beta, mean, variance, epsilon);
+    // The gradient through the ReLU: zero where the forward pass wrote
+    // zero (the same f32 arithmetic, so the same outputs).
+    let masked = |c: usize| {
+        let (scale, shift) = scale_shift[c];
+        move |g: f32, x: f32| {
+            if relu && x * scale + shift <= 0.0 {
+                0.0
+            } else {
+                g
+            }
+        }
+    };
     // Σ grad and Σ grad·(x − mean) in one pass over both.
     let sums = layout.per_channel(|c| {
-        let m = mean[c];
+        let (m, masked) = (mean[c], masked(c));
         let (mut grad_sum, mut centred) = (0.0, 0.0);
         for slice in layout.channel_slices(c) {
             let (g, x) = (&grad[slice.clone()], &x[slice]);
-            let [s, d] = lanes_sums2(g, x, |g, x| [g, g * (x - m)]);
+            let [s, d] = lanes_sums2(g, x, |g, x| {
+                let g = masked(g, x);
+                [g, g * (x - m)]
+            });
             (grad_sum, centred) = (grad_sum + s as f64, centred + d as f64);
         }
         (grad_sum, centred)
@@ -218,10 +295,10 @@ pub(super) fn backward(
     // SAFETY: each slice is zipped with as many values of `grad` and `x`.
     let dx = unsafe {
         layout.map_slices(|c, at, out| {
-            let (a, b, c0) = coefficients[c];
+            let ((a, b, c0), masked) = (coefficients[c], masked(c));
             let (grad, x) = (&grad[at..at + rest], &x[at..at + rest]);
             for ((o, g), v) in out.iter_mut().zip(grad).zip(x) {
-                o.write(a * g + b * v + c0);
+                o.write(a * masked(*g, *v) + b * v + c0);
             }
         })
     };

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
 
-use super::{batch_norm, conv2d, conv2d_norm, max_pool2d};
+use super::{batch_norm, batch_norm_relu, conv2d, conv2d_norm, max_pool2d};
 
 fn device() -> Device {
     Device::flex().autodiff()
@@ -140,11 +140,11 @@ fn conv2d_matches_burn_forward_and_gradients() {
     }
 }
 
-#[test]
-fn wide_convolutions_run_in_blocks_of_rows() {
-    // The shapes of the two block cases above, and a small one in one block.
-    let same_3x3 = |in_channels, input| super::ConvGeometry {
-        batch: 1,
+/// A 3×3 "same" convolution of `in_channels` channels on a batch of 8
+/// `input` maps.
+fn same_3x3(in_channels: usize, input: [usize; 2]) -> super::ConvGeometry {
+    super::ConvGeometry {
+        batch: 8,
         in_channels,
         out_channels: 3,
         input,
@@ -152,10 +152,31 @@ fn wide_convolutions_run_in_blocks_of_rows() {
         stride: [1, 1],
         padding: [[1, 1], [1, 1]],
         dilation: [1, 1],
-    };
+    }
+}
+
+#[test]
+fn wide_convolutions_run_in_blocks_of_rows() {
+    // The shapes of the two block cases above, and a small one in one block.
     assert_eq!(same_3x3(64, [4, 120]).block_rows(), 1);
     assert_eq!(same_3x3(32, [5, 104]).block_rows(), 2);
     assert_eq!(same_3x3(1, [28, 28]).block_rows(), 28);
+    // At least 112 columns: four rows of ResNet-18's 28-wide stage, whose
+    // column matrix would fit in cache at two.
+    assert_eq!(same_3x3(128, [28, 28]).block_rows(), 4);
+}
+
+#[test]
+fn small_maps_put_several_samples_in_one_product() {
+    // The odd-sized, stem and pointwise cases of
+    // conv2d_matches_burn_forward_and_gradients take this path (groups of
+    // two and one, or all three samples); ResNet-18's last stage (7×7)
+    // takes four samples per product, its 14×14 stage two, a 16×16 map one.
+    assert_eq!(same_3x3(2, [7, 7]).group(4), 4);
+    assert_eq!(same_3x3(2, [7, 7]).group(2), 2);
+    assert_eq!(same_3x3(2, [13, 9]).group(3), 2);
+    assert_eq!(same_3x3(2, [14, 14]).group(4), 2);
+    assert_eq!(same_3x3(2, [16, 16]).group(4), 1);
 }
 
 #[test]
@@ -207,14 +228,25 @@ fn norm(channels: usize) -> BatchNorm {
     norm
 }
 
-fn check_batch_norm<const D: usize>(shape: [usize; D], what: &str) {
+/// Batch norm (then a ReLU when `relu`) against Burn's layer (and ReLU):
+/// output, running statistics, and the gradients of x, gamma and beta.
+fn check_batch_norm<const D: usize>(shape: [usize; D], relu: bool, what: &str) {
     let channels = shape[1];
     let (ours_norm, burn_norm) = (norm(channels), norm(channels));
     let burn_norm = burn_norm.load_record(ours_norm.clone().into_record());
     // Shifted and scaled input: the statistics are not near 0 and 1.
     let x = (random(shape) * 3.0 + 2.0).require_grad();
-    let ours_out = batch_norm(&ours_norm, x.clone());
-    let burn_out = burn_norm.forward(x.clone());
+    let (ours_out, burn_out) = if relu {
+        (
+            batch_norm_relu(&ours_norm, x.clone()),
+            activation::relu(burn_norm.forward(x.clone())),
+        )
+    } else {
+        (
+            batch_norm(&ours_norm, x.clone()),
+            burn_norm.forward(x.clone()),
+        )
+    };
     assert_close(&ours_out, &burn_out, &format!("{what}: output"));
     for (ours, burn, name) in [
         (
@@ -230,7 +262,19 @@ fn check_batch_norm<const D: usize>(shape: [usize; D], what: &str) {
     ] {
         assert_close(&ours.value(), &burn.value(), &format!("{what}: {name}"));
     }
-    let weighting = random(shape);
+    let mut weighting = random(shape);
+    if relu {
+        // Where an output is a small positive value the pre-activation may
+        // lie within rounding of zero on one side and the two ReLU masks
+        // disagree (the outputs agree to 1e-4, not bit for bit): no
+        // gradient flows from there. Elsewhere the masks must agree.
+        let near = ours_out
+            .clone()
+            .detach()
+            .max_pair(burn_out.clone().detach());
+        let clear = near.clone().equal_elem(0.0).float() + near.greater_elem(1e-3).float();
+        weighting = weighting * clear;
+    }
     let ours_grads = (ours_out * weighting.clone()).sum().backward();
     let burn_grads = (burn_out * weighting).sum().backward();
     let (ox, bx) = (x.grad(&ours_grads).unwrap(), x.grad(&burn_grads).unwrap());
@@ -249,9 +293,11 @@ fn check_batch_norm<const D: usize>(shape: [usize; D], what: &str) {
 
 #[test]
 fn batch_norm_matches_burn_values_statistics_and_gradients() {
-    check_batch_norm([8, 16, 14, 14], "4-d");
-    check_batch_norm([5, 3, 7], "3-d");
-    check_batch_norm([64, 32, 40, 50], "4-d, threaded");
+    check_batch_norm([8, 16, 14, 14], false, "4-d");
+    check_batch_norm([5, 3, 7], false, "3-d");
+    check_batch_norm([64, 32, 40, 50], false, "4-d, threaded");
+    check_batch_norm([8, 16, 14, 14], true, "4-d with ReLU");
+    check_batch_norm([64, 32, 40, 50], true, "4-d with ReLU, threaded");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 
@@ -15,6 +15,7 @@ use polymodal_core::{Error, Modality, MultimodalBatch, Result, Targets};
 
 use crate::data::{Example, Samples, prefetched};
 use crate::losses::binary_cross_entropy_with_logits;
+use crate::optim::FusedAdamConfig;
 use crate::trainer::Trainer;
 use crate::trainer::classifier::Classifier;
 use crate::trainer::config::TrainConfig;
@@ -297,9 +298,10 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Adam, with the configured gradient clipping.
+/// Adam (one pass per parameter on the CPU), with the configured gradient
+/// clipping.
 fn new_optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    let mut adam = AdamConfig::new();
+    let mut adam = FusedAdamConfig::new();
     if let Some(norm) = config.clip_grad_norm {
         adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(norm)));
     }

@@ -4,12 +4,13 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, ModuleOptimizer, OptimizerRecord};
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Result};
 
+use crate::optim::FusedAdamConfig;
 use crate::trainer::checkpoint::{
     decode_record, load_checkpoint, read_record, write_atomic, write_record,
 };
@@ -130,7 +131,7 @@ fn load_optimizer(optimizer: &mut ModuleOptimizer, optim_path: &Path) -> Result<
                 reason: e.to_string(),
             }
         })?;
-    *optimizer = std::mem::replace(optimizer, AdamConfig::new().init()).load_record(record);
+    *optimizer = std::mem::replace(optimizer, FusedAdamConfig::new().init()).load_record(record);
     Ok(())
 }
 
