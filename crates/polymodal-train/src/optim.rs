@@ -37,15 +37,21 @@ pub struct FusedAdam {
 }
 
 impl FusedAdamConfig {
-    /// The optimiser for a whole module, with the configured clipping.
-    pub fn init(&self) -> ModuleOptimizer {
-        let adam = FusedAdam {
+    /// The bare optimiser (one parameter group's, for
+    /// `ModuleOptimizer::with_group`); [`init`](Self::init) is the
+    /// whole-module one and the only one that applies the clipping.
+    pub fn build(&self) -> FusedAdam {
+        FusedAdam {
             beta_1: self.beta_1,
             beta_2: self.beta_2,
             epsilon: self.epsilon,
             weight_decay: self.weight_decay,
-        };
-        let optimizer = ModuleOptimizer::from(adam);
+        }
+    }
+
+    /// The optimiser for a whole module, with the configured clipping.
+    pub fn init(&self) -> ModuleOptimizer {
+        let optimizer = ModuleOptimizer::from(self.build());
         match &self.grad_clipping {
             Some(clipping) => optimizer.with_grad_clipping(clipping.init()),
             None => optimizer,
@@ -106,12 +112,10 @@ mod tests {
             config = config.with_weight_decay(Some(WeightDecayConfig::new(penalty)));
         }
         let burn = config.build();
-        let ours = FusedAdam {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-6,
-            weight_decay,
-        };
+        let ours = FusedAdamConfig::new()
+            .with_epsilon(1e-6)
+            .with_weight_decay(weight_decay)
+            .build();
         let random =
             || Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device).cast(dtype);
         let (mut theirs_param, mut ours_param) = (random(), None::<Tensor<2>>);
@@ -178,13 +182,7 @@ mod tests {
         let param = Tensor::<1>::from_floats([1.0, -2.0, 3.0], &device);
         let kept = param.clone();
         let grad = Tensor::<1>::from_floats([0.5, 0.5, -0.5], &device);
-        let adam = FusedAdamConfig::new();
-        let ours = FusedAdam {
-            beta_1: adam.beta_1,
-            beta_2: adam.beta_2,
-            epsilon: adam.epsilon,
-            weight_decay: None,
-        };
+        let ours = FusedAdamConfig::new().build();
         let (updated, _) = Optimizer::step(&ours, 0.1, param, grad, None);
         assert_eq!(kept.try_into_vec_as::<f32>().unwrap(), [1.0, -2.0, 3.0]);
         // The first step moves each value by about the learning rate

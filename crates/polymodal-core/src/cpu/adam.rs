@@ -7,7 +7,6 @@
 //! back, in place when the tensors own their buffers, split over the cores.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
@@ -56,38 +55,20 @@ pub fn adam_step<const D: usize>(
     moments: Option<[Tensor<D>; 2]>,
     step: &AdamStep,
 ) -> [Tensor<D>; 3] {
-    let all_f32 = param.dtype() == DType::F32
-        && grad.dtype() == DType::F32
-        && moments.iter().flatten().all(|m| m.dtype() == DType::F32);
-    let flex = |t: &Tensor<D>| all_f32 && flex_float(t.clone().into_dispatch()).is_some();
-    if !(flex(&param) && flex(&grad) && moments.iter().flatten().all(flex)) {
+    let fast = |t: &Tensor<D>| {
+        t.dtype() == DType::F32 && super::untracked_flex(t.clone().into_dispatch()).is_ok()
+    };
+    if !([&param, &grad].into_iter().chain(moments.iter().flatten())).all(fast) {
         return adam_tensor_ops(param, grad, moments, step);
     }
-    let take = |t: Tensor<D>| flex_float(t.into_dispatch()).expect("checked above");
+    let take = |t: Tensor<D>| super::untracked_flex(t.into_dispatch()).expect("checked above");
     let shape = param.dims();
     let (param, grad) = (take(param), take(grad).to_contiguous());
     let [m, v] = match moments {
         Some(moments) => moments.map(take),
         None => [(); 2].map(|_| FlexTensor::zeros(shape.to_vec().into(), DType::F32)),
     };
-    adam_flex(param, &grad, m, v, step).map(|t| {
-        Tensor::from_dispatch(DispatchTensor {
-            kind: DispatchTensorKind::Flex(BackendTensor::Float(t)),
-            autodiff: DispatchAutodiffContext::Disabled,
-        })
-    })
-}
-
-/// The Flex tensor inside `t` when it is a float tensor on Flex without
-/// autodiff.
-fn flex_float(t: DispatchTensor) -> Option<FlexTensor> {
-    match t {
-        DispatchTensor {
-            kind: DispatchTensorKind::Flex(BackendTensor::Float(tensor)),
-            autodiff: DispatchAutodiffContext::Disabled,
-        } => Some(tensor),
-        _ => None,
-    }
+    adam_flex(param, &grad, m, v, step).map(super::from_untracked_flex)
 }
 
 /// Burn's `Adam` step written with tensor ops (other devices and dtypes).

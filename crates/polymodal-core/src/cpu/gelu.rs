@@ -5,7 +5,6 @@
 //! split over the cores.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
 
@@ -20,15 +19,9 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if x.dtype() != DType::F32 {
         return burn::tensor::activation::gelu(x);
     }
-    match x.into_dispatch() {
-        DispatchTensor {
-            kind: DispatchTensorKind::Flex(BackendTensor::Float(tensor)),
-            autodiff: DispatchAutodiffContext::Disabled,
-        } => Tensor::from_dispatch(DispatchTensor {
-            kind: DispatchTensorKind::Flex(BackendTensor::Float(gelu_flex(tensor))),
-            autodiff: DispatchAutodiffContext::Disabled,
-        }),
-        other => burn::tensor::activation::gelu(Tensor::from_dispatch(other)),
+    match super::untracked_flex(x.into_dispatch()) {
+        Ok(tensor) => super::from_untracked_flex(gelu_flex(tensor)),
+        Err(other) => burn::tensor::activation::gelu(Tensor::from_dispatch(*other)),
     }
 }
 

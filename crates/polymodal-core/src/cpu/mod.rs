@@ -51,7 +51,8 @@ pub use gelu::gelu;
 pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::{PoolGeometry, max_pool2d};
 
-use burn::backend::DispatchTensorKind;
+use burn::backend::flex::FlexTensor;
+use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
 use burn::prelude::*;
 use burn::tensor::DType;
 
@@ -70,6 +71,26 @@ fn is_flex(kind: &DispatchTensorKind) -> bool {
         #[allow(unreachable_patterns)]
         _ => false,
     }
+}
+
+/// The Flex float tensor inside `t` when it is one without autodiff (what
+/// an inference pass or an optimiser sees), else `t` back.
+fn untracked_flex(t: DispatchTensor) -> Result<FlexTensor, Box<DispatchTensor>> {
+    match t {
+        DispatchTensor {
+            kind: DispatchTensorKind::Flex(BackendTensor::Float(tensor)),
+            autodiff: DispatchAutodiffContext::Disabled,
+        } => Ok(tensor),
+        other => Err(Box::new(other)),
+    }
+}
+
+/// `t` as a tensor without autodiff: the inverse of [`untracked_flex`].
+fn from_untracked_flex<const D: usize>(t: FlexTensor) -> Tensor<D> {
+    Tensor::from_dispatch(DispatchTensor {
+        kind: DispatchTensorKind::Flex(BackendTensor::Float(t)),
+        autodiff: DispatchAutodiffContext::Disabled,
+    })
 }
 
 /// Samples or channels below which one thread does all the work.
