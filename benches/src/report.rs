@@ -22,6 +22,16 @@ pub const COMMAND_ENV: &str = "POLYMODAL_BENCH_COMMAND";
 /// the kit's script sets it), for reports written where there is no git.
 pub const KIT_COMMIT_ENV: &str = "POLYMODAL_KIT_COMMIT";
 
+/// The `rustc --version` a GPU kit was built with (the kit's script sets
+/// it), for reports written where there is no Rust toolchain.
+pub const KIT_RUSTC_ENV: &str = "POLYMODAL_KIT_RUSTC";
+
+/// A name for a machine other than this project's own, added to the file
+/// names of CPU reports (`epoch-cpu-<name>.md`): the GPU runs set it so
+/// that their CPU epoch, timed on the GPU machine's processor, does not
+/// overwrite the report of the machine the CPU goals are judged on.
+pub const MACHINE_ENV: &str = "POLYMODAL_REPORT_MACHINE";
+
 /// The workspace root (the parent of the benches crate): from the
 /// `CARGO_MANIFEST_DIR` that `cargo run` sets, else from where this crate
 /// was built.
@@ -71,7 +81,7 @@ impl Provenance {
             commit: commit(),
             machine: machine(),
             os: os(),
-            rustc: first_line("rustc", &["--version"]).unwrap_or_else(|| "rustc: unknown".into()),
+            rustc: rustc_version(),
             tools: Vec::new(),
         }
     }
@@ -211,6 +221,18 @@ fn commit() -> String {
     }
 }
 
+/// `rustc --version`; where there is no toolchain, the one the GPU kit was
+/// built with when it says so.
+fn rustc_version() -> String {
+    first_line("rustc", &["--version"])
+        .or_else(|| {
+            std::env::var(KIT_RUSTC_ENV)
+                .ok()
+                .map(|v| format!("{v} (as the GPU kit was built)"))
+        })
+        .unwrap_or_else(|| "rustc: unknown".into())
+}
+
 /// `` `abc1234` ``, with ` + uncommitted changes` when the tree was dirty.
 pub fn describe_commit(hash: &str, dirty: bool) -> String {
     if dirty {
@@ -316,9 +338,21 @@ pub fn slug(text: &str) -> String {
 /// How a device is named in a report's file name: `cpu`, or `wgpu-` and the
 /// adapter's name (so that a run on lavapipe and one on a GPU, both `wgpu`
 /// on the command line, keep their own files).
+///
+/// On the CPU, `$POLYMODAL_REPORT_MACHINE` ([`MACHINE_ENV`]) is added when
+/// set: `cpu-nvidia-h200-machine`.
 pub fn device_slug(flag: &str, adapter: Option<&str>) -> String {
+    let machine = std::env::var(MACHINE_ENV).ok();
+    device_slug_on(flag, adapter, machine.as_deref())
+}
+
+/// [`device_slug`] with the machine's name given.
+pub fn device_slug_on(flag: &str, adapter: Option<&str>, machine: Option<&str>) -> String {
     match (flag, adapter) {
-        ("cpu", _) => "cpu".into(),
+        ("cpu", _) => match machine.map(str::trim).filter(|m| !m.is_empty()) {
+            Some(machine) => format!("cpu-{}", slug(machine)),
+            None => "cpu".into(),
+        },
         (_, Some(name)) => format!("wgpu-{}", slug(name)),
         (flag, None) => slug(flag),
     }
@@ -838,12 +872,17 @@ mod tests {
         assert_eq!(describe_commit("abc1234", false), "`abc1234`");
         assert_eq!(slug("llvmpipe (LLVM 15.0.6, 256 bits)"), "llvmpipe");
         assert_eq!(slug("NVIDIA H200"), "nvidia-h200");
-        assert_eq!(device_slug("cpu", None), "cpu");
+        assert_eq!(device_slug_on("cpu", None, None), "cpu");
+        assert_eq!(device_slug_on("cpu", None, Some(" ")), "cpu");
         assert_eq!(
-            device_slug("wgpu:1", Some("NVIDIA H200")),
+            device_slug_on("cpu", None, Some("NVIDIA H200 machine")),
+            "cpu-nvidia-h200-machine"
+        );
+        assert_eq!(
+            device_slug_on("wgpu:1", Some("NVIDIA H200"), Some("NVIDIA H200 machine")),
             "wgpu-nvidia-h200"
         );
-        assert_eq!(device_slug("wgpu:1", None), "wgpu-1");
+        assert_eq!(device_slug_on("wgpu:1", None, None), "wgpu-1");
         assert_eq!(shell_word("--reps"), "--reps");
         assert_eq!(shell_word("a b"), "'a b'");
     }

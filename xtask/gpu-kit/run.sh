@@ -92,6 +92,7 @@ fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d /tmp/polymodal-xdg.XXXXXX)}
 export CARGO_MANIFEST_DIR=$repo/benches          # where the reports and scripts are
 export POLYMODAL_KIT_COMMIT=$(cat "$work/commit.txt")
+export POLYMODAL_KIT_RUSTC=$(cat "$work/rustc.txt" 2>/dev/null || echo "rustc: unknown")
 export POLYMODAL_BENCH_COMMAND="bash target/gpu-kit/run.sh --reps $reps --rounds $rounds${adapter:+ --adapter $adapter}"
 
 say "devices"
@@ -109,6 +110,9 @@ fi
 precisions=f32
 if echo "$listing" | grep "^$adapter	" | grep -q 'f16$'; then precisions="f32 f16"; fi
 say "using $adapter (precisions: $precisions)"
+# The CPU epoch below is timed on this machine's processor: its report is
+# named for this machine (epoch-cpu-<gpu>-machine.md), not epoch-cpu.md.
+export POLYMODAL_REPORT_MACHINE="$(echo "$listing" | grep "^$adapter	" | cut -f2) machine"
 
 stamp=$work/stamp
 touch "$stamp"

@@ -97,6 +97,7 @@ fn build(kit: &Path) -> Result<(), String> {
     download_wheels(&stage.join("wheels"))?;
     stage_data(&stage.join("shared"))?;
     std::fs::write(stage.join("commit.txt"), commit()).map_err(|e| e.to_string())?;
+    std::fs::write(stage.join("rustc.txt"), rustc_version()).map_err(|e| e.to_string())?;
     run(
         "pack kit.tar.xz",
         Command::new("tar")
@@ -230,6 +231,18 @@ fn commit() -> String {
     } else {
         format!("`{hash}`")
     }
+}
+
+/// `rustc --version` of the toolchain that builds the kit, for the
+/// reports written where there is none.
+fn rustc_version() -> String {
+    Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "rustc: unknown".into())
 }
 
 /// Prints the kit's size beside the working tree's and fails when both
