@@ -71,7 +71,8 @@ pub enum Progress {
 pub struct TrainReport {
     /// Every epoch (including those before a resume).
     pub epochs: Vec<EpochReport>,
-    /// The epoch whose model was kept (best validation accuracy).
+    /// The epoch whose model was kept: the best validation accuracy, ties
+    /// broken by the lower validation loss.
     pub best_epoch: usize,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,

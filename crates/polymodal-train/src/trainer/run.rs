@@ -98,9 +98,9 @@ impl<'a> Run<'a> {
             )?;
             model = next;
             let report = self.validate(&model, epoch, train_loss, rate, epoch_start)?;
+            let improved = state.improves(&report);
             state.epoch = epoch;
             state.history.push(report.clone());
-            let improved = report.valid_accuracy > state.best_accuracy;
             if improved {
                 state.best_accuracy = report.valid_accuracy;
                 state.best_epoch = epoch;

@@ -41,6 +41,22 @@ impl RunState {
             history: Vec::new(),
         }
     }
+
+    /// Whether the epoch `report` beats the best so far: a higher
+    /// validation accuracy, or the same accuracy at a lower validation loss.
+    /// Small validation sets tie often, and the first epoch of a tie is the
+    /// least trained one. A NaN loss never wins a tie.
+    pub(super) fn improves(&self, report: &EpochReport) -> bool {
+        if report.valid_accuracy != self.best_accuracy {
+            return report.valid_accuracy > self.best_accuracy;
+        }
+        let best_loss = self
+            .history
+            .iter()
+            .find(|r| r.epoch == self.best_epoch)
+            .map_or(f32::INFINITY, |r| r.valid_loss);
+        report.valid_loss < best_loss
+    }
 }
 
 /// A resumed run: the model of the last finished epoch, the state, and the
@@ -156,4 +172,56 @@ fn best_record(dir: &RunDir, state: &RunState, model_path: &Path) -> Result<Opti
     } else {
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn epoch(epoch: usize, valid_accuracy: f32, valid_loss: f32) -> EpochReport {
+        EpochReport {
+            epoch,
+            train_loss: 0.0,
+            valid_loss,
+            valid_accuracy,
+            valid_macro_f1: valid_accuracy,
+            learning_rate: 1e-3,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The best epoch so far is epoch 2 (accuracy 0.9, loss 0.3).
+    #[test]
+    fn accuracy_decides_and_validation_loss_breaks_ties() {
+        let mut state = RunState::new(TrainConfig::default());
+        assert!(
+            state.improves(&epoch(1, 0.5, 0.9)),
+            "the first epoch is the best so far"
+        );
+        state.history = vec![epoch(1, 0.5, 0.9), epoch(2, 0.9, 0.3)];
+        (state.epoch, state.best_epoch, state.best_accuracy) = (2, 2, 0.9);
+        assert!(state.improves(&epoch(3, 0.95, 0.8)), "higher accuracy wins");
+        assert!(
+            !state.improves(&epoch(3, 0.85, 0.1)),
+            "lower accuracy loses"
+        );
+        assert!(
+            state.improves(&epoch(3, 0.9, 0.2)),
+            "a tie at a lower loss wins"
+        );
+        assert!(
+            !state.improves(&epoch(3, 0.9, 0.3)),
+            "an exact tie keeps the first"
+        );
+        assert!(
+            !state.improves(&epoch(3, 0.9, 0.4)),
+            "a tie at a higher loss loses"
+        );
+        assert!(
+            !state.improves(&epoch(3, 0.9, f32::NAN)),
+            "a NaN loss never wins"
+        );
+    }
 }
