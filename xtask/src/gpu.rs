@@ -113,14 +113,18 @@ fn hardware_adapter(listing: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The adapter's name in `listing` (`wgpu:0\tNVIDIA H200\tf32, f16`), or
-/// its flag when the listing lacks it.
-fn adapter_name<'a>(listing: &'a str, adapter: &'a str) -> &'a str {
+/// What `listing` says of `adapter` after its flag: `NVIDIA H200\tf32, f16`
+/// for `wgpu:0\tNVIDIA H200\tf32, f16`.
+fn adapter_entry<'a>(listing: &'a str, adapter: &str) -> Option<&'a str> {
     listing
         .lines()
-        .filter_map(|l| l.strip_prefix(adapter)?.strip_prefix('\t'))
-        .filter_map(|rest| rest.split('\t').next())
-        .next()
+        .find_map(|l| l.strip_prefix(adapter)?.strip_prefix('\t'))
+}
+
+/// The adapter's name in `listing`, or its flag when the listing lacks it.
+fn adapter_name<'a>(listing: &'a str, adapter: &'a str) -> &'a str {
+    adapter_entry(listing, adapter)
+        .and_then(|entry| entry.split('\t').next())
         .unwrap_or(adapter)
 }
 
@@ -146,9 +150,7 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
                 .into(),
         );
     };
-    let has_f16 = listing
-        .lines()
-        .any(|l| l.starts_with(&format!("{adapter}\t")) && l.ends_with("f16"));
+    let has_f16 = adapter_entry(&listing, &adapter).is_some_and(|e| e.ends_with("f16"));
     println!("==> using {adapter} (f16: {has_f16})");
     // Every binary built once, before anything is timed.
     run(
@@ -178,12 +180,14 @@ pub fn gpu(args: &[String]) -> Result<(), String> {
     for device in [adapter.as_str(), "cpu"] {
         let args = ["--device", device];
         let mut epoch = python_bench("epoch", &args)?;
-        // Timed on the GPU machine's processor: its own report, not the
-        // one of the machine the CPU goals are judged on.
-        epoch.env(
-            "POLYMODAL_REPORT_MACHINE",
-            format!("{} machine", adapter_name(&listing, &adapter)),
-        );
+        if device == "cpu" {
+            // Timed on the GPU machine's processor: its own report, not the
+            // one of the machine the CPU goals are judged on.
+            epoch.env(
+                "POLYMODAL_REPORT_MACHINE",
+                format!("{} machine", adapter_name(&listing, &adapter)),
+            );
+        }
         steps.push((format!("AV-MNIST epoch on {device}"), epoch));
     }
     // One failing step does not cost the others their figures.
@@ -209,6 +213,11 @@ mod tests {
     #[test]
     fn the_first_hardware_adapter_is_chosen_and_named() {
         assert_eq!(hardware_adapter(LISTING).as_deref(), Some("wgpu:1"));
+        assert_eq!(
+            adapter_entry(LISTING, "wgpu:1"),
+            Some("NVIDIA H200\tf32, f16")
+        );
+        assert_eq!(adapter_entry(LISTING, "wgpu:2"), None);
         assert_eq!(adapter_name(LISTING, "wgpu:1"), "NVIDIA H200");
         assert_eq!(
             adapter_name(LISTING, "wgpu:0"),
