@@ -13,7 +13,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::extension::CpuTrainOps;
-use super::{on_flex_f32, parts};
+use super::{on_flex_f32, parts, winograd};
 
 /// The sizes of one convolution: every dimension the forward and backward
 /// passes need, so the gradient ops know the shapes they produce.
@@ -392,15 +392,21 @@ const COLUMN_BLOCK: usize = 1 << 16;
 
 /// A matrix operand for [`matmul`]: element (r, c) at `r·row + c·col`.
 #[derive(Clone, Copy)]
-struct Operand<'a> {
-    data: &'a [f32],
-    row: usize,
-    col: usize,
+pub(super) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub row: usize,
+    pub col: usize,
 }
 
 /// `dst` (`m × n`, row-major) = `lhs · rhs` (`m × k`, `k × n`), added to
 /// `dst`'s values when `accumulate`.
-fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool) {
+pub(super) fn matmul(
+    dst: &mut [f32],
+    [m, n, k]: [usize; 3],
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -730,6 +736,9 @@ impl Epilogue<'_> {
 
 /// The forward pass: `[batch, out, oh, ow]` values.
 pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::forward(g, x, weight, epilogue);
+    }
     let (k, n, m) = (g.patch(), g.positions(), g.out_channels);
     let len = g.batch * m * n;
     let mut out = Vec::with_capacity(len);
@@ -792,6 +801,9 @@ pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epi
 
 /// `∂L/∂x` `[batch, in, h, w]` from `∂L/∂out` `grad`.
 pub(super) fn x_grad(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::x_grad(g, weight, grad);
+    }
     let (k, m) = (g.patch(), g.out_channels);
     let sample_in = g.sample_input();
     let mut dx = vec![0.0f32; g.batch * sample_in];

@@ -42,6 +42,7 @@ mod extension;
 mod gelu;
 mod norm;
 mod pool;
+mod winograd;
 
 pub use adam::{AdamStep, adam_step};
 pub use allocator::tune_allocator;

@@ -134,6 +134,23 @@ fn conv2d_matches_burn_forward_and_gradients() {
             same(Conv2dConfig::new([32, 3], [3, 3])),
             [2, 32, 5, 104],
         ),
+        // 64 channels or more: Winograd's F(2x2, 3x3) (`winograd.rs`),
+        // forward and input gradient; odd sizes leave half-filled tiles.
+        (
+            "Winograd 64->64, odd height and width",
+            same(Conv2dConfig::new([64, 64], [3, 3])),
+            [2, 64, 7, 5],
+        ),
+        (
+            "Winograd 64->80, one row, no bias",
+            same(Conv2dConfig::new([64, 80], [3, 3]).with_bias(false)),
+            [3, 64, 1, 3],
+        ),
+        (
+            "Winograd in two chunks of tile rows across samples",
+            same(Conv2dConfig::new([64, 64], [3, 3])),
+            [2, 64, 40, 16],
+        ),
     ];
     for (what, config, shape) in cases {
         check_conv(config.init(&d), shape, what);
@@ -348,6 +365,11 @@ fn conv2d_norm_in_inference_is_burns_layers() {
                 .with_bias(false),
             [3, 4, 8, 7],
         ),
+        (
+            "3x3 same 64->64 without bias (Winograd; a ResNet block)",
+            same(Conv2dConfig::new([64, 64], [3, 3]).with_bias(false)),
+            [2, 64, 5, 7],
+        ),
     ];
     for (what, config, shape) in cases {
         let channels = config.channels[1];
@@ -392,6 +414,30 @@ fn conv2d_norm_keeps_nan() {
         .unwrap();
     assert!(out[0].is_nan() && out[2].is_nan(), "{out:?}");
     assert!(out[1].is_finite() && out[3].is_finite(), "{out:?}");
+}
+
+#[test]
+fn winograd_keeps_nan_where_it_reaches() {
+    // A NaN input stays NaN in every output whose 3x3 window reads it (and
+    // spreads to the rest of those outputs' 2x2 tiles: 0 · NaN is NaN in
+    // the transforms), so a diverging model is still caught.
+    let conv = Conv2dConfig::new([64, 64], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&device())
+        .valid();
+    let mut values = vec![0.5f32; 64 * 6 * 6];
+    values[2 * 6 + 3] = f32::NAN;
+    let x = Tensor::<4>::from_data(TensorData::new(values, [1, 64, 6, 6]), &Device::flex());
+    let out = conv2d(&conv, x).try_into_vec_as::<f32>().unwrap();
+    for c in [0, 63] {
+        for (y, x) in [(1, 2), (2, 3), (3, 4)] {
+            assert!(
+                out[(c * 6 + y) * 6 + x].is_nan(),
+                "channel {c} at ({y}, {x})"
+            );
+        }
+        assert!(out[(c * 6 + 5) * 6].is_finite(), "channel {c} far away");
+    }
 }
 
 #[test]
