@@ -9,7 +9,6 @@ use std::path::Path;
 
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use serde::Deserialize;
 
@@ -115,12 +114,13 @@ impl Attention {
     ) -> Tensor<3> {
         let [batch, length, dim] = x.dims();
         let queries = self.split(&self.query, x);
-        let context = attention(
+        // Unmasked (cross-attention, one step with the cache) on the CPU
+        // fast path; masked on Burn's op.
+        let context = polymodal_core::cpu::attention(
             queries,
             keys,
             values,
             mask,
-            None,
             AttentionModuleOptions::default(),
         );
         self.output

@@ -6,7 +6,6 @@
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu, sigmoid};
-use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use serde::{Deserialize, Serialize};
 
@@ -120,9 +119,10 @@ impl SelfAttention {
 
     /// Attends over `x` `[batch, length, dim]`. `padding` `[batch, length]`
     /// is true at keys to ignore; `causal` hides later positions (CLIP's
-    /// text tower). Runs as the backend's fused attention (one pass over the
-    /// scores instead of matmul, scale, mask, softmax, matmul); a query whose
-    /// keys are all hidden gets zeros.
+    /// text tower). Runs as [`crate::cpu::attention`] (on the CPU backend
+    /// in inference without padding) or the backend's fused attention (one
+    /// pass over the scores instead of matmul, scale, mask, softmax,
+    /// matmul); a query whose keys are all hidden gets zeros.
     pub fn forward(
         &self,
         x: Tensor<3>,
@@ -146,7 +146,7 @@ impl SelfAttention {
             is_causal: causal,
             ..Default::default()
         };
-        let context = attention(q, k, v, mask, None, options)
+        let context = crate::cpu::attention(q, k, v, mask, options)
             .swap_dims(1, 2)
             .reshape([batch, length, dim]);
         self.output.forward(context)

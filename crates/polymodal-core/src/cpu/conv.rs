@@ -427,7 +427,7 @@ pub(super) fn matmul(
 /// # Safety
 /// `dst` must be valid for writes (and reads when `accumulate`) of the
 /// `m × n` elements at `r · dst_row + c`; `m`, `n` and `k` are positive.
-unsafe fn product(
+pub(super) unsafe fn product(
     dst: *mut f32,
     dst_row: usize,
     [m, n, k]: [usize; 3],

@@ -104,16 +104,17 @@ pub(crate) fn erf(x: f32) -> f32 {
     magnitude.copysign(x)
 }
 
-/// e^v for v ≤ 0 (down to where it underflows to 0), with the same branch-free
+/// e^v for v ≤ 0 (down to where it underflows to 0; NaN for NaN), with the same branch-free
 /// code for every element: v = k·ln 2 + r, e^v = 2^k·e^r, e^r by its Taylor
 /// series to r⁷ (|r| ≤ ln 2 / 2, relative error below 1e-8).
 #[inline(always)]
-fn exp_non_positive(v: f32) -> f32 {
+pub(super) fn exp_non_positive(v: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Adding and removing 1.5·2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    let v = v.max(-87.0);
+    // A comparison rather than `max`, so a NaN stays NaN.
+    let v = if v < -87.0 { -87.0 } else { v };
     let k = (v * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = v - k * LN2_HI - k * LN2_LO;
     let p = 1.0

@@ -36,6 +36,7 @@
 
 mod adam;
 mod allocator;
+mod attention;
 mod autodiff;
 mod conv;
 mod extension;
@@ -46,6 +47,7 @@ mod winograd;
 
 pub use adam::{AdamStep, adam_step};
 pub use allocator::tune_allocator;
+pub use attention::attention;
 pub use conv::{ConvGeometry, conv2d, conv2d_norm};
 pub use extension::{CpuTrainOps, NormSettings, flex_tensor};
 pub use gelu::gelu;

@@ -533,3 +533,96 @@ fn max_pool2d_propagates_nan_and_falls_back_in_ceil_mode() {
     let x = random([1, 2, 5, 5]);
     assert_close(&max_pool2d(&ceil, x.clone()), &ceil.forward(x), "ceil mode");
 }
+
+fn options(causal: bool, scale: Option<f64>) -> burn::tensor::ops::AttentionModuleOptions {
+    burn::tensor::ops::AttentionModuleOptions {
+        scale,
+        softcap: None,
+        is_causal: causal,
+    }
+}
+
+#[test]
+fn attention_matches_burn() {
+    let flex = Device::flex();
+    let random =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
+    // (batch, heads, queries, keys, dim, value, causal, scale)
+    let cases = [
+        (2, 3, 5, 7, 8, 8, false, None),
+        (1, 6, 1, 300, 16, 16, false, None),
+        (2, 2, 70, 70, 4, 6, true, None),
+        (1, 1, 130, 3, 5, 2, false, Some(0.3)),
+        (1, 2, 9, 9, 3, 3, true, Some(1.7)),
+    ];
+    for (b, h, lq, lk, d, dv, causal, scale) in cases {
+        let what = format!("b{b} h{h} q{lq} k{lk} d{d} v{dv} causal {causal} scale {scale:?}");
+        // The heads as views of [batch, length, heads, dim], as the
+        // encoders make them.
+        let check = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, what: &str| {
+            let opts = options(causal, scale);
+            let ours = super::attention(q.clone(), k.clone(), v.clone(), None, opts);
+            let burn = burn::tensor::module::attention(q, k, v, None, None, opts);
+            assert_close(&ours, &burn, what);
+        };
+        let q = random([b, lq, h, d]).swap_dims(1, 2);
+        let k = random([b, lk, h, d]).swap_dims(1, 2);
+        let v = random([b, lk, h, dv]).swap_dims(1, 2);
+        check(q, k, v, &what);
+        // Contiguous inputs too.
+        let contiguous = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &flex);
+        check(
+            contiguous(random([b, h, lq, d])),
+            contiguous(random([b, h, lk, d])),
+            contiguous(random([b, h, lk, dv])),
+            &format!("{what}, contiguous"),
+        );
+    }
+}
+
+#[test]
+fn attention_keeps_nan_and_falls_back_with_a_mask_or_autodiff() {
+    let flex = Device::flex();
+    let mut values = vec![0.25f32; 2 * 4];
+    values[1] = f32::NAN; // query 0
+    let q = Tensor::<4>::from_data(TensorData::new(values, [1, 1, 2, 4]), &flex);
+    let k = Tensor::<4>::random([1, 1, 3, 4], Distribution::Normal(0.0, 1.0), &flex);
+    let v = Tensor::<4>::random([1, 1, 3, 4], Distribution::Normal(0.0, 1.0), &flex);
+    let out = super::attention(q.clone(), k.clone(), v.clone(), None, options(false, None))
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    assert!(out[..4].iter().all(|x| x.is_nan()), "{out:?}");
+    assert!(out[4..].iter().all(|x| x.is_finite()), "{out:?}");
+    // A mask: Burn's op, the same result.
+    let mask = Tensor::<4, Bool>::from_data(
+        TensorData::new(vec![false, true, false, true, false, false], [1, 1, 2, 3]),
+        &flex,
+    );
+    let ours = super::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        Some(mask.clone()),
+        options(false, None),
+    );
+    let burn = burn::tensor::module::attention(q, k, v, Some(mask), None, options(false, None));
+    assert_eq!(
+        ours.try_into_vec_as::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>(),
+        burn.try_into_vec_as::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    );
+    // Under autodiff: Burn's op, with gradients.
+    let q = random([1, 2, 3, 4]).require_grad();
+    let (k, v) = (random([1, 2, 3, 4]), random([1, 2, 3, 4]));
+    let grads = super::attention(q.clone(), k, v, None, options(true, None))
+        .sum()
+        .backward();
+    assert!(q.grad(&grads).is_some());
+}

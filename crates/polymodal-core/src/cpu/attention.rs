@@ -1,0 +1,251 @@
+//! Scaled dot-product attention on Flex in f32 without autodiff, for the
+//! encoders' inference. Flex's fused op runs its softmax one scalar
+//! element at a time, with the mask and causal tests inside the loop and
+//! libm's `expf` per score: on whisper-tiny.en's 1,500-position encoder
+//! that loop and `expf` were a quarter of a transcription's time. Here each
+//! block of query rows is one gemm for the scores, a softmax in plain
+//! vectorisable arithmetic (the exponential of the GELU fast path), and one
+//! gemm for the output, written straight into the `[batch, query, head,
+//! value]` layout the caller merges the heads from; the inputs are read
+//! through their strides (the heads are views of the projections), so
+//! nothing is copied.
+
+use burn::backend::Bytes;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn::tensor::ops::AttentionModuleOptions;
+use rayon::prelude::*;
+
+use super::conv::{Operand, product};
+use super::{from_untracked_flex, untracked_flex};
+
+/// Query rows per block: the block's scores (`rows × keys`) stay in cache
+/// for the softmax and the second product.
+const QUERY_BLOCK: usize = 64;
+
+/// Multiply-adds below which one thread does all the blocks.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// `burn::tensor::module::attention(q, k, v, mask, None, options)`: `q`
+/// `[batch, heads, queries, dim]`, `k` `[batch, heads, keys, dim]`, `v`
+/// `[batch, heads, keys, value]`. Without a mask or soft cap, for f32
+/// tensors on Flex outside autodiff (causal only when queries and keys are
+/// as many), it runs here; otherwise Burn's op.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+    options: AttentionModuleOptions,
+) -> Tensor<4> {
+    let [batch, heads, queries, dim] = q.dims();
+    let [kb, kh, keys, kd] = k.dims();
+    let [vb, vh, vk, _] = v.dims();
+    let fits = mask.is_none()
+        && options.softcap.is_none()
+        && (!options.is_causal || queries == keys)
+        && [kb, vb] == [batch; 2]
+        && [kh, vh] == [heads; 2]
+        && kd == dim
+        && vk == keys
+        && [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32);
+    if !fits {
+        return burn::tensor::module::attention(q, k, v, mask, None, options);
+    }
+    match (
+        untracked_flex(q.into_dispatch()),
+        untracked_flex(k.into_dispatch()),
+        untracked_flex(v.into_dispatch()),
+    ) {
+        (Ok(q), Ok(k), Ok(v)) => from_untracked_flex(attend(q, k, v, options)),
+        (q, k, v) => {
+            let back = |t: Result<FlexTensor, Box<_>>| match t {
+                Ok(t) => from_untracked_flex(t),
+                Err(other) => Tensor::from_dispatch(*other),
+            };
+            burn::tensor::module::attention(back(q), back(k), back(v), None, None, options)
+        }
+    }
+}
+
+/// A 4-D operand read through its strides.
+struct Strided<'a> {
+    data: &'a [f32],
+    start: usize,
+    strides: [usize; 4],
+}
+
+impl<'a> Strided<'a> {
+    /// `t`'s values and strides; `None` when a stride is negative.
+    fn of(t: &'a FlexTensor) -> Option<Self> {
+        let layout = t.layout();
+        let strides: Vec<usize> = layout
+            .strides()
+            .iter()
+            .map(|&s| usize::try_from(s).ok())
+            .collect::<Option<_>>()?;
+        Some(Self {
+            data: t.storage::<f32>(),
+            start: layout.start_offset(),
+            strides: strides.try_into().ok()?,
+        })
+    }
+
+    /// The `[rows, columns]` matrix of (batch, head) from row `first`, as a
+    /// gemm operand (`transposed`: columns × rows).
+    fn matrix(&self, b: usize, h: usize, first: usize, transposed: bool) -> Operand<'a> {
+        let [sb, sh, sr, sc] = self.strides;
+        let at = self.start + b * sb + h * sh + first * sr;
+        let (row, col) = if transposed { (sc, sr) } else { (sr, sc) };
+        Operand {
+            data: &self.data[at..],
+            row,
+            col,
+        }
+    }
+}
+
+/// The attention of contiguous-or-strided `q`, `k`, `v` (shapes checked by
+/// the caller), as a `[batch, heads, queries, value]` view of a `[batch,
+/// queries, heads, value]` buffer.
+fn attend(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    options: AttentionModuleOptions,
+) -> FlexTensor {
+    let dims = |t: &FlexTensor| -> [usize; 4] {
+        let s = t.layout().shape();
+        [s[0], s[1], s[2], s[3]]
+    };
+    let ([batch, heads, queries, dim], [_, _, keys, value]) = (dims(&q), dims(&v));
+    let positive = |t: FlexTensor| {
+        if t.layout().has_positive_strides() {
+            t
+        } else {
+            t.to_contiguous()
+        }
+    };
+    let (q, k, v) = (positive(q), positive(k), positive(v));
+    let len = batch * queries * heads * value;
+    let mut out = vec![0.0f32; len];
+    let layout = Layout::contiguous(vec![batch, queries, heads, value].into()).transpose(1, 2);
+    let (Some(qs), Some(ks), Some(vs)) = (Strided::of(&q), Strided::of(&k), Strided::of(&v)) else {
+        unreachable!("strides made non-negative above");
+    };
+    if keys > 0 && dim > 0 && value > 0 {
+        let scale = options
+            .scale
+            .map_or(1.0 / (dim as f32).sqrt(), |s| s as f32);
+        let blocks: Vec<(usize, usize, usize)> = (0..batch)
+            .flat_map(|b| (0..heads).map(move |h| (b, h)))
+            .flat_map(|(b, h)| (0..queries).step_by(QUERY_BLOCK).map(move |i| (b, h, i)))
+            .collect();
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let run = |&(b, h, first): &(usize, usize, usize)| {
+            let rows = QUERY_BLOCK.min(queries - first);
+            let mut scores = vec![0.0f32; rows * keys];
+            // SAFETY: `scores` holds rows × keys values; the operands'
+            // bounds are asserted by `product`.
+            unsafe {
+                product(
+                    scores.as_mut_ptr(),
+                    keys,
+                    [rows, keys, dim],
+                    qs.matrix(b, h, first, false),
+                    ks.matrix(b, h, 0, true),
+                    false,
+                );
+            }
+            for (r, row) in scores.chunks_mut(keys).enumerate() {
+                let visible = if options.is_causal {
+                    first + r + 1
+                } else {
+                    keys
+                };
+                softmax(row, visible, scale);
+            }
+            let p = Operand {
+                data: &scores,
+                row: keys,
+                col: 1,
+            };
+            let at = ((b * queries + first) * heads + h) * value;
+            // SAFETY: the block writes rows first..first + rows of head h
+            // (`value` values each, rows `heads · value` apart), which no
+            // other block writes; the buffer holds all of them.
+            unsafe {
+                let dst = out_ptr.at(at);
+                product(
+                    dst,
+                    heads * value,
+                    [rows, value, keys],
+                    p,
+                    vs.matrix(b, h, 0, false),
+                    false,
+                );
+            }
+        };
+        if batch * heads * queries * keys * (dim + value) < PARALLEL_MIN {
+            blocks.iter().for_each(run);
+        } else {
+            blocks.par_iter().for_each(run);
+        }
+    }
+    FlexTensor::new(Bytes::from_elems(out), layout, DType::F32)
+}
+
+/// The output buffer shared by the blocks, each writing its own values.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: the blocks write disjoint values (see `attend`).
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` values in.
+    ///
+    /// # Safety
+    /// `offset` must lie within the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `offset` within the buffer.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// Softmax of `scale · row[..visible]` in place; the hidden rest gets 0.
+/// A NaN score makes its row NaN, as in Burn's op. Maximum and sum run in
+/// eight lanes, so the loops vectorise.
+fn softmax(row: &mut [f32], visible: usize, scale: f32) {
+    let (shown, hidden) = row.split_at_mut(visible.min(row.len()));
+    hidden.fill(0.0);
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = shown.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (m, &s) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(s * scale);
+        }
+    }
+    let max = chunks.remainder().iter().fold(
+        lanes.into_iter().fold(f32::NEG_INFINITY, f32::max),
+        |m, &s| m.max(s * scale),
+    );
+    let mut sums = [0.0f32; 8];
+    let mut chunks = shown.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        for (sum, s) in sums.iter_mut().zip(chunk) {
+            *s = super::gelu::exp_non_positive(*s * scale - max);
+            *sum += *s;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for s in chunks.into_remainder() {
+        *s = super::gelu::exp_non_positive(*s * scale - max);
+        sum += *s;
+    }
+    let inverse = 1.0 / sum;
+    shown.iter_mut().for_each(|s| *s *= inverse);
+}
