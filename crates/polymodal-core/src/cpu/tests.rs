@@ -549,11 +549,13 @@ fn attention_matches_burn() {
         |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
     // (batch, heads, queries, keys, dim, value, causal, scale)
     let cases = [
-        (2, 3, 5, 7, 8, 8, false, None),
-        (1, 6, 1, 300, 16, 16, false, None),
+        (2, 3, 17, 7, 8, 8, false, None),
+        (1, 6, 16, 300, 16, 16, false, None),
+        // One query: a decoder step with its cache.
+        (5, 6, 1, 300, 16, 16, false, None),
         (2, 2, 70, 70, 4, 6, true, None),
         (1, 1, 130, 3, 5, 2, false, Some(0.3)),
-        (1, 2, 9, 9, 3, 3, true, Some(1.7)),
+        (1, 2, 19, 19, 3, 3, true, Some(1.7)),
     ];
     for (b, h, lq, lk, d, dv, causal, scale) in cases {
         let what = format!("b{b} h{h} q{lq} k{lk} d{d} v{dv} causal {causal} scale {scale:?}");
@@ -583,9 +585,10 @@ fn attention_matches_burn() {
 #[test]
 fn attention_keeps_nan_and_falls_back_with_a_mask_or_autodiff() {
     let flex = Device::flex();
-    let mut values = vec![0.25f32; 2 * 4];
-    values[1] = f32::NAN; // query 0
-    let q = Tensor::<4>::from_data(TensorData::new(values, [1, 1, 2, 4]), &flex);
+    // Query 0 of 16 with a NaN.
+    let mut values = vec![0.25f32; 16 * 4];
+    values[1] = f32::NAN;
+    let q = Tensor::<4>::from_data(TensorData::new(values, [1, 1, 16, 4]), &flex);
     let k = Tensor::<4>::random([1, 1, 3, 4], Distribution::Normal(0.0, 1.0), &flex);
     let v = Tensor::<4>::random([1, 1, 3, 4], Distribution::Normal(0.0, 1.0), &flex);
     let out = super::attention(q.clone(), k.clone(), v.clone(), None, options(false, None))
@@ -594,10 +597,8 @@ fn attention_keeps_nan_and_falls_back_with_a_mask_or_autodiff() {
     assert!(out[..4].iter().all(|x| x.is_nan()), "{out:?}");
     assert!(out[4..].iter().all(|x| x.is_finite()), "{out:?}");
     // A mask: Burn's op, the same result.
-    let mask = Tensor::<4, Bool>::from_data(
-        TensorData::new(vec![false, true, false, true, false, false], [1, 1, 2, 3]),
-        &flex,
-    );
+    let hidden: Vec<bool> = (0..16 * 3).map(|i| i % 5 == 1).collect();
+    let mask = Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, 16, 3]), &flex);
     let ours = super::attention(
         q.clone(),
         k.clone(),
