@@ -77,19 +77,15 @@ struct Strided<'a> {
 }
 
 impl<'a> Strided<'a> {
-    /// `t`'s values and strides; `None` when a stride is negative.
-    fn of(t: &'a FlexTensor) -> Option<Self> {
+    /// `t`'s values and strides, which must be non-negative (`attend`
+    /// makes them so).
+    fn of(t: &'a FlexTensor) -> Self {
         let layout = t.layout();
-        let strides: Vec<usize> = layout
-            .strides()
-            .iter()
-            .map(|&s| usize::try_from(s).ok())
-            .collect::<Option<_>>()?;
-        Some(Self {
+        Self {
             data: t.storage::<f32>(),
             start: layout.start_offset(),
-            strides: strides.try_into().ok()?,
-        })
+            strides: std::array::from_fn(|i| layout.strides()[i].unsigned_abs()),
+        }
     }
 
     /// The `[rows, columns]` matrix of (batch, head) from row `first`, as a
@@ -131,9 +127,7 @@ fn attend(
     let len = batch * queries * heads * value;
     let mut out = vec![0.0f32; len];
     let layout = Layout::contiguous(vec![batch, queries, heads, value].into()).transpose(1, 2);
-    let (Some(qs), Some(ks), Some(vs)) = (Strided::of(&q), Strided::of(&k), Strided::of(&v)) else {
-        unreachable!("strides made non-negative above");
-    };
+    let (qs, ks, vs) = (Strided::of(&q), Strided::of(&k), Strided::of(&v));
     if keys > 0 && dim > 0 && value > 0 {
         let scale = options
             .scale
@@ -143,9 +137,12 @@ fn attend(
             .flat_map(|(b, h)| (0..queries).step_by(QUERY_BLOCK).map(move |i| (b, h, i)))
             .collect();
         let out_ptr = SharedOut(out.as_mut_ptr());
-        let run = |&(b, h, first): &(usize, usize, usize)| {
+        // One scores buffer per worker, reused block after block (gemm
+        // overwrites it), rather than a zeroed allocation per block.
+        let buffer = || vec![0.0f32; QUERY_BLOCK.min(queries) * keys];
+        let run = |scores: &mut Vec<f32>, &(b, h, first): &(usize, usize, usize)| {
             let rows = QUERY_BLOCK.min(queries - first);
-            let mut scores = vec![0.0f32; rows * keys];
+            let scores = &mut scores[..rows * keys];
             // SAFETY: `scores` holds rows × keys values; the operands'
             // bounds are asserted by `product`.
             unsafe {
@@ -167,7 +164,7 @@ fn attend(
                 softmax(row, visible, scale);
             }
             let p = Operand {
-                data: &scores,
+                data: scores,
                 row: keys,
                 col: 1,
             };
@@ -188,9 +185,10 @@ fn attend(
             }
         };
         if batch * heads * queries * keys * (dim + value) < PARALLEL_MIN {
-            blocks.iter().for_each(run);
+            let mut scores = buffer();
+            blocks.iter().for_each(|block| run(&mut scores, block));
         } else {
-            blocks.par_iter().for_each(run);
+            blocks.par_iter().for_each_init(buffer, run);
         }
     }
     FlexTensor::new(Bytes::from_elems(out), layout, DType::F32)

@@ -149,8 +149,15 @@ fn convolve(g: &ConvGeometry, x: &[f32], u: &[f32], epilogue: &Epilogue) -> Vec<
             let first = part * run;
             let samples = y.len() / sample_out;
             let x = &x[first * sample_in..(first + samples) * sample_in];
-            let rows: Vec<(usize, usize)> = (0..samples)
-                .flat_map(|s| (0..tile_rows).map(move |ty| (s, ty)))
+            // Every tile row of the task's samples, placed in its chunk.
+            let rows: Vec<TileRow> = (0..samples)
+                .flat_map(|sample| (0..tile_rows).map(move |ty| (sample, ty)))
+                .enumerate()
+                .map(|(r, (sample, ty))| TileRow {
+                    sample,
+                    ty,
+                    at: r % rows_per_chunk * tw,
+                })
                 .collect();
             let widest = rows_per_chunk.min(rows.len()) * tw;
             let mut v = vec![0.0f32; 16 * inp * widest];
@@ -158,17 +165,8 @@ fn convolve(g: &ConvGeometry, x: &[f32], u: &[f32], epilogue: &Epilogue) -> Vec<
             let mut scratch = RowScratch::new(w, tw);
             for chunk in rows.chunks(rows_per_chunk) {
                 let tiles = chunk.len() * tw;
-                let chunk: Vec<TileRow> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(r, &(sample, ty))| TileRow {
-                        sample,
-                        ty,
-                        at: r * tw,
-                    })
-                    .collect();
                 let v = &mut v[..16 * inp * tiles];
-                for row in &chunk {
+                for row in chunk {
                     let x = &x[row.sample * sample_in..][..sample_in];
                     transform_input(x, inp, [h, w], *row, tiles, v, &mut scratch);
                 }
@@ -187,7 +185,7 @@ fn convolve(g: &ConvGeometry, x: &[f32], u: &[f32], epilogue: &Epilogue) -> Vec<
                     let dst = &mut m[xi * out * tiles..][..out * tiles];
                     matmul(dst, [out, tiles, inp], kernels, inputs, false);
                 }
-                for row in &chunk {
+                for row in chunk {
                     let y = &mut y[row.sample * sample_out..][..sample_out];
                     transform_output(m, out, [h, w], *row, tiles, y, epilogue, &mut scratch);
                 }
