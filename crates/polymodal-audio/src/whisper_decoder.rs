@@ -128,6 +128,25 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Unmasked attention of `x` `[rows, length, d]` over the keys and
+    /// values of `rows / group` sequences, each shared by `group`
+    /// consecutive rows (the beams of one window and its audio): each
+    /// group's queries are folded into one sequence, so the shared keys
+    /// are read once per group in one product, not once per row.
+    fn attend_grouped(
+        &self,
+        x: Tensor<3>,
+        keys_values: (Tensor<4>, Tensor<4>),
+        group: usize,
+    ) -> Tensor<3> {
+        let [rows, length, dim] = x.dims();
+        let folded = x.reshape([rows / group, group * length, dim]);
+        self.attend(folded, keys_values, None)
+            .reshape([rows, length, dim])
+    }
+}
+
 /// One decoder layer: causal self-attention, cross-attention, feed-forward,
 /// each pre-normed and residual.
 #[derive(Module, Debug)]
@@ -169,6 +188,7 @@ impl DecoderLayer {
         x: Tensor<3>,
         cache: &mut LayerCache,
         mask: Option<Tensor<4, Bool>>,
+        group: usize,
     ) -> Tensor<3> {
         let normed = self.self_norm.forward(x.clone());
         let (keys, values) = self.self_attention.keys_values(normed.clone());
@@ -184,7 +204,7 @@ impl DecoderLayer {
         let normed = self.cross_norm.forward(x.clone());
         let x = x + self
             .cross_attention
-            .attend(normed, cache.encoder.clone(), None);
+            .attend_grouped(normed, cache.encoder.clone(), group);
         let inner = self
             .activation
             .apply(self.fc1.forward(self.final_norm.forward(x.clone())));
@@ -193,7 +213,7 @@ impl DecoderLayer {
 }
 
 /// One layer's keys and values: of the tokens so far (grows each step) and
-/// of the encoder's output (fixed).
+/// of the encoder's output (fixed, one row per audio).
 #[derive(Debug, Clone)]
 struct LayerCache {
     own: Option<(Tensor<4>, Tensor<4>)>,
@@ -206,7 +226,11 @@ struct LayerCache {
 pub struct DecoderCache {
     layers: Vec<LayerCache>,
     length: usize,
+    /// Token rows.
     batch: usize,
+    /// Token rows per row of the encoder's output (rows `r · group ..
+    /// (r+1) · group` attend audio `r`).
+    group: usize,
 }
 
 impl DecoderCache {
@@ -222,7 +246,7 @@ impl DecoderCache {
 
     /// Repeats every row `times` (row `r` becomes rows `r·times ..
     /// (r+1)·times`): the beams of one window share the encoder's keys and
-    /// values, computed once.
+    /// values, computed and stored once.
     pub fn repeat_rows(&mut self, times: usize) -> Result<()> {
         if times == 0 {
             return Err(Error::Invalid("cannot repeat cache rows zero times".into()));
@@ -234,20 +258,23 @@ impl DecoderCache {
                 .reshape([batch * times, heads, length, width])
         };
         for layer in &mut self.layers {
-            let (keys, values) = layer.encoder.clone();
-            layer.encoder = (repeat(keys), repeat(values));
             layer.own = layer.own.take().map(|(k, v)| (repeat(k), repeat(v)));
         }
         self.batch *= times;
+        self.group *= times;
         Ok(())
     }
 
     /// Keeps, as row `i`, the decoded positions of row `rows[i]` (beam
     /// search: each surviving beam continues one of the previous ones). The
-    /// encoder's keys and values stay as they are, so every row must attend
-    /// the same audio, as the beams of one window do.
+    /// encoder's keys and values stay as they are, so a row may only take
+    /// the place of a row of the same audio, as the beams of one window do.
     pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
-        if rows.len() != self.batch || rows.iter().any(|&r| r >= self.batch) {
+        let same_audio = rows
+            .iter()
+            .enumerate()
+            .all(|(i, &r)| r / self.group == i / self.group);
+        if rows.len() != self.batch || rows.iter().any(|&r| r >= self.batch) || !same_audio {
             return Err(Error::Invalid(format!(
                 "cannot select rows {rows:?} of a cache of {} rows",
                 self.batch
@@ -360,6 +387,7 @@ impl WhisperDecoder {
             layers,
             length: 0,
             batch,
+            group: 1,
         })
     }
 
@@ -395,16 +423,22 @@ impl WhisperDecoder {
                 .expand([batch, self.heads, new, keys])
         });
         for (layer, layer_cache) in self.layers.iter().zip(&mut cache.layers) {
-            x = layer.forward(x, layer_cache, mask.clone());
+            x = layer.forward(x, layer_cache, mask.clone(), cache.group);
         }
         cache.length += new;
         let x = self.norm.forward(x).reshape([batch * new, self.d_model]);
-        // Tied output projection: the token embeddings [vocab, d] times the
-        // states. As `embeddings · xᵀ`: Flex's product with the transposed
-        // embeddings on the right is 7x slower (77 ms against 10 ms a token
-        // for tiny.en's 51,864 × 384 here).
-        let logits = self.tokens.weight.val().matmul(x.transpose());
-        Ok(logits.transpose().reshape([batch, new, self.vocab_size]))
+        // Tied output projection: the states times the token embeddings'
+        // transpose. A few rows (a step of greedy decoding or of a beam
+        // search) read the 51,864 × 384 embeddings of tiny.en once on the
+        // CPU fast path; more rows (a prompt) go through gemm.
+        let logits = if batch * new <= polymodal_core::cpu::MAX_ROWS {
+            polymodal_core::cpu::matmul_transposed(x, self.tokens.weight.val())
+        } else {
+            // As `embeddings · xᵀ`: Flex's product with the transposed
+            // embeddings on the right is 7x slower here.
+            self.tokens.weight.val().matmul(x.transpose()).transpose()
+        };
+        Ok(logits.reshape([batch, new, self.vocab_size]))
     }
 }
 
@@ -478,6 +512,50 @@ mod tests {
         for row in rows.chunks(50) {
             assert!(polymodal_core::testing::max_abs_diff(row, third) < 1e-4);
         }
+    }
+
+    /// Two audios with two beams each: every row, after its own tokens and
+    /// a reordering of the beams, decodes as a one-row cache of its audio
+    /// fed the same tokens (the beams share their audio's encoder keys).
+    #[test]
+    fn beams_of_several_audios_attend_their_own_audio() {
+        let device = Device::flex();
+        let decoder = config().init(&device).unwrap();
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        let audio = Tensor::<3>::random([2, 7, 16], normal, &device);
+        let one_row = |audio_row: usize, sequence: &[i64]| {
+            let mut cache = decoder
+                .cache(audio.clone().narrow(0, audio_row, 1))
+                .unwrap();
+            let logits = decoder.step(tokens(sequence, &device), &mut cache);
+            let logits = logits.unwrap().try_into_vec_as::<f32>().unwrap();
+            logits[(sequence.len() - 1) * 50..].to_vec()
+        };
+        let mut cache = decoder.cache(audio.clone()).unwrap();
+        let prompt = Tensor::<2, Int>::from_data([[3i64, 17], [4, 9]], &device);
+        decoder.step(prompt, &mut cache).unwrap();
+        cache.repeat_rows(2).unwrap();
+        // Rows 0, 1 are audio 0's beams (prompt 3 17), rows 2, 3 audio 1's.
+        let second = Tensor::<2, Int>::from_data([[5i64], [6], [7], [8]], &device);
+        decoder.step(second, &mut cache).unwrap();
+        // Beam 1 of each audio continues beam 0's tokens and vice versa.
+        cache.select_rows(&[1, 0, 3, 2]).unwrap();
+        let third = Tensor::<2, Int>::from_data([[10i64], [11], [12], [13]], &device);
+        let rows = decoder.step(third, &mut cache).unwrap();
+        let rows = rows.try_into_vec_as::<f32>().unwrap();
+        let expected = [
+            one_row(0, &[3, 17, 6, 10]),
+            one_row(0, &[3, 17, 5, 11]),
+            one_row(1, &[4, 9, 8, 12]),
+            one_row(1, &[4, 9, 7, 13]),
+        ];
+        for (row, want) in rows.chunks(50).zip(&expected) {
+            let diff = polymodal_core::testing::max_abs_diff(row, want);
+            assert!(diff < 1e-4, "{diff}");
+        }
+        // A beam may not continue another audio's.
+        let error = cache.select_rows(&[2, 0, 3, 1]).unwrap_err();
+        assert!(error.to_string().contains("select rows"), "{error}");
     }
 
     #[test]

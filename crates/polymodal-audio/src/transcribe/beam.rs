@@ -2,25 +2,27 @@
 //! penalty 1, no early stopping), kept on the host.
 
 /// The `k` largest of `scores` and their indices, largest first (ties: the
-/// lower index first).
+/// lower index first; NaN ranks below everything). One pass that keeps the
+/// best `k` so far in order: beam search asks for 10 of 5 × 51,864 scores
+/// each step, where selecting over a list of every index took 3.5 % of a
+/// 5-beam transcription (`perf`).
 pub(crate) fn top_k(scores: &[f32], k: usize) -> (Vec<f32>, Vec<i64>) {
-    let descending = |a: &usize, b: &usize| {
-        scores[*b]
-            .partial_cmp(&scores[*a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    let k = k.min(order.len());
-    if k < order.len() {
-        order.select_nth_unstable_by(k, descending);
-        order.truncate(k);
+    let rank = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (i, &s) in scores.iter().enumerate() {
+        if k == 0 {
+            break;
+        }
+        let key = rank(s);
+        // A later index loses ties, so it must beat the last kept strictly.
+        if best.len() == k && best.last().is_some_and(|&(last, _)| key <= rank(last)) {
+            continue;
+        }
+        let at = best.partition_point(|&(kept, _)| rank(kept) >= key);
+        best.insert(at, (s, i));
+        best.truncate(k);
     }
-    order.sort_by(descending);
-    (
-        order.iter().map(|&i| scores[i]).collect(),
-        order.iter().map(|&i| i as i64).collect(),
-    )
+    best.into_iter().map(|(s, i)| (s, i as i64)).unzip()
 }
 
 /// The bookkeeping of transformers' beam search for one window (length
@@ -138,5 +140,53 @@ impl BeamSearch {
             tokens.pop();
         }
         (score, tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// The spec written as a full sort: descending, ties by index, NaN last.
+    fn sorted(scores: &[f32], k: usize) -> (Vec<f32>, Vec<i64>) {
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        let key = |i: usize| {
+            if scores[i].is_nan() {
+                f32::NEG_INFINITY
+            } else {
+                scores[i]
+            }
+        };
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+        order.truncate(k);
+        (
+            order.iter().map(|&i| scores[i]).collect(),
+            order.iter().map(|&i| i as i64).collect(),
+        )
+    }
+
+    #[test]
+    fn top_k_agrees_with_a_full_sort_on_ties_infinities_and_nan() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for trial in 0..200 {
+            let len = rng.random_range(0..60);
+            let scores: Vec<f32> = (0..len)
+                .map(|_| match rng.random_range(0..10) {
+                    0 => f32::NEG_INFINITY,
+                    1 => f32::NAN,
+                    // Few distinct values: many ties.
+                    _ => rng.random_range(-3..3) as f32,
+                })
+                .collect();
+            let k = rng.random_range(0..12);
+            let (values, indices) = top_k(&scores, k);
+            let (want_values, want_indices) = sorted(&scores, k);
+            assert_eq!(indices, want_indices, "trial {trial}: {scores:?}, k {k}");
+            assert_eq!(values.len(), want_values.len());
+            for (got, want) in values.iter().zip(&want_values) {
+                assert!(got == want || (got.is_nan() && want.is_nan()));
+            }
+        }
     }
 }

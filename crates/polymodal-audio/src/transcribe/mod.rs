@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::softmax;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -859,10 +859,11 @@ impl Whisper {
             }
             first = false;
             let last: Tensor<2> = logits.narrow(1, width - 1, 1).squeeze_dim(1);
-            // transformers applies the rules after the log-softmax.
-            let mut scores = host_f32(log_softmax(last, 1))?;
+            let mut scores = host_f32(last)?;
             let running = search.running_scores();
             for (beam, row) in scores.chunks_exact_mut(vocab).enumerate() {
+                // transformers applies the rules after the log-softmax.
+                rules::log_softmax(row);
                 plan.rules.apply(search.running_tokens(beam), row);
                 row.iter_mut().for_each(|s| *s += running[beam]);
             }

@@ -109,15 +109,7 @@ impl TimestampRules {
     }
 }
 
-/// `log Σ exp(x)`, −∞ for no finite value.
-pub(crate) fn log_sum_exp(values: &[f32]) -> f32 {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return max;
-    }
-    let sum: f32 = values.iter().map(|v| (v - max).exp()).sum();
-    max + sum.ln()
-}
+pub(crate) use polymodal_core::cpu::log_sum_exp;
 
 /// `scores` as log-probabilities, in place.
 pub(crate) fn log_softmax(scores: &mut [f32]) {

@@ -22,6 +22,11 @@
 //! - [`adam_step`]: one Adam update per parameter in one pass over memory
 //!   (Burn's `Adam` makes about a dozen tensor passes), the step of
 //!   polymodal-train's `FusedAdam`.
+//! - [`matmul_transposed`]: a few rows times a wide matrix's transpose
+//!   (a decoder step's output projection), reading the matrix once where
+//!   gemm packs it and fills a fifth of its microkernel.
+//! - [`log_sum_exp`]: over a host slice, vectorised (a decoding step's
+//!   log-softmax and timestamp rule over the vocabulary).
 //! - [`tune_allocator`]: glibc's malloc set up so that freed tensor buffers
 //!   are reused rather than unmapped and faulted in again.
 //!
@@ -40,7 +45,9 @@ mod attention;
 mod autodiff;
 mod conv;
 mod extension;
+mod few_rows;
 mod gelu;
+mod log_sum_exp;
 mod norm;
 mod pool;
 mod winograd;
@@ -50,7 +57,9 @@ pub use allocator::tune_allocator;
 pub use attention::attention;
 pub use conv::{ConvGeometry, conv2d, conv2d_norm};
 pub use extension::{CpuTrainOps, NormSettings, flex_tensor};
+pub use few_rows::{MAX_ROWS, matmul_transposed};
 pub use gelu::gelu;
+pub use log_sum_exp::log_sum_exp;
 pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::{PoolGeometry, max_pool2d};
 

@@ -627,3 +627,53 @@ fn attention_keeps_nan_and_falls_back_with_a_mask_or_autodiff() {
         .backward();
     assert!(q.grad(&grads).is_some());
 }
+
+#[test]
+fn matmul_transposed_matches_burn() {
+    let flex = Device::flex();
+    let random =
+        |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
+    // (rows, k, n): every row count of the fast path, widths with and
+    // without a tail past a multiple of eight (and under eight), several
+    // tasks' worth of columns, and nine rows (Burn's product).
+    let cases = [
+        (1, 384, 3000),
+        (2, 13, 5),
+        (3, 7, 1),
+        (4, 40, 1025),
+        (5, 384, 2100),
+        (6, 9, 64),
+        (7, 16, 17),
+        (8, 385, 33),
+        (9, 24, 50),
+    ];
+    for (rows, k, n) in cases {
+        let what = format!("rows {rows} k {k} n {n}");
+        let (x, w) = (random([rows, k]), random([n, k]));
+        let ours = super::matmul_transposed(x.clone(), w.clone());
+        let burn = x.clone().matmul(w.clone().transpose());
+        assert_close(&ours, &burn, &what);
+        // `x` as a view (a row of a wider tensor's slice).
+        let wide = Tensor::cat(vec![x.clone(), x.clone()], 1).narrow(1, k, k);
+        assert_close(&super::matmul_transposed(wide, w.clone()), &burn, &what);
+        // `w` as a transposed view: Burn's product.
+        let wt = Tensor::<2>::from_data(w.clone().transpose().into_data(), &flex).transpose();
+        assert_close(&super::matmul_transposed(x, wt), &burn, &what);
+    }
+}
+
+#[test]
+fn matmul_transposed_keeps_nan_and_falls_back_under_autodiff() {
+    let flex = Device::flex();
+    let x = Tensor::<2>::from_data([[1.0f32, f32::NAN, 0.5], [0.25, 0.5, 2.0]], &flex);
+    let w = Tensor::<2>::from_data([[1.0f32, 0.0, 1.0], [0.0, 0.0, 3.0]], &flex);
+    let out = super::matmul_transposed(x, w)
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    assert!(out[0].is_nan() && out[1].is_nan(), "{out:?}");
+    assert_eq!(&out[2..], &[2.25, 6.0]);
+    let x = random([3, 4]).require_grad();
+    let w = random([5, 4]);
+    let grads = super::matmul_transposed(x.clone(), w).sum().backward();
+    assert!(x.grad(&grads).is_some());
+}
