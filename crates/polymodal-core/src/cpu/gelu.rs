@@ -115,14 +115,21 @@ pub(super) fn exp_non_positive(v: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     // A comparison rather than `max`, so a NaN stays NaN.
     let v = if v < -87.0 { -87.0 } else { v };
-    let k = (v * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // k sits in the low bits of `shifted`'s mantissa (its exponent is that
+    // of ROUND for every k in −126..=0).
+    let shifted = v * std::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = v - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    let scale = f32::from_bits((((k as i32) + 127) as u32) << 23);
+    // 2^k from those bits in integer lanes: `k as i32` (a saturating
+    // conversion) compiled to one scalar conversion per lane and was most
+    // of the attention softmax's time.
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(k_bits.wrapping_add(127) << 23);
     p * scale
 }
 
