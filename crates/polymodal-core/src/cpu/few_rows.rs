@@ -16,8 +16,10 @@ use rayon::prelude::*;
 
 use super::{from_untracked_flex, untracked_flex};
 
-/// The most rows of `x` the fast path takes (one register each).
-pub const MAX_ROWS: usize = 8;
+/// The most rows of `x` the fast path takes: two registers of sums each,
+/// plus two of `w` and one of `x`, fill 15 of AVX2's 16 (a 5-beam step
+/// has five rows).
+pub const MAX_ROWS: usize = 6;
 
 /// Rows of `w` per task.
 const CHUNK: usize = 1024;
@@ -55,6 +57,10 @@ pub fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     }
 }
 
+/// The product into an `[n, rows]` buffer (each task writes the results of
+/// its own rows of `w`), returned as its `[rows, n]` transposed view.
+/// (Writing `[rows, n]` directly, through a small buffer per task, was no
+/// faster end to end.)
 fn product(x: &FlexTensor, w: &FlexTensor, rows: usize, n: usize, k: usize) -> FlexTensor {
     let xs = &x.storage::<f32>()[x.layout().start_offset()..][..rows * k];
     let ws = &w.storage::<f32>()[w.layout().start_offset()..][..n * k];
@@ -81,17 +87,16 @@ fn dots(x: &[f32], rows: usize, w: &[f32], k: usize, dst: &mut [f32]) {
         // caller computed them (`rows · k`, `count · k`, `count · rows`).
         unsafe {
             match rows {
-                1 => avx2::dots::<1>(x, w, k, dst),
-                2 => avx2::dots::<2>(x, w, k, dst),
-                3 => avx2::dots::<3>(x, w, k, dst),
-                4 => avx2::dots::<4>(x, w, k, dst),
-                5 => avx2::dots::<5>(x, w, k, dst),
-                6 => avx2::dots::<6>(x, w, k, dst),
-                7 => avx2::dots::<7>(x, w, k, dst),
-                _ => avx2::dots::<8>(x, w, k, dst),
+                1 => return avx2::dots::<1>(x, w, k, dst),
+                2 => return avx2::dots::<2>(x, w, k, dst),
+                3 => return avx2::dots::<3>(x, w, k, dst),
+                4 => return avx2::dots::<4>(x, w, k, dst),
+                5 => return avx2::dots::<5>(x, w, k, dst),
+                6 => return avx2::dots::<6>(x, w, k, dst),
+                // More rows than registers: the portable loop below.
+                _ => {}
             }
         }
-        return;
     }
     for (row, out) in w.chunks_exact(k).zip(dst.chunks_exact_mut(rows)) {
         for (o, xr) in out.iter_mut().zip(x.chunks_exact(k)) {

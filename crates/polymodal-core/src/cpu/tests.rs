@@ -635,7 +635,7 @@ fn matmul_transposed_matches_burn() {
         |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
     // (rows, k, n): every row count of the fast path, widths with and
     // without a tail past a multiple of eight (and under eight), several
-    // tasks' worth of columns, and nine rows (Burn's product).
+    // tasks' worth of columns, and seven to nine rows (Burn's product).
     let cases = [
         (1, 384, 3000),
         (2, 13, 5),
