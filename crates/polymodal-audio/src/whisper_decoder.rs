@@ -428,16 +428,9 @@ impl WhisperDecoder {
         cache.length += new;
         let x = self.norm.forward(x).reshape([batch * new, self.d_model]);
         // Tied output projection: the states times the token embeddings'
-        // transpose. A few rows (a step of greedy decoding or of a beam
-        // search) read the 51,864 × 384 embeddings of tiny.en once on the
-        // CPU fast path; more rows (a prompt) go through gemm.
-        let logits = if batch * new <= polymodal_core::cpu::MAX_ROWS {
-            polymodal_core::cpu::matmul_transposed(x, self.tokens.weight.val())
-        } else {
-            // As `embeddings · xᵀ`: Flex's product with the transposed
-            // embeddings on the right is 7x slower here.
-            self.tokens.weight.val().matmul(x.transpose()).transpose()
-        };
+        // transpose. A step's few rows read the 51,864 × 384 embeddings of
+        // tiny.en once on the CPU fast path; a prompt goes through gemm.
+        let logits = polymodal_core::cpu::matmul_transposed(x, self.tokens.weight.val());
         Ok(logits.reshape([batch, new, self.vocab_size]))
     }
 }

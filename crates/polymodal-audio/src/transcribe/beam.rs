@@ -9,10 +9,7 @@
 pub(crate) fn top_k(scores: &[f32], k: usize) -> (Vec<f32>, Vec<i64>) {
     let rank = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-    for (i, &s) in scores.iter().enumerate() {
-        if k == 0 {
-            break;
-        }
+    for (i, &s) in scores.iter().enumerate().take_while(|_| k > 0) {
         let key = rank(s);
         // A later index loses ties, so it must beat the last kept strictly.
         if best.len() == k && best.last().is_some_and(|&(last, _)| key <= rank(last)) {

@@ -239,17 +239,7 @@ fn softmax_avx2(row: &mut [f32], visible: usize, scale: f32) {
 fn softmax_portable(row: &mut [f32], visible: usize, scale: f32) {
     let (shown, hidden) = row.split_at_mut(visible.min(row.len()));
     hidden.fill(0.0);
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = shown.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (m, &s) in lanes.iter_mut().zip(chunk) {
-            *m = m.max(s * scale);
-        }
-    }
-    let max = chunks.remainder().iter().fold(
-        lanes.into_iter().fold(f32::NEG_INFINITY, f32::max),
-        |m, &s| m.max(s * scale),
-    );
+    let max = super::log_sum_exp::scaled_max(shown, scale);
     let mut sums = [0.0f32; 8];
     let mut chunks = shown.chunks_exact_mut(8);
     for chunk in &mut chunks {

@@ -23,20 +23,27 @@ fn log_sum_exp_avx2(values: &[f32]) -> f32 {
     log_sum_exp_portable(values)
 }
 
+/// The largest of `scale · v` over `values` (−∞ for none), in eight lanes
+/// so the loop vectorises; `max` passes over NaN, which the caller's
+/// exponential brings back. Shared with the attention softmax.
 #[inline(always)]
-fn log_sum_exp_portable(values: &[f32]) -> f32 {
+pub(super) fn scaled_max(values: &[f32], scale: f32) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = values.chunks_exact(8);
     for chunk in &mut chunks {
         for (m, &v) in lanes.iter_mut().zip(chunk) {
-            *m = m.max(v);
+            *m = m.max(v * scale);
         }
     }
-    // `max` passes over NaN; the exponential below brings it back.
-    let max = chunks.remainder().iter().fold(
+    chunks.remainder().iter().fold(
         lanes.into_iter().fold(f32::NEG_INFINITY, f32::max),
-        |m, &v| m.max(v),
-    );
+        |m, &v| m.max(v * scale),
+    )
+}
+
+#[inline(always)]
+fn log_sum_exp_portable(values: &[f32]) -> f32 {
+    let max = scaled_max(values, 1.0);
     if max == f32::NEG_INFINITY {
         return max;
     }
