@@ -159,3 +159,87 @@ fn mfcc_matches_librosa() {
     eprintln!("librosa MFCC: max abs diff {diff:e}");
     assert!(diff <= 1e-3, "{diff}");
 }
+
+/// An AST folder's input through the training pipeline (the folder decides
+/// the features, the dataset loader computes them) against
+/// `ASTFeatureExtractor` (`scripts/parity/ast_features.py`): Kaldi filter
+/// banks, cut or padded to the folder's 128 frames, normalised with the
+/// folder's statistics. Then the files' pooled embeddings (what `polymodal
+/// embed --model DIR --audio FILE` prints) against `ASTModel`'s.
+#[test]
+fn ast_features_and_embeddings_from_a_folder_match_transformers() {
+    use burn::prelude::Device;
+    use polymodal::Modality;
+    use polymodal::train::{
+        EncoderChoice, EncoderChoices, EncoderMode, FeatureConfig, FolderEmbedder, LabelNames,
+        ManifestEntry, folder_features, load_dataset,
+    };
+
+    let fixture = Fixture::load("ast_features.safetensors");
+    let Some(shared) = shared_dir() else {
+        return;
+    };
+    let folder =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/ast-features");
+    let encoders = EncoderChoices::from([(
+        Modality::Audio,
+        EncoderChoice::pretrained(&folder, EncoderMode::Frozen),
+    )]);
+    let mut features = FeatureConfig::default();
+    folder_features(&encoders, &[Modality::Audio], &mut features, 128, false).unwrap();
+    assert_eq!(features.audio_shape().unwrap(), [128, 128]);
+
+    let names: Vec<String> = fixture
+        .names()
+        .iter()
+        .filter_map(|n| n.strip_suffix(".frames"))
+        .map(String::from)
+        .collect();
+    assert_eq!(names.len(), 8);
+    let entries: Vec<ManifestEntry> = names
+        .iter()
+        .map(|name| {
+            let dir = if name.starts_with("sense_and_sensibility") {
+                "data/media/audio/librivox"
+            } else {
+                "data/speech/audioeval/en"
+            };
+            ManifestEntry {
+                id: name.clone(),
+                label: LabelNames::Single("speech".into()),
+                text: None,
+                image: None,
+                audio: Some(shared.join(dir).join(format!("{name}.wav"))),
+                video: None,
+            }
+        })
+        .collect();
+    let data = load_dataset(&entries, &features, None).unwrap();
+    for (name, example) in names.iter().zip(&data.examples) {
+        let ours = example.features.audio.as_ref().unwrap();
+        assert_eq!(ours.len(), 128 * 128, "{name}");
+        let frames = fixture.i64(&format!("{name}.frames"));
+        let (expected, shape) = fixture.f32(&format!("{name}.values"));
+        assert_eq!(shape, [frames.len(), 128]);
+        // Ours are band-major [bands, frames]; transformers' [frames, bands].
+        let picked: Vec<f32> = frames
+            .iter()
+            .flat_map(|&f| (0..128).map(move |band| ours[band * 128 + f as usize]))
+            .collect();
+        let diff = max_abs_diff(&picked, &expected);
+        eprintln!("ast {name}: max abs diff {diff:e}");
+        assert!(diff <= 1e-4, "{name}: {diff}");
+    }
+
+    let device = Device::flex();
+    let embedder = FolderEmbedder::load(&folder, None, &device).unwrap();
+    assert_eq!(embedder.modality(), Modality::Audio);
+    let files: Vec<_> = entries.iter().filter_map(|e| e.audio.clone()).collect();
+    let pooled = embedder.embed(&files, 3, &device, &mut |_, _| {}).unwrap();
+    for (name, ours) in names.iter().zip(&pooled) {
+        let (expected, _) = fixture.f32(&format!("{name}.pooled"));
+        let diff = max_abs_diff(ours, &expected);
+        eprintln!("ast {name}: pooled max abs diff {diff:e}");
+        assert!(diff <= 1e-4, "{name}: {diff}");
+    }
+}

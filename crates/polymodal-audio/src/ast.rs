@@ -17,6 +17,8 @@ use polymodal_core::{
     hf_vit_layers, read_config, weights::HfTransformer,
 };
 
+use crate::{MelConfig, MelSpectrogram};
+
 /// The fields of a Hugging Face AST `config.json` that shape the model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AstConfig {
@@ -177,6 +179,145 @@ impl Ast {
     }
 }
 
+/// The input an AST folder was trained with, as its
+/// `preprocessor_config.json` describes it for Hugging Face's
+/// `ASTFeatureExtractor`: Kaldi filter banks ([`MelConfig::kaldi_fbank`])
+/// padded with zeros or cut to `max_length` frames, then `(x - mean) / (2·std)`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AstFeatureConfig {
+    /// Sample rate of the input, in Hz.
+    #[serde(default = "sampling_rate")]
+    pub sampling_rate: u32,
+    /// Mel bands.
+    #[serde(default = "mel_bins")]
+    pub num_mel_bins: usize,
+    /// Frames of every input (shorter audio is padded, longer cut).
+    #[serde(default = "max_length")]
+    pub max_length: usize,
+    /// Whether the values are normalised with `mean` and `std`.
+    #[serde(default = "yes")]
+    pub do_normalize: bool,
+    /// The training set's mean log filter-bank value (AudioSet's by default).
+    #[serde(default = "audioset_mean")]
+    pub mean: f32,
+    /// The training set's standard deviation of those values.
+    #[serde(default = "audioset_std")]
+    pub std: f32,
+    /// The Hugging Face class the file is for (`ASTFeatureExtractor`).
+    #[serde(default)]
+    pub feature_extractor_type: Option<String>,
+}
+
+fn sampling_rate() -> u32 {
+    16_000
+}
+fn yes() -> bool {
+    true
+}
+fn audioset_mean() -> f32 {
+    -4.267_739_3
+}
+fn audioset_std() -> f32 {
+    4.568_997_4
+}
+
+impl Default for AstFeatureConfig {
+    /// `ASTFeatureExtractor()`: 16 kHz, 128 bands, 1024 frames, AudioSet's
+    /// statistics.
+    fn default() -> Self {
+        Self {
+            sampling_rate: sampling_rate(),
+            num_mel_bins: mel_bins(),
+            max_length: max_length(),
+            do_normalize: true,
+            mean: audioset_mean(),
+            std: audioset_std(),
+            feature_extractor_type: None,
+        }
+    }
+}
+
+/// The file holding a Hugging Face folder's feature extractor settings.
+const PREPROCESSOR: &str = "preprocessor_config.json";
+
+impl AstFeatureConfig {
+    /// The input of the AST in `dir`: its `preprocessor_config.json` when it
+    /// has one (`ASTFeatureExtractor`'s defaults for what the file leaves
+    /// out), else those defaults at the mel bands and frames of its
+    /// `config.json`. Bands or frames that differ between the two files are
+    /// an [`Error::Config`] naming both.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let model = AstConfig::from_file(dir.join("config.json"))?;
+        let path = dir.join(PREPROCESSOR);
+        if !path.exists() {
+            return Ok(Self {
+                num_mel_bins: model.num_mel_bins,
+                max_length: model.max_length,
+                ..Self::default()
+            });
+        }
+        let features: Self = read_config(&path, Self::validate)?;
+        let sizes = |n: usize, t: usize| format!("{n} mel bins × {t} frames");
+        if (features.num_mel_bins, features.max_length) != (model.num_mel_bins, model.max_length) {
+            return Err(Error::Config(format!(
+                "{} asks for {} but {} is built for {}",
+                path.display(),
+                sizes(features.num_mel_bins, features.max_length),
+                dir.join("config.json").display(),
+                sizes(model.num_mel_bins, model.max_length)
+            )));
+        }
+        Ok(features)
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(kind) = self
+            .feature_extractor_type
+            .as_deref()
+            .filter(|&k| k != "ASTFeatureExtractor")
+        {
+            return Err(Error::Config(format!(
+                "feature_extractor_type is {kind}, not ASTFeatureExtractor"
+            )));
+        }
+        if self.sampling_rate < 1000 || self.num_mel_bins == 0 || self.max_length == 0 {
+            return Err(Error::Config(format!(
+                "need a sampling_rate of at least 1000 Hz and positive num_mel_bins and \
+                 max_length, got {} Hz, {} and {}",
+                self.sampling_rate, self.num_mel_bins, self.max_length
+            )));
+        }
+        if !(self.mean.is_finite() && self.std.is_finite() && self.std > 0.0) {
+            return Err(Error::Config(format!(
+                "mean must be finite and std positive, got {} and {}",
+                self.mean, self.std
+            )));
+        }
+        MelSpectrogram::new(self.mel()).map(drop)
+    }
+
+    /// The filter banks: `torchaudio.compliance.kaldi.fbank` with the
+    /// `hanning` window, as `ASTFeatureExtractor` calls it.
+    pub fn mel(&self) -> MelConfig {
+        MelConfig::kaldi_fbank(self.sampling_rate, self.num_mel_bins)
+    }
+
+    /// The samples that make exactly `max_length` frames.
+    pub fn clip_samples(&self) -> usize {
+        let mel = self.mel();
+        mel.frame_span() + (self.max_length - 1) * mel.hop_length
+    }
+
+    /// `(mean, scale)` such that the model reads `(x - mean) / scale`:
+    /// `ASTFeatureExtractor` divides by twice its `std`. `None` without
+    /// normalisation.
+    pub fn normalization(&self) -> Option<(f32, f32)> {
+        self.do_normalize.then_some((self.mean, 2.0 * self.std))
+    }
+}
+
 impl Encoder for Ast {
     type Input = Tensor<3>;
 
@@ -199,5 +340,69 @@ impl Encoder for Ast {
             .mean_dim(1)
             .reshape([batch, hidden]);
         Ok(Embeddings::dense(pooled, sequence))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder with the AST fixture's `config.json` (10 bands × 12 frames)
+    /// and `preprocessor` as its `preprocessor_config.json` (none: `None`).
+    fn folder(label: &str, preprocessor: Option<&str>) -> std::path::PathBuf {
+        let fixture = polymodal_core::testing::encoder_fixture("ast");
+        let config = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+        let dir = polymodal_core::testing::config_folder(&format!("ast-{label}"), Some(&config));
+        if let Some(text) = preprocessor {
+            std::fs::write(dir.join(PREPROCESSOR), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn without_a_preprocessor_file_the_extractor_defaults_fit_the_model() {
+        let features = AstFeatureConfig::from_dir(folder("none", None)).unwrap();
+        let expected = AstFeatureConfig {
+            num_mel_bins: 10,
+            max_length: 12,
+            ..AstFeatureConfig::default()
+        };
+        assert_eq!(features, expected);
+        assert_eq!(
+            features.normalization(),
+            Some((-4.267_739_3, 2.0 * 4.568_997_4))
+        );
+        // 400-sample frames every 160: the 12th starts at 11 · 160.
+        assert_eq!(features.clip_samples(), 400 + 11 * 160);
+        let mel = MelSpectrogram::new(features.mel()).unwrap();
+        assert_eq!(mel.frames_for(features.clip_samples()), 12);
+        assert_eq!(mel.frames_for(features.clip_samples() - 1), 11);
+    }
+
+    #[test]
+    fn the_preprocessor_file_decides_and_must_fit_the_model() {
+        let file = r#"{"feature_extractor_type": "ASTFeatureExtractor", "num_mel_bins": 10,
+            "max_length": 12, "mean": -6.5, "std": 5.5, "do_normalize": true}"#;
+        let features = AstFeatureConfig::from_dir(folder("file", Some(file))).unwrap();
+        assert_eq!(features.normalization(), Some((-6.5, 11.0)));
+        let off = |text: &str| {
+            AstFeatureConfig::from_dir(folder("off", Some(text)))
+                .unwrap_err()
+                .to_string()
+        };
+        let error = off(r#"{"num_mel_bins": 128, "max_length": 12}"#);
+        assert!(
+            error.contains("128 mel bins × 12 frames")
+                && error.contains("10 mel bins × 12 frames")
+                && error.contains(PREPROCESSOR)
+                && error.contains("config.json"),
+            "{error}"
+        );
+        let error = off(r#"{"feature_extractor_type": "WhisperFeatureExtractor"}"#);
+        assert!(error.contains("WhisperFeatureExtractor"), "{error}");
+        let error = off(r#"{"num_mel_bins": 10, "max_length": 12, "std": 0.0}"#);
+        assert!(error.contains("std"), "{error}");
+        let error = off(r#"{"num_mel_bins": 10, "max_length": 12, "sampling_rate": 0}"#);
+        assert!(error.contains("sampling_rate"), "{error}");
     }
 }

@@ -62,7 +62,7 @@ mod whisper;
 mod whisper_decoder;
 mod whisper_encoder;
 
-pub use ast::{Ast, AstConfig};
+pub use ast::{Ast, AstConfig, AstFeatureConfig};
 pub use cnn::{SpectrogramEncoder, SpectrogramEncoderConfig};
 pub use decode::{
     AudioClip, AudioInfo, AudioReader, ClipBuilder, LoadOptions, SampleSource, SampleStream,

@@ -1,7 +1,11 @@
 //! Mel spectrograms: framing, windowing, power spectrum, mel projection, log.
 //!
 //! The conventions follow librosa (`librosa.feature.melspectrogram`: centred
-//! frames, a periodic window (Hann by default), Slaney or HTK mel filters).
+//! frames, a periodic window (Hann by default), Slaney or HTK mel filters);
+//! [`MelConfig::kaldi_fbank`] gives Kaldi's filter banks instead
+//! (`torchaudio.compliance.kaldi.fbank`: frames inside the signal, DC removal,
+//! pre-emphasis, a symmetric window, triangles drawn in mel space), the input
+//! of the Audio Spectrogram Transformer.
 
 use std::sync::Arc;
 
@@ -17,6 +21,10 @@ pub enum MelScale {
     Slaney,
     /// The HTK formula `2595 log10(1 + f / 700)`.
     Htk,
+    /// Kaldi's: the same formula as `1127 ln(1 + f / 700)`, with each
+    /// triangle drawn in mel space (linear in mels, not in Hz) and nothing at
+    /// the Nyquist bin (`torchaudio.compliance.kaldi.get_mel_banks`).
+    Kaldi,
 }
 
 /// How a centred spectrogram pads the signal's ends by `n_fft / 2`.
@@ -42,15 +50,20 @@ pub enum Window {
     Blackman,
     /// No taper.
     Rectangular,
+    /// Hann, symmetric: `0.5 - 0.5 cos(2πi / (n - 1))` (numpy's `hanning`,
+    /// Kaldi's `hanning` window).
+    HannSymmetric,
 }
 
 impl Window {
     /// The `n` window values.
     pub fn values(self, n: usize) -> Vec<f32> {
         let phase = |i: usize| 2.0 * std::f64::consts::PI * i as f64 / n as f64;
+        let symmetric = |i: usize| 2.0 * std::f64::consts::PI * i as f64 / (n.max(2) - 1) as f64;
         (0..n)
             .map(|i| match self {
                 Self::Hann => 0.5 - 0.5 * phase(i).cos(),
+                Self::HannSymmetric => 0.5 - 0.5 * symmetric(i).cos(),
                 Self::Hamming => 0.54 - 0.46 * phase(i).cos(),
                 Self::Blackman => 0.42 - 0.5 * phase(i).cos() + 0.08 * (2.0 * phase(i)).cos(),
                 Self::Rectangular => 1.0,
@@ -79,6 +92,11 @@ pub enum LogScale {
     /// `(x + 4) / 4` (OpenAI's `log_mel_spectrogram`, Hugging Face's
     /// `WhisperFeatureExtractor`).
     Whisper,
+    /// `ln(max(x, floor))` (Kaldi's filter banks, with `floor` = `f32::EPSILON`).
+    NaturalFloor {
+        /// The smallest value the logarithm is taken of.
+        floor: f32,
+    },
 }
 
 /// Mel spectrogram settings.
@@ -87,8 +105,13 @@ pub enum LogScale {
 pub struct MelConfig {
     /// Sample rate of the input, in Hz.
     pub sample_rate: u32,
-    /// FFT size (also the window length).
+    /// FFT size (also the window length unless `frame_length` is given).
     pub n_fft: usize,
+    /// Samples per frame when fewer than `n_fft`: the window is this long
+    /// and each frame is zero-padded to `n_fft` (Kaldi reads 400 samples into
+    /// a 512-point FFT). `None`: `n_fft`. Only without centring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_length: Option<usize>,
     /// Analysis window.
     #[serde(default)]
     pub window: Window,
@@ -111,6 +134,15 @@ pub struct MelConfig {
     pub slaney_norm: bool,
     /// Compression of the output.
     pub log: LogScale,
+    /// Subtract each frame's mean before anything else (Kaldi's
+    /// `remove_dc_offset`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remove_dc: bool,
+    /// Pre-emphasis coefficient `c`: each frame becomes `x[i] - c·x[i-1]`,
+    /// its first sample `x[0] - c·x[0]`, after the DC removal and before the
+    /// window (Kaldi's `preemphasis_coefficient`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemphasis: Option<f32>,
 }
 
 impl Default for MelConfig {
@@ -128,6 +160,7 @@ impl MelConfig {
         Self {
             sample_rate,
             n_fft,
+            frame_length: None,
             window: Window::Hann,
             hop_length,
             n_mels,
@@ -138,7 +171,44 @@ impl MelConfig {
             scale: MelScale::Slaney,
             slaney_norm: true,
             log: LogScale::Decibel { top_db: Some(80.0) },
+            remove_dc: false,
+            preemphasis: None,
         }
+    }
+
+    /// Kaldi's log filter banks as `torchaudio.compliance.kaldi.fbank`
+    /// computes them with `window_type="hanning"` and its other defaults
+    /// (25 ms frames inside the signal every 10 ms, zero-padded to a power of
+    /// two, DC removal, pre-emphasis 0.97, triangles from 20 Hz to half the
+    /// sample rate, `ln(max(x, ε))`, no dither): the Audio Spectrogram
+    /// Transformer's input, as `ASTFeatureExtractor` makes it.
+    pub fn kaldi_fbank(sample_rate: u32, n_mels: usize) -> Self {
+        // torchaudio truncates the frame and hop to whole samples.
+        let frame = sample_rate as usize * 25 / 1000;
+        Self {
+            sample_rate,
+            n_fft: frame.next_power_of_two(),
+            frame_length: Some(frame),
+            window: Window::HannSymmetric,
+            hop_length: sample_rate as usize * 10 / 1000,
+            n_mels,
+            f_min: 20.0,
+            f_max: None,
+            center: false,
+            pad_mode: PadMode::Zeros,
+            scale: MelScale::Kaldi,
+            slaney_norm: false,
+            log: LogScale::NaturalFloor {
+                floor: f32::EPSILON,
+            },
+            remove_dc: true,
+            preemphasis: Some(0.97),
+        }
+    }
+
+    /// Samples each frame reads: `frame_length`, or `n_fft`.
+    pub fn frame_span(&self) -> usize {
+        self.frame_length.unwrap_or(self.n_fft)
     }
 
     /// Whisper's front end: 16 kHz, 400-point FFT, hop 160, 80 Slaney mels
@@ -163,6 +233,25 @@ impl MelConfig {
             Some(format!(
                 "need 0 <= f_min < f_max <= {nyquist} Hz, got {} and {f_max}",
                 self.f_min
+            ))
+        } else if self
+            .frame_length
+            .is_some_and(|l| l < 2 || l > self.n_fft || self.center)
+        {
+            Some(format!(
+                "frame_length must be 2 to n_fft = {} and needs center = false, got {:?}",
+                self.n_fft, self.frame_length
+            ))
+        } else if self.preemphasis.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+            Some(format!(
+                "preemphasis must be 0 to 1, got {:?}",
+                self.preemphasis
+            ))
+        } else if matches!(self.log, LogScale::NaturalFloor { floor } if !(floor > 0.0 && floor.is_finite()))
+        {
+            Some(format!(
+                "the log floor must be positive and finite, got {:?}",
+                self.log
             ))
         } else {
             None
@@ -194,7 +283,9 @@ impl MelSpectrogram {
     /// Builds the extractor; fails on an inconsistent config.
     pub fn new(config: MelConfig) -> Result<Self> {
         config.validate()?;
-        let window = config.window.values(config.n_fft);
+        // A frame shorter than the FFT is zero-padded: so is its window.
+        let mut window = config.window.values(config.frame_span());
+        window.resize(config.n_fft, 0.0);
         let filters = mel_filterbank(&config);
         let bins = config.n_fft / 2 + 1;
         let supports = filters
@@ -220,7 +311,7 @@ impl MelSpectrogram {
         &self.config
     }
 
-    /// The `n_fft` window values.
+    /// The `n_fft` window values (zeros past `frame_length`).
     pub fn window(&self) -> &[f32] {
         &self.window
     }
@@ -238,16 +329,17 @@ impl MelSpectrogram {
     /// Number of frames produced for `len` input samples.
     pub fn frames_for(&self, len: usize) -> usize {
         let n_fft = self.config.n_fft;
+        let span = self.config.frame_span();
         // n_fft / 2 on each side: one short of n_fft when n_fft is odd.
         let padded = if self.config.center {
             len + n_fft / 2 * 2
         } else {
             len
         };
-        if padded < n_fft {
+        if padded < span {
             0
         } else {
-            1 + (padded - n_fft) / self.config.hop_length
+            1 + (padded - span) / self.config.hop_length
         }
     }
 
@@ -286,9 +378,10 @@ impl MelSpectrogram {
             samples.to_vec()
         };
         let frames = self.frames_for(samples.len());
+        let span = self.config.frame_span();
         if frames == 0 {
             return Err(Error::Invalid(format!(
-                "signal of {} samples is shorter than n_fft {n_fft}",
+                "signal of {} samples is shorter than a frame ({span} samples)",
                 samples.len()
             )));
         }
@@ -301,9 +394,16 @@ impl MelSpectrogram {
         let mut power = vec![0.0f32; bins];
         for frame in 0..frames {
             let start = frame * self.config.hop_length;
-            for (i, slot) in input.iter_mut().enumerate() {
-                *slot = signal[start + i] * self.window[i];
+            let samples = &signal[start..start + span];
+            if self.config.remove_dc || self.config.preemphasis.is_some() {
+                self.kaldi_frame(samples, &mut input);
+            } else {
+                for ((slot, &x), &w) in input.iter_mut().zip(samples).zip(&self.window) {
+                    *slot = x * w;
+                }
             }
+            // The FFT overwrites its input: pad the frame again each time.
+            input[span..].fill(0.0);
             self.fft
                 .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
                 .map_err(|e| Error::Invalid(format!("fft: {e}")))?;
@@ -320,6 +420,27 @@ impl MelSpectrogram {
             }
         }
         Ok((out, frames))
+    }
+}
+
+impl MelSpectrogram {
+    /// One frame shaped as Kaldi shapes it, into `input[..samples.len()]`:
+    /// mean removed, pre-emphasised (the first sample against itself), then
+    /// windowed. Sums in f64, so a loud DC offset leaves no rounding behind.
+    fn kaldi_frame(&self, samples: &[f32], input: &mut [f32]) {
+        let mean = if self.config.remove_dc {
+            samples.iter().map(|&x| x as f64).sum::<f64>() / samples.len() as f64
+        } else {
+            0.0
+        };
+        let c = self.config.preemphasis.unwrap_or(0.0);
+        let mut previous = samples[0] as f64 - mean;
+        for (i, (slot, &x)) in input.iter_mut().zip(samples).enumerate() {
+            let x = x as f64 - mean;
+            let emphasised = x - c as f64 * previous;
+            previous = x;
+            *slot = emphasised as f32 * self.window[i];
+        }
     }
 }
 
@@ -352,6 +473,7 @@ pub fn reflect_indices(len: usize, pad: usize) -> Vec<usize> {
 fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
     match scale {
         MelScale::Htk => 2595.0 * (1.0 + hz / 700.0).log10(),
+        MelScale::Kaldi => 1127.0 * (1.0 + hz / 700.0).ln(),
         MelScale::Slaney => {
             let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
             let min_log_mel = min_log_hz / f_sp;
@@ -368,6 +490,7 @@ fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
 fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
     match scale {
         MelScale::Htk => 700.0 * (10f64.powf(mel / 2595.0) - 1.0),
+        MelScale::Kaldi => 700.0 * ((mel / 1127.0).exp() - 1.0),
         MelScale::Slaney => {
             let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
             let min_log_mel = min_log_hz / f_sp;
@@ -383,6 +506,9 @@ fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
 
 /// Triangular filters on the mel scale, computed in f64 like librosa.
 fn mel_filterbank(config: &MelConfig) -> Vec<f32> {
+    if config.scale == MelScale::Kaldi {
+        return kaldi_filterbank(config);
+    }
     let bins = config.n_fft / 2 + 1;
     let sr = config.sample_rate as f64;
     let f_max = config.f_max.map_or(sr / 2.0, f64::from);
@@ -415,6 +541,29 @@ fn mel_filterbank(config: &MelConfig) -> Vec<f32> {
     filters
 }
 
+/// Kaldi's triangles (`get_mel_banks`): equally spaced in mels between
+/// `f_min` and `f_max`, each rising and falling linearly in mels; the Nyquist
+/// bin gets no weight (Kaldi computes `n_fft / 2` bins and pads one).
+fn kaldi_filterbank(config: &MelConfig) -> Vec<f32> {
+    let bins = config.n_fft / 2 + 1;
+    let sr = config.sample_rate as f64;
+    let mel = |hz: f64| hz_to_mel(hz, MelScale::Kaldi);
+    let low = mel(config.f_min as f64);
+    let high = mel(config.f_max.map_or(sr / 2.0, f64::from));
+    let delta = (high - low) / (config.n_mels + 1) as f64;
+    let mut filters = vec![0.0f32; config.n_mels * bins];
+    for band in 0..config.n_mels {
+        let edge = |i: usize| low + (band + i) as f64 * delta;
+        let (left, centre, right) = (edge(0), edge(1), edge(2));
+        for k in 0..bins - 1 {
+            let m = mel(k as f64 * sr / config.n_fft as f64);
+            let weight = ((m - left) / (centre - left)).min((right - m) / (right - centre));
+            filters[band * bins + k] = weight.max(0.0) as f32;
+        }
+    }
+    filters
+}
+
 impl LogScale {
     /// Compresses mel power values in place. The clamping variants use the
     /// maximum over all of `values`, so pass one whole spectrogram.
@@ -427,6 +576,7 @@ fn compress(values: &mut [f32], log: LogScale) {
     match log {
         LogScale::Power => {}
         LogScale::Natural { offset } => values.iter_mut().for_each(|v| *v = (*v + offset).ln()),
+        LogScale::NaturalFloor { floor } => values.iter_mut().for_each(|v| *v = v.max(floor).ln()),
         LogScale::Whisper => {
             values.iter_mut().for_each(|v| *v = v.max(1e-10).log10());
             let floor = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) - 8.0;
@@ -499,6 +649,74 @@ mod tests {
         assert_eq!(mel.frames_for(1000), 10);
         let (out, frames) = mel.compute(&vec![0.1; 1000]).unwrap();
         assert_eq!((out.len(), frames), (24 * 10, 10));
+    }
+
+    /// Kaldi's frames lie inside the signal (`snip_edges`): a 400-sample
+    /// frame every 160 samples, each zero-padded into a 512-point FFT.
+    #[test]
+    fn kaldi_frames_lie_inside_the_signal() {
+        let mel = MelSpectrogram::new(MelConfig::kaldi_fbank(16_000, 23)).unwrap();
+        assert_eq!((mel.config().n_fft, mel.config().frame_span()), (512, 400));
+        assert_eq!(mel.frames_for(399), 0);
+        assert_eq!(mel.frames_for(400), 1);
+        assert_eq!(mel.frames_for(559), 1);
+        assert_eq!(mel.frames_for(560), 2);
+        assert!(mel.window()[400..].iter().all(|&w| w == 0.0));
+        assert_eq!(
+            (mel.window()[0], mel.window()[399]),
+            (0.0, 0.0),
+            "symmetric"
+        );
+        assert!(mel.compute(&[0.1; 399]).is_err());
+        // A constant signal is all DC: removed, it leaves the log floor.
+        let (out, frames) = mel.compute(&[0.5; 720]).unwrap();
+        assert_eq!(frames, 3);
+        assert!(out.iter().all(|&v| v == f32::EPSILON.ln()), "{out:?}");
+        // Without the DC removal the lowest bands see it.
+        let dc = MelSpectrogram::new(MelConfig {
+            remove_dc: false,
+            preemphasis: None,
+            ..MelConfig::kaldi_fbank(16_000, 23)
+        })
+        .unwrap();
+        let (out, _) = dc.compute(&[0.5; 720]).unwrap();
+        assert!(out[0] > 0.0, "{}", out[0]);
+    }
+
+    #[test]
+    fn kaldi_settings_are_checked() {
+        let kaldi = MelConfig::kaldi_fbank(16_000, 23);
+        for bad in [
+            MelConfig {
+                center: true,
+                ..kaldi.clone()
+            },
+            MelConfig {
+                frame_length: Some(513),
+                ..kaldi.clone()
+            },
+            MelConfig {
+                preemphasis: Some(1.5),
+                ..kaldi.clone()
+            },
+            MelConfig {
+                log: LogScale::NaturalFloor { floor: 0.0 },
+                ..kaldi.clone()
+            },
+        ] {
+            assert!(MelSpectrogram::new(bad.clone()).is_err(), "{bad:?}");
+        }
+        // The new settings are left out of a librosa config's JSON, so
+        // earlier model cards and cache keys read and hash the same.
+        let json = serde_json::to_string(&config()).unwrap();
+        assert!(
+            !json.contains("frame_length") && !json.contains("remove_dc"),
+            "{json}"
+        );
+        assert!(!json.contains("preemphasis"), "{json}");
+        let back: MelConfig =
+            serde_json::from_str(&serde_json::to_string(&kaldi).unwrap()).unwrap();
+        assert_eq!(back, kaldi);
     }
 
     #[test]

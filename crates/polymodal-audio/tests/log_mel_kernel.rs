@@ -46,6 +46,8 @@ fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
         // Linear below 1 kHz (200/3 Hz a mel), logarithmic above.
         MelScale::Slaney if hz < 1000.0 => hz * 3.0 / 200.0,
         MelScale::Slaney => 15.0 + (hz / 1000.0).ln() * 27.0 / 6.4f64.ln(),
+        // Kaldi draws its triangles in mels, which this reference does not.
+        MelScale::Kaldi => panic!("no naive Kaldi filter banks"),
     }
 }
 
@@ -55,6 +57,7 @@ fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
         MelScale::Htk => 700.0 * (10f64.powf(mel / 2595.0) - 1.0),
         MelScale::Slaney if mel < 15.0 => mel * 200.0 / 3.0,
         MelScale::Slaney => 1000.0 * ((mel - 15.0) * 6.4f64.ln() / 27.0).exp(),
+        MelScale::Kaldi => panic!("no naive Kaldi filter banks"),
     }
 }
 
@@ -166,6 +169,9 @@ fn naive_log_mel(config: &MelConfig, signal: &[f32]) -> Vec<f32> {
             out.iter_mut().for_each(|v| *v = v.max(1e-10).log10());
             floor_below(&mut out, 8.0);
             out.iter_mut().for_each(|v| *v = (*v + 4.0) / 4.0);
+        }
+        LogScale::NaturalFloor { floor } => {
+            out.iter_mut().for_each(|v| *v = v.max(floor as f64).ln());
         }
     }
     out.into_iter().map(|v| v as f32).collect()
@@ -393,4 +399,20 @@ fn bad_input_is_an_error() {
         big.forward_unfused(Tensor::zeros([1, 8000], &device))
             .is_ok()
     );
+}
+
+/// Kaldi's framing (frames shorter than the FFT, DC removal, pre-emphasis)
+/// and its floored log are `MelSpectrogram`'s only: the kernel refuses them
+/// by name rather than computing something else.
+#[test]
+fn kaldi_filter_banks_are_refused_by_name() {
+    let kaldi = MelConfig::kaldi_fbank(16_000, 64);
+    let err = LogMel::new(kaldi.clone()).unwrap_err().to_string();
+    assert!(err.contains("log"), "{err}");
+    let framing = MelConfig {
+        log: polymodal_audio::LogScale::Power,
+        ..kaldi
+    };
+    let err = LogMel::new(framing).unwrap_err().to_string();
+    assert!(err.contains("frame_length"), "{err}");
 }

@@ -447,8 +447,7 @@ mod tests {
     fn a_frozen_pretrained_encoder_trains_on_its_embeddings() {
         let path = write("frozen", "");
         let dir = path.parent().unwrap();
-        let mut lines = (String::new(), String::new());
-        for i in 0..16 {
+        let files = (0..16).map(|i| {
             let class = i % 2;
             let image = image::RgbImage::from_fn(16, 16, |x, y| {
                 let noise = ((i * 31 + x * 7 + y * 13) % 40) as u8;
@@ -460,36 +459,94 @@ mod tests {
             });
             let file = dir.join(format!("{i}.png"));
             image.save(&file).unwrap();
-            let line = format!("{{\"image\": {file:?}, \"label\": \"c{class}\"}}\n");
-            if i < 12 { &mut lines.0 } else { &mut lines.1 }.push_str(&line);
+            (file, class)
+        });
+        let vit = polymodal_core::testing::encoder_fixture("vit");
+        train_frozen_twice(&path, files.collect(), Modality::Image, &vit);
+    }
+
+    /// The same with the AST fixture on audio files: its folder decides
+    /// Kaldi filter banks of its 12 frames (`ASTFeatureExtractor`'s
+    /// defaults: it has no `preprocessor_config.json`).
+    #[test]
+    fn a_frozen_ast_trains_on_audio_files() {
+        let path = write("frozen-ast", "");
+        let dir = path.parent().unwrap();
+        let files = (0..16u32).map(|i| {
+            let class = i % 2;
+            let hz = if class == 0 { 300.0 } else { 2_000.0 } + 10.0 * i as f32;
+            let tone: Vec<f32> = (0..4_000)
+                .map(|t| 0.3 * (std::f32::consts::TAU * hz * t as f32 / 16_000.0).sin())
+                .collect();
+            let file = dir.join(format!("{i}.wav"));
+            polymodal_audio::write_wav_pcm16(&file, &tone, 16_000, 1).unwrap();
+            (file, class)
+        });
+        let ast = polymodal_core::testing::encoder_fixture("ast");
+        let features = train_frozen_twice(&path, files.collect(), Modality::Audio, &ast);
+        assert_eq!(
+            features.audio.mel,
+            polymodal_audio::MelConfig::kaldi_fbank(16_000, 10)
+        );
+        assert_eq!(features.audio_shape().unwrap(), [10, 12]);
+        let statistics = crate::Normalization {
+            mean: -4.267_739_3,
+            std: 2.0 * 4.568_997_4,
+        };
+        assert_eq!(features.audio.normalize, Some(statistics));
+    }
+
+    /// Trains twice (three epochs, `[data] cache`) on `files` (path, class;
+    /// the last quarter the test set) of `modality` with the frozen
+    /// pretrained `folder`; checks each run's model folder evaluates the
+    /// test files as training did, records the weights' hash, and that the
+    /// second run (from the cache) equals the first. The run's features.
+    fn train_frozen_twice(
+        path: &Path,
+        files: Vec<(PathBuf, u32)>,
+        modality: Modality,
+        folder: &Path,
+    ) -> FeatureConfig {
+        let dir = path.parent().unwrap();
+        let mut lines = (String::new(), String::new());
+        for (i, (file, class)) in files.iter().enumerate() {
+            let line = format!("{{\"{modality}\": {file:?}, \"label\": \"c{class}\"}}\n");
+            if i < files.len() * 3 / 4 {
+                &mut lines.0
+            } else {
+                &mut lines.1
+            }
+            .push_str(&line);
         }
         std::fs::write(dir.join("train.jsonl"), &lines.0).unwrap();
         std::fs::write(dir.join("test.jsonl"), &lines.1).unwrap();
-        let vit = polymodal_core::testing::encoder_fixture("vit");
         let toml = |output: &str| {
             format!(
                 "output = \"{output}\"\n[data]\ntrain = \"train.jsonl\"\ntest = \"test.jsonl\"\n\
-                 cache = \"cache\"\nvalid_fraction = 0.25\n[encoders.image]\npretrained = {vit:?}\n\
-                 [train]\nepochs = 3\n"
+                 cache = \"cache\"\nvalid_fraction = 0.25\n[encoders.{modality}]\n\
+                 pretrained = {folder:?}\n[train]\nepochs = 3\n"
             )
         };
         let mut accuracies = Vec::new();
+        let mut features = None;
         for output in ["run1", "run2"] {
-            std::fs::write(&path, toml(output)).unwrap();
-            let experiment = Experiment::from_file(&path).unwrap();
+            std::fs::write(path, toml(output)).unwrap();
+            let experiment = Experiment::from_file(path).unwrap();
+            features = Some(experiment.features().unwrap());
             let report = run(&experiment, &Device::flex(), false, &mut |_| {}).unwrap();
             let test = report.test.unwrap();
             let (accuracy, card) =
                 crate::evaluate_dir(&report.model_dir, &dir.join("test.jsonl"), &Device::flex())
                     .unwrap();
             assert_eq!(accuracy, test.accuracy, "from files and from embeddings");
-            let recorded = &card.classifier.encoders[&Modality::Image].weights_sha256;
-            assert_eq!(recorded, &Some(crate::weights_sha256(&vit).unwrap()));
+            let recorded = &card.classifier.encoders[&modality].weights_sha256;
+            assert_eq!(recorded, &Some(crate::weights_sha256(folder).unwrap()));
             accuracies.push(accuracy);
         }
         // The second run's embeddings come from the cache: the same run.
         assert_eq!(accuracies[0], accuracies[1]);
         let entries = std::fs::read_dir(dir.join("cache")).unwrap().count();
         assert!(entries > 0, "nothing cached");
+        features.unwrap()
     }
 }

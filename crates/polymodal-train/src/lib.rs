@@ -64,8 +64,8 @@ pub use batch::Batcher;
 pub use chart::{Bar, BarChart, LineChart, Series};
 pub use data::{
     AudioFeatures, DataConfig, Dataset, Embedded, Example, FeatureCache, FeatureConfig, Features,
-    Label, LazyDataset, MAX_CLIP_SAMPLES, Samples, ShardDataset, ShardStream, Splits, StreamConfig,
-    StreamPosition, TextConfig, VideoFeatures, load_dataset, shards,
+    Label, LazyDataset, MAX_CLIP_SAMPLES, Normalization, Samples, ShardDataset, ShardStream,
+    Splits, StreamConfig, StreamPosition, TextConfig, VideoFeatures, load_dataset, shards,
 };
 pub use losses::binary_cross_entropy_with_logits;
 pub use manifest::{LabelNames, ManifestEntry, class_names, read_manifest};

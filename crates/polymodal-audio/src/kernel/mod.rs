@@ -76,6 +76,23 @@ pub enum ElementLog {
     Log10,
 }
 
+/// The element-wise part of `log`; an error for the scales the kernel
+/// lacks.
+fn element_log(log: LogScale) -> Result<ElementLog> {
+    Ok(match log {
+        LogScale::Power => ElementLog::Power,
+        LogScale::Natural { offset } => ElementLog::Natural { offset },
+        LogScale::Decibel { .. } => ElementLog::Decibel,
+        LogScale::Whisper => ElementLog::Log10,
+        LogScale::NaturalFloor { .. } => {
+            return Err(Error::Config(
+                "the log-mel kernel has no floored natural log (Kaldi's): use MelSpectrogram"
+                    .into(),
+            ));
+        }
+    })
+}
+
 /// The sizes of one log-mel launch, and the config for the CPU reference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogMelShape {
@@ -137,6 +154,14 @@ impl LogMel {
     /// Builds the tables for `config` (checked like `MelSpectrogram::new`).
     pub fn new(config: MelConfig) -> Result<Self> {
         let mel = MelSpectrogram::new(config.clone())?;
+        element_log(config.log)?;
+        if config.frame_length.is_some() || config.remove_dc || config.preemphasis.is_some() {
+            return Err(Error::Config(
+                "the log-mel kernel frames n_fft samples as they are: Kaldi's framing \
+                 (frame_length, remove_dc, preemphasis) is MelSpectrogram's only"
+                    .into(),
+            ));
+        }
         Ok(Self {
             config,
             mel,
@@ -254,12 +279,7 @@ impl LogMel {
                 "audio samples contain NaN or infinity".into(),
             ));
         }
-        let log = match self.config.log {
-            LogScale::Power => ElementLog::Power,
-            LogScale::Natural { offset } => ElementLog::Natural { offset },
-            LogScale::Decibel { .. } => ElementLog::Decibel,
-            LogScale::Whisper => ElementLog::Log10,
-        };
+        let log = element_log(self.config.log)?;
         Ok(LogMelShape {
             config: self.config.clone(),
             n_fft,

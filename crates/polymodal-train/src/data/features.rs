@@ -30,6 +30,26 @@ pub struct AudioFeatures {
     /// (Whisper's encoder reads the first 3000 of the 3001 frames a centred
     /// 30-second STFT gives).
     pub max_frames: Option<usize>,
+    /// Pad the log spectrogram of a shorter clip with this value up to
+    /// `max_frames` frames, rather than the clip with silence up to
+    /// `clip_samples` (`ASTFeatureExtractor` pads its filter banks with zeros
+    /// after the log). Needs `max_frames`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pad_frames_with: Option<f32>,
+    /// Fixed statistics every value is normalised with, after any padding
+    /// (a pretrained model's training set's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalization>,
+}
+
+/// `(x - mean) / std` with fixed statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalization {
+    /// Subtracted first.
+    pub mean: f32,
+    /// Divided by next (positive).
+    pub std: f32,
 }
 
 /// Video feature settings: uniformly sampled frames, each preprocessed like an image.
@@ -70,6 +90,8 @@ impl Default for AudioFeatures {
             standardize: true,
             resample: false,
             max_frames: None,
+            pad_frames_with: None,
+            normalize: None,
         }
     }
 }
@@ -123,9 +145,32 @@ impl FeatureConfig {
             )));
         }
         MelSpectrogram::new(self.audio.mel.clone()).map_err(named("audio.mel"))?;
-        if self.audio.max_frames == Some(0) {
+        let audio = &self.audio;
+        if audio.max_frames == Some(0) {
             return Err(Error::Config(
                 "features.audio.max_frames must be positive".into(),
+            ));
+        }
+        if let Some(value) = audio.pad_frames_with
+            && (audio.max_frames.is_none() || !value.is_finite())
+        {
+            return Err(Error::Config(format!(
+                "features.audio.pad_frames_with ({value}) must be finite and needs max_frames"
+            )));
+        }
+        if let Some(Normalization { mean, std }) = audio.normalize
+            && !(mean.is_finite() && std.is_finite() && std > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "features.audio.normalize needs a finite mean and a positive std, got {mean} and \
+                 {std}"
+            )));
+        }
+        if audio.normalize.is_some() && audio.standardize {
+            return Err(Error::Config(
+                "features.audio: normalize (fixed statistics) and standardize (per clip) \
+                 exclude each other"
+                    .into(),
             ));
         }
         Ok(())
@@ -157,12 +202,12 @@ impl FeatureConfig {
     /// Spectrogram shape `[mels, frames]` made by `mel` (this config's).
     pub(crate) fn audio_shape_with(&self, mel: &MelSpectrogram) -> [usize; 2] {
         let frames = mel.frames_for(self.audio.clip_samples);
-        [
-            self.audio.mel.n_mels,
-            self.audio
-                .max_frames
-                .map_or(frames, |keep| keep.min(frames)),
-        ]
+        let frames = match (self.audio.max_frames, self.audio.pad_frames_with) {
+            (Some(keep), Some(_)) => keep,
+            (Some(keep), None) => keep.min(frames),
+            (None, _) => frames,
+        };
+        [self.audio.mel.n_mels, frames]
     }
 }
 
@@ -270,7 +315,9 @@ pub(crate) fn read_text(media: Media) -> Result<String> {
 }
 
 /// The log-mel spectrogram of the audio `media`: its first
-/// `config.clip_samples` samples (zero-padded), standardised if asked.
+/// `config.clip_samples` samples (zero-padded, or the spectrogram padded
+/// after the log scale: `pad_frames_with`), standardised or normalised if
+/// asked.
 pub(crate) fn audio_features(
     media: Media,
     config: &AudioFeatures,
@@ -298,8 +345,13 @@ pub(crate) fn audio_features(
         ));
     }
     let mut samples = clip.to_mono();
-    samples.resize(config.clip_samples, 0.0);
-    let (mut values, frames) = mel.mel_power(&samples)?;
+    match config.pad_frames_with {
+        Some(_) => samples.truncate(config.clip_samples),
+        None => samples.resize(config.clip_samples, 0.0),
+    }
+    let (mut values, frames) = mel
+        .mel_power(&samples)
+        .map_err(|e| Error::decode(path, "audio", e.to_string()))?;
     if let Some(keep) = config.max_frames.filter(|&keep| keep < frames) {
         values = values
             .chunks_exact(frames)
@@ -307,10 +359,32 @@ pub(crate) fn audio_features(
             .collect();
     }
     mel.config().log.apply(&mut values);
+    if let (Some(value), Some(keep)) = (config.pad_frames_with, config.max_frames) {
+        values = pad_frames(&values, frames.min(keep), keep, value);
+    }
     if config.standardize {
         standardize(&mut values);
     }
+    if let Some(Normalization { mean, std }) = config.normalize {
+        values.iter_mut().for_each(|v| *v = (*v - mean) / std);
+    }
     Ok(values)
+}
+
+/// Band-major `values` of `frames` frames padded with `value` to `wanted`
+/// frames.
+fn pad_frames(values: &[f32], frames: usize, wanted: usize, value: f32) -> Vec<f32> {
+    if frames == wanted {
+        return values.to_vec();
+    }
+    values
+        .chunks_exact(frames)
+        .flat_map(|band| {
+            band.iter()
+                .copied()
+                .chain(std::iter::repeat_n(value, wanted - frames))
+        })
+        .collect()
 }
 
 /// Scales `values` to zero mean and unit variance.
@@ -417,4 +491,88 @@ pub(super) fn no_video_support(path: &Path) -> Error {
         "this build has no video support: polymodal-train was built without its `video` \
          feature (FFmpeg), which is on by default; enable it or leave the video out",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_padded_band_by_band() {
+        // Two bands of three frames, padded to five.
+        let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let padded = pad_frames(&values, 3, 5, 0.5);
+        assert_eq!(padded, [1.0, 2.0, 3.0, 0.5, 0.5, 4.0, 5.0, 6.0, 0.5, 0.5]);
+        assert_eq!(pad_frames(&values, 3, 3, 0.5), values);
+    }
+
+    #[test]
+    fn padding_and_fixed_statistics_are_checked() {
+        let with = |audio: AudioFeatures| {
+            FeatureConfig {
+                audio,
+                ..FeatureConfig::default()
+            }
+            .validate()
+        };
+        let base = AudioFeatures {
+            standardize: false,
+            ..AudioFeatures::default()
+        };
+        let error = with(AudioFeatures {
+            pad_frames_with: Some(0.0),
+            ..base.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("max_frames"), "{error}");
+        let padded = AudioFeatures {
+            pad_frames_with: Some(0.0),
+            max_frames: Some(120),
+            ..base.clone()
+        };
+        with(padded.clone()).unwrap();
+        // Padded to max_frames whatever the clip gives (101 frames here).
+        let config = FeatureConfig {
+            audio: padded,
+            ..FeatureConfig::default()
+        };
+        assert_eq!(config.audio_shape().unwrap(), [64, 120]);
+        for std in [0.0, f32::NAN] {
+            let error = with(AudioFeatures {
+                normalize: Some(Normalization { mean: 0.0, std }),
+                ..base.clone()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("normalize"), "{error}");
+        }
+        let error = with(AudioFeatures {
+            normalize: Some(Normalization {
+                mean: 0.0,
+                std: 1.0,
+            }),
+            standardize: true,
+            ..base
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("standardize"), "{error}");
+    }
+
+    /// Settings left at their defaults are left out of the JSON, so model
+    /// cards and feature-cache keys written before they existed read and
+    /// hash the same.
+    #[test]
+    fn unset_new_settings_leave_the_json_as_it_was() {
+        let json = serde_json::to_string(&AudioFeatures::default()).unwrap();
+        for key in [
+            "pad_frames_with",
+            "normalize",
+            "frame_length",
+            "preemphasis",
+        ] {
+            assert!(!json.contains(key), "{key} in {json}");
+        }
+    }
 }

@@ -28,7 +28,8 @@ mod splits;
 pub use cache::FeatureCache;
 pub use dataset::{Dataset, Example, Label, Samples};
 pub use features::{
-    AudioFeatures, Embedded, FeatureConfig, Features, MAX_CLIP_SAMPLES, VideoFeatures,
+    AudioFeatures, Embedded, FeatureConfig, Features, MAX_CLIP_SAMPLES, Normalization,
+    VideoFeatures,
 };
 pub use lazy::{LazyDataset, load_dataset};
 pub use shards::{ShardDataset, ShardStream, StreamConfig, StreamPosition};

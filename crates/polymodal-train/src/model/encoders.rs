@@ -14,13 +14,15 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use polymodal_audio::{AudioEncoderKind, MelConfig, WhisperEncoderConfig, WhisperFeatures};
+use polymodal_audio::{
+    AstFeatureConfig, AudioEncoderKind, MelConfig, WhisperEncoderConfig, WhisperFeatures,
+};
 use polymodal_core::registry::EncoderKind;
 use polymodal_core::{Error, Modality, Result};
 use polymodal_image::ImageEncoderKind;
 use polymodal_text::{TextEncoderKind, TextTokenizer};
 
-use crate::{AudioFeatures, FeatureConfig};
+use crate::{AudioFeatures, FeatureConfig, Normalization};
 
 /// How a pretrained encoder trains with the rest of the classifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -283,10 +285,26 @@ fn folder_tokenizer(dir: &Path, max_tokens: usize) -> Result<TextTokenizer> {
     TextTokenizer::from_file(dir.join("tokenizer.json"), max_tokens.min(positions))
 }
 
-/// The audio features of the folder's model: Whisper's 30-second log-mel
-/// input (16 kHz, audio of other rates resampled, the first 3000 frames).
+/// The audio features of the folder's model (audio of other rates
+/// resampled): Whisper's 30-second log-mel input (16 kHz, the first 3000
+/// frames); AST's normalised Kaldi filter banks of its
+/// `preprocessor_config.json`.
 fn folder_audio(dir: &Path) -> Result<AudioFeatures> {
     match AudioEncoderKind::detect(dir)? {
+        AudioEncoderKind::Ast => {
+            let ast = AstFeatureConfig::from_dir(dir)?;
+            Ok(AudioFeatures {
+                clip_samples: ast.clip_samples(),
+                mel: ast.mel(),
+                standardize: false,
+                resample: true,
+                max_frames: Some(ast.max_length),
+                pad_frames_with: Some(0.0),
+                normalize: ast
+                    .normalization()
+                    .map(|(mean, std)| Normalization { mean, std }),
+            })
+        }
         AudioEncoderKind::Whisper => {
             let config = WhisperEncoderConfig::from_file(dir.join("config.json"))?;
             let features = WhisperFeatures::new()?;
@@ -299,11 +317,12 @@ fn folder_audio(dir: &Path) -> Result<AudioFeatures> {
                 standardize: false,
                 resample: true,
                 max_frames: Some(features.frames()),
+                pad_frames_with: None,
+                normalize: None,
             })
         }
         kind => Err(Error::Config(format!(
-            "{}: the input features of audio encoder `{kind}` cannot be read from its folder \
-             yet (Whisper's can)",
+            "{}: audio encoder `{kind}` is not loaded from a folder",
             dir.display()
         ))),
     }
