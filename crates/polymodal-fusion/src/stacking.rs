@@ -78,7 +78,7 @@ impl Predictions {
             .map(|m| {
                 m.clone()
                     .into_data()
-                    .try_to_vec::<bool>()
+                    .try_into_vec_as::<bool>()
                     .map_err(|e| read_error(&e))
             })
             .collect::<Result<_>>()?;

@@ -750,6 +750,56 @@ fn pipeline_on_wgpu(fusion: &str) {
     }
 }
 
+/// Pretrained encoders train on wgpu from a TOML experiment as on the CPU:
+/// the ViT fixture fine-tuned in its top layer and the AST fixture frozen
+/// (embedded once on the device), their folders deciding the features; the
+/// model then predicts the same on both devices.
+#[cfg(all(feature = "video", feature = "wgpu"))]
+#[test]
+fn pretrained_encoders_train_on_wgpu() {
+    if !wgpu_or_skip() {
+        return;
+    }
+    let dir = scratch("wgpu-pretrained");
+    let data = generate(&dir, ["4", "2", "2"]);
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/parity/encoders")
+            .join(name)
+    };
+    let experiment = format!(
+        "output = \"run\"\n\
+         [data]\ntrain = \"data/train.jsonl\"\nvalid = \"data/valid.jsonl\"\ntest = \"data/test.jsonl\"\n\
+         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"concat\"\ndim = 8\n\
+         [encoders.image]\npretrained = {:?}\nmode = \"fine-tune\"\nlayers = 1\n\
+         [encoders.audio]\npretrained = {:?}\n\
+         [train]\nepochs = 2\nbatch_size = 8\n",
+        fixture("vit"),
+        fixture("ast")
+    );
+    let config = dir.join("experiment.toml");
+    std::fs::write(&config, experiment).unwrap();
+    let stdout = succeeds(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--device",
+        "wgpu",
+    ]);
+    assert!(
+        stdout.contains("epoch 2") && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+    let files = first_test_sample(&dir.join("run"), &data);
+    let files = files.each_ref().map(String::as_str);
+    let probabilities = |device: &str| predict(&[&["--device", device], &files[..]].concat());
+    let (gpu, cpu) = (probabilities("wgpu"), probabilities("cpu"));
+    assert_eq!(gpu.len(), cpu.len());
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert!((g - c).abs() < 1e-4, "wgpu {gpu:?} vs cpu {cpu:?}");
+    }
+}
+
 /// Built without `wgpu`: `devices` lists the CPU and says wgpu is not built
 /// in, and a wgpu device is an error saying so.
 #[cfg(not(feature = "wgpu"))]

@@ -153,10 +153,11 @@ fn embed_modality(
     let [n, length, dim] = embeddings.sequence.dims();
     let pooled = values(embeddings.pooled)?;
     let sequence = values(embeddings.sequence)?;
+    // Cast, not read: a device stores booleans its own way (wgpu as u32).
     let mask: Vec<bool> = embeddings
         .mask
         .into_data()
-        .try_into_vec::<bool>()
+        .try_into_vec_as::<bool>()
         .map_err(data)?;
     for (row, &i) in missing.iter().enumerate().take(n) {
         let mut tokens = Vec::new();
