@@ -242,6 +242,8 @@ impl MelConfig {
                 "frame_length must be 2 to n_fft = {} and needs center = false, got {:?}",
                 self.n_fft, self.frame_length
             ))
+        } else if self.scale == MelScale::Kaldi && self.slaney_norm {
+            Some("Kaldi's filter banks have no area normalisation: set slaney_norm = false".into())
         } else if self.preemphasis.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
             Some(format!(
                 "preemphasis must be 0 to 1, got {:?}",
@@ -701,6 +703,10 @@ mod tests {
             },
             MelConfig {
                 log: LogScale::NaturalFloor { floor: 0.0 },
+                ..kaldi.clone()
+            },
+            MelConfig {
+                slaney_norm: true,
                 ..kaldi.clone()
             },
         ] {
