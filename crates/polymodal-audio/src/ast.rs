@@ -304,10 +304,15 @@ impl AstFeatureConfig {
         MelConfig::kaldi_fbank(self.sampling_rate, self.num_mel_bins)
     }
 
-    /// The samples that make exactly `max_length` frames.
+    /// The samples that make exactly `max_length` frames (saturating: the
+    /// training features refuse a clip that long by name).
     pub fn clip_samples(&self) -> usize {
         let mel = self.mel();
-        mel.frame_span() + (self.max_length - 1) * mel.hop_length
+        let hops = self
+            .max_length
+            .saturating_sub(1)
+            .saturating_mul(mel.hop_length);
+        mel.frame_span().saturating_add(hops)
     }
 
     /// `(mean, scale)` such that the model reads `(x - mean) / scale`:
@@ -377,6 +382,13 @@ mod tests {
         let mel = MelSpectrogram::new(features.mel()).unwrap();
         assert_eq!(mel.frames_for(features.clip_samples()), 12);
         assert_eq!(mel.frames_for(features.clip_samples() - 1), 11);
+        // An absurd frame count saturates (the training features refuse it
+        // by name) rather than overflowing.
+        let absurd = AstFeatureConfig {
+            max_length: usize::MAX,
+            ..features
+        };
+        assert_eq!(absurd.clip_samples(), usize::MAX);
     }
 
     #[test]
