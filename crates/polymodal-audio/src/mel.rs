@@ -423,9 +423,7 @@ impl MelSpectrogram {
         }
         Ok((out, frames))
     }
-}
 
-impl MelSpectrogram {
     /// One frame shaped as Kaldi shapes it, into `input[..samples.len()]`:
     /// mean removed, pre-emphasised (the first sample against itself), then
     /// windowed. Sums in f64, so a loud DC offset leaves no rounding behind.

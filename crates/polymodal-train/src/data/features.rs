@@ -359,8 +359,11 @@ pub(crate) fn audio_features(
             .collect();
     }
     mel.config().log.apply(&mut values);
-    if let (Some(value), Some(keep)) = (config.pad_frames_with, config.max_frames) {
-        values = pad_frames(&values, frames.min(keep), keep, value);
+    // A clip of `max_frames` or more was cut above and needs no copy.
+    if let (Some(value), Some(keep)) = (config.pad_frames_with, config.max_frames)
+        && frames < keep
+    {
+        values = pad_frames(&values, frames, keep, value);
     }
     if config.standardize {
         standardize(&mut values);
