@@ -48,12 +48,21 @@ def pairs(root):
     return rows
 
 
+def clip(root, row):
+    """The pair's clip, mono, at Whisper's rate."""
+    import librosa
+    import soundfile
+
+    audio, rate = soundfile.read(root / row["wav"], dtype="float32")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    return librosa.resample(audio, orig_sr=rate, target_sr=WHISPER_RATE)
+
+
 def embed(root, rows, folder):
     """[N, dim] mean of the encoder's last hidden state over the positions
     that hold audio."""
-    import librosa
     import numpy as np
-    import soundfile
     import torch
     from transformers import WhisperFeatureExtractor, WhisperModel
 
@@ -68,17 +77,12 @@ def embed(root, rows, folder):
     encoder = model.get_encoder().eval()
     pooled = []
     for start in range(0, len(rows), BATCH):
-        clips = []
-        for row in rows[start:start + BATCH]:
-            audio, rate = soundfile.read(root / row["wav"], dtype="float32")
-            if audio.ndim > 1:
-                audio = audio.mean(axis=1)
-            clips.append(librosa.resample(audio, orig_sr=rate, target_sr=WHISPER_RATE))
+        clips = [clip(root, row) for row in rows[start:start + BATCH]]
         features = extractor(clips, sampling_rate=WHISPER_RATE, return_tensors="pt")
         with torch.no_grad():
             hidden = encoder(features.input_features).last_hidden_state
-        for clip, states in zip(clips, hidden):
-            positions = min(states.shape[0], math.ceil(len(clip) / SAMPLES_PER_POSITION))
+        for samples, states in zip(clips, hidden):
+            positions = min(states.shape[0], math.ceil(len(samples) / SAMPLES_PER_POSITION))
             pooled.append(states[:positions].mean(dim=0).numpy())
     return np.stack(pooled)
 
