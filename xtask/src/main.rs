@@ -56,6 +56,7 @@ commands:
                    PyTorch's version of the work (on CUDA when torch has a GPU)
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
                [--audio-encoder DIR] [--split official|speakers] [--cache DIR]
+               [--unimodal-weight W]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
                    method, N seeds each (default 3, at most 20 epochs; --parallel runs
@@ -66,12 +67,15 @@ commands:
                    audio encoder (e.g. whisper-tiny.en) replaces the audio CNN, its
                    embeddings computed once (kept in --cache, default
                    target/polymodal-cache); --split speakers: leave one speaker out, six
-                   folds; --only image|audio: one unimodal model. Each setting writes
-                   docs/benchmarks/avmnist[-ENCODER][-speakers].{md,svg,json}. With
+                   folds; --only image|audio: one unimodal model; --unimodal-weight W:
+                   fused models also train a head per modality, loss weight W
+                   (docs/fusion.md). Each setting writes
+                   docs/benchmarks/avmnist[-ENCODER][-speakers][-unimodal].{md,svg,json}. With
                    --audio-encoder, logistic regression on transformers' vectors of the
                    same encoder is the reference ($POLYMODAL_PYTHON with torch,
                    transformers, scikit-learn; skipped, and said so, without them)
-  bench fusion --report-only [--audio-encoder DIR] [--split official|speakers] [--reference]
+  bench fusion --report-only [--audio-encoder DIR] [--split official|speakers]
+               [--unimodal-weight W] [--reference]
                    rewrite that setting's docs/benchmarks/avmnist*.{md,svg} from its
                    saved json, without training; --reference runs the reference again
                    and keeps it in the json
@@ -395,12 +399,16 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
             .filter(|a| !matches!(a.as_str(), "--report-only" | "--reference"))
             .collect();
         let setting = rest.chunks(2).all(|pair| {
-            pair.len() == 2 && matches!(pair[0].as_str(), "--audio-encoder" | "--split")
+            pair.len() == 2
+                && matches!(
+                    pair[0].as_str(),
+                    "--audio-encoder" | "--split" | "--unimodal-weight"
+                )
         });
         if !setting {
             return Err(format!(
-                "bench fusion --report-only takes only --audio-encoder, --split and \
-                 --reference\n\n{USAGE}"
+                "bench fusion --report-only takes only --audio-encoder, --split, \
+                 --unimodal-weight and --reference\n\n{USAGE}"
             ));
         }
         let mut command = bench_binary("avmnist");
@@ -424,9 +432,8 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
             .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
         match flag.as_str() {
             "--data" => data = Some(PathBuf::from(value)),
-            "--seeds" | "--epochs" | "--only" | "--parallel" | "--split" | "--cache" => {
-                forwarded.extend([flag.clone(), value.clone()])
-            }
+            "--seeds" | "--epochs" | "--only" | "--parallel" | "--split" | "--cache"
+            | "--unimodal-weight" => forwarded.extend([flag.clone(), value.clone()]),
             "--audio-encoder" => {
                 let dir = PathBuf::from(value);
                 if !dir.join("config.json").is_file() {

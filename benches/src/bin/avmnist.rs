@@ -157,17 +157,29 @@ struct Saved {
     /// encoder and from runs saved before it was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reference: Option<serde_json::Value>,
+    /// The fused models' unimodal auxiliary loss weight (0, or absent
+    /// from runs saved before it could be chosen: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unimodal_weight: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// `avmnist`, then the audio encoder's folder name, then `speakers` for
-/// the leave-one-speaker-out split, joined by `-`.
-fn report_stem(audio_encoder: Option<&str>, speakers: bool) -> String {
+/// the leave-one-speaker-out split, then `unimodal` when the fused models
+/// train with unimodal auxiliary losses, joined by `-`.
+fn report_stem(audio_encoder: Option<&str>, speakers: bool, unimodal: bool) -> String {
     let mut stem = "avmnist".to_string();
     if let Some(name) = audio_encoder {
         stem = format!("{stem}-{name}");
     }
     if speakers {
         stem.push_str("-speakers");
+    }
+    if unimodal {
+        stem.push_str("-unimodal");
     }
     stem
 }
@@ -211,6 +223,8 @@ struct Args {
     python: String,
     /// With `--render`: run the reference again and keep it in the json.
     reference: bool,
+    /// The fused models' unimodal auxiliary loss weight (0: none).
+    unimodal_weight: f64,
     job: Option<(String, u64, PathBuf)>,
 }
 
@@ -221,6 +235,7 @@ impl Args {
         report_stem(
             self.encoder_name().as_deref(),
             self.split == Split::Speakers,
+            self.unimodal_weight > 0.0,
         )
     }
 
@@ -256,6 +271,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         embeddings: None,
         python: "python3".into(),
         reference: false,
+        unimodal_weight: 0.0,
         job: None,
     };
     let mut job = (None, 1, None);
@@ -279,6 +295,17 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--embeddings" => args.embeddings = Some(value()?.into()),
             "--python" => args.python = value()?,
             "--reference" => args.reference = true,
+            "--unimodal-weight" => {
+                let v = value()?;
+                args.unimodal_weight = match v.parse::<f64>() {
+                    Ok(w) if w >= 0.0 && w.is_finite() => w,
+                    _ => {
+                        return Err(format!(
+                            "--unimodal-weight: `{v}` is not a non-negative number"
+                        ));
+                    }
+                };
+            }
             "--split" => {
                 args.split = match value()?.as_str() {
                     "official" => Split::Official,
@@ -378,7 +405,8 @@ fn run_all(args: &Args) -> Result<()> {
                 .args(["--job", &job, "--seed", &seed.to_string()])
                 .arg("--json")
                 .arg(&json)
-                .args(["--split", args.split.name()]);
+                .args(["--split", args.split.name()])
+                .args(["--unimodal-weight", &args.unimodal_weight.to_string()]);
             if let (Some(dir), Some(embeddings)) = (&args.audio_encoder, &embeddings) {
                 command
                     .arg("--audio-encoder")
@@ -436,6 +464,7 @@ fn run_all(args: &Args) -> Result<()> {
         audio_encoder: args.encoder_name(),
         build: this_build(),
         reference: logreg_reference(args),
+        unimodal_weight: args.unimodal_weight,
     };
     save(&args.out.join(format!("{}.json", args.stem())), &saved)?;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -689,7 +718,11 @@ impl Report {
 
     /// The report's file stem (as [`Args::stem`]).
     fn stem(&self) -> String {
-        report_stem(self.saved.audio_encoder.as_deref(), self.speakers())
+        report_stem(
+            self.saved.audio_encoder.as_deref(),
+            self.speakers(),
+            self.saved.unimodal_weight > 0.0,
+        )
     }
 
     fn speakers(&self) -> bool {
@@ -702,6 +735,23 @@ impl Report {
             format!("{} folds (one per held-out speaker)", self.saved.seeds)
         } else {
             format!("{} seeds", self.saved.seeds)
+        }
+    }
+
+    /// How the fused models' unimodal auxiliary losses train, for the
+    /// report's text (nothing without them).
+    fn unimodal_text(&self) -> String {
+        let weight = self.saved.unimodal_weight;
+        if weight > 0.0 {
+            format!(
+                " Every feature-level and joint fusion model also trains a linear head per \
+                 modality on that modality's embedding, beside the fused head, and adds \
+                 {weight} × the mean of their cross-entropies to its loss (unimodal auxiliary \
+                 losses, `unimodal_weight`: [docs/fusion.md](../fusion.md)); its predictions \
+                 come from the fused head alone."
+            )
+        } else {
+            String::new()
         }
     }
 
@@ -956,13 +1006,14 @@ impl Report {
              at most {epochs} epochs; the best validation epoch's model is tested. Fused models \
              train with modality dropout 0.2, so the *without image / audio* columns (that \
              modality removed from every test sample) measure graceful degradation; \
-             `contrastive` adds 0.5 × InfoNCE. The model-level rows combine the image and audio \
+             `contrastive` adds 0.5 × InfoNCE.{unimodal} The model-level rows combine the image and audio \
              models of the same run (their training time is included); `stacking` is fitted on \
              3-fold out-of-fold predictions of the training pairs (6 more trainings, included); \
              the fitted log pool's two weights are fitted on the validation pairs, so its \
              validation accuracy is measured on the pairs it was fitted to. Mean ± sample \
              standard deviation over {runs}.",
             audio = self.audio_side(),
+            unimodal = self.unimodal_text(),
             build = saved.build,
             epochs = saved.epochs,
         ));
@@ -1143,6 +1194,8 @@ struct Job {
     features: FeatureConfig,
     /// The frozen pretrained audio encoder, when chosen.
     audio: Option<EncoderChoice>,
+    /// The fused models' unimodal auxiliary loss weight.
+    unimodal_weight: f64,
 }
 
 fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
@@ -1189,6 +1242,7 @@ fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
         settings,
         features,
         audio,
+        unimodal_weight: args.unimodal_weight,
     };
     let mut outcomes = match name {
         LATE_JOB => late_job(&job)?,
@@ -1390,7 +1444,12 @@ fn classifier(job: &Job, modalities: &[Modality], fusion: FusionKind) -> Classif
     let config = ClassifierConfig::new(modalities.to_vec(), fusion, 10)
         .with_channels(1)
         .with_modality_dropout(dropout)
-        .with_contrastive_weight(0.5);
+        .with_contrastive_weight(0.5)
+        .with_unimodal_weight(if fusion == FusionKind::None {
+            0.0
+        } else {
+            job.unimodal_weight
+        });
     match &job.audio {
         Some(choice) if modalities.contains(&Modality::Audio) => {
             config.with_encoder(Modality::Audio, choice.clone())
@@ -1732,6 +1791,7 @@ mod tests {
             audio_encoder: None,
             build: release(),
             reference: None,
+            unimodal_weight: 0.0,
         }
     }
 

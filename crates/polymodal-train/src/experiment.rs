@@ -87,6 +87,9 @@ pub struct ModelConfig {
     pub modality_dropout: f64,
     /// Weight of the InfoNCE loss for `contrastive` fusion.
     pub contrastive_weight: f64,
+    /// Weight of the unimodal auxiliary losses (a head per modality trained
+    /// beside the fused one; 0: none).
+    pub unimodal_weight: f64,
 }
 
 impl Default for ModelConfig {
@@ -97,6 +100,7 @@ impl Default for ModelConfig {
             dim: 64,
             modality_dropout: 0.0,
             contrastive_weight: 1.0,
+            unimodal_weight: 0.0,
         }
     }
 }
@@ -238,6 +242,7 @@ pub fn run(
         .with_channels(features.image.channels())
         .with_modality_dropout(experiment.model.modality_dropout)
         .with_contrastive_weight(experiment.model.contrastive_weight)
+        .with_unimodal_weight(experiment.model.unimodal_weight)
         .with_multi_label(splits.train.is_multi_label());
     let config = ClassifierConfig { encoders, ..config };
     config.validate()?;

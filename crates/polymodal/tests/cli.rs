@@ -216,7 +216,7 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     std::fs::write(data.join("train.csv"), csv).unwrap();
     let experiment = "output = \"run\"\n\
          [data]\ntrain = \"data/train.csv\"\nvalid = \"data/valid.jsonl\"\ntest = \"data/test.jsonl\"\nlazy = true\ncache = \"cache\"\n\
-         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"gated\"\ndim = 8\nmodality_dropout = 0.2\n\
+         [model]\nmodalities = [\"image\", \"audio\"]\nfusion = \"gated\"\ndim = 8\nmodality_dropout = 0.2\nunimodal_weight = 0.5\n\
          [train]\nepochs = 2\nbatch_size = 8\nschedule = { kind = \"warmup-cosine\", warmup_steps = 2 }\n\
 ";
     let (config, stdout) = train(&dir, experiment);
@@ -228,6 +228,11 @@ fn train_from_a_toml_experiment_then_eval_predict_embed_and_resume() {
     for file in ["model.json", "model.bpk", "metrics.csv", "loss.svg"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+    // The unimodal heads train and are saved with the model (eval,
+    // predict and resume below load them).
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["classifier"]["unimodal_weight"], 0.5, "{card}");
     assert!(
         std::fs::read_dir(dir.join("cache")).unwrap().count() > 0,
         "cache empty"

@@ -23,6 +23,10 @@ fn default_contrastive_weight() -> f64 {
     1.0
 }
 
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
 /// Everything needed to build a [`MultimodalClassifier`] (saved next to checkpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierConfig {
@@ -47,6 +51,16 @@ pub struct ClassifierConfig {
     /// Weight of the InfoNCE loss for [`FusionKind::Contrastive`].
     #[serde(default = "default_contrastive_weight")]
     pub contrastive_weight: f64,
+    /// Weight of the unimodal auxiliary losses: with a positive weight each
+    /// modality gets a linear head of its own on its pooled embedding,
+    /// trained on the same targets beside the fused head (the fixed-weight
+    /// form of Wang et al.'s gradient blending, "What Makes Training
+    /// Multi-modal Classification Networks Hard?", CVPR 2020), so that every
+    /// encoder learns to classify alone instead of leaning on the modality
+    /// that fits the training set first. Training only: predictions come
+    /// from the fused head. 0 (the default) switches it off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unimodal_weight: f64,
     /// Multi-label: every class is an independent yes/no (sigmoid
     /// probabilities, binary cross-entropy) instead of one class per sample.
     #[serde(default)]
@@ -74,6 +88,7 @@ impl ClassifierConfig {
             channels: 3,
             modality_dropout: 0.0,
             contrastive_weight: default_contrastive_weight(),
+            unimodal_weight: 0.0,
             multi_label: false,
             encoders: EncoderChoices::new(),
         }
@@ -126,6 +141,14 @@ impl ClassifierConfig {
         }
     }
 
+    /// Sets [`ClassifierConfig::unimodal_weight`].
+    pub fn with_unimodal_weight(self, unimodal_weight: f64) -> Self {
+        Self {
+            unimodal_weight,
+            ..self
+        }
+    }
+
     /// Sets [`ClassifierConfig::multi_label`].
     pub fn with_multi_label(self, multi_label: bool) -> Self {
         Self {
@@ -161,6 +184,10 @@ impl ClassifierConfig {
             ))
         } else if !(self.contrastive_weight >= 0.0 && self.contrastive_weight.is_finite()) {
             Some("contrastive_weight must be finite and non-negative".to_string())
+        } else if !(self.unimodal_weight >= 0.0 && self.unimodal_weight.is_finite()) {
+            Some("unimodal_weight must be finite and non-negative".to_string())
+        } else if self.unimodal_weight > 0.0 && self.fusion == FusionKind::None {
+            Some("unimodal_weight needs fusion of two or more modalities".to_string())
         } else {
             let unread = self.encoders.keys().find(|m| !self.modalities.contains(m));
             unread.map(|m| format!("encoders.{m}: the model does not read {m}"))
@@ -215,8 +242,10 @@ impl ClassifierConfig {
                 .transpose()?,
             fusion: None,
             head: LinearConfig::new(1, 1).init(device),
+            unimodal_heads: Vec::new(),
             modality_dropout: self.modality_dropout,
             contrastive_weight: self.contrastive_weight,
+            unimodal_weight: self.unimodal_weight,
             modalities: self
                 .modalities
                 .iter()
@@ -228,6 +257,10 @@ impl ClassifierConfig {
         let fused_dim = fusion.as_ref().map_or(dims[0], |f| f.fusion().output_dim());
         model.fusion = fusion;
         model.head = LinearConfig::new(fused_dim, self.classes).init(device);
+        if self.unimodal_weight > 0.0 {
+            let head = |&dim: &usize| LinearConfig::new(dim, self.classes).init(device);
+            model.unimodal_heads = dims.iter().map(head).collect();
+        }
         self.freeze_encoders(model)
     }
 
@@ -287,8 +320,12 @@ pub struct MultimodalClassifier {
     video: Option<FrameEncoder<AnyImageEncoder>>,
     fusion: Option<FusionLayer>,
     head: Linear,
+    /// One head per modality, in fusion order, when
+    /// [`ClassifierConfig::unimodal_weight`] is positive (else none).
+    unimodal_heads: Vec<Linear>,
     modality_dropout: f64,
     contrastive_weight: f64,
+    unimodal_weight: f64,
     /// Modality names in fusion order.
     modalities: Vec<String>,
 }
@@ -405,22 +442,55 @@ impl MultimodalClassifier {
 }
 
 impl MultimodalClassifier {
-    /// Logits and, on an autodiff device (training), the fusion layer's
-    /// auxiliary loss times `contrastive_weight` if it has one
+    /// Logits and, on an autodiff device (training), the auxiliary losses:
+    /// the fusion layer's own times `contrastive_weight` if it has one
     /// ([`polymodal_core::Fusion::auxiliary_loss`]: contrastive fusion's
-    /// InfoNCE loss). On an autodiff device modality dropout hides
-    /// modalities first.
+    /// InfoNCE loss), and the unimodal heads' times `unimodal_weight`. On an
+    /// autodiff device modality dropout hides modalities first.
     fn forward(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
         let (features, parts) = self.fused_parts(batch)?;
         let logits = self.head.forward(features);
-        let auxiliary = match &self.fusion {
-            Some(layer) if parts[0].present.device().is_autodiff() => layer
+        if !parts[0].present.device().is_autodiff() {
+            return Ok((logits, None));
+        }
+        let fusion = match &self.fusion {
+            Some(layer) => layer
                 .fusion()
                 .auxiliary_loss(&parts)?
                 .map(|loss| loss * self.contrastive_weight),
-            _ => None,
+            None => None,
+        };
+        let unimodal = self.unimodal_loss(&parts, &batch.targets)?;
+        let auxiliary = match (fusion, unimodal) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
         };
         Ok((logits, auxiliary))
+    }
+
+    /// `unimodal_weight` times the mean over modalities of each unimodal
+    /// head's loss on the samples that have the modality (after modality
+    /// dropout: a hidden modality is not there to learn from); `None`
+    /// without unimodal heads.
+    fn unimodal_loss(
+        &self,
+        parts: &[ModalityEmbeddings],
+        targets: &polymodal_core::Targets,
+    ) -> Result<Option<Tensor<1>>> {
+        if self.unimodal_heads.is_empty() {
+            return Ok(None);
+        }
+        let mut total: Option<Tensor<1>> = None;
+        for (head, part) in self.unimodal_heads.iter().zip(parts) {
+            let logits = head.forward(part.embeddings.pooled.clone());
+            let loss = crate::losses::masked_loss(logits, targets, part.present.clone())?;
+            total = Some(match total {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
+        }
+        let scale = self.unimodal_weight / self.unimodal_heads.len() as f64;
+        Ok(total.map(|sum| sum * scale))
     }
 
     fn fused_parts(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Vec<ModalityEmbeddings>)> {
@@ -513,6 +583,93 @@ mod tests {
                 .init(&device)
                 .num_params();
         assert_eq!(model.num_params(), direct);
+    }
+
+    /// A batch of three samples whose image and audio embeddings (width 4)
+    /// are carried ahead, the second sample without audio; with those
+    /// embeddings and its classes.
+    fn embedded_batch(device: &Device) -> (MultimodalBatch, Tensor<2>, Tensor<2>, Tensor<1, Int>) {
+        use polymodal_core::{Embeddings, Targets};
+        let pooled = |seed: f32| {
+            let values: Vec<f32> = (0..12).map(|i| (i as f32 * seed).sin()).collect();
+            Tensor::<2>::from_data(TensorData::new(values, [3, 4]), device)
+        };
+        let part = |modality, pooled: Tensor<2>, present: [bool; 3]| ModalityEmbeddings {
+            modality,
+            embeddings: Embeddings {
+                sequence: pooled.clone().unsqueeze_dim(1),
+                mask: Tensor::<2>::ones([3, 1], device).equal_elem(1.0),
+                pooled,
+            },
+            present: Tensor::from_data(TensorData::from(present), device),
+        };
+        let (image, audio) = (pooled(0.7), pooled(1.3));
+        let classes = Tensor::<1, Int>::from_data([0, 2, 1], device);
+        let batch = MultimodalBatch {
+            text: None,
+            image: None,
+            audio: None,
+            video: None,
+            embedded: vec![
+                part(Modality::Image, image.clone(), [true; 3]),
+                part(Modality::Audio, audio.clone(), [true, false, true]),
+            ],
+            targets: Targets::Classes(classes.clone()),
+        };
+        (batch, image, audio, classes)
+    }
+
+    /// With a unimodal weight each modality has a head of its own, and
+    /// training adds weight × the mean of their losses, each over the
+    /// samples that have its modality (checked against Burn's
+    /// cross-entropy on those rows); on a plain device there is no such
+    /// loss, and without the weight there are no heads.
+    #[test]
+    fn unimodal_heads_add_each_modality_s_own_loss_in_training() {
+        use burn::nn::loss::CrossEntropyLossConfig;
+        let device = Device::flex().autodiff();
+        let modalities = vec![Modality::Image, Modality::Audio];
+        let config = ClassifierConfig::new(modalities.clone(), FusionKind::Concat, 3)
+            .with_dim(4)
+            .with_unimodal_weight(0.5);
+        let model = config.init(&device).unwrap();
+        assert_eq!(model.unimodal_heads.len(), 2);
+        let (batch, image, audio, classes) = embedded_batch(&device);
+        let (_, auxiliary) = model.training_output(&batch).unwrap();
+        let ours = auxiliary.unwrap().into_scalar::<f32>();
+        let cross_entropy = CrossEntropyLossConfig::new().init(&device);
+        let rows = Tensor::<1, Int>::from_data([0, 2], &device);
+        let image_loss = cross_entropy
+            .forward(model.unimodal_heads[0].forward(image), classes.clone())
+            .into_scalar::<f32>();
+        let audio_loss = cross_entropy
+            .forward(
+                model.unimodal_heads[1].forward(audio.select(0, rows.clone())),
+                classes.select(0, rows),
+            )
+            .into_scalar::<f32>();
+        let expected = 0.5 * (image_loss + audio_loss) / 2.0;
+        assert!((ours - expected).abs() < 1e-5, "{ours} vs {expected}");
+
+        let plain = model.valid();
+        let (batch, ..) = embedded_batch(&Device::flex());
+        assert!(plain.training_output(&batch).unwrap().1.is_none());
+
+        let without = ClassifierConfig::new(modalities, FusionKind::Concat, 3).with_dim(4);
+        assert!(without.init(&device).unwrap().unimodal_heads.is_empty());
+        for weight in [-1.0, f64::NAN] {
+            let bad = ClassifierConfig::new(
+                vec![Modality::Image, Modality::Audio],
+                FusionKind::Concat,
+                3,
+            )
+            .with_unimodal_weight(weight);
+            assert!(bad.validate().is_err(), "{weight}");
+        }
+        let single = ClassifierConfig::new(vec![Modality::Image], FusionKind::None, 3)
+            .with_unimodal_weight(1.0);
+        let error = single.validate().unwrap_err().to_string();
+        assert!(error.contains("unimodal_weight"), "{error}");
     }
 
     /// A batch of text (the BERT fixture's vocabulary) and 16×16 images.
