@@ -15,6 +15,11 @@ pub fn binary_cross_entropy_with_logits(
     logits: Tensor<2>,
     targets: Tensor<2>,
 ) -> Result<Tensor<1>> {
+    Ok(binary_cross_entropy_terms(logits, targets)?.mean())
+}
+
+/// Each label's binary cross-entropy, `[batch, labels]`.
+fn binary_cross_entropy_terms(logits: Tensor<2>, targets: Tensor<2>) -> Result<Tensor<2>> {
     if logits.dims() != targets.dims() {
         return Err(Error::Invalid(format!(
             "binary cross-entropy: logits {:?} and targets {:?} differ in shape",
@@ -23,38 +28,34 @@ pub fn binary_cross_entropy_with_logits(
         )));
     }
     let softplus = (logits.clone().abs().neg().exp() + 1.0).log();
-    let loss = logits.clone().clamp_min(0.0) - logits * targets + softplus;
-    Ok(loss.mean())
+    Ok(logits.clone().clamp_min(0.0) - logits * targets + softplus)
 }
 
 /// The mean loss of `logits` `[batch, classes]` over the samples where
 /// `keep` `[batch]` is true: cross-entropy against class indices, or the
 /// binary cross-entropy averaged over the labels of multi-hot targets. No
 /// sample kept gives 0 (and no gradient), not NaN.
-pub fn masked_loss(
+pub(crate) fn masked_loss(
     logits: Tensor<2>,
     targets: &Targets,
     keep: Tensor<1, Bool>,
 ) -> Result<Tensor<1>> {
-    let [batch, classes] = logits.dims();
+    let [batch, _] = logits.dims();
     let per_sample = match targets {
         Targets::Classes(indices) => {
+            if indices.dims() != [batch] {
+                return Err(Error::Invalid(format!(
+                    "masked loss: {batch} samples but {:?} class indices",
+                    indices.dims()
+                )));
+            }
             let picked = burn::tensor::activation::log_softmax(logits, 1)
                 .gather(1, indices.clone().unsqueeze_dim(1));
             picked.neg().reshape([batch])
         }
-        Targets::MultiHot(targets) => {
-            if targets.dims() != [batch, classes] {
-                return Err(Error::Invalid(format!(
-                    "binary cross-entropy: logits {:?} and targets {:?} differ in shape",
-                    [batch, classes],
-                    targets.dims()
-                )));
-            }
-            let softplus = (logits.clone().abs().neg().exp() + 1.0).log();
-            let loss = logits.clone().clamp_min(0.0) - logits * targets.clone() + softplus;
-            loss.mean_dim(1).reshape([batch])
-        }
+        Targets::MultiHot(targets) => binary_cross_entropy_terms(logits, targets.clone())?
+            .mean_dim(1)
+            .reshape([batch]),
     };
     if keep.dims() != [batch] {
         return Err(Error::Invalid(format!(
@@ -119,6 +120,8 @@ mod tests {
             .into_scalar::<f32>();
         assert_eq!(none, 0.0);
         let short = Tensor::<1, Bool>::from_data(TensorData::from([true, false]), &device);
+        let two_classes = Targets::Classes(Tensor::from_data([0, 1], &device));
+        assert!(masked_loss(logits.clone(), &two_classes, keep([true; 3])).is_err());
         assert!(masked_loss(logits, &targets, short).is_err());
     }
 
