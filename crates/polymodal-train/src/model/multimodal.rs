@@ -461,10 +461,10 @@ impl MultimodalClassifier {
             None => None,
         };
         let unimodal = self.unimodal_loss(&parts, &batch.targets)?;
-        let auxiliary = [fusion, unimodal]
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| a + b);
+        let auxiliary = match (fusion, unimodal) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
         Ok((logits, auxiliary))
     }
 
@@ -477,20 +477,20 @@ impl MultimodalClassifier {
         parts: &[ModalityEmbeddings],
         targets: &polymodal_core::Targets,
     ) -> Result<Option<Tensor<1>>> {
-        let losses = self
-            .unimodal_heads
-            .iter()
-            .zip(parts)
-            .map(|(head, part)| {
-                let logits = head.forward(part.embeddings.pooled.clone());
-                crate::losses::masked_loss(logits, targets, part.present.clone())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let scale = self.unimodal_weight / losses.len().max(1) as f64;
-        Ok(losses
-            .into_iter()
-            .reduce(|a, b| a + b)
-            .map(|sum| sum * scale))
+        if self.unimodal_heads.is_empty() {
+            return Ok(None);
+        }
+        let mut total: Option<Tensor<1>> = None;
+        for (head, part) in self.unimodal_heads.iter().zip(parts) {
+            let logits = head.forward(part.embeddings.pooled.clone());
+            let loss = crate::losses::masked_loss(logits, targets, part.present.clone())?;
+            total = Some(match total {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
+        }
+        let scale = self.unimodal_weight / self.unimodal_heads.len() as f64;
+        Ok(total.map(|sum| sum * scale))
     }
 
     fn fused_parts(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Vec<ModalityEmbeddings>)> {
