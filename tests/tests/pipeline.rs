@@ -4,7 +4,9 @@
 use burn::prelude::*;
 use polymodal::demo::demo_features;
 use polymodal::demo::synthetic::{self, DatasetSize};
-use polymodal::train::{Batcher, TrainConfig, Trainer, evaluate, load_dataset, read_manifest};
+use polymodal::train::{
+    Batcher, RngGuard, TrainConfig, Trainer, evaluate, load_dataset, read_manifest,
+};
 use polymodal::{ClassifierConfig, FusionKind, Modality};
 use polymodal::{ModelCard, ModelDir};
 use polymodal_tests::scratch_dir;
@@ -45,7 +47,7 @@ fn fused_model_trains_saves_and_reloads() {
     model_dir.write_metadata(&card, None).unwrap();
     let device = Device::flex();
     let train_device = device.clone().autodiff();
-    train_device.seed(1);
+    let _rng = RngGuard::seeded(&train_device, 1);
     let trainer = Trainer {
         batcher: &batcher,
         config: TrainConfig {

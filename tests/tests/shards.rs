@@ -12,7 +12,7 @@ use burn::prelude::*;
 use polymodal::train::shards::{expand_pattern, write_shards};
 use polymodal::train::{
     Batcher, Example, FeatureConfig, Label, LabelNames, LazyDataset, LrSchedule, ManifestEntry,
-    Progress, Samples, ShardDataset, StreamConfig, StreamPosition, TrainConfig, Trainer,
+    Progress, RngGuard, Samples, ShardDataset, StreamConfig, StreamPosition, TrainConfig, Trainer,
     avmnist_features,
 };
 use polymodal::{Modality, Result};
@@ -256,7 +256,7 @@ fn train(
     };
     let batcher = Batcher::new(vec![Modality::Image], tiny_features(), None).unwrap();
     let device = Device::flex().autodiff();
-    device.seed(1);
+    let _rng = RngGuard::seeded(&device, 1);
     let trainer = Trainer {
         batcher: &batcher,
         config: TrainConfig {

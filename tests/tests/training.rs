@@ -7,8 +7,8 @@ use std::path::Path;
 use burn::prelude::*;
 use polymodal::core::testing::max_abs_diff;
 use polymodal::train::{
-    Batcher, Dataset, Example, FeatureConfig, Features, Label, LrSchedule, Progress, RunDir,
-    TrainConfig, Trainer, avmnist_features, evaluate, load_checkpoint,
+    Batcher, Dataset, Example, FeatureConfig, Features, Label, LrSchedule, Progress, RngGuard,
+    RunDir, TrainConfig, Trainer, avmnist_features, evaluate, load_checkpoint,
 };
 use polymodal::{Error, Modality, Result};
 use polymodal_tests::{Tiny, scratch_dir};
@@ -99,7 +99,7 @@ fn run_until(
 ) -> Result<(Tiny, polymodal::train::TrainReport)> {
     let batcher = Batcher::new(vec![Modality::Image], features(), None).unwrap();
     let device = Device::flex().autodiff();
-    device.seed(1);
+    let _rng = RngGuard::seeded(&device, 1);
     let trainer = Trainer {
         batcher: &batcher,
         config,

@@ -40,7 +40,7 @@ use polymodal::fusion::{Pool, Stacking, StackingConfig, Voting, WeightedAverage}
 use polymodal::train::{
     Bar, BarChart, Batcher, ConfusionMatrix, Dataset, EmbedPlan, Embedded, EmbeddedSamples,
     EncoderChoice, EncoderMode, Example, FeatureCache, FeatureConfig, LrSchedule, Progress,
-    Samples, TrainConfig, Trainer, avmnist_features, evaluate, folder_features, k_folds,
+    RngGuard, Samples, TrainConfig, Trainer, avmnist_features, evaluate, folder_features, k_folds,
     load_avmnist, open_avmnist, recall_at_k, stratified_holdout,
 };
 use polymodal::{ClassifierConfig, Error, FusionKind, Modality, MultimodalClassifier, Result};
@@ -1477,7 +1477,7 @@ fn train(
     valid: &Dataset,
 ) -> Result<Trained> {
     let device = Device::flex().autodiff();
-    device.seed(job.settings.seed);
+    let _rng = RngGuard::seeded(&device, job.settings.seed);
     let model = config.init(&device)?;
     let parameters = burn::module::Module::num_params(&model);
     let trained_parameters = model.trainable_params();

@@ -30,7 +30,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Batcher, Evaluation, FeatureConfig, Progress, TrainConfig, TrainReport, Trainer, evaluate,
+    Batcher, Evaluation, FeatureConfig, Progress, RngGuard, TrainConfig, TrainReport, Trainer,
+    evaluate,
 };
 pub use crate::{DataConfig, Splits, TextConfig};
 use polymodal_core::{Error, Modality, Result};
@@ -255,7 +256,9 @@ pub fn run(
     dir.write_metadata(&card, tokenizer.as_ref())?;
     let batcher = Batcher::new(modalities, features, tokenizer)?;
     let train_device = device.clone().autodiff();
-    train_device.seed(experiment.train.seed);
+    // Seeding, the model's initial weights and training draw from the
+    // backend's one generator: under one guard, the seed decides them all.
+    let _rng = RngGuard::seeded(&train_device, experiment.train.seed);
     let trainer = Trainer {
         batcher: &batcher,
         config: train_config(experiment, &config)?,

@@ -78,6 +78,7 @@ pub use model::{
 pub use optim::{FusedAdam, FusedAdamConfig};
 pub use split::{k_folds, stratified_holdout};
 pub use trainer::{
-    Classifier, EpochReport, Evaluation, LrSchedule, Progress, RunDir, TrainConfig, TrainReport,
-    Trainer, WEIGHTS_FILE, accuracy, evaluate, load_checkpoint, save_checkpoint, write_atomic,
+    Classifier, EpochReport, Evaluation, LrSchedule, Progress, RngGuard, RunDir, TrainConfig,
+    TrainReport, Trainer, WEIGHTS_FILE, accuracy, evaluate, load_checkpoint, save_checkpoint,
+    write_atomic,
 };

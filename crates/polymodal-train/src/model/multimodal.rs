@@ -204,8 +204,11 @@ impl ClassifierConfig {
     /// of its crate's registry at width `dim`; a pretrained folder's model
     /// with its weights, frozen unless fine-tuned), the fusion layer of
     /// [`ClassifierConfig::fusion`] over the encoders' widths, the head.
+    /// Building holds an [`RngGuard`](crate::RngGuard), so another thread's
+    /// seeded run does not draw this model's initial weights.
     pub fn init(&self, device: &Device) -> Result<MultimodalClassifier> {
         self.validate()?;
+        let _rng = crate::RngGuard::hold();
         let uses = |m| self.modalities.contains(&m);
         let text = TextEncoderSizes {
             vocab_size: self.vocab_size,
@@ -461,10 +464,10 @@ impl MultimodalClassifier {
             None => None,
         };
         let unimodal = self.unimodal_loss(&parts, &batch.targets)?;
-        let auxiliary = match (fusion, unimodal) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
+        let auxiliary = [fusion, unimodal]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| a + b);
         Ok((logits, auxiliary))
     }
 
@@ -477,20 +480,20 @@ impl MultimodalClassifier {
         parts: &[ModalityEmbeddings],
         targets: &polymodal_core::Targets,
     ) -> Result<Option<Tensor<1>>> {
-        if self.unimodal_heads.is_empty() {
-            return Ok(None);
-        }
-        let mut total: Option<Tensor<1>> = None;
-        for (head, part) in self.unimodal_heads.iter().zip(parts) {
-            let logits = head.forward(part.embeddings.pooled.clone());
-            let loss = crate::losses::masked_loss(logits, targets, part.present.clone())?;
-            total = Some(match total {
-                Some(sum) => sum + loss,
-                None => loss,
-            });
-        }
-        let scale = self.unimodal_weight / self.unimodal_heads.len() as f64;
-        Ok(total.map(|sum| sum * scale))
+        let losses = self
+            .unimodal_heads
+            .iter()
+            .zip(parts)
+            .map(|(head, part)| {
+                let logits = head.forward(part.embeddings.pooled.clone());
+                crate::losses::masked_loss(logits, targets, part.present.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let scale = self.unimodal_weight / losses.len().max(1) as f64;
+        Ok(losses
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .map(|sum| sum * scale))
     }
 
     fn fused_parts(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Vec<ModalityEmbeddings>)> {

@@ -13,7 +13,9 @@
 //! - `checkpoint`: weights files ([`save_checkpoint`], [`load_checkpoint`],
 //!   [`WEIGHTS_FILE`]) and atomic writes ([`write_atomic`]);
 //! - `fault`: the fault-injection hook inside atomic writes;
-//! - `evaluate`: [`evaluate()`], [`Evaluation`] and [`accuracy`].
+//! - `evaluate`: [`evaluate()`], [`Evaluation`] and [`accuracy`];
+//! - `rng`: [`RngGuard`], one seeded run at a time on the backend's
+//!   random generator.
 
 mod checkpoint;
 mod classifier;
@@ -21,6 +23,7 @@ mod config;
 mod evaluate;
 mod fault;
 mod report;
+mod rng;
 mod run;
 mod run_dir;
 mod state;
@@ -39,6 +42,7 @@ pub use classifier::Classifier;
 pub use config::{LrSchedule, TrainConfig};
 pub use evaluate::{Evaluation, accuracy, evaluate};
 pub use report::{EpochReport, Progress, TrainReport};
+pub use rng::RngGuard;
 pub use run_dir::RunDir;
 
 /// Where and how [`Trainer::train`] trains.
@@ -68,6 +72,8 @@ impl Trainer<'_> {
     /// (decoded batch by batch); either way the next batches are prepared on
     /// a worker thread while the current one trains.
     ///
+    /// Training holds an [`RngGuard`]: other threads' seeded runs wait.
+    ///
     /// [`Error::NonFiniteLoss`]: polymodal_core::Error::NonFiniteLoss
     /// [`LazyDataset`]: crate::LazyDataset
     pub fn train<M: Classifier>(
@@ -77,6 +83,7 @@ impl Trainer<'_> {
         valid: &dyn Samples,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(M, TrainReport)> {
+        let _rng = RngGuard::hold();
         run::Run::new(self, train, valid)?.fit(model, progress)
     }
 }

@@ -15,8 +15,8 @@ use polymodal_fusion::{FusionKind, Pool, WeightedAverage};
 use polymodal_image::{ImagePreprocess, Normalize};
 use polymodal_text::TextTokenizer;
 use polymodal_train::{
-    AudioFeatures, Batcher, Dataset, FeatureConfig, Progress, TrainConfig, Trainer, VideoFeatures,
-    accuracy, evaluate, load_dataset, read_manifest,
+    AudioFeatures, Batcher, Dataset, FeatureConfig, Progress, RngGuard, TrainConfig, Trainer,
+    VideoFeatures, accuracy, evaluate, load_dataset, read_manifest,
 };
 
 use polymodal_train::{ClassifierConfig, ModelCard, ModelDir};
@@ -272,7 +272,7 @@ impl Session<'_> {
         };
         dir.write_metadata(&card, uses_text.then_some(tokenizer))?;
         let train_device = device.clone().autodiff();
-        train_device.seed(options.train.seed);
+        let _rng = RngGuard::seeded(&train_device, options.train.seed);
         let model = config.init(&train_device)?;
         let parameters = model.num_params();
         let started = Instant::now();
