@@ -15,6 +15,7 @@ use burn::tensor::activation;
 use rayon::prelude::*;
 
 use super::extension::{CpuTrainOps, NormSettings};
+use super::simd::wide_fn;
 use super::{on_flex_f32, parts};
 
 /// `norm.forward(x)`: in training (an autodiff device and the layer not
@@ -181,37 +182,49 @@ pub(super) fn forward(
     relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rest = layout.rest;
-    // Each slice's mean and squared deviations (two passes over a slice
-    // still in cache), merged slice by slice in f64 (Chan et al.'s pairwise
-    // update): one pass over memory where a channel-wide mean, then the
-    // deviations from it, took two.
-    let stats = layout.per_channel(|c| {
-        let (mut mean, mut squares) = (0.0f64, 0.0f64);
-        for (b, slice) in layout.channel_slices(c).enumerate() {
-            let slice = &x[slice];
-            let slice_mean = lanes_sum(slice, |v| v) / rest as f32;
-            let slice_squares = lanes_sum(slice, |v| (v - slice_mean) * (v - slice_mean));
-            // Merging b slices of `rest` values with one more.
-            let delta = slice_mean as f64 - mean;
-            let share = 1.0 / (b + 1) as f64;
-            mean += delta * share;
-            squares += slice_squares as f64 + delta * delta * rest as f64 * b as f64 * share;
-        }
-        (mean, squares / layout.count())
-    });
+    let stats = layout.per_channel(|c| channel_moments(layout, x, c));
     let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
     let variance: Vec<f32> = stats.iter().map(|s| s.1 as f32).collect();
     let scale_shift = affine(gamma, beta, &mean, &variance, epsilon);
     // SAFETY: each slice is zipped with as many values of `x` (`rest`).
     let out = unsafe {
         layout.map_slices(|c, at, out| {
-            let (scale, shift) = scale_shift[c];
-            for (o, v) in out.iter_mut().zip(&x[at..at + rest]) {
-                o.write(activate(v * scale + shift, relu));
-            }
+            normalize(&x[at..at + rest], scale_shift[c], relu, out);
         })
     };
     (out, mean, variance)
+}
+
+wide_fn! {
+/// Channel `c`'s (mean, biased variance) over `x`: each slice's mean and
+/// squared deviations (two passes over a slice still in cache), merged
+/// slice by slice in f64 (Chan et al.'s pairwise update): one pass over
+/// memory where a channel-wide mean, then the deviations from it, took two.
+fn channel_moments(layout: Layout, x: &[f32], c: usize) -> (f64, f64) {
+    let rest = layout.rest;
+    let (mut mean, mut squares) = (0.0f64, 0.0f64);
+    for (b, slice) in layout.channel_slices(c).enumerate() {
+        let slice = &x[slice];
+        let slice_mean = lanes_sum(slice, |v| v) / rest as f32;
+        let slice_squares = lanes_sum(slice, |v| (v - slice_mean) * (v - slice_mean));
+        // Merging b slices of `rest` values with one more.
+        let delta = slice_mean as f64 - mean;
+        let share = 1.0 / (b + 1) as f64;
+        mean += delta * share;
+        squares += slice_squares as f64 + delta * delta * rest as f64 * b as f64 * share;
+    }
+    (mean, squares / layout.count())
+}
+}
+
+wide_fn! {
+/// `x · scale + shift` (then the ReLU when `relu`) into `out`.
+fn normalize(x: &[f32], affine: (f32, f32), relu: bool, out: &mut [MaybeUninit<f32>]) {
+    let (scale, shift) = affine;
+    for (o, v) in out.iter_mut().zip(x) {
+        o.write(activate(v * scale + shift, relu));
+    }
+}
 }
 
 /// What [`backward`] needs of the forward pass besides `x`: the norm's
@@ -246,28 +259,12 @@ pub(super) fn backward(
     } = *saved;
     let rest = layout.rest;
     let scale_shift = affine(gamma, beta, mean, variance, epsilon);
-    // The gradient through the ReLU: zero where the forward pass wrote
-    // zero (the same f32 arithmetic, so the same outputs).
-    let masked = |c: usize| {
-        let (scale, shift) = scale_shift[c];
-        move |g: f32, x: f32| {
-            if relu && x * scale + shift <= 0.0 {
-                0.0
-            } else {
-                g
-            }
-        }
-    };
     // Σ grad and Σ grad·(x − mean) in one pass over both.
     let sums = layout.per_channel(|c| {
-        let (m, masked) = (mean[c], masked(c));
         let (mut grad_sum, mut centred) = (0.0, 0.0);
         for slice in layout.channel_slices(c) {
             let (g, x) = (&grad[slice.clone()], &x[slice]);
-            let [s, d] = lanes_sums2(g, x, |g, x| {
-                let g = masked(g, x);
-                [g, g * (x - m)]
-            });
+            let [s, d] = grad_sums(g, x, mean[c], scale_shift[c], relu);
             (grad_sum, centred) = (grad_sum + s as f64, centred + d as f64);
         }
         (grad_sum, centred)
@@ -295,14 +292,51 @@ pub(super) fn backward(
     // SAFETY: each slice is zipped with as many values of `grad` and `x`.
     let dx = unsafe {
         layout.map_slices(|c, at, out| {
-            let ((a, b, c0), masked) = (coefficients[c], masked(c));
             let (grad, x) = (&grad[at..at + rest], &x[at..at + rest]);
-            for ((o, g), v) in out.iter_mut().zip(grad).zip(x) {
-                o.write(a * masked(*g, *v) + b * v + c0);
-            }
+            input_grad(grad, x, coefficients[c], scale_shift[c], relu, out);
         })
     };
     (dx, gamma_grad, beta_grad)
+}
+
+/// The gradient `g` through the ReLU at input `x`: zero where the forward
+/// pass wrote zero (the same f32 arithmetic, so the same outputs).
+#[inline(always)]
+fn through_relu(g: f32, x: f32, (scale, shift): (f32, f32), relu: bool) -> f32 {
+    if relu && x * scale + shift <= 0.0 {
+        0.0
+    } else {
+        g
+    }
+}
+
+wide_fn! {
+/// Σ grad and Σ grad·(x − mean) over one slice, the gradient through the
+/// ReLU of the normalisation `affine`.
+fn grad_sums(grad: &[f32], x: &[f32], mean: f32, affine: (f32, f32), relu: bool) -> [f32; 2] {
+    lanes_sums2(grad, x, |g, x| {
+        let g = through_relu(g, x, affine, relu);
+        [g, g * (x - mean)]
+    })
+}
+}
+
+wide_fn! {
+/// One slice of ∂L/∂x = a·grad + b·x + c0 into `out`, the gradient through
+/// the ReLU of the normalisation `affine`.
+fn input_grad(
+    grad: &[f32],
+    x: &[f32],
+    coefficients: (f32, f32, f32),
+    affine: (f32, f32),
+    relu: bool,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let (a, b, c0) = coefficients;
+    for ((o, g), v) in out.iter_mut().zip(grad).zip(x) {
+        o.write(a * through_relu(*g, *v, affine, relu) + b * v + c0);
+    }
+}
 }
 
 /// Lanes of the partial sums below: eight independent accumulators the

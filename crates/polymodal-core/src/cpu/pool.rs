@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 
 use super::conv::padding;
 use super::extension::CpuTrainOps;
+use super::simd::wide_fn;
 use super::{on_flex_f32, parts};
 
 /// The sizes of one max pooling.
@@ -209,16 +210,24 @@ pub(super) fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
             if two_by_two {
                 let top = &plane[2 * oy * w..][..2 * ow];
                 let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
-                let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-                for (o, (t, b)) in out.iter_mut().zip(windows) {
-                    *o = nan_max(nan_max(t[0], t[1]), nan_max(b[0], b[1]));
-                }
+                window_row_maxima(top, bottom, out);
             } else {
                 g.separable_row(plane, oy, &mut column, out);
             }
         }
     });
     out
+}
+
+wide_fn! {
+/// One row of 2×2 windows: their two input rows `top` and `bottom`
+/// (`2 * out.len()` values each), their maxima into `out`.
+fn window_row_maxima(top: &[f32], bottom: &[f32], out: &mut [f32]) {
+    let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+    for (o, (t, b)) in out.iter_mut().zip(windows) {
+        *o = nan_max(nan_max(t[0], t[1]), nan_max(b[0], b[1]));
+    }
+}
 }
 
 /// `∂L/∂x` `[planes, h, w]`: each output's gradient added at its window's

@@ -677,3 +677,56 @@ fn matmul_transposed_keeps_nan_and_falls_back_under_autodiff() {
     let grads = super::matmul_transposed(x.clone(), w).sum().backward();
     assert!(x.grad(&grads).is_some());
 }
+
+/// Every copy of the vectorised loops (the baseline build, AVX2, AVX-512,
+/// as far as this CPU has them) computes the same bits: batch norm's
+/// statistics, output and gradients (with and without its ReLU) and 2×2
+/// max pooling, on sizes that leave vector tails.
+#[test]
+fn every_vector_width_computes_the_same_values() {
+    use super::norm::{Layout, Saved};
+    use super::simd::{Level, with_ceiling};
+    let layout = Layout {
+        batch: 3,
+        channels: 5,
+        rest: 6 * 7,
+    };
+    let n = layout.batch * layout.channels * layout.rest;
+    let wave = |scale: f32, at: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| (i as f32 * scale + at).sin() * 3.0)
+            .collect()
+    };
+    let (x, grad) = (wave(0.731, 0.2), wave(1.37, 1.1));
+    let gamma: Vec<f32> = (0..5).map(|c| 0.5 + c as f32 * 0.3).collect();
+    let beta: Vec<f32> = (0..5).map(|c| c as f32 * 0.1 - 0.2).collect();
+    let pool = super::PoolGeometry {
+        planes: layout.batch * layout.channels,
+        input: [6, 7],
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [[0, 0], [0, 0]],
+        dilation: [1, 1],
+    };
+    let run = || {
+        [false, true].map(|relu| {
+            let (out, mean, variance) = super::norm::forward(layout, &x, &gamma, &beta, 1e-5, relu);
+            let saved = Saved {
+                gamma: &gamma,
+                beta: &beta,
+                mean: &mean,
+                variance: &variance,
+                epsilon: 1e-5,
+                relu,
+            };
+            let (dx, dgamma, dbeta) = super::norm::backward(layout, &x, &saved, &grad);
+            let pooled = super::pool::forward(&pool, &out);
+            [out, mean, variance, dx, dgamma, dbeta, pooled]
+                .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+        })
+    };
+    let widest = run();
+    for level in [Level::Baseline, Level::Avx2] {
+        assert!(with_ceiling(level, run) == widest, "{level:?} differs");
+    }
+}

@@ -10,6 +10,7 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
+use burn::tensor::Gradients;
 
 use polymodal_core::{Error, Modality, MultimodalBatch, Result, Targets};
 
@@ -209,23 +210,23 @@ impl<'a> Run<'a> {
             for (index, examples) in batches.enumerate() {
                 let examples = examples?;
                 let refs: Vec<&Example> = examples.iter().collect();
-                let batch = self.trainer.batcher.batch(&refs, &self.device)?;
-                let loss = self.loss(&model, &batch, &loss_fn)?;
-                let value = loss.clone().into_scalar::<f32>();
-                if !value.is_finite() {
+                // Each batch of a group weighs by its size, as one large batch would.
+                let group_start = index - index % config.accumulation;
+                let group_end = (group_start + config.accumulation).min(sizes.len());
+                let group_len: usize = sizes[group_start..group_end].iter().sum();
+                let weight = sizes[index] as f32 / group_len as f32;
+                // On a thread of the pool the backend's ops split their
+                // work over (see `on_pool`).
+                let (value, raw) =
+                    polymodal_core::cpu::on_pool(|| self.step(&model, &refs, &loss_fn, weight))?;
+                let Some(mut raw) = raw else {
                     return Err(Error::NonFiniteLoss {
                         loss: value,
                         epoch,
                         step: index + 1,
                     });
-                }
+                };
                 loss_sum += value;
-                // Each batch of a group weighs by its size, as one large batch would.
-                let group_start = index - index % config.accumulation;
-                let group_end = (group_start + config.accumulation).min(sizes.len());
-                let group_len: usize = sizes[group_start..group_end].iter().sum();
-                let scaled = loss * (sizes[index] as f32 / group_len as f32);
-                let mut raw = scaled.backward();
                 for ((modality, _), group) in groups.iter().zip(&mut group_accumulators) {
                     let ids = model.modality_params(*modality);
                     group.accumulate(&model, GradientsParams::from_params(&mut raw, &model, &ids));
@@ -258,6 +259,22 @@ impl<'a> Run<'a> {
             }
             Ok((model, loss_sum / sizes.len() as f32, rate))
         })
+    }
+
+    /// The loss of `model` on the batch of `examples` (f32) and, when it is
+    /// finite, the gradients of `weight` times it.
+    fn step<M: Classifier>(
+        &self,
+        model: &M,
+        examples: &[&Example],
+        loss_fn: &CrossEntropyLoss,
+        weight: f32,
+    ) -> Result<(f32, Option<Gradients>)> {
+        let batch = self.trainer.batcher.batch(examples, &self.device)?;
+        let loss = self.loss(model, &batch, loss_fn)?;
+        let value = loss.clone().into_scalar::<f32>();
+        let raw = value.is_finite().then(|| (loss * weight).backward());
+        Ok((value, raw))
     }
 
     /// The training loss of `model` on `batch`: cross-entropy (binary for
