@@ -70,7 +70,7 @@ commands:
                    folds; --only image|audio: one unimodal model; --unimodal-weight W:
                    fused models also train a head per modality, loss weight W
                    (docs/fusion.md). Each setting writes
-                   docs/benchmarks/avmnist[-ENCODER][-speakers][-unimodal].{md,svg,json}. With
+                   docs/benchmarks/avmnist[-ENCODER][-speakers][-unimodal[-W]].{md,svg,json}. With
                    --audio-encoder, logistic regression on transformers' vectors of the
                    same encoder is the reference ($POLYMODAL_PYTHON with torch,
                    transformers, scikit-learn; skipped, and said so, without them)

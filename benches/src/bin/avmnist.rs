@@ -169,8 +169,9 @@ fn is_zero(value: &f64) -> bool {
 
 /// `avmnist`, then the audio encoder's folder name, then `speakers` for
 /// the leave-one-speaker-out split, then `unimodal` when the fused models
-/// train with unimodal auxiliary losses, joined by `-`.
-fn report_stem(audio_encoder: Option<&str>, speakers: bool, unimodal: bool) -> String {
+/// train with unimodal auxiliary losses of weight 1 (`unimodal-W` for
+/// another weight W), joined by `-`.
+fn report_stem(audio_encoder: Option<&str>, speakers: bool, unimodal_weight: f64) -> String {
     let mut stem = "avmnist".to_string();
     if let Some(name) = audio_encoder {
         stem = format!("{stem}-{name}");
@@ -178,8 +179,10 @@ fn report_stem(audio_encoder: Option<&str>, speakers: bool, unimodal: bool) -> S
     if speakers {
         stem.push_str("-speakers");
     }
-    if unimodal {
+    if unimodal_weight == 1.0 {
         stem.push_str("-unimodal");
+    } else if unimodal_weight > 0.0 {
+        stem = format!("{stem}-unimodal-{unimodal_weight}");
     }
     stem
 }
@@ -235,7 +238,7 @@ impl Args {
         report_stem(
             self.encoder_name().as_deref(),
             self.split == Split::Speakers,
-            self.unimodal_weight > 0.0,
+            self.unimodal_weight,
         )
     }
 
@@ -721,7 +724,7 @@ impl Report {
         report_stem(
             self.saved.audio_encoder.as_deref(),
             self.speakers(),
-            self.saved.unimodal_weight > 0.0,
+            self.saved.unimodal_weight,
         )
     }
 
@@ -1758,6 +1761,27 @@ fn late_job(job: &Job) -> Result<Vec<Outcome>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each setting has a report of its own: weight 1 keeps the name the
+    /// committed reports have, other weights add theirs.
+    #[test]
+    fn report_stems_name_every_setting() {
+        let w = Some("whisper-tiny.en");
+        assert_eq!(report_stem(None, false, 0.0), "avmnist");
+        assert_eq!(
+            report_stem(w, true, 0.0),
+            "avmnist-whisper-tiny.en-speakers"
+        );
+        assert_eq!(
+            report_stem(w, true, 1.0),
+            "avmnist-whisper-tiny.en-speakers-unimodal"
+        );
+        assert_eq!(
+            report_stem(w, true, 2.0),
+            "avmnist-whisper-tiny.en-speakers-unimodal-2"
+        );
+        assert_eq!(report_stem(None, false, 0.5), "avmnist-unimodal-0.5");
+    }
 
     fn outcome(method: &str, family: &str, seed: u64, test: f32, valid: Option<f32>) -> Outcome {
         Outcome {
