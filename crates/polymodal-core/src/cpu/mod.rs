@@ -27,6 +27,8 @@
 //!   gemm packs it and fills a fifth of its microkernel.
 //! - [`log_sum_exp`]: over a host slice, vectorised (a decoding step's
 //!   log-softmax and timestamp rule over the vocabulary).
+//! - [`on_pool`]: a training step run on a thread of rayon's pool, so the
+//!   ops inside it split their work without a hand-off each.
 //! - [`tune_allocator`]: glibc's malloc set up so that freed tensor buffers
 //!   are reused rather than unmapped and faulted in again.
 //!
@@ -116,6 +118,22 @@ fn parts(items: usize, work: usize) -> usize {
         1
     } else {
         rayon::current_num_threads().clamp(1, items.max(1))
+    }
+}
+
+/// Runs `f` on a thread of rayon's pool, the one Flex and these fast paths
+/// split their work over (on this thread when it is one of them).
+///
+/// An op that splits its work, called from outside the pool, sends it in
+/// and sleeps until a worker is done: two thread wake-ups per op, and a
+/// training step makes hundreds of ops. Called from a worker, the op runs
+/// part of its work on that worker and the others take the rest directly.
+/// A training step run through this function pays the hand-off once.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
     }
 }
 

@@ -42,6 +42,10 @@ fn norm_train<const D: usize>(norm: &BatchNorm, x: Tensor<D>, relu: bool) -> Ten
     let fits = D >= 2 && dims[1] == gamma.dims()[0] && !dims.contains(&0);
     if !(training && fits && on_flex_f32(&x) && on_flex_f32(&gamma) && on_flex_f32(&beta)) {
         let y = norm.forward(x);
+        if training {
+            settle(&norm.running_mean);
+            settle(&norm.running_var);
+        }
         return if relu { activation::relu(y) } else { y };
     }
     let (output, mean, variance) = <Dispatch as CpuTrainOps>::cpu_batch_norm_train(
@@ -66,10 +70,21 @@ fn norm_train<const D: usize>(norm: &BatchNorm, x: Tensor<D>, relu: bool) -> Ten
             .mul_scalar(1.0 - momentum)
             .add(batch.detach().mul_scalar(momentum));
         running.update(value.detach());
+        settle(running);
     };
     update(&norm.running_mean, mean);
     update(&norm.running_var, variance);
     Tensor::from_dispatch(output)
+}
+
+/// Makes the update just made on this thread the running statistic's
+/// value. Burn keeps each thread's update apart until that thread reads it
+/// again (for data-parallel training, where the threads' updates are then
+/// averaged): a training step that runs on whichever thread is free would
+/// read an older value, or an average, depending on which threads ran the
+/// steps before it, and runs would stop repeating exactly.
+fn settle(running: &burn::module::RunningState<Tensor<1>>) {
+    running.value_sync();
 }
 
 /// `x` `[batch, channels, rest]` as slices of `rest` values: slice `i` is

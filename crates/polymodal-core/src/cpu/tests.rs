@@ -277,7 +277,12 @@ fn check_batch_norm<const D: usize>(shape: [usize; D], relu: bool, what: &str) {
             "running variance",
         ),
     ] {
-        assert_close(&ours.value(), &burn.value(), &format!("{what}: {name}"));
+        // Burn's layer settles its update when the thread reads it back.
+        assert_close(
+            &ours.value(),
+            &burn.value_sync(),
+            &format!("{what}: {name}"),
+        );
     }
     let mut weighting = random(shape);
     if relu {
@@ -400,7 +405,8 @@ fn conv2d_norm_in_training_is_burns_layers() {
     let ours = conv2d_norm(&conv, &ours_norm, x.clone(), true);
     let burn = activation::relu(burn_norm.forward(conv.forward(x)));
     assert_close(&ours, &burn, "training output");
-    let running = |n: &BatchNorm| n.running_mean.value();
+    // Burn's layer settles its update when the thread reads it back.
+    let running = |n: &BatchNorm| n.running_mean.value_sync();
     assert_close(&running(&ours_norm), &running(&burn_norm), "running mean");
 }
 
@@ -728,5 +734,37 @@ fn every_vector_width_computes_the_same_values() {
     let widest = run();
     for level in [Level::Baseline, Level::Avx2] {
         assert!(with_ceiling(level, run) == widest, "{level:?} differs");
+    }
+}
+
+/// Training steps that run on whichever thread is free (a step handed to
+/// rayon's pool) leave the running statistics each step's update gives, as
+/// steps on one thread do: Burn keeps a thread's update apart until that
+/// thread reads it again, and averages the threads' pending updates.
+#[test]
+fn batch_norm_running_statistics_do_not_depend_on_the_thread() {
+    let first = norm(3);
+    let other = norm(3).load_record(first.clone().into_record());
+    let inputs: Vec<Tensor<4>> = (0..3)
+        .map(|i| random([4, 3, 5, 5]) * (1.0 + i as f32) + i as f32)
+        .collect();
+    for x in &inputs {
+        batch_norm(&first, x.clone());
+    }
+    for (i, x) in inputs.iter().enumerate() {
+        if i % 2 == 0 {
+            batch_norm(&other, x.clone());
+        } else {
+            std::thread::scope(|s| {
+                s.spawn(|| batch_norm(&other, x.clone()));
+            });
+        }
+    }
+    for (ours, theirs, what) in [
+        (&first.running_mean, &other.running_mean, "mean"),
+        (&first.running_var, &other.running_var, "variance"),
+    ] {
+        let (ours, theirs) = (ours.value().into_data(), theirs.value().into_data());
+        assert_eq!(ours, theirs, "running {what}");
     }
 }

@@ -10,7 +10,10 @@ use burn::prelude::*;
 use polymodal_core::{Modality, MultimodalBatch, Result};
 
 /// A model that maps a batch to class logits `[batch, classes]`.
-pub trait Classifier: Module + Sized {
+///
+/// `Sync`, as Burn's modules are: training and evaluation run the model on
+/// a thread of rayon's pool ([`polymodal_core::cpu::on_pool`]).
+pub trait Classifier: Module + Sized + Sync {
     /// Class logits for `batch`.
     fn logits(&self, batch: &MultimodalBatch) -> Result<Tensor<2>>;
 

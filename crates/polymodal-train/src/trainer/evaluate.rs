@@ -73,12 +73,16 @@ fn probabilities<M: Classifier>(
         for examples in batches {
             let examples = examples?;
             let refs: Vec<&Example> = examples.iter().collect();
-            let logits = model.logits(&batcher.batch(&refs, device)?)?;
-            parts.push(if multi {
-                sigmoid(logits)
-            } else {
-                softmax(logits, 1)
-            });
+            // On a thread of the pool the backend's ops split their work
+            // over (see `on_pool`).
+            parts.push(polymodal_core::cpu::on_pool(|| -> Result<_> {
+                let logits = model.logits(&batcher.batch(&refs, device)?)?;
+                Ok(if multi {
+                    sigmoid(logits)
+                } else {
+                    softmax(logits, 1)
+                })
+            })?);
         }
         Ok(parts)
     })?;

@@ -215,7 +215,10 @@ impl<'a> Run<'a> {
                 let group_end = (group_start + config.accumulation).min(sizes.len());
                 let group_len: usize = sizes[group_start..group_end].iter().sum();
                 let weight = sizes[index] as f32 / group_len as f32;
-                let (value, raw) = self.step(&model, &refs, &loss_fn, weight)?;
+                // On a thread of the pool the backend's ops split their
+                // work over (see `on_pool`).
+                let (value, raw) =
+                    polymodal_core::cpu::on_pool(|| self.step(&model, &refs, &loss_fn, weight))?;
                 let Some(mut raw) = raw else {
                     return Err(Error::NonFiniteLoss {
                         loss: value,
