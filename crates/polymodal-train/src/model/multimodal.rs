@@ -204,11 +204,11 @@ impl ClassifierConfig {
     /// of its crate's registry at width `dim`; a pretrained folder's model
     /// with its weights, frozen unless fine-tuned), the fusion layer of
     /// [`ClassifierConfig::fusion`] over the encoders' widths, the head.
-    /// Building holds an [`RngGuard`](crate::RngGuard), so another thread's
-    /// seeded run does not draw this model's initial weights.
+    /// Burn draws a layer's random initial weights when they are first read
+    /// (in training, the first step, under the trainer's
+    /// [`RngGuard`](crate::RngGuard)).
     pub fn init(&self, device: &Device) -> Result<MultimodalClassifier> {
         self.validate()?;
-        let _rng = crate::RngGuard::hold();
         let uses = |m| self.modalities.contains(&m);
         let text = TextEncoderSizes {
             vocab_size: self.vocab_size,

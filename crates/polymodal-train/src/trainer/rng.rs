@@ -29,11 +29,11 @@ static RELEASED: Condvar = Condvar::new();
 /// its seed gives. Guards nest on one thread (a trainer called under the
 /// guard of the code that seeded it takes a second one).
 ///
-/// [`ClassifierConfig::init`](crate::ClassifierConfig::init) and
-/// [`Trainer::train`](crate::Trainer::train) take a guard themselves; code
-/// that draws random numbers outside them (a Burn module built by hand, a
-/// random tensor) is not held back and can still change a run on another
-/// thread.
+/// [`Trainer::train`](crate::Trainer::train) takes a guard itself, and Burn
+/// draws a layer's random initial weights when they are first read, which
+/// for a model in training is inside it. Code that draws random numbers
+/// outside a guard (a random tensor, a model run before training) is not
+/// held back and can still change a run on another thread.
 ///
 /// ```
 /// use burn::prelude::*;
