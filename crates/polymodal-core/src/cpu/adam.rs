@@ -167,28 +167,12 @@ impl Scalars {
     }
 }
 
-/// One chunk of the update, with AVX2 code when the CPU has it (the square
-/// root and division vectorise).
+super::simd::wide_fn! {
+/// One chunk of the element-wise update, in the order of Burn's ops (no
+/// fused multiply-adds: the same roundings as its tensor passes), compiled
+/// for the widest vector instructions the CPU has (the square root and
+/// division vectorise).
 fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Scalars) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports the feature the function is compiled for.
-        unsafe { update_avx2(p, g, m, v, s) };
-        return;
-    }
-    update_portable(p, g, m, v, s);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn update_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Scalars) {
-    update_portable(p, g, m, v, s);
-}
-
-/// The element-wise update, in the order of Burn's ops (no fused
-/// multiply-adds: the same roundings as its tensor passes).
-#[inline(always)]
-fn update_portable(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Scalars) {
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         let g = match s.penalty {
             Some(penalty) => *p * penalty + g,
@@ -199,4 +183,5 @@ fn update_portable(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &S
         let update = *m * s.factor / (v.sqrt() + s.epsilon);
         *p -= update * s.learning_rate;
     }
+}
 }

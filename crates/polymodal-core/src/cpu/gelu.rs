@@ -54,28 +54,14 @@ fn gelu_flex(tensor: FlexTensor) -> FlexTensor {
     tensor
 }
 
-/// GELU over `values`, with AVX2 + FMA code when the CPU has them.
+super::simd::wide_fn! {
+/// GELU over `values`, compiled for the widest vector instructions the CPU
+/// has.
 fn gelu_slice(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for.
-        unsafe { gelu_slice_avx2(values) };
-        return;
-    }
-    gelu_slice_portable(values);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_slice_avx2(values: &mut [f32]) {
-    gelu_slice_portable(values);
-}
-
-#[inline(always)]
-fn gelu_slice_portable(values: &mut [f32]) {
     for v in values.iter_mut() {
         *v = gelu_scalar(*v);
     }
+}
 }
 
 /// x/2·(1 + erf(x/√2)).
