@@ -39,6 +39,7 @@ use polymodal_benches::report::{
 use polymodal_benches::{
     Measured, Options, Rounds, adapter_name, best_of, error, python_reference, timing,
 };
+use polymodal_core::cpu::on_pool;
 use polymodal_core::weights::HfTransformer;
 use polymodal_core::{Encoder, Init};
 use polymodal_image::{ResNet, ResNetConfig, Vit, VitConfig};
@@ -176,7 +177,9 @@ fn ours(models: &Models, reps: usize, device: &Device) -> Result<[Duration; 5], 
     let mut optimizer = FusedAdamConfig::new().init();
     let train = best_of(reps, || {
         let model = models.train.borrow_mut().take().ok_or("no model")?;
-        let model = model.step(&mut optimizer, &models.train_images, &models.train_labels)?;
+        // On a thread of the CPU pool, as `Trainer::train` runs each step.
+        let (images, labels) = (&models.train_images, &models.train_labels);
+        let model = on_pool(|| model.step(&mut optimizer, images, labels))?;
         // Reading a weight back waits for the step on an asynchronous device.
         model.head.bias.as_ref().map(|b| b.val().into_data());
         *models.train.borrow_mut() = Some(model);

@@ -337,14 +337,18 @@ impl Encoder for Ast {
     /// Pooled: the mean of the class and distillation tokens (`ASTModel`'s
     /// `pooler_output`); sequence: every token.
     fn encode(&self, input: &Tensor<3>) -> Result<Embeddings> {
-        let sequence = self.forward(input.clone())?;
-        let [batch, _, hidden] = sequence.dims();
-        let pooled = sequence
-            .clone()
-            .slice([0..batch, 0..2])
-            .mean_dim(1)
-            .reshape([batch, hidden]);
-        Ok(Embeddings::dense(pooled, sequence))
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let sequence = self.forward(input.clone())?;
+            let [batch, _, hidden] = sequence.dims();
+            let pooled = sequence
+                .clone()
+                .slice([0..batch, 0..2])
+                .mean_dim(1)
+                .reshape([batch, hidden]);
+            Ok(Embeddings::dense(pooled, sequence))
+        })
     }
 }
 

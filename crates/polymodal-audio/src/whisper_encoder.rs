@@ -209,10 +209,14 @@ impl Encoder for WhisperEncoder {
     /// FSDD's digits, logistic regression on unseen speakers reaches 0.999
     /// with the mean over the audio, 0.63 over all 1,500 positions).
     fn encode(&self, features: &Tensor<3>) -> Result<Embeddings> {
-        let sequence = self.forward(features.clone())?;
-        let positions = sequence.dims()[1];
-        let mask = audio_positions(features.clone(), positions);
-        Ok(Embeddings::from_sequence(sequence, mask))
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let sequence = self.forward(features.clone())?;
+            let positions = sequence.dims()[1];
+            let mask = audio_positions(features.clone(), positions);
+            Ok(Embeddings::from_sequence(sequence, mask))
+        })
     }
 }
 

@@ -192,7 +192,11 @@ impl Encoder for ClipVision {
     /// (`last_hidden_state`). Images must have the configured size
     /// (preprocess with `ImagePreprocess::clip`).
     fn encode(&self, pixels: &Tensor<4>) -> Result<Embeddings> {
-        let (sequence, pooled) = self.forward(pixels.clone())?;
-        Ok(Embeddings::dense(pooled, sequence))
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let (sequence, pooled) = self.forward(pixels.clone())?;
+            Ok(Embeddings::dense(pooled, sequence))
+        })
     }
 }

@@ -265,9 +265,13 @@ impl Encoder for ResNet {
     }
 
     fn encode(&self, images: &Tensor<4>) -> Result<Embeddings> {
-        let map = self.features(images.clone());
-        let [batch, channels, h, w] = map.dims();
-        let sequence = map.reshape([batch, channels, h * w]).swap_dims(1, 2);
-        Ok(Embeddings::dense_mean(sequence))
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let map = self.features(images.clone());
+            let [batch, channels, h, w] = map.dims();
+            let sequence = map.reshape([batch, channels, h * w]).swap_dims(1, 2);
+            Ok(Embeddings::dense_mean(sequence))
+        })
     }
 }

@@ -166,13 +166,17 @@ impl Encoder for Vit {
     /// reads it); the sequence is every token. Images must have the
     /// configured size (preprocess with `ImagePreprocess::vit`).
     fn encode(&self, images: &Tensor<4>) -> Result<Embeddings> {
-        let out = self.forward(images.clone())?;
-        let sequence = out.last_hidden_state;
-        let [batch, _, hidden] = sequence.dims();
-        let pooled = sequence
-            .clone()
-            .slice([0..batch, 0..1])
-            .reshape([batch, hidden]);
-        Ok(Embeddings::dense(pooled, sequence))
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let out = self.forward(images.clone())?;
+            let sequence = out.last_hidden_state;
+            let [batch, _, hidden] = sequence.dims();
+            let pooled = sequence
+                .clone()
+                .slice([0..batch, 0..1])
+                .reshape([batch, hidden]);
+            Ok(Embeddings::dense(pooled, sequence))
+        })
     }
 }

@@ -288,27 +288,31 @@ impl Encoder for Bert {
     /// Tokens beyond the position table are cut (tokenizers truncate first);
     /// the pooled vector follows the model's [`BertPooling`].
     fn encode(&self, input: &TokenBatch) -> Result<Embeddings> {
-        let [batch, length] = input.ids.dims();
-        let length = length.min(self.max_positions);
-        let ids = input.ids.clone().slice([0..batch, 0..length]);
-        let mask = input.mask.clone().slice([0..batch, 0..length]);
-        let out = self.forward(ids, None, mask.clone())?;
-        let sequence = out.last_hidden_state;
-        let cls = || {
-            sequence
-                .clone()
-                .slice([0..batch, 0..1])
-                .reshape([batch, self.hidden])
-        };
-        let pooled = match (self.pooling, out.pooler_output) {
-            (BertPooling::Mean, _) => masked_mean(sequence.clone(), mask.clone()),
-            (BertPooling::Pooler, Some(p)) => p,
-            (BertPooling::Cls | BertPooling::Pooler, _) => cls(),
-        };
-        Ok(Embeddings {
-            pooled,
-            sequence,
-            mask,
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let [batch, length] = input.ids.dims();
+            let length = length.min(self.max_positions);
+            let ids = input.ids.clone().slice([0..batch, 0..length]);
+            let mask = input.mask.clone().slice([0..batch, 0..length]);
+            let out = self.forward(ids, None, mask.clone())?;
+            let sequence = out.last_hidden_state;
+            let cls = || {
+                sequence
+                    .clone()
+                    .slice([0..batch, 0..1])
+                    .reshape([batch, self.hidden])
+            };
+            let pooled = match (self.pooling, out.pooler_output) {
+                (BertPooling::Mean, _) => masked_mean(sequence.clone(), mask.clone()),
+                (BertPooling::Pooler, Some(p)) => p,
+                (BertPooling::Cls | BertPooling::Pooler, _) => cls(),
+            };
+            Ok(Embeddings {
+                pooled,
+                sequence,
+                mask,
+            })
         })
     }
 }

@@ -203,11 +203,15 @@ impl Encoder for ClipText {
     /// `pooler_output`, before the projection); sequence: every token with
     /// the batch's mask.
     fn encode(&self, batch: &TokenBatch) -> Result<Embeddings> {
-        let (sequence, pooled) = self.forward(batch.ids.clone(), batch.mask.clone())?;
-        Ok(Embeddings {
-            pooled,
-            sequence,
-            mask: batch.mask.clone(),
+        // On a thread of the CPU pool: each op splits its work from there
+        // instead of waking the pool and sleeping (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let (sequence, pooled) = self.forward(batch.ids.clone(), batch.mask.clone())?;
+            Ok(Embeddings {
+                pooled,
+                sequence,
+                mask: batch.mask.clone(),
+            })
         })
     }
 }

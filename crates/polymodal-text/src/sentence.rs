@@ -102,12 +102,16 @@ impl SentenceEncoder {
             return Err(Error::Invalid("no text to embed".into()));
         }
         let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-        let batch = self.tokenizer.encode_batch(&texts)?.to_tensors(device)?;
-        let pooled = self.bert.encode(&batch)?.pooled;
-        Ok(if self.normalize {
-            l2_normalize(pooled)
-        } else {
-            pooled
+        // Tokenised and encoded on a thread of the CPU pool, as the
+        // encoders run (`cpu::on_pool`).
+        polymodal_core::cpu::on_pool(|| {
+            let batch = self.tokenizer.encode_batch(&texts)?.to_tensors(device)?;
+            let pooled = self.bert.encode(&batch)?.pooled;
+            Ok(if self.normalize {
+                l2_normalize(pooled)
+            } else {
+                pooled
+            })
         })
     }
 }

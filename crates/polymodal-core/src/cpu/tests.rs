@@ -686,8 +686,9 @@ fn matmul_transposed_keeps_nan_and_falls_back_under_autodiff() {
 
 /// Every copy of the vectorised loops (the baseline build, AVX2, AVX-512,
 /// as far as this CPU has them) computes the same bits: batch norm's
-/// statistics, output and gradients (with and without its ReLU) and 2×2
-/// max pooling, on sizes that leave vector tails.
+/// statistics, output and gradients (with and without its ReLU), 2×2
+/// max pooling and Winograd's convolution, on sizes that leave vector
+/// tails.
 #[test]
 fn every_vector_width_computes_the_same_values() {
     use super::norm::{Layout, Saved};
@@ -731,9 +732,41 @@ fn every_vector_width_computes_the_same_values() {
                 .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
         })
     };
-    let widest = run();
+    // Winograd's transforms (64 channels, odd sizes: a tail in every row
+    // of tiles and a last tile cut in half both ways), with a folded norm
+    // and ReLU, and the input gradient.
+    let conv = super::ConvGeometry {
+        batch: 2,
+        in_channels: 64,
+        out_channels: 64,
+        input: [7, 37],
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [[1, 1], [1, 1]],
+        dilation: [1, 1],
+    };
+    let values = |len: usize, scale: f32| -> Vec<f32> {
+        (0..len).map(|i| (i as f32 * scale).sin()).collect()
+    };
+    let image = values(2 * 64 * 7 * 37, 0.37);
+    let kernels = values(64 * 64 * 9, 0.53);
+    let (scale, shift) = (values(64, 1.1), values(64, 0.7));
+    let run_winograd = || {
+        let epilogue = super::conv::Epilogue {
+            scale: Some(&scale),
+            shift: &shift,
+            relu: true,
+        };
+        [
+            super::winograd::forward(&conv, &image, &kernels, epilogue),
+            super::winograd::x_grad(&conv, &kernels, &image),
+        ]
+        .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+    };
+    let widest = (run(), run_winograd());
     for level in [Level::Baseline, Level::Avx2] {
-        assert!(with_ceiling(level, run) == widest, "{level:?} differs");
+        let narrower = with_ceiling(level, || (run(), run_winograd()));
+        assert!(narrower == widest, "{level:?} differs");
     }
 }
 

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, Epilogue, Operand, matmul};
 use super::parts;
+use super::simd::wide_fn;
 
 /// Input and output channels below which im2col + gemm is kept: the
 /// transforms cost in proportion to the channels, the products to their
@@ -221,17 +222,19 @@ impl RowScratch {
     }
 }
 
+wide_fn! {
 /// `Bᵀ·d·B` of every tile of `row` for every channel of the sample `x`
 /// `[in, h, w]`, into `v` `[16, in, tiles]` at the row's columns.
 fn transform_input(
     x: &[f32],
     inp: usize,
-    [h, w]: [usize; 2],
+    size: [usize; 2],
     row: TileRow,
     tiles: usize,
     v: &mut [f32],
     scratch: &mut RowScratch,
 ) {
+    let [h, w] = size;
     let tw = w.div_ceil(2);
     let padded = 2 * tw + 2;
     let RowScratch {
@@ -259,17 +262,21 @@ fn transform_input(
         let (d0, rest) = rows.split_at_mut(padded);
         let (d1, rest) = rest.split_at_mut(padded);
         let (d2, d3) = rest.split_at_mut(padded);
-        for p in 0..padded {
-            let (a, b, c, d) = (d0[p], d1[p], d2[p], d3[p]);
-            d0[p] = a - c;
-            d1[p] = b + c;
-            d2[p] = c - b;
-            d3[p] = b - d;
+        // Zipped iterators rather than indices: no bounds checks, so the
+        // loops vectorise.
+        let columns = d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(d3.iter_mut());
+        for (((d0, d1), d2), d3) in columns {
+            let (a, b, c, d) = (*d0, *d1, *d2, *d3);
+            *d0 = a - c;
+            *d1 = b + c;
+            *d2 = c - b;
+            *d3 = b - d;
         }
         for (i, s) in rows.chunks(padded).enumerate() {
-            for j in 0..=tw {
-                even[j] = s[2 * j];
-                odd[j] = s[2 * j + 1];
+            let pairs = even.iter_mut().zip(odd.iter_mut()).zip(s.chunks_exact(2));
+            for ((e, o), pair) in pairs {
+                *e = pair[0];
+                *o = pair[1];
             }
             let at = |j: usize| ((4 * i + j) * inp + c) * tiles + row.at;
             let (e0, e1) = (&even[..tw], &even[1..=tw]);
@@ -293,7 +300,9 @@ fn transform_input(
         }
     }
 }
+}
 
+wide_fn! {
 /// `Aᵀ·M·A` of every tile of `row` for every output channel, from the
 /// products `m` `[16, out, tiles]`, through `epilogue` into the sample's
 /// output `y` `[out, h, w]`.
@@ -301,13 +310,14 @@ fn transform_input(
 fn transform_output(
     m: &[f32],
     out: usize,
-    [h, w]: [usize; 2],
+    size: [usize; 2],
     row: TileRow,
     tiles: usize,
     y: &mut [MaybeUninit<f32>],
     epilogue: &Epilogue,
     scratch: &mut RowScratch,
 ) {
+    let [h, w] = size;
     let tw = w.div_ceil(2);
     let partial = &mut scratch.partial;
     for k in 0..out {
@@ -345,11 +355,13 @@ fn transform_output(
         }
     }
 }
+}
 
 /// `M·A` of one row of tiles (`r`: the four rows of Aᵀ·M, `tw` each) into
 /// the output row `dst`, each value through `finish`: columns 2·tx and
 /// 2·tx + 1 of tile tx (the last tile's second column past an odd width
-/// dropped).
+/// dropped). Inlined into the vectorised copies of [`transform_output`].
+#[inline(always)]
 fn write_row(r: &[f32], tw: usize, dst: &mut [MaybeUninit<f32>], finish: impl Fn(f32) -> f32) {
     let (r0, r1, r2, r3) = (&r[..tw], &r[tw..2 * tw], &r[2 * tw..3 * tw], &r[3 * tw..]);
     let pairs = dst.len() / 2;
