@@ -119,8 +119,8 @@ impl SelfAttention {
 
     /// Attends over `x` `[batch, length, dim]`. `padding` `[batch, length]`
     /// is true at keys to ignore; `causal` hides later positions (CLIP's
-    /// text tower). Runs as [`crate::cpu::attention`] (on the CPU backend
-    /// in inference without padding) or the backend's fused attention (one
+    /// text tower). Runs as [`crate::cpu::attention_padded`] (on the CPU
+    /// backend in inference) or the backend's fused attention (one
     /// pass over the scores instead of matmul, scale, mask, softmax,
     /// matmul); a query whose keys are all hidden gets zeros.
     pub fn forward(
@@ -138,15 +138,11 @@ impl SelfAttention {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
-        let mask = padding.map(|p| {
-            p.reshape([batch, 1, 1, length])
-                .expand([batch, self.heads, length, length])
-        });
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
-        let context = crate::cpu::attention(q, k, v, mask, options)
+        let context = crate::cpu::attention_padded(q, k, v, padding, options)
             .swap_dims(1, 2)
             .reshape([batch, length, dim]);
         self.output.forward(context)

@@ -39,32 +39,65 @@ pub fn attention(
     mask: Option<Tensor<4, Bool>>,
     options: AttentionModuleOptions,
 ) -> Tensor<4> {
+    if mask.is_some() {
+        return burn::tensor::module::attention(q, k, v, mask, None, options);
+    }
+    attention_padded(q, k, v, None, options)
+}
+
+/// [`attention`] where `padding` `[batch, keys]` is true at the keys each
+/// sample hides from every query (a padded batch of sequences): Burn's op
+/// with the mask `padding` broadcast over heads and queries, computed here
+/// under the same conditions as [`attention`]. A query that sees no key
+/// gets zeros, as from Burn's op.
+pub fn attention_padded(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    padding: Option<Tensor<2, Bool>>,
+    options: AttentionModuleOptions,
+) -> Tensor<4> {
     let [batch, heads, queries, dim] = q.dims();
     let [kb, kh, keys, kd] = k.dims();
     let [vb, vh, vk, _] = v.dims();
-    let fits = mask.is_none()
-        && options.softcap.is_none()
+    let fits = options.softcap.is_none()
         && (!options.is_causal || queries == keys)
         && [kb, vb] == [batch; 2]
         && [kh, vh] == [heads; 2]
         && kd == dim
         && vk == keys
+        && padding.as_ref().is_none_or(|p| p.dims() == [batch, keys])
         && [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32);
+    let mask = |padding: Option<Tensor<2, Bool>>| {
+        padding.map(|p| {
+            p.reshape([batch, 1, 1, keys])
+                .expand([batch, heads, queries, keys])
+        })
+    };
     if !fits {
-        return burn::tensor::module::attention(q, k, v, mask, None, options);
+        return burn::tensor::module::attention(q, k, v, mask(padding), None, options);
     }
-    match (
+    let flex = (
         untracked_flex(q.into_dispatch()),
         untracked_flex(k.into_dispatch()),
         untracked_flex(v.into_dispatch()),
-    ) {
-        (Ok(q), Ok(k), Ok(v)) => from_untracked_flex(attend(q, k, v, options)),
-        (q, k, v) => {
+    );
+    // The `[batch, keys]` flags on the host (small next to the scores),
+    // read only on this path: elsewhere the read would wait for a device.
+    let hidden = match (&flex, &padding) {
+        ((Ok(_), Ok(_), Ok(_)), Some(p)) => p.clone().into_data().try_into_vec::<bool>().map(Some),
+        _ => Ok(None),
+    };
+    match (flex, hidden) {
+        ((Ok(q), Ok(k), Ok(v)), Ok(hidden)) => {
+            from_untracked_flex(attend(q, k, v, hidden.as_deref(), options))
+        }
+        ((q, k, v), _) => {
             let back = |t: Result<FlexTensor, Box<_>>| match t {
                 Ok(t) => from_untracked_flex(t),
                 Err(other) => Tensor::from_dispatch(*other),
             };
-            burn::tensor::module::attention(back(q), back(k), back(v), None, None, options)
+            burn::tensor::module::attention(back(q), back(k), back(v), mask(padding), None, options)
         }
     }
 }
@@ -103,12 +136,14 @@ impl<'a> Strided<'a> {
 }
 
 /// The attention of contiguous-or-strided `q`, `k`, `v` (shapes checked by
-/// the caller), as a `[batch, heads, queries, value]` view of a `[batch,
+/// the caller), sample b's keys `hidden[b · keys..][..keys]` hidden when
+/// given, as a `[batch, heads, queries, value]` view of a `[batch,
 /// queries, heads, value]` buffer.
 fn attend(
     q: FlexTensor,
     k: FlexTensor,
     v: FlexTensor,
+    hidden: Option<&[bool]>,
     options: AttentionModuleOptions,
 ) -> FlexTensor {
     let dims = |t: &FlexTensor| -> [usize; 4] {
@@ -132,6 +167,8 @@ fn attend(
         let scale = options
             .scale
             .map_or(1.0 / (dim as f32).sqrt(), |s| s as f32);
+        // Which keys each sample hides.
+        let hidden: Option<Vec<Hidden>> = hidden.map(|h| h.chunks(keys).map(Hidden::of).collect());
         let blocks: Vec<(usize, usize, usize)> = (0..batch)
             .flat_map(|b| (0..heads).map(move |h| (b, h)))
             .flat_map(|(b, h)| (0..queries).step_by(QUERY_BLOCK).map(move |i| (b, h, i)))
@@ -155,13 +192,17 @@ fn attend(
                     false,
                 );
             }
+            let hidden = hidden.as_ref().map(|h| &h[b]);
             for (r, row) in scores.chunks_mut(keys).enumerate() {
                 let visible = if options.is_causal {
                     first + r + 1
                 } else {
                     keys
                 };
-                softmax(row, visible, scale);
+                match hidden {
+                    None => softmax(row, visible, scale),
+                    Some(hidden) => softmax_shown(row, visible, hidden, scale),
+                }
             }
             let p = Operand {
                 data: scores,
@@ -233,6 +274,65 @@ fn softmax(row: &mut [f32], visible: usize, scale: f32) {
 #[target_feature(enable = "avx2,fma")]
 fn softmax_avx2(row: &mut [f32], visible: usize, scale: f32) {
     softmax_portable(row, visible, scale);
+}
+
+/// [`softmax`] of `row` with the keys `hidden` flags hidden as well.
+/// Padding hides a run of last keys: then this is [`softmax`] over the
+/// keys before it (the hidden ones get exactly 0). Other patterns take a
+/// plain loop. A row that sees no key is zeros.
+fn softmax_shown(row: &mut [f32], visible: usize, hidden: &Hidden, scale: f32) {
+    match *hidden {
+        Hidden::After(shown) => softmax(row, visible.min(shown), scale),
+        Hidden::Flags(flags) => softmax_flags(row, visible, flags, scale),
+    }
+}
+
+/// The keys one sample hides.
+enum Hidden<'a> {
+    /// Every key from this one on (and none before).
+    After(usize),
+    /// Hidden where true.
+    Flags(&'a [bool]),
+}
+
+impl<'a> Hidden<'a> {
+    fn of(flags: &'a [bool]) -> Self {
+        let shown = flags.iter().position(|&h| h).unwrap_or(flags.len());
+        if flags[shown..].iter().all(|&h| h) {
+            Self::After(shown)
+        } else {
+            Self::Flags(flags)
+        }
+    }
+}
+
+/// [`softmax_shown`] for any pattern of hidden keys: their weight is 0, and
+/// they take no part in the maximum or the sum (a NaN there is ignored,
+/// as by Burn's op).
+fn softmax_flags(row: &mut [f32], visible: usize, hidden: &[bool], scale: f32) {
+    let (shown, rest) = row.split_at_mut(visible.min(row.len()));
+    rest.fill(0.0);
+    let mut max = f32::NEG_INFINITY;
+    for (&s, &h) in shown.iter().zip(hidden) {
+        if !h {
+            max = max.max(s * scale);
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        shown.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0f32;
+    for (s, &h) in shown.iter_mut().zip(hidden) {
+        *s = if h {
+            0.0
+        } else {
+            super::gelu::exp_non_positive(*s * scale - max)
+        };
+        sum += *s;
+    }
+    let inverse = 1.0 / sum;
+    shown.iter_mut().for_each(|s| *s *= inverse);
 }
 
 #[inline(always)]

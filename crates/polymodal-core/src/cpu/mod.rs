@@ -57,7 +57,7 @@ mod winograd;
 
 pub use adam::{AdamStep, adam_step};
 pub use allocator::tune_allocator;
-pub use attention::attention;
+pub use attention::{attention, attention_padded};
 pub use conv::{ConvGeometry, conv2d, conv2d_norm};
 pub use extension::{CpuTrainOps, NormSettings, flex_tensor};
 pub use few_rows::{MAX_ROWS, matmul_transposed};

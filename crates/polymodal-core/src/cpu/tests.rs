@@ -588,6 +588,54 @@ fn attention_matches_burn() {
     }
 }
 
+/// Keys hidden per sample (a padded batch) give Burn's op with the padding
+/// broadcast into its mask: heads as views, causal too, a sample that
+/// hides every key (zeros from both), one that hides none, padding at the
+/// end and keys hidden in between.
+#[test]
+fn attention_padded_matches_burn() {
+    let flex = Device::flex();
+    let random =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
+    // (batch, heads, queries, keys, dim, causal, holes)
+    for (b, h, lq, lk, d, causal, holes) in [
+        (4, 3, 9, 9, 8, false, false),
+        (4, 2, 70, 70, 16, false, false),
+        (3, 2, 5, 11, 4, false, false),
+        (4, 3, 9, 9, 8, true, false),
+        (4, 3, 9, 9, 8, false, true),
+        (4, 3, 9, 9, 8, true, true),
+    ] {
+        // Sample i hides its last i · lk / 3 keys: none, some, all (i = 3);
+        // with holes, also every third key of the first two samples.
+        let hidden: Vec<bool> = (0..b * lk)
+            .map(|at| {
+                let (sample, key) = (at / lk, at % lk);
+                key >= lk - (sample * lk / 3).min(lk) || (holes && sample < 2 && key % 3 == 1)
+            })
+            .collect();
+        assert!(hidden[(b - 1) * lk..].iter().all(|&h| h) || b < 4);
+        let padding = Tensor::<2, Bool>::from_data(TensorData::new(hidden, [b, lk]), &flex);
+        let mask = padding
+            .clone()
+            .reshape([b, 1, 1, lk])
+            .expand([b, h, lq, lk]);
+        let opts = options(causal, None);
+        let q = random([b, lq, h, d]).swap_dims(1, 2);
+        let k = random([b, lk, h, d]).swap_dims(1, 2);
+        let v = random([b, lk, h, d]).swap_dims(1, 2);
+        let ours = super::attention_padded(q.clone(), k.clone(), v.clone(), Some(padding), opts);
+        let burn = burn::tensor::module::attention(q, k, v, Some(mask), None, opts);
+        let what = format!("b{b} h{h} q{lq} k{lk} d{d} causal {causal}");
+        assert_close(&ours, &burn, &what);
+        if b == 4 && !causal {
+            // The sample that hides every key: zeros.
+            let last = ours.narrow(0, 3, 1).try_into_vec_as::<f32>().unwrap();
+            assert!(last.iter().all(|&x| x == 0.0), "{what}: {last:?}");
+        }
+    }
+}
+
 #[test]
 fn attention_keeps_nan_and_falls_back_with_a_mask_or_autodiff() {
     let flex = Device::flex();
