@@ -878,12 +878,14 @@ impl Report {
         )]
     }
 
-    fn best_unimodal(&self) -> f64 {
+    /// The best unimodal row's test accuracy; `None` when `--only` left
+    /// the unimodal models out.
+    fn best_unimodal(&self) -> Option<f64> {
         self.rows
             .iter()
             .filter(|r| r.family == "unimodal")
             .map(|r| r.accuracy().0)
-            .fold(0.0, f64::max)
+            .reduce(f64::max)
     }
 
     /// The run's provenance; for a run saved before it was recorded, what
@@ -1068,21 +1070,27 @@ impl Report {
                 ""
             }
         ));
-        let best_unimodal = self.best_unimodal();
-        let losers: Vec<String> = self
-            .rows
-            .iter()
-            .filter(|r| r.family != "unimodal" && r.accuracy().0 <= best_unimodal)
-            .map(Row::label)
-            .collect();
-        let mut notes = vec![format!(
-            "- Best unimodal test accuracy: {best_unimodal:.4}. {}",
-            if losers.is_empty() {
-                "Every fusion method is above it.".to_string()
-            } else {
-                format!("Not above it: {}.", losers.join(", "))
+        let mut notes = vec![match self.best_unimodal() {
+            Some(best) => {
+                let losers: Vec<String> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.family != "unimodal" && r.accuracy().0 <= best)
+                    .map(Row::label)
+                    .collect();
+                format!(
+                    "- Best unimodal test accuracy: {best:.4}. {}",
+                    if losers.is_empty() {
+                        "Every fusion method is above it.".to_string()
+                    } else {
+                        format!("Not above it: {}.", losers.join(", "))
+                    }
+                )
             }
-        )];
+            None => "- Unimodal models: not run (`--only` left them out), so no fused \
+                     method is compared with them here."
+                .to_string(),
+        }];
         let reference: Vec<String> = REFERENCE
             .iter()
             .map(|(name, value)| format!("{name} {value}"))
@@ -1158,7 +1166,9 @@ impl Report {
                 .collect(),
             min: ((lowest - 0.02) * 50.0).floor() / 50.0,
             max: 1.0,
-            reference: Some(("best unimodal".into(), self.best_unimodal())),
+            reference: self
+                .best_unimodal()
+                .map(|best| ("best unimodal".into(), best)),
             legend: [
                 "unimodal",
                 "early (feature-level)",
@@ -2035,6 +2045,31 @@ mod tests {
 
     /// The leave-one-speaker-out report names its setting in its file
     /// names and states each goal, with the audio accuracy per speaker.
+    /// With `--only` leaving the unimodal models out, the report says so
+    /// rather than comparing the fused methods with an accuracy of 0.
+    #[test]
+    fn a_report_without_unimodal_models_says_they_did_not_run() {
+        let with = Report::new(
+            saved(vec![
+                outcome("image", "unimodal", 1, 0.96, Some(0.97)),
+                outcome("concat", EARLY, 1, 0.98, Some(0.99)),
+            ]),
+            None,
+        )
+        .markdown();
+        assert!(
+            with.contains("Best unimodal test accuracy: 0.9600"),
+            "{with}"
+        );
+        let without = Report::new(
+            saved(vec![outcome("concat", EARLY, 1, 0.98, Some(0.99))]),
+            None,
+        )
+        .markdown();
+        assert!(!without.contains("Best unimodal"), "{without}");
+        assert!(without.contains("Unimodal models: not run"), "{without}");
+    }
+
     #[test]
     fn the_speakers_report_states_its_goals() {
         let mut outcomes = Vec::new();
