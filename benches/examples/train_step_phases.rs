@@ -8,21 +8,11 @@
 
 use std::time::Instant;
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use polymodal::train::FusedAdamConfig;
-use polymodal_core::Encoder;
+use polymodal_benches::resnet_step::ResNetClassifier;
 use polymodal_core::cpu::on_pool;
-use polymodal_image::{ResNet, ResNetConfig};
-
-/// ResNet-18 with torchvision's classification head.
-#[derive(Module, Debug)]
-struct Classifier {
-    backbone: ResNet,
-    head: Linear,
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     polymodal_core::cpu::tune_allocator();
@@ -34,9 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("at least 2 steps (the first is a warm-up)".into());
     }
     let device = Device::flex().autodiff();
-    let backbone = ResNetConfig::resnet18().init(&device)?;
-    let head = LinearConfig::new(backbone.dim(), 1000).init(&device);
-    let mut model = Some(Classifier { backbone, head });
+    let mut model = Some(ResNetClassifier::new(&device)?);
     let images = Tensor::<4>::random(
         [8, 3, 224, 224],
         burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -48,13 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut total = [0f64; 3];
     for step in 0..steps {
         let m = model.take().ok_or("no model")?;
-        let (m, times) = on_pool(|| -> Result<_, polymodal_core::Error> {
+        let (m, times) = on_pool(|| -> Result<_, String> {
             let start = Instant::now();
-            let pooled = m.backbone.encode(&images)?.pooled;
-            let logits = m.head.forward(pooled);
-            let loss = CrossEntropyLossConfig::new()
-                .init(&device)
-                .forward(logits, labels.clone());
+            let loss = m.loss(&images, &labels)?;
             // Reading the loss waits for the forward pass.
             loss.clone().inner().into_data();
             let forward = start.elapsed().as_secs_f64();

@@ -1,9 +1,11 @@
 //! Criterion benchmarks live in `benches/`; run `cargo bench -p polymodal-benches`.
 //! The binaries in `src/bin` compare polymodal with Python reference tools in
 //! the same run; this library holds what they share, [`report`] the writing
-//! of their generated reports (`docs/benchmarks/*.md`).
+//! of their generated reports (`docs/benchmarks/*.md`), [`resnet_step`] the
+//! ResNet-18 training step they time.
 
 pub mod report;
+pub mod resnet_step;
 
 use std::io::Write;
 use std::path::PathBuf;

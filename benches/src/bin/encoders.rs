@@ -27,15 +27,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use polymodal::device::{Precision, device_with_precision};
 use polymodal::train::FusedAdamConfig;
 use polymodal_benches::report::{
     Align, Goal, Provenance, Report, Table, device_slug, reports_dir, slug, spread_cell,
 };
+use polymodal_benches::resnet_step::ResNetClassifier;
 use polymodal_benches::{
     Measured, Options, Rounds, adapter_name, best_of, error, python_reference, timing,
 };
@@ -94,40 +92,6 @@ struct Row {
 /// The benchmark (also the GPU kit's `gpu` binary's applet of this name).
 pub(crate) fn main() {
     polymodal_benches::main_of("encoders", run);
-}
-
-/// ResNet-18 with torchvision's classification head, for the training step.
-#[derive(Module, Debug)]
-struct ResNetClassifier {
-    backbone: ResNet,
-    head: Linear,
-}
-
-/// torchvision's `resnet18` classifies into 1,000 classes.
-const RESNET_CLASSES: usize = 1000;
-
-impl ResNetClassifier {
-    fn new(device: &Device) -> Result<Self, String> {
-        let backbone = ResNetConfig::resnet18().init(device).map_err(error)?;
-        let head = LinearConfig::new(backbone.dim(), RESNET_CLASSES).init(device);
-        Ok(Self { backbone, head })
-    }
-
-    /// One training step on `images` and `labels`: the updated model.
-    fn step(
-        self,
-        optimizer: &mut ModuleOptimizer,
-        images: &Tensor<4>,
-        labels: &Tensor<1, Int>,
-    ) -> Result<Self, String> {
-        let pooled = self.backbone.encode(images).map_err(error)?.pooled;
-        let logits = self.head.forward(pooled);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits, labels.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &self);
-        Ok(optimizer.step(1e-3, self, grads))
-    }
 }
 
 /// The models and inputs every round runs.

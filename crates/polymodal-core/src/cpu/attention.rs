@@ -255,25 +255,32 @@ impl SharedOut {
     }
 }
 
+super::simd::wide_fn! {
 /// Softmax of `scale · row[..visible]` in place; the hidden rest gets 0.
 /// A NaN score makes its row NaN, as in Burn's op. Maximum and sum run in
-/// eight lanes, so the loops vectorise: with AVX2 and FMA when the CPU has
-/// them (the same lanes and order, so the same values), where the default
-/// target's SSE2 evaluates the exponential four values at a time.
+/// eight lanes, so the loops vectorise, compiled for the widest vector
+/// instructions the CPU has (the same lanes and order, so the same
+/// values).
 fn softmax(row: &mut [f32], visible: usize, scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for.
-        unsafe { softmax_avx2(row, visible, scale) };
-        return;
+    let (shown, hidden) = row.split_at_mut(visible.min(row.len()));
+    hidden.fill(0.0);
+    let max = super::log_sum_exp::scaled_max(shown, scale);
+    let mut sums = [0.0f32; 8];
+    let mut chunks = shown.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        for (sum, s) in sums.iter_mut().zip(chunk) {
+            *s = super::gelu::exp_non_positive(*s * scale - max);
+            *sum += *s;
+        }
     }
-    softmax_portable(row, visible, scale);
+    let mut sum: f32 = sums.iter().sum();
+    for s in chunks.into_remainder() {
+        *s = super::gelu::exp_non_positive(*s * scale - max);
+        sum += *s;
+    }
+    let inverse = 1.0 / sum;
+    shown.iter_mut().for_each(|s| *s *= inverse);
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_avx2(row: &mut [f32], visible: usize, scale: f32) {
-    softmax_portable(row, visible, scale);
 }
 
 /// [`softmax`] of `row` with the keys `hidden` flags hidden as well.
@@ -329,28 +336,6 @@ fn softmax_flags(row: &mut [f32], visible: usize, hidden: &[bool], scale: f32) {
         } else {
             super::gelu::exp_non_positive(*s * scale - max)
         };
-        sum += *s;
-    }
-    let inverse = 1.0 / sum;
-    shown.iter_mut().for_each(|s| *s *= inverse);
-}
-
-#[inline(always)]
-fn softmax_portable(row: &mut [f32], visible: usize, scale: f32) {
-    let (shown, hidden) = row.split_at_mut(visible.min(row.len()));
-    hidden.fill(0.0);
-    let max = super::log_sum_exp::scaled_max(shown, scale);
-    let mut sums = [0.0f32; 8];
-    let mut chunks = shown.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        for (sum, s) in sums.iter_mut().zip(chunk) {
-            *s = super::gelu::exp_non_positive(*s * scale - max);
-            *sum += *s;
-        }
-    }
-    let mut sum: f32 = sums.iter().sum();
-    for s in chunks.into_remainder() {
-        *s = super::gelu::exp_non_positive(*s * scale - max);
         sum += *s;
     }
     let inverse = 1.0 / sum;

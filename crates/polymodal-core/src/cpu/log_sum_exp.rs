@@ -5,22 +5,30 @@
 
 use super::gelu::exp_non_positive;
 
+super::simd::wide_fn! {
 /// `log Σ exp(v)` over `values`: −∞ when none is above −∞ (or there are
 /// none), NaN when one is NaN or +∞. Relative error of the sum's terms
-/// below 1e-8; terms below e^−87 count as e^−87 (≈ 1.6e-38).
+/// below 1e-8; terms below e^−87 count as e^−87 (≈ 1.6e-38). Compiled for
+/// the widest vector instructions the CPU has.
 pub fn log_sum_exp(values: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for.
-        return unsafe { log_sum_exp_avx2(values) };
+    let max = scaled_max(values, 1.0);
+    if max == f32::NEG_INFINITY {
+        return max;
     }
-    log_sum_exp_portable(values)
+    let mut sums = [0.0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (sum, &v) in sums.iter_mut().zip(chunk) {
+            *sum += exp_non_positive(v - max);
+        }
+    }
+    let rest: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| exp_non_positive(v - max))
+        .sum();
+    max + (sums.iter().sum::<f32>() + rest).ln()
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn log_sum_exp_avx2(values: &[f32]) -> f32 {
-    log_sum_exp_portable(values)
 }
 
 /// The largest of `scale · v` over `values` (−∞ for none), in eight lanes
@@ -39,27 +47,6 @@ pub(super) fn scaled_max(values: &[f32], scale: f32) -> f32 {
         lanes.into_iter().fold(f32::NEG_INFINITY, f32::max),
         |m, &v| m.max(v * scale),
     )
-}
-
-#[inline(always)]
-fn log_sum_exp_portable(values: &[f32]) -> f32 {
-    let max = scaled_max(values, 1.0);
-    if max == f32::NEG_INFINITY {
-        return max;
-    }
-    let mut sums = [0.0f32; 8];
-    let mut chunks = values.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (sum, &v) in sums.iter_mut().zip(chunk) {
-            *sum += exp_non_positive(v - max);
-        }
-    }
-    let rest: f32 = chunks
-        .remainder()
-        .iter()
-        .map(|&v| exp_non_positive(v - max))
-        .sum();
-    max + (sums.iter().sum::<f32>() + rest).ln()
 }
 
 #[cfg(test)]

@@ -53,11 +53,11 @@ pub(super) fn with_ceiling<R>(level: Level, f: impl FnOnce() -> R) -> R {
 macro_rules! wide_fn {
     (
         $(#[$attr:meta])*
-        fn $name:ident$(<$($lt:lifetime),+>)?($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        $vis:vis fn $name:ident$(<$($lt:lifetime),+>)?($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
         $body:block
     ) => {
         $(#[$attr])*
-        fn $name$(<$($lt),+>)?($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name$(<$($lt),+>)?($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body$(<$($lt),+>)?($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]

@@ -735,8 +735,8 @@ fn matmul_transposed_keeps_nan_and_falls_back_under_autodiff() {
 /// Every copy of the vectorised loops (the baseline build, AVX2, AVX-512,
 /// as far as this CPU has them) computes the same bits: batch norm's
 /// statistics, output and gradients (with and without its ReLU), 2×2
-/// max pooling and Winograd's convolution, on sizes that leave vector
-/// tails.
+/// max pooling, Winograd's convolution, the attention softmax and the
+/// log-sum-exp, on sizes that leave vector tails.
 #[test]
 fn every_vector_width_computes_the_same_values() {
     use super::norm::{Layout, Saved};
@@ -811,10 +811,36 @@ fn every_vector_width_computes_the_same_values() {
         ]
         .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
     };
-    let widest = (run(), run_winograd());
+    // The attention softmax (a row length with a tail, causal and
+    // padded) and the log-sum-exp.
+    let flex = Device::flex();
+    let head = |len: usize, scale: f32| {
+        Tensor::<4>::from_data(
+            TensorData::new(values(len * 8, scale), [1, 1, len, 8]),
+            &flex,
+        )
+    };
+    let hidden: Vec<bool> = (0..21).map(|k| k >= 17).collect();
+    let padding = Tensor::<2, Bool>::from_data(TensorData::new(hidden, [1, 21]), &flex);
+    let run_softmax = || {
+        let (q, k, v) = (head(21, 0.31), head(21, 0.77), head(21, 1.3));
+        let bits = |t: Tensor<4>| -> Vec<u32> {
+            let values = t.try_into_vec_as::<f32>().unwrap();
+            values.iter().map(|f| f.to_bits()).collect()
+        };
+        let causal = super::attention(q.clone(), k.clone(), v.clone(), None, options(true, None));
+        let padded = super::attention_padded(q, k, v, Some(padding.clone()), options(false, None));
+        let logits = values(1001, 0.13);
+        [
+            bits(causal),
+            bits(padded),
+            vec![super::log_sum_exp(&logits).to_bits()],
+        ]
+    };
+    let all = || (run(), run_winograd(), run_softmax());
+    let widest = all();
     for level in [Level::Baseline, Level::Avx2] {
-        let narrower = with_ceiling(level, || (run(), run_winograd()));
-        assert!(narrower == widest, "{level:?} differs");
+        assert!(with_ceiling(level, all) == widest, "{level:?} differs");
     }
 }
 
