@@ -134,6 +134,15 @@ fn conv2d_matches_burn_forward_and_gradients() {
             same(Conv2dConfig::new([32, 3], [3, 3])),
             [2, 32, 5, 104],
         ),
+        // More than 128 output channels: the weight gradient's product
+        // written [out, patch] (`TRANSPOSED_MAX_OUT`).
+        (
+            "weight gradient untransposed: 130 output channels, stride 2",
+            Conv2dConfig::new([4, 130], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            [2, 4, 9, 7],
+        ),
         // 64 channels or more: Winograd's F(2x2, 3x3) (`winograd.rs`),
         // forward and input gradient; odd sizes leave half-filled tiles.
         (
@@ -145,6 +154,11 @@ fn conv2d_matches_burn_forward_and_gradients() {
             "Winograd 64->80, one row, no bias",
             same(Conv2dConfig::new([64, 80], [3, 3]).with_bias(false)),
             [3, 64, 1, 3],
+        ),
+        (
+            "Winograd 72->64: kernels transformed in blocks, the last partial",
+            same(Conv2dConfig::new([72, 64], [3, 3])),
+            [2, 72, 6, 6],
         ),
         (
             "Winograd in two chunks of tile rows across samples",
