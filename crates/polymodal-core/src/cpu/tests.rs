@@ -819,9 +819,23 @@ fn every_vector_width_computes_the_same_values() {
             shift: &shift,
             relu: true,
         };
+        // And im2col's strided copies (a stride-2 stem on an odd width).
+        let stem = super::ConvGeometry {
+            in_channels: 3,
+            kernel: [7, 7],
+            stride: [2, 2],
+            padding: [[3, 3], [3, 3]],
+            ..conv
+        };
+        let bias = super::conv::Epilogue {
+            scale: None,
+            shift: &shift,
+            relu: false,
+        };
         [
             super::winograd::forward(&conv, &image, &kernels, epilogue),
             super::winograd::x_grad(&conv, &kernels, &image),
+            super::conv::forward(&stem, &image, &kernels, bias),
         ]
         .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
     };
