@@ -7,7 +7,7 @@
 //!
 //! `cargo run --release -p polymodal-benches --example conv_layers [RUNS]`
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -16,13 +16,7 @@ use polymodal_core::cpu::{CpuTrainOps, flex_tensor, on_pool};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     polymodal_core::cpu::tune_allocator();
-    let runs: usize = match std::env::args().nth(1) {
-        Some(n) => n.parse()?,
-        None => 7,
-    };
-    if runs < 2 {
-        return Err("at least 2 runs (the first is a warm-up)".into());
-    }
+    let runs = polymodal_benches::runs_arg(7)?;
     println!("conv                      forward  x grad  w grad  (ms)");
     let mut total = [0.0; 3];
     for conv in RESNET18_CONVS {
@@ -33,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let w = tensor(&[g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]]);
         let dy = tensor(&[g.batch, g.out_channels, oh, ow]);
         let bias = flex_tensor(vec![0.0; g.out_channels], &[g.out_channels]);
-        let time = |f: &(dyn Fn() + Sync)| median(runs, || on_pool(f));
+        let time = |f: &(dyn Fn() + Sync)| median_ms(runs, || on_pool(f));
         let forward = time(&|| {
             Flex::cpu_conv2d(x.clone(), w.clone(), bias.clone(), g);
         });
@@ -69,15 +63,14 @@ fn tensor(shape: &[usize]) -> FlexTensor {
 }
 
 /// Median milliseconds of `f` over `runs − 1` runs after one warm-up.
-fn median(runs: usize, f: impl Fn()) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
+fn median_ms(runs: usize, f: impl Fn()) -> f64 {
+    let times: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
             f();
-            start.elapsed().as_secs_f64() * 1e3
+            start.elapsed()
         })
         .skip(1)
         .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    polymodal_benches::median(&times).as_secs_f64() * 1e3
 }

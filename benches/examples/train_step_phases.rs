@@ -16,13 +16,7 @@ use polymodal_core::cpu::on_pool;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     polymodal_core::cpu::tune_allocator();
-    let steps: usize = match std::env::args().nth(1) {
-        Some(n) => n.parse()?,
-        None => 9,
-    };
-    if steps < 2 {
-        return Err("at least 2 steps (the first is a warm-up)".into());
-    }
+    let steps = polymodal_benches::runs_arg(9)?;
     let device = Device::flex().autodiff();
     let mut model = Some(ResNetClassifier::new(&device)?);
     let images = Tensor::<4>::random(

@@ -179,7 +179,7 @@ impl Rounds {
 }
 
 /// The median of `times` (zero for none).
-fn median(times: &[Duration]) -> Duration {
+pub fn median(times: &[Duration]) -> Duration {
     let mut sorted = times.to_vec();
     sorted.sort();
     match sorted.len() {
@@ -187,6 +187,19 @@ fn median(times: &[Duration]) -> Duration {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
     }
+}
+
+/// The profiling examples' one argument: how many runs (or steps) to time,
+/// `default` when absent; at least 2, as the first is a warm-up.
+pub fn runs_arg(default: usize) -> Result<usize, String> {
+    let runs = match std::env::args().nth(1) {
+        Some(n) => n.parse().map_err(|_| format!("`{n}` is not a count"))?,
+        None => default,
+    };
+    if runs < 2 {
+        return Err("at least 2 runs (the first is a warm-up)".into());
+    }
+    Ok(runs)
 }
 
 /// This process's peak resident memory (`VmHWM`), in MB.

@@ -519,8 +519,9 @@ impl Init<'_> {
     }
 }
 
-/// `values`, a row-major `[rows, cols]` matrix, transposed to `[cols, rows]`.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// `values`, a row-major `[rows, cols]` matrix, transposed to `[cols, rows]`
+/// (also the CPU weight gradient's last step).
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols)
         .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
         .collect()

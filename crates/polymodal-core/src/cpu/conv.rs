@@ -931,7 +931,7 @@ pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32>
         sum.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
     }
     if transposed {
-        transpose(&sum, k, m)
+        crate::weights::transpose(&sum, k, m)
     } else {
         sum
     }
@@ -944,23 +944,6 @@ pub(super) fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32>
 /// faster, with 256 and 512 5–30 % slower (there the packed column matrix
 /// serves as many products and gemm reads it faster than the unpacked one).
 const TRANSPOSED_MAX_OUT: usize = 128;
-
-/// The `cols × rows` transpose of the row-major `rows × cols` matrix `a`.
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; rows * cols];
-    // Blocks of 16 × 16 keep both sides' lines in cache.
-    const BLOCK: usize = 16;
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    t[c * rows + r] = a[r * cols + c];
-                }
-            }
-        }
-    }
-    t
-}
 
 /// The sum over every dimension but the second of `x` `[batch, channels,
 /// rest]` → `[channels]`, accumulated in f64.
