@@ -161,6 +161,10 @@ struct Saved {
     /// from runs saved before it could be chosen: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     unimodal_weight: f64,
+    /// The relative noise on the frozen encoder's embeddings in training
+    /// (0, or absent from runs saved before it could be chosen: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    embedding_noise: f64,
 }
 
 fn is_zero(value: &f64) -> bool {
@@ -170,8 +174,14 @@ fn is_zero(value: &f64) -> bool {
 /// `avmnist`, then the audio encoder's folder name, then `speakers` for
 /// the leave-one-speaker-out split, then `unimodal` when the fused models
 /// train with unimodal auxiliary losses of weight 1 (`unimodal-W` for
-/// another weight W), joined by `-`.
-fn report_stem(audio_encoder: Option<&str>, speakers: bool, unimodal_weight: f64) -> String {
+/// another weight W), then `noise-N` when the frozen embeddings train
+/// with noise N, joined by `-`.
+fn report_stem(
+    audio_encoder: Option<&str>,
+    speakers: bool,
+    unimodal_weight: f64,
+    embedding_noise: f64,
+) -> String {
     let mut stem = "avmnist".to_string();
     if let Some(name) = audio_encoder {
         stem = format!("{stem}-{name}");
@@ -183,6 +193,9 @@ fn report_stem(audio_encoder: Option<&str>, speakers: bool, unimodal_weight: f64
         stem.push_str("-unimodal");
     } else if unimodal_weight > 0.0 {
         stem = format!("{stem}-unimodal-{unimodal_weight}");
+    }
+    if embedding_noise > 0.0 {
+        stem = format!("{stem}-noise-{embedding_noise}");
     }
     stem
 }
@@ -228,6 +241,8 @@ struct Args {
     reference: bool,
     /// The fused models' unimodal auxiliary loss weight (0: none).
     unimodal_weight: f64,
+    /// Relative noise on the frozen encoder's embeddings in training (0: none).
+    embedding_noise: f64,
     job: Option<(String, u64, PathBuf)>,
 }
 
@@ -239,6 +254,7 @@ impl Args {
             self.encoder_name().as_deref(),
             self.split == Split::Speakers,
             self.unimodal_weight,
+            self.embedding_noise,
         )
     }
 
@@ -259,6 +275,14 @@ impl Args {
     }
 }
 
+/// `v` as a finite, non-negative number, or an error naming `flag`.
+fn non_negative(flag: &str, v: String) -> std::result::Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("{flag}: `{v}` is not a non-negative number")),
+    }
+}
+
 fn parse_args() -> std::result::Result<Args, String> {
     let mut args = Args {
         data: PathBuf::from("../shared/data/avmnist"),
@@ -275,6 +299,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         python: "python3".into(),
         reference: false,
         unimodal_weight: 0.0,
+        embedding_noise: 0.0,
         job: None,
     };
     let mut job = (None, 1, None);
@@ -298,17 +323,8 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--embeddings" => args.embeddings = Some(value()?.into()),
             "--python" => args.python = value()?,
             "--reference" => args.reference = true,
-            "--unimodal-weight" => {
-                let v = value()?;
-                args.unimodal_weight = match v.parse::<f64>() {
-                    Ok(w) if w >= 0.0 && w.is_finite() => w,
-                    _ => {
-                        return Err(format!(
-                            "--unimodal-weight: `{v}` is not a non-negative number"
-                        ));
-                    }
-                };
-            }
+            "--unimodal-weight" => args.unimodal_weight = non_negative(&flag, value()?)?,
+            "--embedding-noise" => args.embedding_noise = non_negative(&flag, value()?)?,
             "--split" => {
                 args.split = match value()?.as_str() {
                     "official" => Split::Official,
@@ -336,6 +352,11 @@ fn parse_args() -> std::result::Result<Args, String> {
         return Err(format!(
             "`{LATE_JOB}` already trains the image and audio models: ask for it or for them"
         ));
+    }
+    if args.embedding_noise > 0.0 && args.audio_encoder.is_none() {
+        return Err(
+            "--embedding-noise perturbs a frozen encoder's embeddings: give --audio-encoder".into(),
+        );
     }
     if args.seeds == 0 || args.epochs == 0 {
         return Err("--seeds and --epochs must be positive".into());
@@ -409,7 +430,8 @@ fn run_all(args: &Args) -> Result<()> {
                 .arg("--json")
                 .arg(&json)
                 .args(["--split", args.split.name()])
-                .args(["--unimodal-weight", &args.unimodal_weight.to_string()]);
+                .args(["--unimodal-weight", &args.unimodal_weight.to_string()])
+                .args(["--embedding-noise", &args.embedding_noise.to_string()]);
             if let (Some(dir), Some(embeddings)) = (&args.audio_encoder, &embeddings) {
                 command
                     .arg("--audio-encoder")
@@ -468,6 +490,7 @@ fn run_all(args: &Args) -> Result<()> {
         build: this_build(),
         reference: logreg_reference(args),
         unimodal_weight: args.unimodal_weight,
+        embedding_noise: args.embedding_noise,
     };
     save(&args.out.join(format!("{}.json", args.stem())), &saved)?;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -725,6 +748,7 @@ impl Report {
             self.saved.audio_encoder.as_deref(),
             self.speakers(),
             self.saved.unimodal_weight,
+            self.saved.embedding_noise,
         )
     }
 
@@ -758,6 +782,22 @@ impl Report {
         }
     }
 
+    /// How the frozen embeddings are perturbed in training, for the
+    /// report's text (nothing without noise).
+    fn noise_text(&self) -> String {
+        let noise = self.saved.embedding_noise;
+        if noise > 0.0 {
+            format!(
+                ". In training every model that reads the audio embeddings sees them with \
+                 Gaussian noise of {noise} × each vector's root mean square added afresh at \
+                 every step (`embedding_noise`: [docs/fusion.md](../fusion.md)); validation \
+                 and test read them as they are"
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// What the audio side is, for the report's text.
     fn audio_side(&self) -> String {
         match &self.saved.audio_encoder {
@@ -766,7 +806,8 @@ impl Report {
                  once, before training, from the folder's own log-mel input (resampled to its \
                  rate); its vector is the mean over the encoder positions that hold audio, and \
                  joint fusion attends over those positions; only the fusion layer, the head and \
-                 the image CNN train (the *trained* column)"
+                 the image CNN train (the *trained* column){noise}",
+                noise = self.noise_text()
             ),
             None => "the audio side is the from-scratch audio CNN".into(),
         }
@@ -1209,6 +1250,8 @@ struct Job {
     audio: Option<EncoderChoice>,
     /// The fused models' unimodal auxiliary loss weight.
     unimodal_weight: f64,
+    /// Relative noise on the frozen audio embeddings in training.
+    embedding_noise: f64,
 }
 
 fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
@@ -1256,6 +1299,7 @@ fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
         features,
         audio,
         unimodal_weight: args.unimodal_weight,
+        embedding_noise: args.embedding_noise,
     };
     let mut outcomes = match name {
         LATE_JOB => late_job(&job)?,
@@ -1462,7 +1506,8 @@ fn classifier(job: &Job, modalities: &[Modality], fusion: FusionKind) -> Classif
             0.0
         } else {
             job.unimodal_weight
-        });
+        })
+        .with_embedding_noise(job.embedding_noise);
     match &job.audio {
         Some(choice) if modalities.contains(&Modality::Audio) => {
             config.with_encoder(Modality::Audio, choice.clone())
@@ -1777,20 +1822,24 @@ mod tests {
     #[test]
     fn report_stems_name_every_setting() {
         let w = Some("whisper-tiny.en");
-        assert_eq!(report_stem(None, false, 0.0), "avmnist");
+        assert_eq!(report_stem(None, false, 0.0, 0.0), "avmnist");
         assert_eq!(
-            report_stem(w, true, 0.0),
+            report_stem(w, true, 0.0, 0.0),
             "avmnist-whisper-tiny.en-speakers"
         );
         assert_eq!(
-            report_stem(w, true, 1.0),
+            report_stem(w, true, 1.0, 0.0),
             "avmnist-whisper-tiny.en-speakers-unimodal"
         );
         assert_eq!(
-            report_stem(w, true, 2.0),
+            report_stem(w, true, 2.0, 0.0),
             "avmnist-whisper-tiny.en-speakers-unimodal-2"
         );
-        assert_eq!(report_stem(None, false, 0.5), "avmnist-unimodal-0.5");
+        assert_eq!(report_stem(None, false, 0.5, 0.0), "avmnist-unimodal-0.5");
+        assert_eq!(
+            report_stem(w, true, 1.0, 1.2),
+            "avmnist-whisper-tiny.en-speakers-unimodal-noise-1.2"
+        );
     }
 
     fn outcome(method: &str, family: &str, seed: u64, test: f32, valid: Option<f32>) -> Outcome {
@@ -1826,6 +1875,7 @@ mod tests {
             build: release(),
             reference: None,
             unimodal_weight: 0.0,
+            embedding_noise: 0.0,
         }
     }
 
@@ -2068,6 +2118,26 @@ mod tests {
         .markdown();
         assert!(!without.contains("Best unimodal"), "{without}");
         assert!(without.contains("Unimodal models: not run"), "{without}");
+    }
+
+    /// Noise on the frozen embeddings is stated in the text and in the
+    /// report's name; without it neither says so.
+    #[test]
+    fn a_report_with_embedding_noise_says_so() {
+        let mut noisy = saved(vec![outcome("concat", EARLY, 1, 0.98, Some(0.99))]);
+        noisy.audio_encoder = Some("whisper-tiny.en".into());
+        noisy.embedding_noise = 1.2;
+        let report = Report::new(noisy, None);
+        assert_eq!(report.stem(), "avmnist-whisper-tiny.en-noise-1.2");
+        let text = report.markdown();
+        assert!(
+            text.contains("noise of 1.2 × each vector's root mean square"),
+            "{text}"
+        );
+        let mut plain = saved(vec![outcome("concat", EARLY, 1, 0.98, Some(0.99))]);
+        plain.audio_encoder = Some("whisper-tiny.en".into());
+        let text = Report::new(plain, None).markdown();
+        assert!(!text.contains("embedding_noise"), "{text}");
     }
 
     #[test]

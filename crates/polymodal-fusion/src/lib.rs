@@ -25,7 +25,9 @@
 //!
 //! Every layer takes per-sample presence masks: an absent modality never
 //! influences a sample's output. [`ModalityDropout`] hides modalities during
-//! training so that models degrade gracefully when one is missing.
+//! training so that models degrade gracefully when one is missing;
+//! [`EmbeddingNoise`] perturbs frozen encoders' cached embeddings during
+//! training so that fusion does not trust their fine detail.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -51,6 +53,7 @@ mod attention_sum;
 mod concat;
 mod contrastive;
 mod cross_modal;
+mod embedding_noise;
 mod film;
 mod gated;
 mod inputs;
@@ -69,6 +72,7 @@ pub use attention_sum::{AttentionSum, AttentionSumConfig};
 pub use concat::{ConcatFusion, ConcatFusionConfig};
 pub use contrastive::{ContrastiveAlignment, ContrastiveAlignmentConfig, info_nce};
 pub use cross_modal::{CrossAttentionBlock, CrossModalTransformer, CrossModalTransformerConfig};
+pub use embedding_noise::EmbeddingNoise;
 pub use film::{FilmFusion, FilmFusionConfig};
 pub use gated::{GatedFusion, GatedFusionConfig};
 pub use late::{Pool, WeightedAverage};

@@ -91,6 +91,9 @@ pub struct ModelConfig {
     /// Weight of the unimodal auxiliary losses (a head per modality trained
     /// beside the fused one; 0: none).
     pub unimodal_weight: f64,
+    /// Relative standard deviation of the noise added in training to frozen
+    /// encoders' embeddings (0: none).
+    pub embedding_noise: f64,
 }
 
 impl Default for ModelConfig {
@@ -102,6 +105,7 @@ impl Default for ModelConfig {
             modality_dropout: 0.0,
             contrastive_weight: 1.0,
             unimodal_weight: 0.0,
+            embedding_noise: 0.0,
         }
     }
 }
@@ -244,6 +248,7 @@ pub fn run(
         .with_modality_dropout(experiment.model.modality_dropout)
         .with_contrastive_weight(experiment.model.contrastive_weight)
         .with_unimodal_weight(experiment.model.unimodal_weight)
+        .with_embedding_noise(experiment.model.embedding_noise)
         .with_multi_label(splits.train.is_multi_label());
     let config = ClassifierConfig { encoders, ..config };
     config.validate()?;
@@ -506,9 +511,11 @@ mod tests {
 
     /// Trains twice (three epochs, `[data] cache`) on `files` (path, class;
     /// the last quarter the test set) of `modality` with the frozen
-    /// pretrained `folder`; checks each run's model folder evaluates the
-    /// test files as training did, records the weights' hash, and that the
-    /// second run (from the cache) equals the first. The run's features.
+    /// pretrained `folder` (its embeddings with noise in training, `[model]
+    /// embedding_noise`); checks each run's model folder evaluates the
+    /// test files as training did, records the weights' hash and the noise,
+    /// and that the second run (from the cache) equals the first. The run's
+    /// features.
     fn train_frozen_twice(
         path: &Path,
         files: Vec<(PathBuf, u32)>,
@@ -532,7 +539,7 @@ mod tests {
             format!(
                 "output = \"{output}\"\n[data]\ntrain = \"train.jsonl\"\ntest = \"test.jsonl\"\n\
                  cache = \"cache\"\nvalid_fraction = 0.25\n[encoders.{modality}]\n\
-                 pretrained = {folder:?}\n[train]\nepochs = 3\n"
+                 pretrained = {folder:?}\n[model]\nembedding_noise = 0.1\n[train]\nepochs = 3\n"
             )
         };
         let mut accuracies = Vec::new();
@@ -549,6 +556,7 @@ mod tests {
             assert_eq!(accuracy, test.accuracy, "from files and from embeddings");
             let recorded = &card.classifier.encoders[&modality].weights_sha256;
             assert_eq!(recorded, &Some(crate::weights_sha256(folder).unwrap()));
+            assert_eq!(card.classifier.embedding_noise, 0.1);
             accuracies.push(accuracy);
         }
         // The second run's embeddings come from the cache: the same run.

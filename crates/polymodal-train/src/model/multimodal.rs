@@ -10,7 +10,9 @@ use polymodal_core::{
     Embeddings, Encoder, Error, Modality, ModalityBatch, ModalityEmbeddings, MultimodalBatch,
     Result,
 };
-use polymodal_fusion::{ContrastiveAlignment, FusionKind, FusionLayer, ModalityDropout};
+use polymodal_fusion::{
+    ContrastiveAlignment, EmbeddingNoise, FusionKind, FusionLayer, ModalityDropout,
+};
 use polymodal_image::{AnyImageEncoder, ConvEncoderConfig, ImageEncoderKind, ImageEncoderSizes};
 use polymodal_text::{AnyTextEncoder, TextEncoderKind, TextEncoderSizes};
 use polymodal_video::{FrameEncoder, FrameEncoderConfig};
@@ -61,6 +63,14 @@ pub struct ClassifierConfig {
     /// from the fused head. 0 (the default) switches it off.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unimodal_weight: f64,
+    /// Relative standard deviation of the Gaussian noise added in training
+    /// to the embeddings that frozen encoders computed ahead (see
+    /// `polymodal_fusion::EmbeddingNoise`): each vector gets noise of
+    /// `embedding_noise` × its root mean square. Cached embeddings are the
+    /// same every epoch, so this is their augmentation. 0 (the default)
+    /// switches it off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub embedding_noise: f64,
     /// Multi-label: every class is an independent yes/no (sigmoid
     /// probabilities, binary cross-entropy) instead of one class per sample.
     #[serde(default)]
@@ -89,6 +99,7 @@ impl ClassifierConfig {
             modality_dropout: 0.0,
             contrastive_weight: default_contrastive_weight(),
             unimodal_weight: 0.0,
+            embedding_noise: 0.0,
             multi_label: false,
             encoders: EncoderChoices::new(),
         }
@@ -141,6 +152,14 @@ impl ClassifierConfig {
         }
     }
 
+    /// Sets [`ClassifierConfig::embedding_noise`].
+    pub fn with_embedding_noise(self, embedding_noise: f64) -> Self {
+        Self {
+            embedding_noise,
+            ..self
+        }
+    }
+
     /// Sets [`ClassifierConfig::unimodal_weight`].
     pub fn with_unimodal_weight(self, unimodal_weight: f64) -> Self {
         Self {
@@ -188,6 +207,8 @@ impl ClassifierConfig {
             Some("unimodal_weight must be finite and non-negative".to_string())
         } else if self.unimodal_weight > 0.0 && self.fusion == FusionKind::None {
             Some("unimodal_weight needs fusion of two or more modalities".to_string())
+        } else if !(self.embedding_noise >= 0.0 && self.embedding_noise.is_finite()) {
+            Some("embedding_noise must be finite and non-negative".to_string())
         } else {
             let unread = self.encoders.keys().find(|m| !self.modalities.contains(m));
             unread.map(|m| format!("encoders.{m}: the model does not read {m}"))
@@ -249,6 +270,7 @@ impl ClassifierConfig {
             modality_dropout: self.modality_dropout,
             contrastive_weight: self.contrastive_weight,
             unimodal_weight: self.unimodal_weight,
+            embedding_noise: self.embedding_noise,
             modalities: self
                 .modalities
                 .iter()
@@ -329,6 +351,7 @@ pub struct MultimodalClassifier {
     modality_dropout: f64,
     contrastive_weight: f64,
     unimodal_weight: f64,
+    embedding_noise: f64,
     /// Modality names in fusion order.
     modalities: Vec<String>,
 }
@@ -449,7 +472,8 @@ impl MultimodalClassifier {
     /// the fusion layer's own times `contrastive_weight` if it has one
     /// ([`polymodal_core::Fusion::auxiliary_loss`]: contrastive fusion's
     /// InfoNCE loss), and the unimodal heads' times `unimodal_weight`. On an
-    /// autodiff device modality dropout hides modalities first.
+    /// autodiff device embedding noise perturbs the embeddings computed
+    /// ahead and modality dropout hides modalities first.
     fn forward(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
         let (features, parts) = self.fused_parts(batch)?;
         let logits = self.head.forward(features);
@@ -498,6 +522,15 @@ impl MultimodalClassifier {
 
     fn fused_parts(&self, batch: &MultimodalBatch) -> Result<(Tensor<2>, Vec<ModalityEmbeddings>)> {
         let mut parts = self.embed(batch)?;
+        if self.embedding_noise > 0.0 {
+            let noise = EmbeddingNoise::new(self.embedding_noise)?;
+            let ahead =
+                |p: &ModalityEmbeddings| batch.embedded.iter().any(|e| e.modality == p.modality);
+            parts
+                .iter_mut()
+                .filter(|p| ahead(p))
+                .for_each(|p| noise.apply(p));
+        }
         if self.modality_dropout > 0.0 {
             ModalityDropout::new(self.modality_dropout)?.apply(&mut parts);
         }
@@ -673,6 +706,54 @@ mod tests {
             .with_unimodal_weight(1.0);
         let error = single.validate().unwrap_err().to_string();
         assert!(error.contains("unimodal_weight"), "{error}");
+    }
+
+    /// Embedding noise perturbs the embeddings the batch carries ahead in
+    /// training (each row by about `embedding_noise` × its root mean
+    /// square), leaves them as they are at inference, and must be finite
+    /// and non-negative.
+    #[test]
+    fn embedding_noise_perturbs_embeddings_carried_ahead_in_training_only() {
+        let modalities = vec![Modality::Image, Modality::Audio];
+        let config = ClassifierConfig::new(modalities.clone(), FusionKind::Concat, 3)
+            .with_dim(4)
+            .with_embedding_noise(0.5);
+        let pooled = |parts: &[ModalityEmbeddings], i: usize| -> Vec<f32> {
+            parts[i]
+                .embeddings
+                .pooled
+                .clone()
+                .into_data()
+                .try_to_vec()
+                .unwrap()
+        };
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let model = config.init(&device).unwrap();
+        let (batch, image, ..) = embedded_batch(&device);
+        let (_, parts) = model.fused_parts(&batch).unwrap();
+        let before: Vec<f32> = image.into_data().try_to_vec().unwrap();
+        let after = pooled(&parts, 0);
+        let change: f32 = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).sum();
+        let size: f32 = before.iter().map(|a| a.abs()).sum();
+        // Noise of 0.5 × the rows' size moves them by about 0.4 × their
+        // size on average (the mean absolute value of a normal variable).
+        assert!(change > 0.1 * size, "{change} vs {size}");
+
+        let plain = model.valid();
+        let (batch, image, ..) = embedded_batch(&Device::flex());
+        let (_, parts) = plain.fused_parts(&batch).unwrap();
+        assert_eq!(
+            pooled(&parts, 0),
+            image.into_data().try_to_vec::<f32>().unwrap()
+        );
+
+        for bad in [-0.5, f64::NAN] {
+            let config = ClassifierConfig::new(modalities.clone(), FusionKind::Concat, 3)
+                .with_embedding_noise(bad);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("embedding_noise"), "{error}");
+        }
     }
 
     /// A batch of text (the BERT fixture's vocabulary) and 16×16 images.
