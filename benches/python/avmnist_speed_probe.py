@@ -1,0 +1,128 @@
+"""Does speed perturbation of the training voices carry a frozen Whisper
+encoder to a voice it never heard? A probe beside
+`avmnist_loso_probe.py`, on the same leave-one-speaker-out folds (train on
+five FSDD speakers, test on the sixth): every clip is also played at
+`factor` x speed (resampled as if recorded at 16 kHz x factor: Kaldi's
+speed perturbation, Ko et al., Interspeech 2015, which shifts pitch,
+formants and tempo together), embedded by the same encoder (the last
+hidden state's mean over the positions that hold audio, as
+`avmnist_logreg_reference.py` does), and logistic regression (C = 1, to
+convergence) trains on the original clips of the five voices together
+with their perturbed copies; it is tested on the sixth voice's original
+clips.
+
+Usage (the venv of scripts/parity/requirements*.txt plus scikit-learn):
+
+    python benches/python/avmnist_speed_probe.py ../shared/data/avmnist \
+        ../shared/models/whisper-tiny.en --cache target/polymodal-cache [--speeds 0.9,1.1]
+
+Prints a Markdown table: mean +- sample standard deviation over the six
+folds, then each held-out speaker's accuracy. Each speed embeds the 3,000
+clips again (about 11 minutes on two cores); `--cache` keeps the vectors
+(the original clips' are the reference script's cache).
+"""
+import argparse
+import hashlib
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.dont_write_bytecode = True
+from avmnist_logreg_reference import (BATCH, SAMPLES_PER_POSITION, SPEAKERS, WHISPER_RATE,  # noqa: E402
+                                      cached_embed, clip, pairs)
+
+
+def played_at(samples, factor):
+    """`samples` (at Whisper's rate) played at `factor` x speed."""
+    import librosa
+
+    return librosa.resample(samples, orig_sr=WHISPER_RATE * factor, target_sr=WHISPER_RATE).astype(np.float32)
+
+
+def embed_at(root, rows, folder, factor):
+    """[N, dim]: the last hidden state's mean over the positions that hold
+    audio, every clip played at `factor` x speed."""
+    import torch
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    # float32 and the folder's extractor settings, as the reference does.
+    model = WhisperModel.from_pretrained(folder, dtype=torch.float32)
+    if (Path(folder) / "preprocessor_config.json").is_file():
+        extractor = WhisperFeatureExtractor.from_pretrained(folder)
+    else:
+        extractor = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
+    encoder = model.get_encoder().eval()
+    pooled = []
+    for start in range(0, len(rows), BATCH):
+        clips = [played_at(clip(root, row), factor) for row in rows[start:start + BATCH]]
+        features = extractor(clips, sampling_rate=WHISPER_RATE, return_tensors="pt")
+        with torch.no_grad():
+            hidden = encoder(features.input_features).last_hidden_state
+        for samples, states in zip(clips, hidden):
+            positions = min(states.shape[0], math.ceil(len(samples) / SAMPLES_PER_POSITION))
+            pooled.append(states[:positions].mean(dim=0).numpy())
+    return np.stack(pooled)
+
+
+def cached_embed_at(root, rows, folder, factor, cache):
+    """`embed_at`, kept in `cache` (when given) under a key of its inputs
+    (as the reference's `cached_embed`)."""
+    import transformers
+
+    if cache is None:
+        return embed_at(root, rows, folder, factor)
+    key = hashlib.sha256(transformers.__version__.encode())
+    for path in (Path(folder) / "model.safetensors", root / "pairs_train.csv",
+                 root / "pairs_test.csv"):
+        key.update(path.read_bytes())
+    path = Path(cache) / f"speed-probe-{factor}-{key.hexdigest()[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
+    x = embed_at(root, rows, folder, factor)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
+def folds(x, copies, y, speakers):
+    """Accuracy per held-out speaker, training on `x` and its `copies`."""
+    from sklearn.linear_model import LogisticRegression
+
+    accuracies = []
+    for s in SPEAKERS:
+        train = speakers != s
+        inputs = np.concatenate([x[train]] + [c[train] for c in copies])
+        targets = np.concatenate([y[train]] * (1 + len(copies)))
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(inputs, targets)
+        accuracies.append(model.score(x[~train], y[~train]))
+    return accuracies
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("whisper")
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--speeds", default="0.9,1.1")
+    args = parser.parse_args()
+    rows = pairs(args.data)
+    speakers = np.array([r["speaker"] for r in rows])
+    y = np.array([int(r["label"]) for r in rows])
+    x = cached_embed(args.data, rows, args.whisper, args.cache)
+    speeds = [float(f) for f in args.speeds.split(",")]
+    copies = {f: cached_embed_at(args.data, rows, args.whisper, f, args.cache) for f in speeds}
+    readings = [("original clips", folds(x, [], y, speakers))]
+    readings += [(f"original + played at {f}x", folds(x, [copies[f]], y, speakers)) for f in speeds]
+    if len(speeds) > 1:
+        readings.append(("original + every speed", folds(x, list(copies.values()), y, speakers)))
+    print("| training clips | mean ± sd | " + " | ".join(SPEAKERS) + " |")
+    print("| --- | ---: |" + " ---: |" * len(SPEAKERS))
+    for name, accuracies in readings:
+        print(f"| {name} | {np.mean(accuracies):.4f} ± {np.std(accuracies, ddof=1):.4f} | "
+              + " | ".join(f"{a:.3f}" for a in accuracies) + " |")
+
+
+if __name__ == "__main__":
+    main()
