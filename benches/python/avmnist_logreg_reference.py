@@ -59,9 +59,10 @@ def clip(root, row):
     return librosa.resample(audio, orig_sr=rate, target_sr=WHISPER_RATE)
 
 
-def embed(root, rows, folder):
+def embed(root, rows, folder, transform=None):
     """[N, dim] mean of the encoder's last hidden state over the positions
-    that hold audio."""
+    that hold audio (of each clip passed through `transform` first, when
+    given: a probe's augmentation)."""
     import numpy as np
     import torch
     from transformers import WhisperFeatureExtractor, WhisperModel
@@ -78,6 +79,8 @@ def embed(root, rows, folder):
     pooled = []
     for start in range(0, len(rows), BATCH):
         clips = [clip(root, row) for row in rows[start:start + BATCH]]
+        if transform is not None:
+            clips = [transform(c) for c in clips]
         features = extractor(clips, sampling_rate=WHISPER_RATE, return_tensors="pt")
         with torch.no_grad():
             hidden = encoder(features.input_features).last_hidden_state
@@ -87,21 +90,22 @@ def embed(root, rows, folder):
     return np.stack(pooled)
 
 
-def cached_embed(root, rows, folder, cache):
-    """`embed`, kept in `cache` (when given) under a key of its inputs."""
+def cached_embed(root, rows, folder, cache, transform=None, name="logreg-reference"):
+    """`embed`, kept in `cache` (when given) under `name` and a key of its
+    inputs (`name` must tell one `transform` from another)."""
     import numpy as np
     import transformers
 
     if cache is None:
-        return embed(root, rows, folder)
+        return embed(root, rows, folder, transform)
     key = hashlib.sha256(transformers.__version__.encode())
     for path in (Path(folder) / "model.safetensors", root / "pairs_train.csv",
                  root / "pairs_test.csv"):
         key.update(path.read_bytes())
-    path = Path(cache) / f"logreg-reference-{key.hexdigest()[:16]}.npy"
+    path = Path(cache) / f"{name}-{key.hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)
-    x = embed(root, rows, folder)
+    x = embed(root, rows, folder, transform)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, x)
     return x

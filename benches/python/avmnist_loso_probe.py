@@ -201,6 +201,16 @@ def asr(root, rows, folder, speaker):
     return transcribed / len(rows), scored / len(rows)
 
 
+def print_table(first_column, readings):
+    """A Markdown table of (name, accuracy per held-out speaker) rows: mean ±
+    sample standard deviation over the folds, then each speaker's."""
+    print(f"| {first_column} | mean ± sd | " + " | ".join(SPEAKERS) + " |")
+    print("| --- | ---: |" + " ---: |" * len(SPEAKERS))
+    for name, accuracies in readings:
+        print(f"| {name} | {np.mean(accuracies):.4f} ± {np.std(accuracies, ddof=1):.4f} | "
+              + " | ".join(f"{a:.3f}" for a in accuracies) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path)
@@ -234,11 +244,7 @@ def main():
          logistic(speaker_normalized(pair, speakers), y, speakers)),
     ]
     readings += torch_heads(data, y, speakers)
-    print("| reading and head | mean ± sd | " + " | ".join(SPEAKERS) + " |")
-    print("| --- | ---: |" + " ---: |" * len(SPEAKERS))
-    for name, accuracies in readings:
-        print(f"| {name} | {np.mean(accuracies):.4f} ± {np.std(accuracies, ddof=1):.4f} | "
-              + " | ".join(f"{a:.3f}" for a in accuracies) + " |")
+    print_table("reading and head", readings)
     if args.asr:
         transcribed, scored = asr(args.data, rows, args.whisper, args.asr)
         print(f"\n{args.asr}: whisper's greedy transcription names the digit in {transcribed:.3f} of the clips; "

@@ -22,16 +22,14 @@ clips again (about 11 minutes on two cores); `--cache` keeps the vectors
 (the original clips' are the reference script's cache).
 """
 import argparse
-import hashlib
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.dont_write_bytecode = True
-from avmnist_logreg_reference import (BATCH, SAMPLES_PER_POSITION, SPEAKERS, WHISPER_RATE,  # noqa: E402
-                                      cached_embed, clip, pairs)
+from avmnist_logreg_reference import SPEAKERS, WHISPER_RATE, cached_embed, pairs  # noqa: E402
+from avmnist_loso_probe import print_table  # noqa: E402
 
 
 def played_at(samples, factor):
@@ -39,51 +37,6 @@ def played_at(samples, factor):
     import librosa
 
     return librosa.resample(samples, orig_sr=WHISPER_RATE * factor, target_sr=WHISPER_RATE).astype(np.float32)
-
-
-def embed_at(root, rows, folder, factor):
-    """[N, dim]: the last hidden state's mean over the positions that hold
-    audio, every clip played at `factor` x speed."""
-    import torch
-    from transformers import WhisperFeatureExtractor, WhisperModel
-
-    # float32 and the folder's extractor settings, as the reference does.
-    model = WhisperModel.from_pretrained(folder, dtype=torch.float32)
-    if (Path(folder) / "preprocessor_config.json").is_file():
-        extractor = WhisperFeatureExtractor.from_pretrained(folder)
-    else:
-        extractor = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
-    encoder = model.get_encoder().eval()
-    pooled = []
-    for start in range(0, len(rows), BATCH):
-        clips = [played_at(clip(root, row), factor) for row in rows[start:start + BATCH]]
-        features = extractor(clips, sampling_rate=WHISPER_RATE, return_tensors="pt")
-        with torch.no_grad():
-            hidden = encoder(features.input_features).last_hidden_state
-        for samples, states in zip(clips, hidden):
-            positions = min(states.shape[0], math.ceil(len(samples) / SAMPLES_PER_POSITION))
-            pooled.append(states[:positions].mean(dim=0).numpy())
-    return np.stack(pooled)
-
-
-def cached_embed_at(root, rows, folder, factor, cache):
-    """`embed_at`, kept in `cache` (when given) under a key of its inputs
-    (as the reference's `cached_embed`)."""
-    import transformers
-
-    if cache is None:
-        return embed_at(root, rows, folder, factor)
-    key = hashlib.sha256(transformers.__version__.encode())
-    for path in (Path(folder) / "model.safetensors", root / "pairs_train.csv",
-                 root / "pairs_test.csv"):
-        key.update(path.read_bytes())
-    path = Path(cache) / f"speed-probe-{factor}-{key.hexdigest()[:16]}.npy"
-    if path.is_file():
-        return np.load(path)
-    x = embed_at(root, rows, folder, factor)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, x)
-    return x
 
 
 def folds(x, copies, y, speakers):
@@ -112,16 +65,14 @@ def main():
     y = np.array([int(r["label"]) for r in rows])
     x = cached_embed(args.data, rows, args.whisper, args.cache)
     speeds = [float(f) for f in args.speeds.split(",")]
-    copies = {f: cached_embed_at(args.data, rows, args.whisper, f, args.cache) for f in speeds}
+    copies = {f: cached_embed(args.data, rows, args.whisper, args.cache,
+                              transform=lambda samples, f=f: played_at(samples, f), name=f"speed-probe-{f}")
+              for f in speeds}
     readings = [("original clips", folds(x, [], y, speakers))]
     readings += [(f"original + played at {f}x", folds(x, [copies[f]], y, speakers)) for f in speeds]
     if len(speeds) > 1:
         readings.append(("original + every speed", folds(x, list(copies.values()), y, speakers)))
-    print("| training clips | mean ± sd | " + " | ".join(SPEAKERS) + " |")
-    print("| --- | ---: |" + " ---: |" * len(SPEAKERS))
-    for name, accuracies in readings:
-        print(f"| {name} | {np.mean(accuracies):.4f} ± {np.std(accuracies, ddof=1):.4f} | "
-              + " | ".join(f"{a:.3f}" for a in accuracies) + " |")
+    print_table("training clips", readings)
 
 
 if __name__ == "__main__":
