@@ -790,8 +790,9 @@ impl Report {
             format!(
                 ". In training every model that reads the audio embeddings sees them with \
                  Gaussian noise of {noise} × each vector's root mean square added afresh at \
-                 every step (`embedding_noise`: [docs/fusion.md](../fusion.md)); validation \
-                 and test read them as they are"
+                 every step, one draw per clip shared by its pooled vector and every position \
+                 (`embedding_noise`: [docs/fusion.md](../fusion.md)); validation and test read \
+                 them as they are"
             )
         } else {
             String::new()

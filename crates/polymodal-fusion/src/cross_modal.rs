@@ -1,6 +1,9 @@
 //! Joint fusion: a cross-modal Transformer in the style of MulT (Tsai et al.
 //! 2019). Every modality's tokens attend to every other modality's tokens
-//! through pairwise cross-attention, then to themselves.
+//! through pairwise cross-attention, then to themselves. Beside each
+//! modality's cross-modal stream, its own pooled tokens skip the attention
+//! (`unimodal_skip`), so one modality's evidence reaches the head even when
+//! another's is misleading.
 
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::transformer::{
@@ -35,12 +38,21 @@ pub struct CrossModalTransformerConfig {
     /// Dropout inside the blocks.
     #[config(default = 0.1)]
     pub dropout: f64,
+    /// Whether each modality's own mean-pooled tokens (after the projection,
+    /// before any attention) are output beside its cross-modal stream. In
+    /// the streams every modality's tokens have gathered the others', so a
+    /// modality that misleads (a voice unlike any heard in training) spoils
+    /// them all; the skip keeps an untouched copy of each for the head. Off
+    /// gives MulT's output alone.
+    #[config(default = true)]
+    pub unimodal_skip: bool,
 }
 
 impl CrossModalTransformerConfig {
-    /// Width of the fused representation: `dim` per modality.
+    /// Width of the fused representation: `dim` per modality, twice that
+    /// with `unimodal_skip`.
     pub fn output_dim(&self) -> usize {
-        self.dim * self.input_dims.len()
+        self.dim * self.input_dims.len() * if self.unimodal_skip { 2 } else { 1 }
     }
 
     /// Builds the module on `device`.
@@ -78,6 +90,7 @@ impl CrossModalTransformerConfig {
             input_dims: self.input_dims.clone(),
             dim: self.dim,
             cross_layers: self.cross_layers,
+            unimodal_skip: self.unimodal_skip,
         })
     }
 }
@@ -135,11 +148,12 @@ impl CrossAttentionBlock {
 /// tokens. The `M − 1` results for `t` are concatenated, merged to `dim`,
 /// passed through a self-attention Transformer over `t`'s tokens, and
 /// mean-pooled; the fused vector is the concatenation over targets
-/// (`dim · M` wide).
+/// (`dim · M` wide). With `unimodal_skip` each target's mean-pooled projected
+/// tokens come first, the `M` streams after them (`2 · dim · M` wide).
 ///
 /// Masks: a source absent for a sample contributes nothing to its targets
 /// (its cross-attention update is zeroed, leaving the residual), and an absent
-/// target's pooled vector is zero.
+/// target's pooled vectors are zero.
 #[derive(Module, Debug)]
 pub struct CrossModalTransformer {
     projections: Vec<Linear>,
@@ -150,6 +164,7 @@ pub struct CrossModalTransformer {
     input_dims: Vec<usize>,
     dim: usize,
     cross_layers: usize,
+    unimodal_skip: bool,
 }
 
 impl CrossModalTransformer {
@@ -182,7 +197,7 @@ impl CrossModalTransformer {
 
 impl Fusion for CrossModalTransformer {
     fn output_dim(&self) -> usize {
-        self.dim * self.input_dims.len()
+        self.dim * self.input_dims.len() * if self.unimodal_skip { 2 } else { 1 }
     }
 
     fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>> {
@@ -193,9 +208,17 @@ impl Fusion for CrossModalTransformer {
             .map(|(input, projection)| projection.forward(input.embeddings.sequence.clone()))
             .collect();
         let masks: Vec<Tensor<2, Bool>> = inputs.iter().map(token_mask).collect();
-        let pooled = (0..inputs.len())
-            .map(|target| self.attend(target, &tokens, &masks, inputs))
-            .collect();
+        let mut pooled: Vec<Tensor<2>> = Vec::with_capacity(2 * inputs.len());
+        if self.unimodal_skip {
+            // The token masks are false for absent samples: their means are zero.
+            pooled.extend(
+                tokens
+                    .iter()
+                    .zip(&masks)
+                    .map(|(t, mask)| masked_mean(t.clone(), mask.clone())),
+            );
+        }
+        pooled.extend((0..inputs.len()).map(|target| self.attend(target, &tokens, &masks, inputs)));
         Ok(Tensor::cat(pooled, 1))
     }
 }
@@ -212,6 +235,41 @@ impl RegisteredFusion for CrossModalTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inputs::testing::{max_diff, part};
+    use polymodal_core::Modality;
+
+    /// With the skip, the first `dim` columns are the image's own pooled
+    /// tokens: another audio input leaves them as they are and moves the
+    /// streams (which attend to the audio); without it, the output is the
+    /// streams alone and every column moves.
+    #[test]
+    fn the_unimodal_skip_ignores_the_other_modality() {
+        let device = Device::flex();
+        let config = CrossModalTransformerConfig::new(vec![8, 6])
+            .with_dim(4)
+            .with_dropout(0.0);
+        let image = part(Modality::Image, 8, 3, &[true, true], &device);
+        let audio = part(Modality::Audio, 6, 5, &[true, true], &device);
+        let other_audio = part(Modality::Audio, 6, 5, &[true, true], &device);
+        let fuse = |layer: &CrossModalTransformer, audio: &ModalityEmbeddings| {
+            layer.fuse(&[image.clone(), audio.clone()]).unwrap()
+        };
+
+        let layer = config.init(&device).unwrap();
+        assert_eq!(layer.output_dim(), 16);
+        let (a, b) = (fuse(&layer, &audio), fuse(&layer, &other_audio));
+        assert_eq!(a.dims(), [2, 16]);
+        let columns = |t: &Tensor<2>, from: usize, to: usize| t.clone().slice([0..2, from..to]);
+        assert_eq!(max_diff(columns(&a, 0, 4), columns(&b, 0, 4)), 0.0);
+        assert!(max_diff(columns(&a, 4, 8), columns(&b, 4, 8)) > 1e-3);
+        assert!(max_diff(columns(&a, 8, 16), columns(&b, 8, 16)) > 1e-3);
+
+        let layer = config.with_unimodal_skip(false).init(&device).unwrap();
+        assert_eq!(layer.output_dim(), 8);
+        let (a, b) = (fuse(&layer, &audio), fuse(&layer, &other_audio));
+        assert_eq!(a.dims(), [2, 8]);
+        assert!(max_diff(columns(&a, 0, 4), columns(&b, 0, 4)) > 1e-3);
+    }
 
     #[test]
     fn needs_two_modalities() {

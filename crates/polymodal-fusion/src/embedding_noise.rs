@@ -6,15 +6,22 @@
 //! hold on new data (an unheard voice, say: docs/fusion.md).
 
 use burn::prelude::*;
+use burn::tensor::Distribution;
 
-use polymodal_core::{Error, ModalityEmbeddings, Result};
+use polymodal_core::{Error, ModalityEmbeddings, Result, masked_mean};
 
-/// Adds to each vector (the pooled one and every token) independent
-/// Gaussian noise of standard deviation `std` × the vector's root mean
-/// square, so the strength does not depend on the encoder's scale; a
-/// vector of zeros (a padded token) stays zero. Acts only on an autodiff
-/// device (training), like Burn's `Dropout`; at inference the embeddings
-/// pass unchanged.
+/// Shifts each sample's embeddings by Gaussian noise of standard deviation
+/// `std` × the root mean square of its vector, so the strength does not
+/// depend on the encoder's scale: the pooled vector by one draw, and every
+/// real token of the sample by one shared draw (the same one when the widths
+/// match), scaled by the RMS of the tokens' mean; padded tokens and vectors
+/// of zeros stay as they are. Sharing the draw over the tokens is what makes
+/// the noise reach the layers that pool or attend over tokens: independent
+/// noise per token would average out over a clip's `L` tokens (by `√L`),
+/// whereas a shared shift moves the tokens' mean exactly as it moves the
+/// pooled vector, so every fusion method sees the same strength. Acts only
+/// on an autodiff device (training), like Burn's `Dropout`; at inference the
+/// embeddings pass unchanged.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmbeddingNoise {
     std: f64,
@@ -46,21 +53,33 @@ impl EmbeddingNoise {
     /// Adds the noise to `input`, on any device.
     pub fn apply_always(&self, input: &mut ModalityEmbeddings) {
         let e = &mut input.embeddings;
-        e.pooled = noisy(e.pooled.clone(), self.std);
-        e.sequence = noisy(e.sequence.clone(), self.std);
+        let [batch, width] = e.pooled.dims();
+        let [_, length, token_width] = e.sequence.dims();
+        let draw = |width| {
+            Tensor::<2>::random(
+                [batch, width],
+                Distribution::Normal(0.0, self.std),
+                &e.pooled.device(),
+            )
+        };
+        let pooled_draw = draw(width);
+        let token_draw = if token_width == width {
+            pooled_draw.clone()
+        } else {
+            draw(token_width)
+        };
+        e.pooled = e.pooled.clone() + pooled_draw * rms(e.pooled.clone());
+        let real = e.mask.clone().float().unsqueeze_dim::<3>(2); // [batch, length, 1]
+        let mean = masked_mean(e.sequence.clone(), e.mask.clone());
+        let shift = (token_draw * rms(mean)).unsqueeze_dim::<3>(1); // [batch, 1, width]
+        e.sequence = e.sequence.clone() + shift.expand([batch, length, token_width]) * real;
     }
 }
 
-/// `x` plus noise scaled by the root mean square of each vector (the last
-/// axis); the scale is a constant to the gradient.
-fn noisy<const D: usize>(x: Tensor<D>, std: f64) -> Tensor<D> {
-    let rms = x.clone().detach().powf_scalar(2.0).mean_dim(D - 1).sqrt();
-    let noise = Tensor::<D>::random(
-        x.dims(),
-        burn::tensor::Distribution::Normal(0.0, std),
-        &x.device(),
-    );
-    x + noise * rms
+/// The root mean square of each row, `[batch, 1]`; a constant to the
+/// gradient.
+fn rms(x: Tensor<2>) -> Tensor<2> {
+    x.detach().powf_scalar(2.0).mean_dim(1).sqrt()
 }
 
 #[cfg(test)]
@@ -109,6 +128,67 @@ mod tests {
             .zip(&sequence_before)
             .filter(|(a, b)| a != b);
         assert!(moved.count() > 0, "the tokens got no noise");
+    }
+
+    /// Every real token of a sample moves by one shared vector, padded
+    /// tokens stay, and the mean of the noisy tokens is the noisy pooled
+    /// vector when the pooled vector was their mean (the noise reaches a
+    /// layer that pools tokens as strongly as one that reads the pooled
+    /// vector).
+    #[test]
+    fn real_tokens_share_the_pooled_vectors_shift() {
+        let device = Device::flex();
+        device.seed(7);
+        let (batch, length, dim) = (3, 5, 16);
+        let sequence = Tensor::<3>::random(
+            [batch, length, dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        // Sample 0 has 5 real tokens, sample 1 has 2, sample 2 has 1.
+        let real = [5usize, 2, 1];
+        let flags: Vec<bool> = real
+            .iter()
+            .flat_map(|&n| (0..length).map(move |i| i < n))
+            .collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(flags, [batch, length]), &device);
+        let mut input = part(Modality::Audio, dim, length, &[true; 3], &device);
+        input.embeddings = polymodal_core::Embeddings::from_sequence(sequence, mask);
+        let before = values(input.embeddings.sequence.clone());
+        EmbeddingNoise::new(0.5).unwrap().apply_always(&mut input);
+        let after = values(input.embeddings.sequence.clone());
+        for (b, &n) in real.iter().enumerate() {
+            let shift = |t: usize| -> Vec<f32> {
+                let at = (b * length + t) * dim;
+                (at..at + dim).map(|i| after[i] - before[i]).collect()
+            };
+            let first = shift(0);
+            assert!(first.iter().any(|v| v.abs() > 1e-3), "sample {b}: no shift");
+            for t in 1..length {
+                let s = shift(t);
+                if t < n {
+                    let gap = s.iter().zip(&first).map(|(a, b)| (a - b).abs());
+                    assert!(gap.fold(0.0, f32::max) < 1e-5, "sample {b} token {t}");
+                } else {
+                    assert!(
+                        s.iter().all(|&v| v == 0.0),
+                        "padded token {t} of sample {b} moved"
+                    );
+                }
+            }
+        }
+        let mean = masked_mean(
+            input.embeddings.sequence.clone(),
+            input.embeddings.mask.clone(),
+        );
+        let gap = (mean - input.embeddings.pooled.clone())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(
+            gap < 1e-5,
+            "the tokens' mean is {gap} off the pooled vector"
+        );
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub struct ClassifierConfig {
     pub unimodal_weight: f64,
     /// Relative standard deviation of the Gaussian noise added in training
     /// to the embeddings that frozen encoders computed ahead (see
-    /// `polymodal_fusion::EmbeddingNoise`): each vector gets noise of
-    /// `embedding_noise` × its root mean square. Cached embeddings are the
+    /// `polymodal_fusion::EmbeddingNoise`): each sample's pooled vector and
+    /// its real tokens are shifted by one draw of `embedding_noise` × the
+    /// vector's root mean square. Cached embeddings are the
     /// same every epoch, so this is their augmentation. 0 (the default)
     /// switches it off.
     #[serde(default, skip_serializing_if = "is_zero")]
