@@ -52,7 +52,7 @@ impl CrossModalTransformerConfig {
     /// Width of the fused representation: `dim` per modality, twice that
     /// with `unimodal_skip`.
     pub fn output_dim(&self) -> usize {
-        self.dim * self.input_dims.len() * if self.unimodal_skip { 2 } else { 1 }
+        fused_width(self.dim, self.input_dims.len(), self.unimodal_skip)
     }
 
     /// Builds the module on `device`.
@@ -93,6 +93,11 @@ impl CrossModalTransformerConfig {
             unimodal_skip: self.unimodal_skip,
         })
     }
+}
+
+/// `dim` per modality for its stream, as much again for its skip.
+fn fused_width(dim: usize, modalities: usize, unimodal_skip: bool) -> usize {
+    dim * modalities * if unimodal_skip { 2 } else { 1 }
 }
 
 /// One pre-norm cross-attention layer: the target's tokens query the
@@ -197,7 +202,7 @@ impl CrossModalTransformer {
 
 impl Fusion for CrossModalTransformer {
     fn output_dim(&self) -> usize {
-        self.dim * self.input_dims.len() * if self.unimodal_skip { 2 } else { 1 }
+        fused_width(self.dim, self.input_dims.len(), self.unimodal_skip)
     }
 
     fn fuse(&self, inputs: &[ModalityEmbeddings]) -> Result<Tensor<2>> {

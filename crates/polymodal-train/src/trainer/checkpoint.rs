@@ -112,6 +112,25 @@ pub fn load_checkpoint<M: Module>(model: M, path: &Path) -> Result<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::prelude::Device;
+
+    /// Weights of another shape (a head saved for a narrower fused vector,
+    /// say, by an older version of a fusion layer) are an error naming the
+    /// file, not a shape panic at the first forward pass.
+    #[test]
+    fn weights_of_another_shape_are_refused() {
+        let device = Device::flex();
+        let dir = std::env::temp_dir().join(format!("polymodal-shape-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("head.bpk");
+        save_checkpoint(&burn::nn::LinearConfig::new(8, 3).init(&device), &path).unwrap();
+        let wider = burn::nn::LinearConfig::new(16, 3).init(&device);
+        let error = load_checkpoint(wider, &path).unwrap_err().to_string();
+        assert!(error.contains("head.bpk"), "{error}");
+        let same = burn::nn::LinearConfig::new(8, 3).init(&device);
+        assert!(load_checkpoint(same, &path).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn atomic_writes_leave_no_partial_file() {
