@@ -211,16 +211,28 @@ def print_table(first_column, readings):
               + " | ".join(f"{a:.3f}" for a in accuracies) + " |")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def probe_parser(doc):
+    """The arguments every leave-one-speaker-out probe takes: the AV-MNIST
+    folder, the Whisper folder and `--cache`; `doc`'s first paragraph is the
+    description."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("whisper")
     parser.add_argument("--cache", type=Path)
+    return parser
+
+
+def labelled_pairs(root):
+    """The pairs with each one's speaker and digit as arrays."""
+    rows = pairs(root)
+    return rows, np.array([r["speaker"] for r in rows]), np.array([int(r["label"]) for r in rows])
+
+
+def main():
+    parser = probe_parser(__doc__)
     parser.add_argument("--asr", metavar="SPEAKER")
     args = parser.parse_args()
-    rows = pairs(args.data)
-    speakers = np.array([r["speaker"] for r in rows])
-    y = np.array([int(r["label"]) for r in rows])
+    rows, speakers, y = labelled_pairs(args.data)
     started = time.time()
     if args.cache and args.cache.is_file():
         data = dict(np.load(args.cache))

@@ -21,15 +21,13 @@ folds, then each held-out speaker's accuracy. Each speed embeds the 3,000
 clips again (about 11 minutes on two cores); `--cache` keeps the vectors
 (the original clips' are the reference script's cache).
 """
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 sys.dont_write_bytecode = True
-from avmnist_logreg_reference import SPEAKERS, WHISPER_RATE, cached_embed, pairs  # noqa: E402
-from avmnist_loso_probe import print_table  # noqa: E402
+from avmnist_logreg_reference import SPEAKERS, WHISPER_RATE, cached_embed  # noqa: E402
+from avmnist_loso_probe import labelled_pairs, print_table, probe_parser  # noqa: E402
 
 
 def played_at(samples, factor):
@@ -54,15 +52,10 @@ def folds(x, copies, y, speakers):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path)
-    parser.add_argument("whisper")
-    parser.add_argument("--cache", type=Path)
+    parser = probe_parser(__doc__)
     parser.add_argument("--speeds", default="0.9,1.1")
     args = parser.parse_args()
-    rows = pairs(args.data)
-    speakers = np.array([r["speaker"] for r in rows])
-    y = np.array([int(r["label"]) for r in rows])
+    rows, speakers, y = labelled_pairs(args.data)
     x = cached_embed(args.data, rows, args.whisper, args.cache)
     speeds = [float(f) for f in args.speeds.split(",")]
     copies = {f: cached_embed(args.data, rows, args.whisper, args.cache,
