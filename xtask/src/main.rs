@@ -56,7 +56,7 @@ commands:
                    PyTorch's version of the work (on CUDA when torch has a GPU)
   bench fusion [--data DIR] [--seeds N] [--epochs N] [--only JOB,...] [--parallel N]
                [--audio-encoder DIR] [--split official|speakers] [--cache DIR]
-               [--unimodal-weight W] [--embedding-noise N]
+               [--unimodal-weight W] [--embedding-noise N] [--joint-modality-dropout P]
                    the AV-MNIST benchmark: image-only and audio-only models, every
                    model-level combiner of them and every feature-level and joint fusion
                    method, N seeds each (default 3, at most 20 epochs; --parallel runs
@@ -70,14 +70,16 @@ commands:
                    folds; --only image|audio: one unimodal model; --unimodal-weight W:
                    fused models also train a head per modality, loss weight W
                    (docs/fusion.md); --embedding-noise N (with --audio-encoder): Gaussian
-                   noise of N x each vector's RMS on the frozen embeddings in training.
-                   Each setting writes docs/benchmarks/
-                   avmnist[-ENCODER][-speakers][-unimodal[-W]][-noise-N].{md,svg,json}. With
+                   noise of N x each vector's RMS on the frozen embeddings in training;
+                   --joint-modality-dropout P: the joint models' modality dropout (the
+                   others' stays 0.2). Each setting writes docs/benchmarks/avmnist[-ENCODER]
+                   [-speakers][-unimodal[-W]][-noise-N][-joint-dropout-P].{md,svg,json}. With
                    --audio-encoder, logistic regression on transformers' vectors of the
                    same encoder is the reference ($POLYMODAL_PYTHON with torch,
                    transformers, scikit-learn; skipped, and said so, without them)
   bench fusion --report-only [--audio-encoder DIR] [--split official|speakers]
-               [--unimodal-weight W] [--embedding-noise N] [--reference]
+               [--unimodal-weight W] [--embedding-noise N] [--joint-modality-dropout P]
+               [--reference]
                    rewrite that setting's docs/benchmarks/avmnist*.{md,svg} from its
                    saved json, without training; --reference runs the reference again
                    and keeps it in the json
@@ -404,13 +406,18 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
             pair.len() == 2
                 && matches!(
                     pair[0].as_str(),
-                    "--audio-encoder" | "--split" | "--unimodal-weight" | "--embedding-noise"
+                    "--audio-encoder"
+                        | "--split"
+                        | "--unimodal-weight"
+                        | "--embedding-noise"
+                        | "--joint-modality-dropout"
                 )
         });
         if !setting {
             return Err(format!(
                 "bench fusion --report-only takes only --audio-encoder, --split, \
-                 --unimodal-weight, --embedding-noise and --reference\n\n{USAGE}"
+                 --unimodal-weight, --embedding-noise, --joint-modality-dropout and \
+                 --reference\n\n{USAGE}"
             ));
         }
         let mut command = bench_binary("avmnist");
@@ -434,10 +441,15 @@ fn bench_fusion(args: &[String]) -> Result<(), String> {
             .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
         match flag.as_str() {
             "--data" => data = Some(PathBuf::from(value)),
-            "--seeds" | "--epochs" | "--only" | "--parallel" | "--split" | "--cache"
-            | "--unimodal-weight" | "--embedding-noise" => {
-                forwarded.extend([flag.clone(), value.clone()])
-            }
+            "--seeds"
+            | "--epochs"
+            | "--only"
+            | "--parallel"
+            | "--split"
+            | "--cache"
+            | "--unimodal-weight"
+            | "--embedding-noise"
+            | "--joint-modality-dropout" => forwarded.extend([flag.clone(), value.clone()]),
             "--audio-encoder" => {
                 let dir = PathBuf::from(value);
                 if !dir.join("config.json").is_file() {

@@ -91,7 +91,8 @@ fn jobs() -> Vec<&'static str> {
 /// same for every seed, so seeds vary only the models.
 const HOLDOUT_SEED: u64 = 2026;
 const MODALITIES: [Modality; 2] = [Modality::Image, Modality::Audio];
-/// Modality dropout of every fused model (see docs/fusion.md).
+/// Modality dropout of every fused model (see docs/fusion.md); the joint
+/// ones may train with another (`--joint-modality-dropout`).
 const MODALITY_DROPOUT: f64 = 0.2;
 /// Folds of the out-of-fold predictions that stacking is fitted on.
 const STACKING_FOLDS: usize = 3;
@@ -165,22 +166,39 @@ struct Saved {
     /// (0, or absent from runs saved before it could be chosen: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     embedding_noise: f64,
+    /// The joint fusion models' modality dropout (absent when it is
+    /// [`MODALITY_DROPOUT`], as in runs saved before it could be chosen).
+    #[serde(
+        default = "modality_dropout",
+        skip_serializing_if = "is_modality_dropout"
+    )]
+    joint_modality_dropout: f64,
 }
 
 fn is_zero(value: &f64) -> bool {
     *value == 0.0
 }
 
+fn modality_dropout() -> f64 {
+    MODALITY_DROPOUT
+}
+
+fn is_modality_dropout(value: &f64) -> bool {
+    *value == MODALITY_DROPOUT
+}
+
 /// `avmnist`, then the audio encoder's folder name, then `speakers` for
 /// the leave-one-speaker-out split, then `unimodal` when the fused models
 /// train with unimodal auxiliary losses of weight 1 (`unimodal-W` for
 /// another weight W), then `noise-N` when the frozen embeddings train
-/// with noise N, joined by `-`.
+/// with noise N, then `joint-dropout-P` when the joint models train with
+/// modality dropout P other than [`MODALITY_DROPOUT`], joined by `-`.
 fn report_stem(
     audio_encoder: Option<&str>,
     speakers: bool,
     unimodal_weight: f64,
     embedding_noise: f64,
+    joint_modality_dropout: f64,
 ) -> String {
     let mut stem = "avmnist".to_string();
     if let Some(name) = audio_encoder {
@@ -196,6 +214,9 @@ fn report_stem(
     }
     if embedding_noise > 0.0 {
         stem = format!("{stem}-noise-{embedding_noise}");
+    }
+    if joint_modality_dropout != MODALITY_DROPOUT {
+        stem = format!("{stem}-joint-dropout-{joint_modality_dropout}");
     }
     stem
 }
@@ -243,6 +264,8 @@ struct Args {
     unimodal_weight: f64,
     /// Relative noise on the frozen encoder's embeddings in training (0: none).
     embedding_noise: f64,
+    /// Modality dropout of the joint fusion models.
+    joint_modality_dropout: f64,
     job: Option<(String, u64, PathBuf)>,
 }
 
@@ -255,6 +278,7 @@ impl Args {
             self.split == Split::Speakers,
             self.unimodal_weight,
             self.embedding_noise,
+            self.joint_modality_dropout,
         )
     }
 
@@ -300,6 +324,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         reference: false,
         unimodal_weight: 0.0,
         embedding_noise: 0.0,
+        joint_modality_dropout: MODALITY_DROPOUT,
         job: None,
     };
     let mut job = (None, 1, None);
@@ -325,6 +350,12 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--reference" => args.reference = true,
             "--unimodal-weight" => args.unimodal_weight = non_negative(&flag, value()?)?,
             "--embedding-noise" => args.embedding_noise = non_negative(&flag, value()?)?,
+            "--joint-modality-dropout" => {
+                args.joint_modality_dropout = non_negative(&flag, value()?)?;
+                if args.joint_modality_dropout >= 1.0 {
+                    return Err(format!("{flag} must be below 1"));
+                }
+            }
             "--split" => {
                 args.split = match value()?.as_str() {
                     "official" => Split::Official,
@@ -431,7 +462,11 @@ fn run_all(args: &Args) -> Result<()> {
                 .arg(&json)
                 .args(["--split", args.split.name()])
                 .args(["--unimodal-weight", &args.unimodal_weight.to_string()])
-                .args(["--embedding-noise", &args.embedding_noise.to_string()]);
+                .args(["--embedding-noise", &args.embedding_noise.to_string()])
+                .args([
+                    "--joint-modality-dropout",
+                    &args.joint_modality_dropout.to_string(),
+                ]);
             if let (Some(dir), Some(embeddings)) = (&args.audio_encoder, &embeddings) {
                 command
                     .arg("--audio-encoder")
@@ -491,6 +526,7 @@ fn run_all(args: &Args) -> Result<()> {
         reference: logreg_reference(args),
         unimodal_weight: args.unimodal_weight,
         embedding_noise: args.embedding_noise,
+        joint_modality_dropout: args.joint_modality_dropout,
     };
     save(&args.out.join(format!("{}.json", args.stem())), &saved)?;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -749,6 +785,7 @@ impl Report {
             self.speakers(),
             self.saved.unimodal_weight,
             self.saved.embedding_noise,
+            self.saved.joint_modality_dropout,
         )
     }
 
@@ -779,6 +816,17 @@ impl Report {
             )
         } else {
             String::new()
+        }
+    }
+
+    /// The fused models' modality dropout, for the report's text: one rate,
+    /// or the joint models' beside it.
+    fn dropout_text(&self) -> String {
+        let joint = self.saved.joint_modality_dropout;
+        if joint == MODALITY_DROPOUT {
+            format!("{MODALITY_DROPOUT}")
+        } else {
+            format!("{MODALITY_DROPOUT} (the joint ones {joint})")
         }
     }
 
@@ -1051,7 +1099,7 @@ impl Report {
              convolution blocks (16 and 32 channels) giving 64-d tokens and a pooled vector on a \
              4×4 grid. Adam, batch 64, peak rate 2e-3 with one epoch of warm-up then cosine decay, \
              at most {epochs} epochs; the best validation epoch's model is tested. Fused models \
-             train with modality dropout 0.2, so the *without image / audio* columns (that \
+             train with modality dropout {dropout}, so the *without image / audio* columns (that \
              modality removed from every test sample) measure graceful degradation; \
              `contrastive` adds 0.5 × InfoNCE.{unimodal} The model-level rows combine the image and audio \
              models of the same run (their training time is included); `stacking` is fitted on \
@@ -1063,6 +1111,7 @@ impl Report {
             unimodal = self.unimodal_text(),
             build = saved.build,
             epochs = saved.epochs,
+            dropout = self.dropout_text(),
         ));
         let mut table = Table::new(&[
             ("method", Align::Left),
@@ -1253,6 +1302,8 @@ struct Job {
     unimodal_weight: f64,
     /// Relative noise on the frozen audio embeddings in training.
     embedding_noise: f64,
+    /// Modality dropout of the joint fusion models.
+    joint_modality_dropout: f64,
 }
 
 fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
@@ -1301,6 +1352,7 @@ fn run_job(args: &Args, name: &str, seed: u64, json: &Path) -> Result<()> {
         audio,
         unimodal_weight: args.unimodal_weight,
         embedding_noise: args.embedding_noise,
+        joint_modality_dropout: args.joint_modality_dropout,
     };
     let mut outcomes = match name {
         LATE_JOB => late_job(&job)?,
@@ -1496,6 +1548,8 @@ fn peak_memory_mb() -> f64 {
 fn classifier(job: &Job, modalities: &[Modality], fusion: FusionKind) -> ClassifierConfig {
     let dropout = if fusion == FusionKind::None {
         0.0
+    } else if fusion.is_joint() {
+        job.joint_modality_dropout
     } else {
         MODALITY_DROPOUT
     };
@@ -1823,23 +1877,33 @@ mod tests {
     #[test]
     fn report_stems_name_every_setting() {
         let w = Some("whisper-tiny.en");
-        assert_eq!(report_stem(None, false, 0.0, 0.0), "avmnist");
         assert_eq!(
-            report_stem(w, true, 0.0, 0.0),
+            report_stem(None, false, 0.0, 0.0, MODALITY_DROPOUT),
+            "avmnist"
+        );
+        assert_eq!(
+            report_stem(w, true, 0.0, 0.0, MODALITY_DROPOUT),
             "avmnist-whisper-tiny.en-speakers"
         );
         assert_eq!(
-            report_stem(w, true, 1.0, 0.0),
+            report_stem(w, true, 1.0, 0.0, MODALITY_DROPOUT),
             "avmnist-whisper-tiny.en-speakers-unimodal"
         );
         assert_eq!(
-            report_stem(w, true, 2.0, 0.0),
+            report_stem(w, true, 2.0, 0.0, MODALITY_DROPOUT),
             "avmnist-whisper-tiny.en-speakers-unimodal-2"
         );
-        assert_eq!(report_stem(None, false, 0.5, 0.0), "avmnist-unimodal-0.5");
         assert_eq!(
-            report_stem(w, true, 1.0, 1.2),
+            report_stem(None, false, 0.5, 0.0, MODALITY_DROPOUT),
+            "avmnist-unimodal-0.5"
+        );
+        assert_eq!(
+            report_stem(w, true, 1.0, 1.2, MODALITY_DROPOUT),
             "avmnist-whisper-tiny.en-speakers-unimodal-noise-1.2"
+        );
+        assert_eq!(
+            report_stem(w, true, 1.0, 1.2, 0.5),
+            "avmnist-whisper-tiny.en-speakers-unimodal-noise-1.2-joint-dropout-0.5"
         );
     }
 
@@ -1877,6 +1941,7 @@ mod tests {
             reference: None,
             unimodal_weight: 0.0,
             embedding_noise: 0.0,
+            joint_modality_dropout: MODALITY_DROPOUT,
         }
     }
 
@@ -2121,11 +2186,16 @@ mod tests {
         assert!(without.contains("Unimodal models: not run"), "{without}");
     }
 
+    /// A run of one concat model.
+    fn concat_run() -> Saved {
+        saved(vec![outcome("concat", EARLY, 1, 0.98, Some(0.99))])
+    }
+
     /// Noise on the frozen embeddings is stated in the text and in the
     /// report's name; without it neither says so.
     #[test]
     fn a_report_with_embedding_noise_says_so() {
-        let mut noisy = saved(vec![outcome("concat", EARLY, 1, 0.98, Some(0.99))]);
+        let mut noisy = concat_run();
         noisy.audio_encoder = Some("whisper-tiny.en".into());
         noisy.embedding_noise = 1.2;
         let report = Report::new(noisy, None);
@@ -2135,10 +2205,32 @@ mod tests {
             text.contains("noise of 1.2 × each vector's root mean square"),
             "{text}"
         );
-        let mut plain = saved(vec![outcome("concat", EARLY, 1, 0.98, Some(0.99))]);
+        let mut plain = concat_run();
         plain.audio_encoder = Some("whisper-tiny.en".into());
         let text = Report::new(plain, None).markdown();
         assert!(!text.contains("embedding_noise"), "{text}");
+    }
+
+    /// The joint models' own modality dropout is stated in the text and in
+    /// the report's name, and a run saved without it reads as the common
+    /// rate.
+    #[test]
+    fn a_report_with_its_own_joint_dropout_says_so() {
+        let mut run = saved(vec![outcome("single-stream", "joint", 1, 0.98, Some(0.99))]);
+        run.joint_modality_dropout = 0.5;
+        let report = Report::new(run, None);
+        assert_eq!(report.stem(), "avmnist-joint-dropout-0.5");
+        let text = report.markdown();
+        assert!(
+            text.contains("modality dropout 0.2 (the joint ones 0.5)"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&concat_run()).unwrap();
+        assert!(!json.contains("joint_modality_dropout"), "{json}");
+        let old: Saved = serde_json::from_str(&json).unwrap();
+        assert_eq!(old.joint_modality_dropout, MODALITY_DROPOUT);
+        let text = Report::new(old, None).markdown();
+        assert!(text.contains("modality dropout 0.2, so"), "{text}");
     }
 
     #[test]
