@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use polymodal::Weights;
 use polymodal::core::weights::save_f32;
-use polymodal::fusion::{Pool, Stacking, StackingConfig, Voting, WeightedAverage};
+use polymodal::fusion::{ModalityDropout, Pool, Stacking, StackingConfig, Voting, WeightedAverage};
 use polymodal::train::{
     Bar, BarChart, Batcher, ConfusionMatrix, Dataset, EmbedPlan, Embedded, EmbeddedSamples,
     EncoderChoice, EncoderMode, Example, FeatureCache, FeatureConfig, LrSchedule, Progress,
@@ -351,10 +351,13 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--unimodal-weight" => args.unimodal_weight = non_negative(&flag, value()?)?,
             "--embedding-noise" => args.embedding_noise = non_negative(&flag, value()?)?,
             "--joint-modality-dropout" => {
-                args.joint_modality_dropout = non_negative(&flag, value()?)?;
-                if args.joint_modality_dropout >= 1.0 {
-                    return Err(format!("{flag} must be below 1"));
-                }
+                // The fusion crate states the valid range, in one place.
+                let v = value()?;
+                let rate = v
+                    .parse::<f64>()
+                    .map_err(|_| format!("{flag}: `{v}` is not a number"))
+                    .and_then(|p| ModalityDropout::new(p).map_err(|e| format!("{flag}: {e}")))?;
+                args.joint_modality_dropout = rate.prob();
             }
             "--split" => {
                 args.split = match value()?.as_str() {

@@ -522,6 +522,10 @@ mod tests {
         modality: Modality,
         folder: &Path,
     ) -> FeatureConfig {
+        // Loading the model folder in `evaluate_dir` builds a model and so
+        // draws from the generator: held for the whole test, so it neither
+        // changes another test's seeded run nor is changed by one.
+        let _rng = crate::RngGuard::hold();
         let dir = path.parent().unwrap();
         let mut lines = (String::new(), String::new());
         for (i, (file, class)) in files.iter().enumerate() {

@@ -588,6 +588,9 @@ mod tests {
     /// same kinds at the same sizes (parameter counts).
     #[test]
     fn encoders_come_from_the_registries_at_the_same_sizes() {
+        // Holds the generator so a seeded run on another test thread is
+        // not changed by this test's draws.
+        let _rng = crate::RngGuard::hold();
         let device = Device::flex();
         let config = ClassifierConfig::new(Modality::ALL.to_vec(), FusionKind::Concat, 3)
             .with_dim(8)
@@ -663,6 +666,7 @@ mod tests {
     /// loss, and without the weight there are no heads.
     #[test]
     fn unimodal_heads_add_each_modality_s_own_loss_in_training() {
+        let _rng = crate::RngGuard::hold();
         use burn::nn::loss::CrossEntropyLossConfig;
         let device = Device::flex().autodiff();
         let modalities = vec![Modality::Image, Modality::Audio];
@@ -729,7 +733,7 @@ mod tests {
                 .unwrap()
         };
         let device = Device::flex().autodiff();
-        device.seed(3);
+        let _rng = crate::RngGuard::seeded(&device, 3);
         let model = config.init(&device).unwrap();
         let (batch, image, ..) = embedded_batch(&device);
         let (_, parts) = model.fused_parts(&batch).unwrap();
@@ -786,6 +790,7 @@ mod tests {
     /// show); one present sample makes the encoder run for the batch.
     #[test]
     fn a_modality_absent_from_the_whole_batch_is_not_encoded() {
+        let _rng = crate::RngGuard::hold();
         let device = Device::flex();
         let config =
             ClassifierConfig::new(vec![Modality::Text, Modality::Image], FusionKind::Concat, 2)
@@ -853,6 +858,7 @@ mod tests {
     /// leaves it as loaded, fine-tuned it moves.
     #[test]
     fn pretrained_encoders_load_at_their_width_and_train_as_chosen() {
+        let _rng = crate::RngGuard::hold();
         let device = Device::flex().autodiff();
         let bert = polymodal_core::testing::encoder_fixture("bert");
         let config = |mode| {
@@ -899,6 +905,7 @@ mod tests {
     /// name, only for modalities the model reads; the card keeps them.
     #[test]
     fn encoder_choices_are_checked_and_kept_in_the_card() {
+        let _rng = crate::RngGuard::hold();
         let base =
             ClassifierConfig::new(vec![Modality::Text, Modality::Image], FusionKind::Concat, 2)
                 .with_text(40, 12)
@@ -957,6 +964,7 @@ mod tests {
     /// learns; at the run's rate it moves.
     #[test]
     fn an_encoder_trains_at_its_own_learning_rate() {
+        let _rng = crate::RngGuard::hold();
         use crate::{Dataset, Example, Features, Label, TrainConfig, Trainer};
         let device = Device::flex();
         let vit = polymodal_core::testing::encoder_fixture("vit");
