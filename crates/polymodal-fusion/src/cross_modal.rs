@@ -5,6 +5,7 @@
 //! (`unimodal_skip`), so one modality's evidence reaches the head even when
 //! another's is misleading.
 
+use burn::module::Param;
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::transformer::{
     PositionWiseFeedForward, PositionWiseFeedForwardConfig, TransformerEncoder,
@@ -102,10 +103,18 @@ fn fused_width(dim: usize, modalities: usize, unimodal_skip: bool) -> usize {
 
 /// One pre-norm cross-attention layer: the target's tokens query the
 /// source's tokens, then a position-wise feed-forward layer; both residual.
+///
+/// A learned null token is appended to every source (the `add_bias_kv` of
+/// PyTorch's and fairseq's attention, which MulT's code offers): a query
+/// with nothing to gather attends to it, and a sample whose source is absent
+/// attends to it alone. So the target's tokens take the same path through
+/// the block whether the source is there or not, and what follows the block
+/// sees one kind of input.
 #[derive(Module, Debug)]
 pub struct CrossAttentionBlock {
     norm_target: LayerNorm,
     norm_source: LayerNorm,
+    null: Param<Tensor<2>>,
     attention: MultiHeadAttention,
     norm_ff: LayerNorm,
     ff: PositionWiseFeedForward,
@@ -117,6 +126,11 @@ impl CrossAttentionBlock {
         Self {
             norm_target: LayerNormConfig::new(dim).init(device),
             norm_source: LayerNormConfig::new(dim).init(device),
+            null: Param::from_tensor(Tensor::random(
+                [1, dim],
+                burn::tensor::Distribution::Normal(0.0, 0.02),
+                device,
+            )),
             attention: MultiHeadAttentionConfig::new(dim, heads)
                 .with_dropout(dropout)
                 .init(device),
@@ -128,16 +142,21 @@ impl CrossAttentionBlock {
         }
     }
 
-    /// `target` `[batch, Lt, dim]` attends to `source` `[batch, Ls, dim]`;
-    /// `source_mask` `[batch, Ls]` is true on the source's real tokens.
+    /// `target` `[batch, Lt, dim]` attends to `source` `[batch, Ls, dim]`
+    /// and the null token; `source_mask` `[batch, Ls]` is true on the
+    /// source's real tokens (all false for an absent source).
     fn forward(
         &self,
         target: Tensor<3>,
         source: Tensor<3>,
         source_mask: Tensor<2, Bool>,
     ) -> Tensor<3> {
+        let [batch, _, dim] = source.dims();
         let query = self.norm_target.forward(target.clone());
-        let source = self.norm_source.forward(source);
+        let null = self.null.val().unsqueeze::<3>().expand([batch, 1, dim]);
+        let source = Tensor::cat(vec![self.norm_source.forward(source), null], 1);
+        let always = Tensor::<2, Bool>::full([batch, 1], true, &source_mask.device());
+        let source_mask = Tensor::cat(vec![source_mask, always], 1);
         let attended = self
             .attention
             .forward(MhaInput::new(query, source.clone(), source).mask_pad(source_mask.bool_not()))
@@ -157,7 +176,7 @@ impl CrossAttentionBlock {
 /// tokens come first, the `M` streams after them (`2 · dim · M` wide).
 ///
 /// Masks: a source absent for a sample contributes nothing to its targets
-/// (its cross-attention update is zeroed, leaving the residual), and an absent
+/// (their tokens attend to the block's null token alone), and an absent
 /// target's pooled vectors are zero.
 #[derive(Module, Debug)]
 pub struct CrossModalTransformer {
@@ -189,8 +208,7 @@ impl CrossModalTransformer {
                 x = self.cross[block].forward(x, tokens[source].clone(), masks[source].clone());
                 block += 1;
             }
-            let present = presence(&inputs[source]).unsqueeze_dim::<3>(2);
-            gathered.push(tokens[target].clone() + (x - tokens[target].clone()) * present);
+            gathered.push(x);
         }
         let merged = self.merge[target].forward(Tensor::cat(gathered, 2));
         let mask = masks[target].clone();
@@ -274,6 +292,45 @@ mod tests {
         let (a, b) = (fuse(&layer, &audio), fuse(&layer, &other_audio));
         assert_eq!(a.dims(), [2, 8]);
         assert!(max_diff(columns(&a, 0, 4), columns(&b, 0, 4)) > 1e-3);
+    }
+
+    /// A sample whose source is absent attends to the block's null token
+    /// alone: its output is finite, the same whatever the absent tokens
+    /// hold, and trains the null token, which a present source's samples
+    /// reach only through their attention to it.
+    #[test]
+    fn an_absent_source_is_answered_by_the_null_token() {
+        let device = Device::flex().autodiff();
+        let block = CrossAttentionBlock::new(4, 2, 0.0, &device);
+        let target = Tensor::<3>::random(
+            [2, 3, 4],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let source = |shift: f32| {
+            Tensor::<3>::random([2, 5, 4], burn::tensor::Distribution::Default, &device)
+                .add_scalar(shift)
+        };
+        // Sample 0 has no source; sample 1 has all five tokens.
+        let mask = Tensor::<2, Bool>::from_data([[false; 5], [true; 5]], &device);
+        let out = block.forward(target.clone(), source(0.0), mask.clone());
+        let other = block.forward(target.clone(), source(50.0), mask.clone());
+        let row = |t: &Tensor<3>, i: usize| t.clone().narrow(0, i, 1);
+        assert_eq!(max_diff_3(row(&out, 0), row(&other, 0)), 0.0);
+        assert!(max_diff_3(row(&out, 1), row(&other, 1)) > 1e-3);
+
+        let grads = row(&out, 0).sum().backward();
+        let null = block
+            .null
+            .val()
+            .grad(&grads)
+            .expect("the null token trains");
+        let size = null.abs().sum().into_scalar::<f32>();
+        assert!(size.is_finite() && size > 0.0, "{size}");
+    }
+
+    fn max_diff_3(a: Tensor<3>, b: Tensor<3>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
     }
 
     #[test]

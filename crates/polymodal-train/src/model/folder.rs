@@ -8,6 +8,7 @@ use burn::tensor::activation::{sigmoid, softmax};
 use serde::{Deserialize, Serialize};
 
 use polymodal_core::{Error, Modality, Result};
+use polymodal_fusion::FusionKind;
 use polymodal_text::TextTokenizer;
 
 use super::{ClassifierConfig, MultimodalClassifier};
@@ -19,7 +20,7 @@ use crate::{
 /// What a trained model's folder holds besides its weights.
 ///
 /// In `model.json` the card also carries the [`ModelCard::FORMAT`] of the
-/// polymodal that wrote it (`"format": 2`; a card without one is format 1).
+/// polymodal that wrote it (`"format": 3`; a card without one is format 1).
 /// Reading a card of another format is an error that says so: its weights
 /// are laid out differently.
 #[derive(Debug, Clone)]
@@ -38,14 +39,24 @@ impl ModelCard {
     /// - 1 (cards without `format`): encoders stored as their own types;
     /// - 2: encoders stored as the registries' dispatch enums
     ///   (`polymodal_text::AnyTextEncoder`, …), whose parameter names include
-    ///   the encoder kind, so format-1 weights do not load.
-    pub const FORMAT: u32 = 2;
+    ///   the encoder kind, so format-1 weights do not load;
+    /// - 3: `cross-modal` fusion's attention blocks carry a learned null
+    ///   token. Only that fusion's weights changed: format-2 cards of every
+    ///   other fusion are still read.
+    pub const FORMAT: u32 = 3;
 
-    /// Whether a card of `format` can be read, and if not, why.
-    fn check_format(format: u32) -> std::result::Result<(), String> {
+    /// Whether a card of `format` and `fusion` can be read, and if not, why.
+    fn check_format(format: u32, fusion: Option<FusionKind>) -> std::result::Result<(), String> {
         use std::cmp::Ordering::*;
+        let cross_modal = fusion == Some(FusionKind::CrossModal);
         match format.cmp(&Self::FORMAT) {
             Equal => Ok(()),
+            Less if format == 2 && !cross_modal => Ok(()),
+            Less if format == 2 => Err(
+                "made by an older polymodal (format 2), whose cross-modal fusion had no null \
+                 token: retrain, or use the version that made it"
+                    .to_string(),
+            ),
             Less => Err(format!(
                 "made by an older polymodal (format {format}): retrain, or use the version \
                  that made it"
@@ -78,12 +89,19 @@ struct CardIn {
     classes: Vec<String>,
 }
 
-/// Only the format of a `model.json`, read before the rest (whose fields may
-/// have changed between formats).
+/// Only the format of a `model.json` and the fusion it names, read before
+/// the rest (whose fields may have changed between formats).
 #[derive(Deserialize)]
 struct CardFormat {
     #[serde(default = "first_format")]
     format: u32,
+    classifier: Option<CardFusion>,
+}
+
+/// The fusion of a card's classifier, where it parses.
+#[derive(Deserialize)]
+struct CardFusion {
+    fusion: Option<FusionKind>,
 }
 
 fn first_format() -> u32 {
@@ -111,7 +129,8 @@ impl<'de> Deserialize<'de> for ModelCard {
         deserializer: D,
     ) -> std::result::Result<Self, D::Error> {
         let card = CardIn::deserialize(deserializer)?;
-        Self::check_format(card.format).map_err(serde::de::Error::custom)?;
+        Self::check_format(card.format, Some(card.classifier.fusion))
+            .map_err(serde::de::Error::custom)?;
         Ok(Self {
             classifier: card.classifier,
             features: card.features,
@@ -164,8 +183,9 @@ impl ModelDir {
         let in_card =
             |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", self.card().display()));
         // The format first: an older card's other fields may not parse.
-        if let Ok(CardFormat { format }) = serde_json::from_str(&text) {
-            ModelCard::check_format(format).map_err(|e| in_card(&e))?;
+        if let Ok(CardFormat { format, classifier }) = serde_json::from_str(&text) {
+            let fusion = classifier.and_then(|c| c.fusion);
+            ModelCard::check_format(format, fusion).map_err(|e| in_card(&e))?;
         }
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| in_card(&e))?;
         let tokenizer = if card.classifier.modalities.contains(&Modality::Text) {
@@ -308,7 +328,7 @@ mod tests {
         let _rng = crate::RngGuard::hold();
         let json = serde_json::to_value(card()).unwrap();
         assert_eq!(json["format"], ModelCard::FORMAT);
-        assert_eq!(ModelCard::FORMAT, 2);
+        assert_eq!(ModelCard::FORMAT, 3);
         let back: ModelCard = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.classifier, card().classifier);
         assert_eq!(back.classes, card().classes);
@@ -338,13 +358,28 @@ mod tests {
         );
         assert!(serde_json::from_value::<ModelCard>(old).is_err());
 
+        // Format 2 is read unless its fusion is cross-modal, whose blocks
+        // gained a null token in format 3.
+        let mut second = json.clone();
+        second["format"] = serde_json::json!(2);
+        std::fs::write(dir.card(), second.to_string()).unwrap();
+        assert!(dir.load(&Device::flex()).is_ok());
+        second["classifier"]["fusion"] = serde_json::json!("cross-modal");
+        std::fs::write(dir.card(), second.to_string()).unwrap();
+        let error = dir.load(&Device::flex()).err().unwrap().to_string();
+        assert!(
+            error.contains("(format 2), whose cross-modal fusion had no null token"),
+            "{error}"
+        );
+        assert!(serde_json::from_value::<ModelCard>(second).is_err());
+
         // A newer card says to update.
         let mut newer = json;
         newer["format"] = serde_json::json!(ModelCard::FORMAT + 1);
         std::fs::write(dir.card(), newer.to_string()).unwrap();
         let error = dir.load(&Device::flex()).err().unwrap().to_string();
         assert!(
-            error.contains("made by a newer polymodal (format 3"),
+            error.contains("made by a newer polymodal (format 4"),
             "{error}"
         );
         std::fs::remove_dir_all(&dir.0).unwrap();
