@@ -135,40 +135,56 @@ def torch_heads(data, y, speakers):
             return self.out(nn.functional.dropout(h, 0.2, self.training))
 
     def folds(make, inputs):
-        accuracies = []
-        for k, held_out in enumerate(SPEAKERS):
-            torch.manual_seed(k)
-            train, test = np.where(speakers != held_out)[0], np.where(speakers == held_out)[0]
-            np.random.default_rng(k).shuffle(train)
-            valid, train = train[:len(train) // 10], train[len(train) // 10:]
+        def setup():
             model = make()
-            optimizer = torch.optim.Adam(model.parameters(), 2e-3)
-            best = (-1.0, 0.0)
+            return model, torch.optim.Adam(model.parameters(), 2e-3), lambda rows: model(inputs[rows], mask[rows])
 
-            def accuracy(rows):
-                with torch.no_grad():
-                    return float((model(inputs[rows], mask[rows]).argmax(1).numpy() == y[rows]).mean())
-
-            for _ in range(30):
-                model.train()
-                order = np.random.permutation(train)
-                for b in range(0, len(order), 64):
-                    rows = order[b:b + 64]
-                    loss = nn.functional.cross_entropy(model(inputs[rows], mask[rows]), torch.tensor(y[rows]))
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                model.eval()
-                valid_accuracy = accuracy(valid)
-                if valid_accuracy > best[0]:
-                    best = (valid_accuracy, accuracy(test))
-            accuracies.append(best[1])
-        return accuracies
+        return speaker_folds(setup, y, speakers, 30)
 
     return [("linear layer, last layer's mean", folds(lambda: Pooled(0), last)),
             ("MLP (128 hidden), last layer's mean", folds(lambda: Pooled(128), last)),
             ("attention pooling over the positions", folds(Attention, sequences)),
             ("1-D convolution (128, width 5) + max over the positions", folds(Convolution, sequences))]
+
+
+def speaker_folds(setup, y, speakers, epochs):
+    """Each held-out speaker's test accuracy at the best validation epoch.
+    Fold k is seeded k and keeps 10 % of the training pairs for validation;
+    `setup()` gives the fold's (model, optimizer, logits of rows)."""
+    import torch
+    from torch import nn
+
+    accuracies = []
+    for k, held_out in enumerate(SPEAKERS):
+        torch.manual_seed(k)
+        train, test = np.where(speakers != held_out)[0], np.where(speakers == held_out)[0]
+        np.random.default_rng(k).shuffle(train)
+        valid, train = train[:len(train) // 10], train[len(train) // 10:]
+        model, optimizer, logits = setup()
+
+        def accuracy(rows):
+            with torch.no_grad():
+                right = sum(int((logits(rows[b:b + 256]).argmax(1).numpy() == y[rows[b:b + 256]]).sum())
+                            for b in range(0, len(rows), 256))
+            return right / len(rows)
+
+        best = (-1.0, 0.0)
+        for _ in range(epochs):
+            model.train()
+            order = np.random.permutation(train)
+            for b in range(0, len(order), 64):
+                rows = order[b:b + 64]
+                loss = nn.functional.cross_entropy(logits(rows), torch.tensor(y[rows]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            valid_accuracy = accuracy(valid)
+            if valid_accuracy > best[0]:
+                best = (valid_accuracy, accuracy(test))
+        accuracies.append(best[1])
+        print(f"  {held_out}: {best[1]:.3f}", file=sys.stderr)
+    return accuracies
 
 
 def asr(root, rows, folder, speaker):
@@ -222,6 +238,20 @@ def probe_parser(doc):
     return parser
 
 
+def cached_arrays(path, make):
+    """`make()`'s dict of arrays, kept in the .npz `path` (when given) and
+    read from it when it exists."""
+    started = time.time()
+    if path and path.is_file():
+        data = dict(np.load(path))
+    else:
+        data = make()
+        if path:
+            np.savez(path, **data)
+    print(f"embedded the clips in {time.time() - started:.0f} s", file=sys.stderr)
+    return data
+
+
 def labelled_pairs(root):
     """The pairs with each one's speaker and digit as arrays."""
     rows = pairs(root)
@@ -233,14 +263,7 @@ def main():
     parser.add_argument("--asr", metavar="SPEAKER")
     args = parser.parse_args()
     rows, speakers, y = labelled_pairs(args.data)
-    started = time.time()
-    if args.cache and args.cache.is_file():
-        data = dict(np.load(args.cache))
-    else:
-        data = embed(args.data, rows, args.whisper)
-        if args.cache:
-            np.savez(args.cache, **data)
-    print(f"embedded {len(rows)} clips in {time.time() - started:.0f} s", file=sys.stderr)
+    data = cached_arrays(args.cache, lambda: embed(args.data, rows, args.whisper))
     means, layers = data["means"], data["means"].shape[1]
     readings = [(f"logistic regression, hidden state {i}'s mean" + (" (last)" if i == layers - 1 else ""),
                  logistic(means[:, i], y, speakers)) for i in range(layers)]

@@ -104,10 +104,12 @@ fn fused_width(dim: usize, modalities: usize, unimodal_skip: bool) -> usize {
 /// One pre-norm cross-attention layer: the target's tokens query the
 /// source's tokens, then a position-wise feed-forward layer; both residual.
 ///
-/// A learned null token is appended to every source (the `add_bias_kv` of
-/// PyTorch's and fairseq's attention, which MulT's code offers): a query
-/// with nothing to gather attends to it, and a sample whose source is absent
-/// attends to it alone. So the target's tokens take the same path through
+/// A learned null token is appended to every source, projected by the
+/// attention's own key and value maps (close to the `add_bias_kv` of
+/// PyTorch's and fairseq's attention, which MulT's code offers and which
+/// learns the appended key and value directly): a query with nothing to
+/// gather attends to it, and a sample whose source is absent attends to it
+/// alone. So the target's tokens take the same path through
 /// the block whether the source is there or not, and what follows the block
 /// sees one kind of input.
 #[derive(Module, Debug)]
