@@ -98,10 +98,11 @@ struct CardFormat {
     classifier: Option<CardFusion>,
 }
 
-/// The fusion of a card's classifier, where it parses.
+/// The fusion of a card's classifier, as written: a newer card's may be a
+/// kind this polymodal does not know, and its format must still be read.
 #[derive(Deserialize)]
 struct CardFusion {
-    fusion: Option<FusionKind>,
+    fusion: Option<serde_json::Value>,
 }
 
 fn first_format() -> u32 {
@@ -184,7 +185,9 @@ impl ModelDir {
             |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", self.card().display()));
         // The format first: an older card's other fields may not parse.
         if let Ok(CardFormat { format, classifier }) = serde_json::from_str(&text) {
-            let fusion = classifier.and_then(|c| c.fusion);
+            let fusion = classifier
+                .and_then(|c| c.fusion)
+                .and_then(|v| serde_json::from_value(v).ok());
             ModelCard::check_format(format, fusion).map_err(|e| in_card(&e))?;
         }
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| in_card(&e))?;
@@ -376,6 +379,7 @@ mod tests {
         // A newer card says to update.
         let mut newer = json;
         newer["format"] = serde_json::json!(ModelCard::FORMAT + 1);
+        newer["classifier"]["fusion"] = serde_json::json!("a-kind-not-known-yet");
         std::fs::write(dir.card(), newer.to_string()).unwrap();
         let error = dir.load(&Device::flex()).err().unwrap().to_string();
         assert!(
