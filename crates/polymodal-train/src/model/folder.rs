@@ -368,8 +368,7 @@ mod tests {
         std::fs::write(dir.card(), second.to_string()).unwrap();
         assert!(dir.load(&Device::flex()).is_ok());
         second["classifier"]["fusion"] = serde_json::json!("cross-modal");
-        std::fs::write(dir.card(), second.to_string()).unwrap();
-        let error = dir.load(&Device::flex()).err().unwrap().to_string();
+        let error = load_error(&dir, &second);
         assert!(
             error.contains("(format 2), whose cross-modal fusion had no null token"),
             "{error}"
@@ -380,12 +379,20 @@ mod tests {
         let mut newer = json;
         newer["format"] = serde_json::json!(ModelCard::FORMAT + 1);
         newer["classifier"]["fusion"] = serde_json::json!("a-kind-not-known-yet");
-        std::fs::write(dir.card(), newer.to_string()).unwrap();
-        let error = dir.load(&Device::flex()).err().unwrap().to_string();
+        let error = load_error(&dir, &newer);
         assert!(
             error.contains("made by a newer polymodal (format 4"),
             "{error}"
         );
         std::fs::remove_dir_all(&dir.0).unwrap();
+    }
+
+    /// What loading `dir` says once its card is `card`.
+    fn load_error(dir: &ModelDir, card: &serde_json::Value) -> String {
+        std::fs::write(dir.card(), card.to_string()).unwrap();
+        let Err(error) = dir.load(&Device::flex()) else {
+            panic!("a card that should be refused was read");
+        };
+        error.to_string()
     }
 }
