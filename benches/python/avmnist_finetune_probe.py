@@ -22,14 +22,23 @@ best accuracy on 10 % of the training pairs kept, fold k seeded k):
 - the last layer and final norm fine-tuned at each learning rate of
   RATES, the head at 2e-3.
 
+With `--whole`, the whole encoder (convolutions, positions, every layer,
+final norm) instead runs on each clip's log-mel input, its first
+2 x POSITIONS frames of Whisper's 30 s input, every layer attending over
+the positions that hold audio only: frozen, then fine-tuned at
+WHOLE_RATE for WHOLE_EPOCHS epochs (about 2.5 minutes per fold).
+
 Usage (the venv of scripts/parity/requirements*.txt):
 
     python benches/python/avmnist_finetune_probe.py ../shared/data/avmnist \
         ../shared/models/whisper-tiny.en --cache target/finetune-probe.npz
+    python benches/python/avmnist_finetune_probe.py ../shared/data/avmnist \
+        ../shared/models/whisper-tiny.en --whole --cache target/finetune-whole.npz
 
 Prints a Markdown table: mean ± sample standard deviation over the six
 folds, then each held-out speaker's accuracy. Embedding the 3,000 clips
-takes about 16 minutes on two cores; `--cache` keeps the states.
+takes about 16 minutes on two cores (their log-mel input for `--whole`:
+half a minute); `--cache` keeps the states.
 """
 import copy
 import math
@@ -46,6 +55,7 @@ from avmnist_loso_probe import (cached_arrays, clips, labelled_pairs, load, prin
 POSITIONS = 64  # 1.28 s: 4 of the 3,000 clips are longer and cut
 EPOCHS = 8
 RATES = (3e-5, 1e-4, 3e-4)
+WHOLE_RATE, WHOLE_EPOCHS = 3e-5, 5
 
 
 def embed(root, rows, folder):
@@ -69,54 +79,84 @@ def embed(root, rows, folder):
     return {"states": np.stack(states), "lengths": np.array(lengths)}
 
 
-def classifier(folder):
-    """The encoder's last layer and final norm (pretrained weights) and a
-    linear head, as one torch module over (states, mask)."""
-    import torch
+def embed_mels(root, rows, folder):
+    """Per clip: the first 2 x POSITIONS frames of its log-mel input (of
+    Whisper's 30 s input, so scaled as the encoder reads it) and how many
+    of the POSITIONS positions they give hold audio."""
+    extractor = load(folder)[1]
+    mels, lengths = [], []
+    for start in range(0, len(rows), BATCH):
+        audio = clips(root, rows[start:start + BATCH])
+        features = extractor(audio, sampling_rate=WHISPER_RATE, return_tensors="np").input_features
+        for samples, mel in zip(audio, features):
+            mels.append(mel[:, :2 * POSITIONS].copy())
+            lengths.append(min(POSITIONS, math.ceil(len(samples) / SAMPLES_PER_POSITION)))
+    return {"states": np.stack(mels), "lengths": np.array(lengths)}
+
+
+def layer_over_audio(layer, x, mask, heads):
+    """One Whisper encoder layer written out, its attention's keys limited to
+    the positions that hold audio (`mask`)."""
+    from torch import nn
+
+    a = layer.self_attn
+    b, n, dim = x.shape
+    split = lambda t: t.view(b, n, heads, dim // heads).transpose(1, 2)  # noqa: E731
+    h = layer.self_attn_layer_norm(x)
+    q = split(a.q_proj(h) * (dim // heads) ** -0.5)
+    k, v = split(a.k_proj(h)), split(a.v_proj(h))
+    scores = (q @ k.transpose(-1, -2)).masked_fill(~mask[:, None, None, :], -1e9)
+    x = x + a.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, dim))
+    return x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
+
+
+def classifier(folder, whole):
+    """A linear head on the mean over the audio positions of the encoder's
+    last layer and final norm (pretrained weights), as one torch module
+    over (states, mask); `whole`: of the whole encoder, over (log-mel,
+    mask)."""
     from torch import nn
 
     encoder = load(folder)[0].get_encoder()
     dim = encoder.config.d_model
     heads = encoder.config.encoder_attention_heads
 
-    class LastLayer(nn.Module):
+    class Probe(nn.Module):
         def __init__(self):
             super().__init__()
-            self.layer = copy.deepcopy(encoder.layers[-1])
+            self.encoder = copy.deepcopy(encoder) if whole else None
+            self.layers = self.encoder.layers if whole else nn.ModuleList([copy.deepcopy(encoder.layers[-1])])
             self.norm = copy.deepcopy(encoder.layer_norm)
             self.head = nn.Linear(dim, 10)
 
-        def attend(self, x, mask):
-            # Whisper's self-attention written out, its keys limited to the
-            # positions that hold audio.
-            a = self.layer.self_attn
-            b, n, _ = x.shape
-            split = lambda t: t.view(b, n, heads, dim // heads).transpose(1, 2)  # noqa: E731
-            q = split(a.q_proj(x) * (dim // heads) ** -0.5)
-            k, v = split(a.k_proj(x)), split(a.v_proj(x))
-            scores = (q @ k.transpose(-1, -2)).masked_fill(~mask[:, None, None, :], -1e9)
-            return a.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, dim))
+        def stem(self, mel, n):
+            e = self.encoder
+            x = nn.functional.gelu(e.conv2(nn.functional.gelu(e.conv1(mel)))).transpose(1, 2)
+            return x[:, :n] + e.embed_positions.weight[:n]
 
         def forward(self, x, mask):
-            layer = self.layer
-            x = x + self.attend(layer.self_attn_layer_norm(x), mask)
-            x = x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
+            if whole:
+                x = self.stem(x, mask.shape[1])
+            for layer in self.layers:
+                x = layer_over_audio(layer, x, mask, heads)
             x = self.norm(x)
             m = mask.unsqueeze(-1).float()
             return self.head((x * m).sum(1) / m.sum(1))
 
-    return LastLayer
+    return Probe
 
 
-def folds(make, rate, states, lengths, y, speakers):
+def folds(make, rate, states, lengths, y, speakers, epochs=EPOCHS, whole=False):
     """Each held-out speaker's test accuracy at the best validation epoch,
-    the last layer and final norm trained at `rate` (frozen at 0)."""
+    the encoder's part in the probe trained at `rate` (frozen at 0)."""
     import torch
 
     def batch(rows):
         n = int(lengths[rows].max())  # only as many positions as the longest clip holds
         mask = torch.arange(n)[None, :] < torch.tensor(lengths[rows])[:, None]
-        return torch.tensor(states[rows, :n]), mask
+        # --whole reads log-mel frames, two per position.
+        inputs = states[rows, :, :2 * n] if whole else states[rows, :n]
+        return torch.tensor(inputs), mask
 
     def setup():
         model = make()
@@ -128,26 +168,32 @@ def folds(make, rate, states, lengths, y, speakers):
             groups.append({"params": encoder_params, "lr": rate})
         return model, torch.optim.Adam(groups), lambda rows: model(*batch(rows))
 
-    return speaker_folds(setup, y, speakers, EPOCHS)
+    return speaker_folds(setup, y, speakers, epochs)
 
 
 def main():
     import torch
 
-    args = probe_parser(__doc__).parse_args()
+    parser = probe_parser(__doc__)
+    parser.add_argument("--whole", action="store_true", help="fine-tune the whole encoder")
+    args = parser.parse_args()
     torch.set_num_threads(2)
     rows, speakers, y = labelled_pairs(args.data)
-    data = cached_arrays(args.cache, lambda: embed(args.data, rows, args.whisper))
-    make = classifier(args.whisper)
+    embedded = embed_mels if args.whole else embed
+    data = cached_arrays(args.cache, lambda: embedded(args.data, rows, args.whisper))
+    make = classifier(args.whisper, args.whole)
+    part = "whole encoder" if args.whole else "last layer"
+    settings = [(0.0, WHOLE_EPOCHS), (WHOLE_RATE, WHOLE_EPOCHS)] if args.whole else [(r, EPOCHS) for r in (0.0, *RATES)]
     readings = []
-    for rate in (0.0, *RATES):
-        name = ("last layer frozen, over the audio positions only" if rate == 0
-                else f"last layer and final norm fine-tuned at {rate:g}")
+    for rate, epochs in settings:
+        name = (f"{part} frozen, over the audio positions only" if rate == 0
+                else f"{part} and final norm fine-tuned at {rate:g}")
         print(name, file=sys.stderr)
         started = time.time()
-        readings.append((name, folds(make, rate, data["states"], data["lengths"], y, speakers)))
+        readings.append((name, folds(make, rate, data["states"], data["lengths"], y, speakers,
+                                     epochs, args.whole)))
         print(f"  {time.time() - started:.0f} s", file=sys.stderr)
-    print_table("last layer", readings)
+    print_table(part, readings)
 
 
 if __name__ == "__main__":

@@ -157,8 +157,9 @@ def speaker_folds(setup, y, speakers, epochs):
     accuracies = []
     for k, held_out in enumerate(SPEAKERS):
         torch.manual_seed(k)
+        rng = np.random.default_rng(k)  # the split and every epoch's order
         train, test = np.where(speakers != held_out)[0], np.where(speakers == held_out)[0]
-        np.random.default_rng(k).shuffle(train)
+        rng.shuffle(train)
         valid, train = train[:len(train) // 10], train[len(train) // 10:]
         model, optimizer, logits = setup()
 
@@ -171,7 +172,7 @@ def speaker_folds(setup, y, speakers, epochs):
         best = (-1.0, 0.0)
         for _ in range(epochs):
             model.train()
-            order = np.random.permutation(train)
+            order = rng.permutation(train)
             for b in range(0, len(order), 64):
                 rows = order[b:b + 64]
                 loss = nn.functional.cross_entropy(logits(rows), torch.tensor(y[rows]))
