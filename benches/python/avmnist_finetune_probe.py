@@ -126,7 +126,7 @@ def classifier(folder, whole):
             super().__init__()
             self.encoder = copy.deepcopy(encoder) if whole else None
             self.layers = self.encoder.layers if whole else nn.ModuleList([copy.deepcopy(encoder.layers[-1])])
-            self.norm = copy.deepcopy(encoder.layer_norm)
+            self.norm = self.encoder.layer_norm if whole else copy.deepcopy(encoder.layer_norm)
             self.head = nn.Linear(dim, 10)
 
         def stem(self, mel, n):

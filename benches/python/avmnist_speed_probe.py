@@ -66,23 +66,30 @@ def folds(x, copies, y, speakers):
 
 
 def warped(x, copies, trained_on, y, speakers):
-    """Accuracy per held-out speaker read at the speed (of `x` and its
-    `copies`) the classifier is most confident at, and at the best speed
-    chosen with the labels; trained on `x` and `trained_on`."""
-    picked, best = [], []
+    """Accuracy per held-out speaker as recorded, read at the speed (of `x`
+    and its `copies`) the classifier is most confident at, and at the best
+    speed chosen with the labels; trained on `x` and `trained_on`."""
+    as_recorded, picked, best = [], [], []
     for s in SPEAKERS:
         model, test = fitted(x, trained_on, y, speakers != s), speakers == s
         probabilities = [model.predict_proba(v[test]) for v in [x, *copies]]
         confidence = [np.log(p.max(axis=1)).mean() for p in probabilities]
         right = [float((p.argmax(axis=1) == y[test]).mean()) for p in probabilities]
+        as_recorded.append(right[0])
         picked.append(right[int(np.argmax(confidence))])
         best.append(max(right))
-    return picked, best
+    return as_recorded, picked, best
+
+
+def centred(samples):
+    """`samples` without their DC offset (their mean)."""
+    return (samples - samples.mean()).astype(np.float32)
 
 
 def print_offsets(root, rows, speakers):
     """Each speaker's mean DC offset, as a fraction of each clip's RMS."""
-    offsets = np.array([(lambda a: a.mean() / np.sqrt((a ** 2).mean()))(clip(root, row)) for row in rows])
+    clips = [clip(root, row) for row in rows]
+    offsets = np.array([c.mean() / np.sqrt((c ** 2).mean()) for c in clips])
     for s in SPEAKERS:
         print(f"{s}: DC offset {offsets[speakers == s].mean():+.3f} x RMS", file=sys.stderr)
 
@@ -98,22 +105,21 @@ def main():
     copies = {f: cached_embed(args.data, rows, args.whisper, args.cache,
                               transform=lambda samples, f=f: played_at(samples, f), name=f"speed-probe-{f}")
               for f in speeds}
-    readings = [("original clips", folds(x, [], y, speakers))]
-    readings += [(f"original + played at {f}x", folds(x, [copies[f]], y, speakers)) for f in speeds]
     every = list(copies.values())
+    # One classifier per fold for each training set, read at every speed.
+    original, original_picked, _ = warped(x, every, [], y, speakers)
+    augmented, augmented_picked, augmented_best = warped(x, every, every, y, speakers)
+    readings = [("original clips", original)]
+    readings += [(f"original + played at {f}x", folds(x, [copies[f]], y, speakers)) for f in speeds]
     if len(speeds) > 1:
-        readings.append(("original + every speed", folds(x, every, y, speakers)))
-    picked, _ = warped(x, every, [], y, speakers)
-    readings.append(("original; test speed picked per speaker", picked))
-    picked, best = warped(x, every, every, y, speakers)
-    readings.append(("every speed; test speed picked per speaker", picked))
-    readings.append(("every speed; best test speed (labels)", best))
+        readings.append(("original + every speed", augmented))
+    readings.append(("original; test speed picked per speaker", original_picked))
+    readings.append(("every speed; test speed picked per speaker", augmented_picked))
+    readings.append(("every speed; best test speed (labels)", augmented_best))
     if args.remove_dc:
         print_offsets(args.data, rows, speakers)
-        centred = cached_embed(args.data, rows, args.whisper, args.cache,
-                               transform=lambda samples: (samples - samples.mean()).astype(np.float32),
-                               name="dc-removed")
-        readings.append(("DC offset removed", folds(centred, [], y, speakers)))
+        without_dc = cached_embed(args.data, rows, args.whisper, args.cache, transform=centred, name="dc-removed")
+        readings.append(("DC offset removed", folds(without_dc, [], y, speakers)))
     print_table("training clips", readings)
 
 
